@@ -1,0 +1,56 @@
+# Adds the pinned llama.cpp (llama, llama-common, mtmd, ggml) to the build.
+#
+# The source is never part of this repository: scripts/setup fetches and verifies it into
+# the cache directory, or MUSE_LLAMA_DIR points at an existing checkout.
+
+if (NOT MUSE_LLAMA_DIR)
+    execute_process(
+        COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/scripts/setup
+        OUTPUT_VARIABLE _muse_setup_out
+        RESULT_VARIABLE _muse_setup_rc
+        OUTPUT_STRIP_TRAILING_WHITESPACE)
+    if (NOT _muse_setup_rc EQUAL 0)
+        message(FATAL_ERROR "scripts/setup failed; run it by hand to see why, or pass -DMUSE_LLAMA_DIR=/path/to/llama.cpp")
+    endif()
+    string(REGEX REPLACE ".*\n" "" _muse_llama_dir "${_muse_setup_out}")
+    set(MUSE_LLAMA_DIR "${_muse_llama_dir}" CACHE PATH "llama.cpp source checkout" FORCE)
+endif()
+if (NOT EXISTS "${MUSE_LLAMA_DIR}/include/llama.h")
+    message(FATAL_ERROR "MUSE_LLAMA_DIR=${MUSE_LLAMA_DIR} is not a llama.cpp checkout (no include/llama.h)")
+endif()
+message(STATUS "Muse: llama.cpp from ${MUSE_LLAMA_DIR}")
+
+# Static libraries: one self-contained muse binary, no rpath games.
+set(BUILD_SHARED_LIBS OFF CACHE BOOL "" FORCE)
+set(LLAMA_BUILD_COMMON ON CACHE BOOL "" FORCE)
+set(LLAMA_BUILD_TESTS OFF CACHE BOOL "" FORCE)
+set(LLAMA_BUILD_EXAMPLES OFF CACHE BOOL "" FORCE)
+set(LLAMA_BUILD_TOOLS OFF CACHE BOOL "" FORCE)
+set(LLAMA_BUILD_SERVER OFF CACHE BOOL "" FORCE)
+set(LLAMA_BUILD_APP OFF CACHE BOOL "" FORCE)
+set(LLAMA_BUILD_MTMD ON CACHE BOOL "" FORCE)
+set(LLAMA_OPENSSL OFF CACHE BOOL "" FORCE)
+set(LLAMA_SUBPROCESS OFF CACHE BOOL "" FORCE)
+set(LLAMA_ALL_WARNINGS OFF CACHE BOOL "" FORCE)
+set(LLAMA_TOOLS_INSTALL OFF CACHE BOOL "" FORCE)
+
+# Some x86 CPUs (and VMs) advertise AMX but fault on it: -march=native would then emit
+# AMX tiles that die with SIGILL in the first matrix multiply. GCC lets explicit -mno-*
+# flags win over -march=native whatever their order, so keep native tuning minus AMX.
+# Set MUSE_ALLOW_AMX=ON on hardware where AMX really works.
+option(MUSE_ALLOW_AMX "Let -march=native enable AMX (only where the CPU really runs it)" OFF)
+if (NOT MUSE_ALLOW_AMX AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" AND NOT MSVC)
+    include(CheckCCompilerFlag)
+    check_c_compiler_flag("-mno-amx-tile" MUSE_HAS_NO_AMX_FLAG)
+    if (MUSE_HAS_NO_AMX_FLAG)
+        add_compile_options(-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+    endif()
+endif()
+
+add_subdirectory(${MUSE_LLAMA_DIR} ${CMAKE_BINARY_DIR}/llama.cpp EXCLUDE_FROM_ALL)
+
+if (MUSE_BUILD_BENCH)
+    # llama.cpp's own benchmark tools, from the same source, for side-by-side ratios.
+    add_subdirectory(${MUSE_LLAMA_DIR}/tools/llama-bench ${CMAKE_BINARY_DIR}/llama.cpp/tools/llama-bench)
+    add_subdirectory(${MUSE_LLAMA_DIR}/tools/batched-bench ${CMAKE_BINARY_DIR}/llama.cpp/tools/batched-bench)
+endif()

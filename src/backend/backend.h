@@ -1,0 +1,89 @@
+#pragma once
+// The Backend interface: what every reasoning mode and agent runs on. A backend starts chat
+// sequences (optionally forked from a live one), streams their reasoning, content and tool
+// calls, and cancels them. Implementations: local (llama.cpp engine), scripted (replays
+// fixed outputs, for orchestration tests), remote (later).
+//
+//   auto stream = backend.start(req);
+//   muse::chat_event ev;
+//   while (stream->next(ev)) { if (ev.type == muse::chat_event::CONTENT) std::cout << ev.text; }
+//
+// Thread safety: start() may be called from any thread; each stream belongs to one reader.
+
+#include "engine/chat-format.h"
+#include "engine/error.h"
+#include "engine/sequence.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace muse {
+
+struct chat_request {
+    std::vector<chat_message> messages;
+    std::vector<chat_tool>    tools;
+    reasoning_mode            reasoning        = REASONING_AUTO;
+    int32_t                   reasoning_budget = -1;  // thinking tokens before budget forcing; -1 = unlimited
+    sampling_params           sampling;
+    int32_t                   max_tokens = -1;        // -1: until the context is full
+    std::vector<std::string>  stop;
+    std::string               json_schema;  // constrain the answer (then reasoning is off)
+    std::string               grammar;      // GBNF alternative to json_schema
+
+    uint64_t fork_from = 0;      // id of a live/retained stream whose prompt prefix to share
+    bool     retain    = false;  // keep this stream's cache after it ends, for later forks
+};
+
+struct chat_event {
+    enum type_t {
+        REASONING,  // text: a reasoning_content delta
+        CONTENT,    // text: a content delta
+        TOOL_CALL,  // tool_call_index / tool_call: a tool call (or its arguments) delta
+        DONE,       // finish, use, err: the last event
+    } type = CONTENT;
+    std::string    text;
+    int            tool_call_index = -1;
+    chat_tool_call tool_call;
+    finish_reason  finish = FINISH_NONE;
+    usage          use;
+    error          err;
+};
+
+class chat_stream {
+  public:
+    virtual ~chat_stream() = default;
+    virtual uint64_t id() const = 0;
+    // Blocks for the next event; false after DONE was returned.
+    virtual bool next(chat_event & ev) = 0;
+    virtual void cancel() = 0;
+};
+
+struct backend_info {
+    std::string name;        // "local", "scripted", ...
+    std::string model;       // model description
+    bool        supports_reasoning = false;
+    bool        supports_fork      = false;
+    int32_t     n_ctx              = 0;
+};
+
+class backend {
+  public:
+    virtual ~backend() = default;
+    virtual std::unique_ptr<chat_stream> start(const chat_request & req) = 0;
+    virtual backend_info                 info() const = 0;
+};
+
+// The whole answer of a stream, read to its end.
+struct chat_result {
+    std::string                 reasoning;
+    std::string                 content;
+    std::vector<chat_tool_call> tool_calls;
+    finish_reason               finish = FINISH_NONE;
+    usage                       use;
+    error                       err;
+};
+
+chat_result collect(chat_stream & stream);
+
+}  // namespace muse

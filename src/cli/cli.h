@@ -1,0 +1,58 @@
+#pragma once
+// Shared pieces of the `muse` command line: exit codes, argument parsing, the default model.
+
+#include "engine/error.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace muse::cli {
+
+// Documented exit codes (muse --help lists them).
+enum exit_code {
+    EXIT_OK        = 0,
+    EXIT_FAILURE_  = 1,    // generation failed (request error, engine error)
+    EXIT_USAGE     = 2,    // bad command line
+    EXIT_MODEL     = 3,    // the model or projector cannot be loaded
+    EXIT_CANCELLED = 130,  // interrupted with Ctrl-C
+};
+
+int exit_code_for(error_code code);
+
+// A minimal argv walker: flags may be "--name value" or "--name=value".
+class args {
+  public:
+    args(int argc, char ** argv, int first);
+
+    bool        done() const { return i >= (int) v.size(); }
+    std::string peek() const { return v[i]; }
+    bool        flag(const char * name);                        // consumes "--name"
+    bool        value(const char * name, std::string & out);    // consumes "--name X"
+    bool        int_value(const char * name, int64_t lo, int64_t hi, int32_t & out);
+    bool        float_value(const char * name, double lo, double hi, float & out);
+    std::string take() { return v[i++]; }
+
+    // Set when a flag had a missing or bad value; the command prints it and exits 2.
+    std::string error;
+
+  private:
+    std::vector<std::string> v;
+    int                      i = 0;
+};
+
+// The model used when --model is not given: $MUSE_MODEL, or the generated smoke model
+// (random weights, meaningless output) created on first use in the cache directory.
+// Sets `generated` when the smoke model is used.
+bool default_model(std::string & path, bool & generated, std::string & err, bool quiet);
+
+std::string cache_dir();
+
+// A one-line progress indicator on stderr when it is a terminal.
+void progress_line(const char * what, float fraction);
+void progress_done();
+
+bool stderr_is_tty();
+bool stdout_is_tty();
+
+}  // namespace muse::cli

@@ -1,0 +1,8 @@
+#pragma once
+
+namespace muse::cli {
+
+int cmd_ask(int argc, char ** argv);
+int cmd_info(int argc, char ** argv);
+
+}  // namespace muse::cli

@@ -1,0 +1,113 @@
+#pragma once
+// The Muse engine: one thread owns the llama_context and runs one decode loop that batches
+// the next token of every live sequence of every request, plus chunks of pending prompts.
+//
+//   muse::engine_params p;
+//   p.n_ctx = 4096;
+//   muse::error err;
+//   auto eng = muse::engine::create(model, p, err);
+//   muse::sequence_request r;
+//   r.prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
+//   auto seq = eng->submit(r);
+//   muse::sequence_event ev;
+//   while (seq.next(ev)) { if (ev.type == muse::sequence_event::TOKEN) fputs(ev.text.c_str(), stdout); }
+//
+// Thread safety: submit(), cancel(), stats() and sequence handles may be used from any
+// thread; only the engine thread touches llama.cpp state. One bad request ends with an
+// error event of its own; it never stops the loop.
+
+#include "error.h"
+#include "sequence.h"
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+namespace muse {
+
+class model;
+struct event_channel;
+
+struct engine_params {
+    int32_t n_ctx     = 4096;  // total KV cells shared by all sequences (unified cache)
+    int32_t n_batch   = 512;   // tokens per llama_decode call (decode + prefill chunks)
+    int32_t n_ubatch  = 512;
+    int32_t n_seq_max = 32;    // sequences alive at once
+    int32_t n_threads = 0;     // 0: all hardware threads
+    bool    flash_attn = false;
+};
+
+std::string validate(const engine_params & p);
+
+struct engine_stats {
+    uint64_t decode_calls        = 0;
+    uint64_t batch_tokens        = 0;  // tokens passed to llama_decode, all calls
+    uint64_t prefill_tokens      = 0;
+    uint64_t generated_tokens    = 0;
+    uint64_t max_batch_tokens    = 0;
+    uint64_t max_batch_seqs      = 0;  // most sequences sampled in one call
+    uint64_t multi_seq_calls     = 0;  // calls that sampled two or more sequences
+    uint64_t sequences_started   = 0;
+    uint64_t sequences_forked    = 0;  // started with a prefix copied from a parent
+    uint64_t sequences_failed    = 0;
+    uint64_t kv_full_events      = 0;  // llama_decode returned 1
+    int32_t  n_ctx               = 0;
+    int32_t  n_seq_max           = 0;
+    int32_t  live_sequences      = 0;
+};
+
+// The reader end of one sequence's event stream. Destroying it cancels the sequence if it
+// still runs and releases its KV cells if it was retained.
+class sequence_handle {
+  public:
+    sequence_handle() = default;
+    sequence_handle(sequence_handle &&) noexcept;
+    sequence_handle & operator=(sequence_handle &&) noexcept;
+    ~sequence_handle();
+
+    seq_handle_id id() const { return sid; }
+    bool          valid() const { return sid != 0; }
+
+    // Blocks for the next event; false once DONE was returned (or the handle is empty).
+    bool next(sequence_event & ev);
+    // Non-blocking variant: false when nothing is waiting.
+    bool try_next(sequence_event & ev);
+    void cancel();
+    // Frees the KV cells of a finished retained sequence now.
+    void release();
+
+  private:
+    friend class engine;
+    std::weak_ptr<struct engine_core> core;
+    std::shared_ptr<event_channel> chan;
+    seq_handle_id sid = 0;
+    bool          done = false;
+};
+
+class engine {
+  public:
+    static std::unique_ptr<engine> create(const model & m, const engine_params & params, error & err);
+    ~engine();
+
+    // Queues a sequence. Errors in the request (bad fields, prompt too long) arrive as its
+    // DONE event with FINISH_ERROR.
+    sequence_handle submit(const sequence_request & req);
+    // Queues several sequences at once: they are admitted in the same loop step, so K
+    // parallel agents start (and advance) together.
+    std::vector<sequence_handle> submit(const std::vector<sequence_request> & reqs);
+    void            cancel(seq_handle_id id);
+
+    engine_stats stats() const;
+    const model & get_model() const;
+    int32_t       n_ctx() const;
+
+    // Tokenizes like the engine does (special tokens parsed); for tests and usage counting.
+    std::vector<llama_token> tokenize(const std::string & text) const;
+    std::string              detokenize(const std::vector<llama_token> & tokens) const;
+
+  private:
+    engine();
+    std::shared_ptr<engine_core> core;
+};
+
+}  // namespace muse

@@ -1,0 +1,77 @@
+#pragma once
+// A loaded GGUF model: weights (llama_model), its chat templates and an optional vision
+// projector (libmtmd). Shared, read-only state; per-conversation state lives in the engine.
+//
+//   muse::error err;
+//   auto m = muse::model::load({ .path = "model.gguf" }, err);
+//   if (!m) { fprintf(stderr, "%s\n", err.message.c_str()); }
+//
+// Thread safety: load() may run on any thread; a loaded model is immutable and may be read
+// from any thread. The engine thread is the only one that decodes with it.
+
+#include "error.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+struct llama_model;
+struct mtmd_context;
+struct common_chat_templates;
+
+namespace muse {
+
+struct model_params {
+    std::string path;
+    std::string mmproj_path;  // optional vision projector
+    int32_t     n_gpu_layers = -1;  // -1: all layers on the GPU when one exists
+    int32_t     n_threads    = 0;   // projector threads; 0 = hardware concurrency
+    // Load progress in [0, 1]; return false to abort.
+    std::function<bool(float)> progress;
+};
+
+struct model_info {
+    std::string path;
+    std::string architecture;       // general.architecture, e.g. "qwen2", "muse-glimmer"
+    std::string name;               // general.name when present
+    std::string description;        // llama_model_desc, e.g. "qwen2 1B Q8_0"
+    uint64_t    n_params     = 0;
+    uint64_t    size_bytes   = 0;
+    int32_t     n_ctx_train  = 0;
+    int32_t     n_embd       = 0;
+    int32_t     n_layer      = 0;
+    int32_t     n_head       = 0;
+    int32_t     n_vocab      = 0;
+    std::string template_family;    // "muse-glimmer", "qwen", "chatml", ... or "none"
+    bool        supports_reasoning = false;
+    bool        has_projector      = false;
+    std::string projector_path;
+    bool        projector_vision   = false;
+    bool        projector_audio    = false;
+};
+
+class model {
+  public:
+    static std::unique_ptr<model> load(const model_params & params, error & err);
+    ~model();
+
+    model(const model &)             = delete;
+    model & operator=(const model &) = delete;
+
+    llama_model *           get() const;
+    mtmd_context *          projector() const;  // null when none was loaded
+    common_chat_templates * templates() const;
+    const model_info &      info() const;
+
+  private:
+    model();
+    struct impl;
+    std::unique_ptr<impl> pimpl;
+};
+
+// Checks that `path` is a readable, complete GGUF file without loading its weights.
+// Fills arch with general.architecture. Used by load() and by `muse info`.
+error check_gguf_file(const std::string & path, std::string & arch);
+
+}  // namespace muse

@@ -1,0 +1,84 @@
+#pragma once
+// What one sequence asks of the engine, and what it streams back.
+
+#include "error.h"
+
+#include "common.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace muse {
+
+using seq_handle_id = uint64_t;
+
+struct sampling_params {
+    float    temperature    = 0.8f;   // <= 0: greedy
+    int32_t  top_k          = 40;     // <= 0: whole vocabulary
+    float    top_p          = 0.95f;  // 1: off
+    float    min_p          = 0.05f;  // 0: off
+    float    repeat_penalty = 1.0f;   // 1: off
+    int32_t  repeat_last_n  = 64;
+    uint32_t seed           = 0xFFFFFFFF;  // 0xFFFFFFFF: random
+};
+
+// Empty when every field is in range, else a message naming the field.
+std::string validate(const sampling_params & s);
+
+struct sequence_request {
+    std::string              prompt;           // rendered prompt text; special tokens are parsed
+    sampling_params          sampling;
+    int32_t                  max_tokens = -1;  // -1: until the context is full; 0: prefill only
+    std::vector<std::string> stop;             // stop strings (not included in the output)
+
+    common_grammar                      grammar;
+    bool                                grammar_lazy = false;
+    std::vector<common_grammar_trigger> grammar_triggers;
+    std::vector<std::string>            preserved_tokens;
+    std::string                         generation_prompt;  // already-generated prefix for grammar/budget state
+
+    // Budget forcing: once `budget` tokens were spent inside reasoning (opened by
+    // reasoning_start), the engine forces reasoning_forced to close it; the answer follows.
+    int32_t                  reasoning_budget = -1;  // -1: unlimited
+    std::string              reasoning_start;
+    std::vector<std::string> reasoning_ends;
+    std::string              reasoning_forced;
+
+    // Fork: share the longest common token prefix with this live (or retained) sequence;
+    // its KV cells are copied, never recomputed.
+    seq_handle_id parent = 0;
+    // Keep this sequence's KV cells after it finishes, so that later requests can fork it,
+    // until its handle is released.
+    bool retain = false;
+};
+
+enum finish_reason {
+    FINISH_NONE,
+    FINISH_STOP,       // end-of-generation token or stop string
+    FINISH_LENGTH,     // max_tokens reached, or the context is full
+    FINISH_CANCELLED,
+    FINISH_ERROR,
+};
+
+const char * finish_reason_name(finish_reason r);
+
+struct usage {
+    int32_t prompt_tokens           = 0;  // tokens in the prompt
+    int32_t prompt_tokens_prefilled = 0;  // computed by this request
+    int32_t prompt_tokens_reused    = 0;  // shared with the parent through fork
+    int32_t completion_tokens       = 0;
+    double  prefill_ms              = 0;  // first admission to first token sampled
+    double  generate_ms             = 0;  // first token to finish
+};
+
+struct sequence_event {
+    enum type_t { TOKEN, DONE } type = TOKEN;
+    llama_token   token = LLAMA_TOKEN_NULL;  // TOKEN
+    std::string   text;                      // TOKEN: new output text (complete UTF-8; may be empty while held back)
+    finish_reason finish = FINISH_NONE;      // DONE
+    usage         use;                       // DONE
+    muse::error   err;                       // DONE with FINISH_ERROR
+};
+
+}  // namespace muse

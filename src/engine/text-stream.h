@@ -1,0 +1,32 @@
+#pragma once
+// Output text of one sequence on its way to the reader: holds back bytes that may still
+// become a stop string or that end in an incomplete UTF-8 character.
+
+#include <string>
+#include <vector>
+
+namespace muse {
+
+class text_stream {
+  public:
+    void set_stops(std::vector<std::string> s) { stops = std::move(s); }
+
+    // Appends a token's piece; returns the text that is now safe to show. Sets `stopped`
+    // when a stop string appeared (the stop string and what follows are dropped).
+    std::string add(const std::string & piece, bool & stopped);
+
+    // Returns whatever is still held back (at the end of generation).
+    std::string flush();
+
+    const std::string & all() const { return text; }
+
+  private:
+    std::vector<std::string> stops;
+    std::string              text;
+    size_t                   emitted = 0;
+};
+
+// Length of the longest prefix of s that does not end inside a UTF-8 character.
+size_t utf8_complete_length(const std::string & s);
+
+}  // namespace muse

@@ -1,0 +1,131 @@
+// Backend contract: the same behaviour from every implementation.
+
+#include "backend-contract.h"
+
+#include <gtest/gtest.h>
+
+using namespace muse;
+
+namespace {
+
+class backend_contract : public ::testing::Test {
+  protected:
+    void SetUp() override { impl = test::make_contract_backend(); }
+    backend & be() { return impl->get(); }
+
+    chat_request ask(const std::string & text) {
+        chat_request r;
+        r.messages             = { { "user", text } };
+        r.sampling.temperature = 0;
+        r.max_tokens           = 16;
+        return r;
+    }
+
+    std::unique_ptr<test::contract_backend> impl;
+};
+
+TEST_F(backend_contract, stream_ends_with_exactly_one_done) {
+    auto       s = be().start(ask("Tell me something."));
+    chat_event ev;
+    int        n_done = 0, n_text = 0;
+    bool       done_last = false;
+    while (s->next(ev)) {
+        done_last = ev.type == chat_event::DONE;
+        n_done += done_last;
+        n_text += ev.type == chat_event::CONTENT || ev.type == chat_event::REASONING;
+    }
+    EXPECT_EQ(n_done, 1);
+    EXPECT_TRUE(done_last);
+    EXPECT_GT(n_text, 0);
+    EXPECT_FALSE(s->next(ev)) << "next() must stay false after DONE";
+}
+
+TEST_F(backend_contract, usage_counts_prompt_and_completion) {
+    auto r = collect(*be().start(ask("Count these words please.")));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_GT(r.use.prompt_tokens, 0);
+    EXPECT_EQ(r.use.prompt_tokens, r.use.prompt_tokens_prefilled + r.use.prompt_tokens_reused);
+    EXPECT_GT(r.use.completion_tokens, 0);
+    EXPECT_TRUE(r.finish == FINISH_STOP || r.finish == FINISH_LENGTH);
+}
+
+TEST_F(backend_contract, max_tokens_bounds_the_answer) {
+    auto req       = ask("Write a long story about the sea.");
+    req.max_tokens = 5;
+    auto r         = collect(*be().start(req));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_LE(r.use.completion_tokens, 5);
+    EXPECT_EQ(r.finish, FINISH_LENGTH);
+}
+
+TEST_F(backend_contract, empty_messages_are_an_invalid_argument) {
+    chat_request req;
+    auto         r = collect(*be().start(req));
+    EXPECT_EQ(r.finish, FINISH_ERROR);
+    EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(r.err.message.find("messages"), std::string::npos) << r.err.message;
+}
+
+TEST_F(backend_contract, out_of_range_sampling_is_an_invalid_argument) {
+    auto req                 = ask("hi");
+    req.sampling.temperature = -1;
+    auto r                   = collect(*be().start(req));
+    EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(r.err.message.find("temperature"), std::string::npos) << r.err.message;
+
+    req                = ask("hi");
+    req.sampling.top_p = 0;
+    EXPECT_EQ(collect(*be().start(req)).err.code, ERROR_INVALID_ARGUMENT);
+}
+
+TEST_F(backend_contract, fork_from_unknown_stream_fails) {
+    auto req      = ask("hi");
+    req.fork_from = 987654321;
+    auto r        = collect(*be().start(req));
+    EXPECT_EQ(r.err.code, ERROR_PARENT_NOT_FOUND);
+}
+
+TEST_F(backend_contract, fork_of_retained_stream_reuses_its_prefix) {
+    auto parent_req   = ask("Here is a shared question that several agents will answer in turn.");
+    parent_req.retain = true;
+    auto parent       = be().start(parent_req);
+    auto pr           = collect(*parent);
+    ASSERT_FALSE(pr.err) << pr.err.message;
+
+    auto child_req      = parent_req;
+    child_req.retain    = false;
+    child_req.fork_from = parent->id();
+    child_req.messages.push_back({ "assistant", "First thought." });
+    child_req.messages.push_back({ "user", "Now answer as the critic." });
+    auto r = collect(*be().start(child_req));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_GT(r.use.prompt_tokens_reused, 0);
+    EXPECT_LT(r.use.prompt_tokens_prefilled, r.use.prompt_tokens);
+}
+
+TEST_F(backend_contract, cancel_ends_the_stream_as_cancelled) {
+    auto req       = ask("Write a very long essay.");
+    req.max_tokens = 4000;
+    auto       s   = be().start(req);
+    chat_event ev;
+    ASSERT_TRUE(s->next(ev));
+    s->cancel();
+    finish_reason fin = FINISH_NONE;
+    while (s->next(ev)) {
+        if (ev.type == chat_event::DONE) {
+            fin = ev.finish;
+        }
+    }
+    EXPECT_EQ(fin, FINISH_CANCELLED);
+}
+
+TEST_F(backend_contract, reasoning_off_gives_no_reasoning) {
+    auto req      = ask("Answer directly.");
+    req.reasoning = REASONING_OFF;
+    auto r        = collect(*be().start(req));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_TRUE(r.reasoning.empty()) << r.reasoning;
+    EXPECT_FALSE(r.content.empty());
+}
+
+}  // namespace

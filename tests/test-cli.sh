@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `muse` command line on a generated Muse Glimmer model.
+# usage: test-cli.sh MUSE_BINARY WORK_DIR
+set -u
+muse="$1"
+work="$2"
+rm -rf "$work" && mkdir -p "$work"
+export MUSE_CACHE_DIR="$work/cache"
+fails=0
+pass=0
+check() {  # check NAME CONDITION...
+  local name="$1"; shift
+  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $name"; fails=$((fails + 1)); fi
+}
+
+# --help / --version
+"$muse" --help > "$work/help.txt"; check "muse --help exits 0" test $? -eq 0
+check "help lists commands" grep -q "ask PROMPT" "$work/help.txt"
+check "help lists exit codes" grep -q "exit codes" "$work/help.txt"
+"$muse" --version | grep -qE '^muse [0-9]+\.[0-9]+\.[0-9]+$'; check "muse --version" test $? -eq 0
+"$muse" ask --help | grep -q -- "--budget"; check "ask --help" test $? -eq 0
+"$muse" info --help | grep -q -- "--mmproj"; check "info --help" test $? -eq 0
+
+# Bad command lines: exit 2 and one line naming the problem.
+"$muse" frobnicate 2> "$work/err.txt"; rc=$?
+check "unknown command exits 2" test $rc -eq 2
+check "unknown command is named" grep -q "frobnicate" "$work/err.txt"
+"$muse" ask "hi" --temp banana 2> "$work/err.txt"; rc=$?
+check "bad --temp exits 2" test $rc -eq 2
+check "bad --temp names the flag" grep -q -- "--temp" "$work/err.txt"
+check "bad --temp is one line" test "$(wc -l < "$work/err.txt")" -eq 1
+
+# Missing and broken model files: exit 3, one clear line.
+"$muse" ask --model /nonexistent/model.gguf "hi" 2> "$work/err.txt"; rc=$?
+check "missing model exits 3" test $rc -eq 3
+check "missing model is one line" test "$(wc -l < "$work/err.txt")" -eq 1
+check "missing model names the path" grep -q "/nonexistent/model.gguf" "$work/err.txt"
+
+# The default smoke model is generated on first use and labelled as such.
+"$muse" ask "Hello Muse" --max-tokens 8 --temp 0 > "$work/out.txt" 2> "$work/err.txt"; rc=$?
+check "ask on the default model exits 0" test $rc -eq 0
+check "default model is labelled as meaningless" grep -q "meaningless" "$work/err.txt"
+check "ask prints an answer" test -s "$work/out.txt"
+model="$MUSE_CACHE_DIR/models/smoke-muse-glimmer.gguf"
+check "smoke model exists" test -f "$model"
+
+head -c 100000 "$model" > "$work/truncated.gguf"
+"$muse" ask --model "$work/truncated.gguf" "hi" 2> "$work/err.txt"; rc=$?
+check "truncated model exits 3" test $rc -eq 3
+check "truncated model is one line" test "$(wc -l < "$work/err.txt")" -eq 1
+check "truncated model says truncated" grep -q "truncated" "$work/err.txt"
+
+# muse info on the generated Muse Glimmer model.
+"$muse" info "$model" > "$work/info.txt"; rc=$?
+check "info exits 0" test $rc -eq 0
+check "info architecture" grep -q "architecture *muse-glimmer" "$work/info.txt"
+check "info template" grep -q "chat template *muse-glimmer" "$work/info.txt"
+check "info reasoning" grep -q "reasoning *yes" "$work/info.txt"
+"$muse" info "$model" --json > "$work/info.json"
+check "info --json parses" node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1])); if (j.architecture!=="muse-glimmer"||!j.reasoning||j.parameters<=0) process.exit(1)' "$work/info.json"
+
+# muse ask --json: one JSON object with answer, reasoning and usage.
+"$muse" ask --model "$model" "Think first" --reasoning on --budget 6 --max-tokens 24 --temp 0 --json > "$work/ask.json"; rc=$?
+check "ask --json exits 0" test $rc -eq 0
+check "ask --json parses and carries reasoning, content and usage" node -e '
+  const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  if (typeof j.content!=="string" || !j.reasoning_content || !j.usage || j.usage.completion_tokens<=0 || j.usage.completion_tokens>24) process.exit(1);
+  if (!["stop","length"].includes(j.finish_reason)) process.exit(1);' "$work/ask.json"
+
+# Ctrl-C cancels cleanly: exit 130 and a note, no crash.
+"$muse" ask --model "$model" "Go on" --max-tokens -1 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &
+pid=$!
+sleep 1.5
+kill -INT $pid
+wait $pid; rc=$?
+check "Ctrl-C exits 130" test $rc -eq 130
+check "Ctrl-C says cancelled" grep -q "cancelled" "$work/err.txt"
+
+echo "$pass passed, $fails failed"
+test $fails -eq 0

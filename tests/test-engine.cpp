@@ -1,0 +1,320 @@
+// The engine on a generated model: batching, fork, determinism, cancellation, overflow.
+
+#include "test-models.h"
+
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+using namespace muse;
+
+namespace {
+
+struct run_result {
+    std::vector<llama_token> tokens;
+    std::string              text;
+    finish_reason            finish = FINISH_NONE;
+    usage                    use;
+    error                    err;
+};
+
+run_result drain(sequence_handle & h) {
+    run_result     r;
+    sequence_event ev;
+    while (h.next(ev)) {
+        if (ev.type == sequence_event::TOKEN) {
+            if (ev.token != LLAMA_TOKEN_NULL) {
+                r.tokens.push_back(ev.token);
+            }
+            r.text += ev.text;
+        } else {
+            r.finish = ev.finish;
+            r.use    = ev.use;
+            r.err    = ev.err;
+        }
+    }
+    return r;
+}
+
+sequence_request greedy(const std::string & prompt, int32_t max_tokens) {
+    sequence_request r;
+    r.prompt               = prompt;
+    r.max_tokens           = max_tokens;
+    r.sampling.temperature = 0;
+    return r;
+}
+
+// A prompt of roughly n tokens.
+std::string long_prompt(int n_words) {
+    std::string s;
+    for (int i = 0; i < n_words; ++i) {
+        s += "word" + std::to_string(i % 7) + " ";
+    }
+    return s;
+}
+
+class engine_test : public ::testing::Test {
+  protected:
+    std::unique_ptr<engine> make(int32_t n_ctx = 2048, int32_t n_seq_max = 8, int32_t n_batch = 512) {
+        engine_params p;
+        p.n_ctx     = n_ctx;
+        p.n_seq_max = n_seq_max;
+        p.n_batch   = n_batch;
+        p.n_ubatch  = std::min(n_batch, 512);
+        p.n_threads = 2;
+        error err;
+        auto  e = engine::create(test::shared_model(test::QWEN), p, err);
+        EXPECT_TRUE(e) << err.message;
+        return e;
+    }
+};
+
+const std::string k_shared = "You are one of several careful solvers. The question is: what is the capital of France, and why? ";
+const std::vector<std::string> k_prompts = {
+    k_shared + "Answer as the historian.",
+    "A completely different request about cooking pasta for four people.",
+    "Short one.",
+    "Numbers: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20, continue the list please.",
+};
+
+TEST_F(engine_test, generates_and_really_decodes) {
+    auto eng = make();
+    auto h   = eng->submit(greedy("Hello, world.", 8));
+    auto r   = drain(h);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.tokens.size(), 8u);
+    EXPECT_EQ(r.finish, FINISH_LENGTH);
+    EXPECT_GT(eng->stats().decode_calls, 0u);
+}
+
+TEST_F(engine_test, greedy_tokens_are_identical_alone_batched_and_forked) {
+    auto eng = make();
+    const int n = 24;
+
+    std::vector<std::vector<llama_token>> alone;
+    for (const auto & p : k_prompts) {
+        auto h = eng->submit(greedy(p, n));
+        auto r = drain(h);
+        ASSERT_FALSE(r.err) << r.err.message;
+        ASSERT_EQ((int) r.tokens.size(), n);
+        alone.push_back(r.tokens);
+    }
+
+    // The same four prompts in one batch: every decode call carries all of them.
+    std::vector<sequence_request> reqs;
+    for (const auto & p : k_prompts) {
+        reqs.push_back(greedy(p, n));
+    }
+    const auto before = eng->stats();
+    auto       hs     = eng->submit(reqs);
+    for (size_t i = 0; i < hs.size(); ++i) {
+        auto r = drain(hs[i]);
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.tokens, alone[i]) << "prompt " << i << " differs when batched";
+    }
+    const auto after = eng->stats();
+    EXPECT_EQ(after.max_batch_seqs, 4u);
+
+    // As a fork of a retained shared prefix.
+    auto parent_req   = greedy(k_shared, 0);
+    parent_req.retain = true;
+    auto parent       = eng->submit(parent_req);
+    auto pr           = drain(parent);
+    ASSERT_FALSE(pr.err) << pr.err.message;
+
+    auto child_req   = greedy(k_prompts[0], n);
+    child_req.parent = parent.id();
+    auto child       = eng->submit(child_req);
+    auto cr          = drain(child);
+    ASSERT_FALSE(cr.err) << cr.err.message;
+    EXPECT_EQ(cr.tokens, alone[0]) << "forked sequence differs from the same sequence alone";
+}
+
+TEST_F(engine_test, fork_prefills_no_shared_prefix_token_again) {
+    auto eng = make();
+
+    auto parent_req   = greedy(k_shared, 0);
+    parent_req.retain = true;
+    auto parent       = eng->submit(parent_req);
+    auto pr           = drain(parent);
+    ASSERT_FALSE(pr.err) << pr.err.message;
+    const int32_t n_shared = (int32_t) eng->tokenize(k_shared).size();
+    EXPECT_EQ(pr.use.prompt_tokens_prefilled, n_shared);
+
+    auto child_req   = greedy(k_prompts[0], 4);
+    child_req.parent = parent.id();
+    auto child       = eng->submit(child_req);
+    auto cr          = drain(child);
+    ASSERT_FALSE(cr.err) << cr.err.message;
+
+    const int32_t n_child = (int32_t) eng->tokenize(k_prompts[0]).size();
+    EXPECT_EQ(cr.use.prompt_tokens, n_child);
+    // The shared text may end mid-token, so the reusable prefix can be one token shorter.
+    EXPECT_GE(cr.use.prompt_tokens_reused, n_shared - 1);
+    EXPECT_EQ(cr.use.prompt_tokens_reused + cr.use.prompt_tokens_prefilled, n_child);
+    EXPECT_EQ(eng->stats().sequences_forked, 1u);
+}
+
+TEST_F(engine_test, forked_agents_advance_in_the_same_decode_calls) {
+    auto eng = make();
+
+    auto parent_req   = greedy(k_shared, 0);
+    parent_req.retain = true;
+    auto parent       = eng->submit(parent_req);
+    ASSERT_FALSE(drain(parent).err);
+
+    const int K = 4, n = 16;
+    std::vector<sequence_request> reqs;
+    for (int k = 0; k < K; ++k) {
+        auto r                 = greedy(k_shared + "Solver " + std::to_string(k) + " answers:", n);
+        r.sampling.temperature = 0.7f;
+        r.sampling.seed        = 100 + k;
+        r.parent               = parent.id();
+        reqs.push_back(r);
+    }
+    const auto before = eng->stats();
+    auto       hs     = eng->submit(reqs);
+    int32_t    generated = 0, reused = 0;
+    for (auto & h : hs) {
+        auto r = drain(h);
+        ASSERT_FALSE(r.err) << r.err.message;
+        generated += (int32_t) r.tokens.size();
+        reused += r.use.prompt_tokens_reused;
+    }
+    const auto after = eng->stats();
+    const auto calls = after.decode_calls - before.decode_calls;
+    EXPECT_EQ(generated, K * n);
+    EXPECT_GT(reused, 0);
+    // One call prefills the K suffixes and samples K first tokens; n - 1 more advance all K.
+    EXPECT_LE(calls, (uint64_t) n + 1) << "forked agents were not batched together";
+    EXPECT_GE(after.multi_seq_calls - before.multi_seq_calls, (uint64_t) n - 1);
+    EXPECT_EQ(after.max_batch_seqs, (uint64_t) K);
+}
+
+TEST_F(engine_test, prompts_prefill_in_chunks_interleaved_with_decoding) {
+    auto eng = make(4096, 8, 64);  // 64-token batches force chunking
+    auto gen = eng->submit(greedy("Keep talking.", 40));
+    // Let the first sequence start generating, then add a long prompt.
+    sequence_event ev;
+    ASSERT_TRUE(gen.next(ev));
+    auto long_req = greedy(long_prompt(300), 4);
+    auto lh       = eng->submit(long_req);
+    auto lr       = drain(lh);
+    auto gr       = drain(gen);
+    ASSERT_FALSE(lr.err) << lr.err.message;
+    ASSERT_FALSE(gr.err) << gr.err.message;
+    EXPECT_GT(lr.use.prompt_tokens, 64);
+    const auto st = eng->stats();
+    EXPECT_LE(st.max_batch_tokens, 64u);
+    EXPECT_GE(st.multi_seq_calls + 1, 1u);
+    // The generating sequence never waited for the whole long prompt: it kept its 40 tokens.
+    EXPECT_EQ(gr.tokens.size() + 1, 40u);
+}
+
+TEST_F(engine_test, cancel_frees_kv_so_a_request_that_needs_the_space_succeeds) {
+    auto eng = make(512, 4, 512);
+    const std::string big = long_prompt(150);
+    const int32_t n_big = (int32_t) eng->tokenize(big).size();
+    ASSERT_GT(n_big, 256);
+    ASSERT_LT(n_big, 400);
+
+    // A retained sequence holds its cells: a second big prompt does not fit beside it.
+    auto held_req   = greedy(big, 1);
+    held_req.retain = true;
+    auto held       = eng->submit(held_req);
+    ASSERT_FALSE(drain(held).err);
+    auto blocked = eng->submit(greedy(big + " again", 4));
+    auto br      = drain(blocked);
+    EXPECT_EQ(br.err.code, ERROR_NO_KV_SLOT) << br.err.message;
+    held.release();
+
+    // A running sequence is cancelled: its cells are freed at the next step.
+    auto runner = eng->submit(greedy(big, -1));
+    sequence_event ev;
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(runner.next(ev));
+        ASSERT_EQ(ev.type, sequence_event::TOKEN);
+    }
+    runner.cancel();
+    auto rr = drain(runner);
+    EXPECT_EQ(rr.finish, FINISH_CANCELLED);
+
+    auto after = eng->submit(greedy(big + " again", 4));
+    auto ar    = drain(after);
+    EXPECT_FALSE(ar.err) << ar.err.message;
+    EXPECT_EQ(ar.tokens.size(), 4u);
+}
+
+TEST_F(engine_test, prompt_longer_than_context_fails_only_that_request) {
+    auto eng = make(256, 4, 256);
+    auto ok  = eng->submit(greedy("A short question.", 32));
+    sequence_event ev;
+    ASSERT_TRUE(ok.next(ev));  // in flight
+
+    auto too_long = eng->submit(greedy(long_prompt(400), 8));
+    auto tr       = drain(too_long);
+    EXPECT_EQ(tr.finish, FINISH_ERROR);
+    EXPECT_EQ(tr.err.code, ERROR_CONTEXT_OVERFLOW);
+    EXPECT_NE(tr.err.message.find("context"), std::string::npos) << tr.err.message;
+
+    auto okr = drain(ok);
+    EXPECT_FALSE(okr.err) << okr.err.message;
+    EXPECT_EQ(okr.finish, FINISH_LENGTH);
+    EXPECT_EQ(okr.tokens.size() + 1, 32u);
+}
+
+TEST_F(engine_test, generation_stops_at_the_end_of_the_context) {
+    auto eng = make(128, 2, 128);
+    auto h   = eng->submit(greedy("Go on forever.", -1));
+    auto r   = drain(h);
+    EXPECT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.finish, FINISH_LENGTH);
+    // The last token is sampled from the last cell's logits, so it is shown but never stored.
+    EXPECT_EQ(r.use.prompt_tokens + r.use.completion_tokens, eng->n_ctx() + 1);
+}
+
+TEST_F(engine_test, bad_fields_are_rejected_with_their_name) {
+    auto eng = make();
+    auto req = greedy("hi", 4);
+    req.max_tokens = -5;
+    auto h = eng->submit(req);
+    auto r = drain(h);
+    EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(r.err.message.find("max_tokens"), std::string::npos);
+
+    req = greedy("hi", 4);
+    req.stop = { "" };
+    h = eng->submit(req);
+    EXPECT_EQ(drain(h).err.code, ERROR_INVALID_ARGUMENT);
+
+    req = greedy("hi", 4);
+    req.grammar = { COMMON_GRAMMAR_TYPE_USER, "root ::= (" };
+    h = eng->submit(req);
+    EXPECT_EQ(drain(h).err.code, ERROR_INVALID_ARGUMENT);
+
+    // The engine still serves after bad requests.
+    h = eng->submit(greedy("hi", 4));
+    EXPECT_FALSE(drain(h).err);
+}
+
+TEST_F(engine_test, stop_string_ends_generation_and_is_not_shown) {
+    auto eng = make();
+    auto h   = eng->submit(greedy("Numbers: 1 2 3", 24));
+    auto r   = drain(h);
+    ASSERT_FALSE(r.err);
+    ASSERT_GE(r.text.size(), 4u);
+    // Stop on a piece of what greedy decoding produces anyway.
+    const std::string stop = r.text.substr(r.text.size() / 2, 2);
+    auto req = greedy("Numbers: 1 2 3", 24);
+    req.stop = { stop };
+    h        = eng->submit(req);
+    auto s   = drain(h);
+    EXPECT_EQ(s.finish, FINISH_STOP);
+    EXPECT_EQ(s.text.find(stop), std::string::npos);
+    EXPECT_EQ(s.text, r.text.substr(0, r.text.find(stop)));
+}
+
+}  // namespace
