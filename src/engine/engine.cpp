@@ -304,8 +304,14 @@ struct engine_core {
         if (r.reasoning_budget < -1 || r.reasoning_budget > k_max_budget) {
             return { ERROR_INVALID_ARGUMENT, "reasoning budget must be in [-1, " + std::to_string(k_max_budget) + "] (-1 = unlimited)" };
         }
-        if (r.prompt.empty()) {
+        if (r.prompt.empty() && r.prompt_tokens.empty()) {
             return { ERROR_INVALID_ARGUMENT, "the prompt is empty" };
+        }
+        const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+        for (llama_token t : r.prompt_tokens) {
+            if (t < 0 || t >= n_vocab) {
+                return { ERROR_INVALID_ARGUMENT, "prompt token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")" };
+            }
         }
         return {};
     }
@@ -353,7 +359,7 @@ struct engine_core {
             fail(*s, std::move(err), false);
             return;
         }
-        s->tokens   = common_tokenize(vocab, s->req.prompt, true, true);
+        s->tokens   = s->req.prompt_tokens.empty() ? common_tokenize(vocab, s->req.prompt, true, true) : s->req.prompt_tokens;
         s->n_prompt = (int32_t) s->tokens.size();
         s->use.prompt_tokens = s->n_prompt;
         if (s->n_prompt == 0) {

@@ -28,6 +28,7 @@ std::string validate(const sampling_params & s);
 
 struct sequence_request {
     std::string              prompt;           // rendered prompt text; special tokens are parsed
+    std::vector<llama_token> prompt_tokens;    // or the prompt as tokens (used when not empty)
     sampling_params          sampling;
     int32_t                  max_tokens = -1;  // -1: until the context is full; 0: prefill only
     std::vector<std::string> stop;             // stop strings (not included in the output)
