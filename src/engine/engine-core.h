@@ -1,0 +1,118 @@
+#pragma once
+// The engine's state and loop, owned by its one thread. Private to src/engine: callers use
+// engine.h. engine-loop.cpp implements it; engine.cpp only posts commands to it.
+
+#include "engine.h"
+#include "event-channel.h"
+#include "text-stream.h"
+
+#include "llama-cpp.h"
+#include "sampling.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace muse {
+
+class model;
+
+using clock_type = std::chrono::steady_clock;
+
+enum seq_state {
+    SEQ_WAIT_SLOT,    // admitted, waiting for a free llama seq id
+    SEQ_WAIT_PARENT,  // fork waiting for its parent's prompt to be in the KV cache
+    SEQ_PREFILL,
+    SEQ_GENERATE,
+    SEQ_RETAINED,     // finished; KV kept for forks until released
+};
+
+struct engine_sequence {
+    seq_handle_id                  id    = 0;
+    uint64_t                       order = 0;  // admission order; older sequences win KV space
+    seq_state                      state = SEQ_WAIT_SLOT;
+    llama_seq_id                   seq   = -1;
+    sequence_request               req;
+    std::shared_ptr<event_channel> chan;
+    std::vector<llama_token> tokens;  // prompt, then generated; [0, n_past) is in the KV cache
+    int32_t                  n_prompt    = 0;
+    int32_t                  n_past      = 0;
+    int32_t                  n_generated = 0;
+    int32_t                  chunk       = 0;   // prompt tokens in the current batch
+    int32_t                  batch_idx   = -1;  // output row in the current batch
+    llama_token              pending     = LLAMA_TOKEN_NULL;  // sampled, not yet decoded
+
+    common_sampler_ptr smpl;
+    text_stream        text;
+    usage                  use;
+    clock_type::time_point t_admit;
+    clock_type::time_point t_first;
+};
+
+struct engine_command {
+    enum type_t { SUBMIT, CANCEL } type = SUBMIT;  // CANCEL also frees a retained sequence
+    seq_handle_id                  id = 0;
+    sequence_request               req;
+    std::shared_ptr<event_channel> chan;
+};
+
+struct engine_core {
+    const model *      mdl   = nullptr;
+    const llama_vocab * vocab = nullptr;
+    engine_params      params;
+    llama_context_ptr  ctx;
+    llama_memory_t     mem = nullptr;
+    int32_t            n_ctx_seq = 0;
+    std::mutex              mu;
+    std::condition_variable cv;
+    std::deque<engine_command>     commands;
+    bool                    stopping = false;
+    std::atomic<uint64_t>   next_id{ 1 };
+    mutable std::mutex stats_mu;
+    engine_stats       st;
+
+    // engine thread only
+    std::map<seq_handle_id, std::unique_ptr<engine_sequence>> seqs;
+    std::vector<llama_seq_id>                          free_ids;
+    uint64_t                                           next_order = 0;
+    llama_batch                                        batch{};
+    std::thread thread;
+    ~engine_core();
+
+    void post(engine_command && c);
+    void post(std::vector<engine_command> && cs);
+
+
+    // Everything below runs on the engine thread.
+
+    void run();
+    bool has_work() const;
+    void handle(engine_command & c);
+    void send_done(engine_sequence & s, finish_reason r, error err = {});
+    void free_seq(engine_sequence & s);
+
+    // Ends a engine_sequence with an error; its KV cells are freed at once.
+    void fail(engine_sequence & s, error err, bool erase = true);
+    void finish(engine_sequence & s, finish_reason r);
+
+    // Stops a running engine_sequence, or frees a retained one. A engine_sequence that has not reported
+    // DONE yet reports it as cancelled.
+    void cancel(seq_handle_id id);
+    error check_request(const sequence_request & r) const;
+    common_sampler * make_sampler(const sequence_request & r) const;
+    void submit(engine_command & c);
+
+    // Gives waiting sequences a llama seq id and resolves forks whose parents are ready.
+    void admit_waiting();
+    void resolve_fork(engine_sequence & s);
+    void step();
+    void sample(engine_sequence & s);
+    void on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch);
+    void publish_stats();
+};
+
+}  // namespace muse

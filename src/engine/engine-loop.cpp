@@ -1,0 +1,474 @@
+#include "engine-core.h"
+
+#include "logging.h"
+#include "model.h"
+
+#include "common.h"
+
+#include <algorithm>
+
+namespace muse {
+
+static constexpr size_t  k_max_stops     = 16;
+static constexpr size_t  k_max_stop_len  = 256;
+static constexpr int32_t k_max_budget    = 1 << 20;
+static constexpr int32_t k_max_tokens    = 1 << 22;
+static constexpr size_t  k_max_prompt_bytes = 64u << 20;  // far beyond any context; bounds tokenizer work
+
+static double ms_since(clock_type::time_point t) {
+    return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
+}
+
+engine_core::~engine_core() {
+    if (batch.token) {
+        llama_batch_free(batch);
+    }
+}
+
+void engine_core::post(engine_command && c) {
+    {
+        std::lock_guard<std::mutex> lk(mu);
+        commands.push_back(std::move(c));
+    }
+    cv.notify_one();
+}
+
+void engine_core::post(std::vector<engine_command> && cs) {
+    {
+        std::lock_guard<std::mutex> lk(mu);
+        for (auto & c : cs) {
+            commands.push_back(std::move(c));
+        }
+    }
+    cv.notify_one();
+}
+
+void engine_core::run() {
+    for (;;) {
+        std::deque<engine_command> todo;
+        {
+            std::unique_lock<std::mutex> lk(mu);
+            cv.wait(lk, [&] { return stopping || !commands.empty() || has_work(); });
+            if (stopping) {
+                break;
+            }
+            todo.swap(commands);
+        }
+        for (auto & c : todo) {
+            handle(c);
+        }
+        admit_waiting();
+        if (has_work()) {
+            step();
+        }
+        publish_stats();
+    }
+    for (auto & [id, s] : seqs) {
+        if (s->state != SEQ_RETAINED) {
+            fail(*s, { ERROR_ENGINE_STOPPED, "the engine was shut down" }, false);
+        }
+    }
+    seqs.clear();
+}
+
+bool engine_core::has_work() const {
+    for (const auto & [id, s] : seqs) {
+        if (s->state == SEQ_PREFILL || s->state == SEQ_GENERATE) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void engine_core::handle(engine_command & c) {
+    switch (c.type) {
+        case engine_command::SUBMIT:  submit(c); break;
+        case engine_command::CANCEL:  cancel(c.id); break;
+    }
+}
+
+void engine_core::send_done(engine_sequence & s, finish_reason r, error err) {
+    sequence_event ev;
+    ev.type   = sequence_event::DONE;
+    ev.finish = r;
+    ev.err    = std::move(err);
+    ev.use    = s.use;
+    if (s.n_generated > 0) {
+        ev.use.generate_ms = ms_since(s.t_first);
+    }
+    s.chan->push(std::move(ev));
+}
+
+void engine_core::free_seq(engine_sequence & s) {
+    if (s.seq >= 0) {
+        llama_memory_seq_rm(mem, s.seq, -1, -1);
+        free_ids.push_back(s.seq);
+        s.seq = -1;
+    }
+}
+
+void engine_core::fail(engine_sequence & s, error err, bool erase) {
+    {
+        std::lock_guard<std::mutex> lk(stats_mu);
+        st.sequences_failed++;
+    }
+    free_seq(s);
+    send_done(s, FINISH_ERROR, std::move(err));
+    if (erase) {
+        seqs.erase(s.id);
+    }
+}
+
+void engine_core::finish(engine_sequence & s, finish_reason r) {
+    std::string tail = s.text.flush();
+    if (!tail.empty()) {
+        sequence_event ev;
+        ev.text = std::move(tail);
+        s.chan->push(std::move(ev));
+    }
+    send_done(s, r);
+    if (s.req.retain) {
+        s.state = SEQ_RETAINED;
+        s.pending = LLAMA_TOKEN_NULL;
+        return;
+    }
+    free_seq(s);
+    seqs.erase(s.id);
+}
+
+void engine_core::cancel(seq_handle_id id) {
+    auto it = seqs.find(id);
+    if (it == seqs.end()) {
+        return;
+    }
+    engine_sequence & s = *it->second;
+    if (s.state != SEQ_RETAINED) {
+        send_done(s, FINISH_CANCELLED);
+    }
+    free_seq(s);
+    seqs.erase(it);
+}
+
+error engine_core::check_request(const sequence_request & r) const {
+    if (std::string msg = validate(r.sampling); !msg.empty()) {
+        return { ERROR_INVALID_ARGUMENT, msg };
+    }
+    if (r.max_tokens < -1 || r.max_tokens > k_max_tokens) {
+        return { ERROR_INVALID_ARGUMENT, "max_tokens must be in [-1, " + std::to_string(k_max_tokens) + "] (-1 = until the context is full)" };
+    }
+    if (r.stop.size() > k_max_stops) {
+        return { ERROR_INVALID_ARGUMENT, "at most " + std::to_string(k_max_stops) + " stop strings are allowed" };
+    }
+    for (const auto & s : r.stop) {
+        if (s.empty() || s.size() > k_max_stop_len) {
+            return { ERROR_INVALID_ARGUMENT, "stop strings must be 1 to " + std::to_string(k_max_stop_len) + " bytes long" };
+        }
+    }
+    if (r.reasoning_budget < -1 || r.reasoning_budget > k_max_budget) {
+        return { ERROR_INVALID_ARGUMENT, "reasoning budget must be in [-1, " + std::to_string(k_max_budget) + "] (-1 = unlimited)" };
+    }
+    if (r.prompt.size() > k_max_prompt_bytes) {
+        return { ERROR_INVALID_ARGUMENT, "the prompt is larger than " + std::to_string(k_max_prompt_bytes >> 20) + " MiB" };
+    }
+    if (r.prompt.empty() && r.prompt_tokens.empty()) {
+        return { ERROR_INVALID_ARGUMENT, "the prompt is empty" };
+    }
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    for (llama_token t : r.prompt_tokens) {
+        if (t < 0 || t >= n_vocab) {
+            return { ERROR_INVALID_ARGUMENT, "prompt token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")" };
+        }
+    }
+    return {};
+}
+
+common_sampler * engine_core::make_sampler(const sequence_request & r) const {
+    common_params_sampling sp;
+    sp.seed           = r.sampling.seed;
+    sp.temp           = r.sampling.temperature;
+    sp.top_k          = r.sampling.top_k;
+    sp.top_p          = r.sampling.top_p;
+    sp.min_p          = r.sampling.min_p;
+    sp.penalty_repeat = r.sampling.repeat_penalty;
+    sp.penalty_last_n = r.sampling.repeat_last_n;
+    sp.no_perf        = true;
+    sp.grammar        = r.grammar;
+    sp.grammar_lazy   = r.grammar_lazy;
+    sp.grammar_triggers = r.grammar_triggers;
+    sp.generation_prompt = r.generation_prompt;
+    for (const auto & t : r.preserved_tokens) {
+        auto ids = common_tokenize(vocab, t, false, true);
+        if (ids.size() == 1) {
+            sp.preserved_tokens.insert(ids[0]);
+        }
+    }
+    if (!r.reasoning_start.empty() && !r.reasoning_ends.empty() && r.reasoning_budget >= 0) {
+        sp.reasoning_budget_tokens = r.reasoning_budget;
+        sp.reasoning_budget_start  = common_tokenize(vocab, r.reasoning_start, false, true);
+        for (const auto & e : r.reasoning_ends) {
+            sp.reasoning_budget_end.push_back(common_tokenize(vocab, e, false, true));
+        }
+        sp.reasoning_budget_forced = common_tokenize(vocab, r.reasoning_forced.empty() ? r.reasoning_ends.front() : r.reasoning_forced, false, true);
+    }
+    return common_sampler_init(mdl->get(), sp);
+}
+
+void engine_core::submit(engine_command & c) {
+    auto s     = std::make_unique<engine_sequence>();
+    s->id      = c.id;
+    s->order   = next_order++;
+    s->req     = std::move(c.req);
+    s->chan    = std::move(c.chan);
+    s->t_admit = clock_type::now();
+
+    if (error err = check_request(s->req)) {
+        fail(*s, std::move(err), false);
+        return;
+    }
+    s->tokens   = s->req.prompt_tokens.empty() ? common_tokenize(vocab, s->req.prompt, true, true) : s->req.prompt_tokens;
+    s->n_prompt = (int32_t) s->tokens.size();
+    s->use.prompt_tokens = s->n_prompt;
+    if (s->n_prompt == 0) {
+        fail(*s, { ERROR_INVALID_ARGUMENT, "the prompt has no tokens" }, false);
+        return;
+    }
+    if (s->n_prompt >= n_ctx_seq) {
+        fail(*s, { ERROR_CONTEXT_OVERFLOW, "the prompt has " + std::to_string(s->n_prompt) + " tokens but the context holds " +
+                                               std::to_string(n_ctx_seq) + "; shorten it or raise --ctx" }, false);
+        return;
+    }
+    if (s->req.parent != 0 && seqs.find(s->req.parent) == seqs.end()) {
+        fail(*s, { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(s->req.parent) + " is not live or retained" }, false);
+        return;
+    }
+    try {
+        s->smpl.reset(make_sampler(s->req));
+    } catch (const std::exception & e) {
+        fail(*s, { ERROR_INVALID_ARGUMENT, std::string("sampler: ") + e.what() }, false);
+        return;
+    }
+    if (!s->smpl) {
+        fail(*s, { ERROR_INVALID_ARGUMENT, "the grammar could not be parsed" }, false);
+        return;
+    }
+    s->text.set_stops(s->req.stop);
+    {
+        std::lock_guard<std::mutex> lk(stats_mu);
+        st.sequences_started++;
+    }
+    s->state = SEQ_WAIT_SLOT;
+    const seq_handle_id id = s->id;
+    seqs.emplace(id, std::move(s));
+}
+
+void engine_core::admit_waiting() {
+    std::vector<engine_sequence *> order;
+    for (auto & [id, s] : seqs) {
+        if (s->state == SEQ_WAIT_SLOT || s->state == SEQ_WAIT_PARENT) {
+            order.push_back(s.get());
+        }
+    }
+    std::sort(order.begin(), order.end(), [](auto * a, auto * b) { return a->order < b->order; });
+    for (engine_sequence * s : order) {
+        if (s->state == SEQ_WAIT_SLOT) {
+            if (free_ids.empty()) {
+                break;
+            }
+            s->seq = free_ids.back();
+            free_ids.pop_back();
+            s->state = s->req.parent != 0 ? SEQ_WAIT_PARENT : SEQ_PREFILL;
+        }
+        if (s->state == SEQ_WAIT_PARENT) {
+            resolve_fork(*s);
+        }
+    }
+}
+
+void engine_core::resolve_fork(engine_sequence & s) {
+    auto it = seqs.find(s.req.parent);
+    if (it == seqs.end()) {
+        // The parent ended before its prefix could be shared: compute it all.
+        s.state = SEQ_PREFILL;
+        return;
+    }
+    engine_sequence & p = *it->second;
+    if (p.state == SEQ_WAIT_SLOT || p.state == SEQ_WAIT_PARENT || p.state == SEQ_PREFILL) {
+        return;  // the prefix is not in the cache yet
+    }
+    int32_t n = 0;
+    const int32_t limit = std::min(p.n_past, s.n_prompt - 1);  // the last prompt token must be decoded for logits
+    while (n < limit && p.tokens[n] == s.tokens[n]) {
+        n++;
+    }
+    if (n > 0) {
+        llama_memory_seq_cp(mem, p.seq, s.seq, 0, n);
+        s.n_past                   = n;
+        s.use.prompt_tokens_reused = n;
+        std::lock_guard<std::mutex> lk(stats_mu);
+        st.sequences_forked++;
+    }
+    s.state = SEQ_PREFILL;
+}
+
+void engine_core::step() {
+    common_batch_clear(batch);
+    std::vector<engine_sequence *> active;
+    for (auto & [id, s] : seqs) {
+        if (s->state == SEQ_PREFILL || s->state == SEQ_GENERATE) {
+            active.push_back(s.get());
+        }
+    }
+    std::sort(active.begin(), active.end(), [](auto * a, auto * b) { return a->order < b->order; });
+
+    std::vector<engine_sequence *> in_batch;
+    for (engine_sequence * s : active) {
+        if (s->state != SEQ_GENERATE) {
+            continue;
+        }
+        if (s->n_past >= n_ctx_seq) {
+            finish(*s, FINISH_LENGTH);
+            continue;
+        }
+        s->batch_idx = batch.n_tokens;
+        s->chunk     = 0;
+        common_batch_add(batch, s->pending, s->n_past, { s->seq }, true);
+        in_batch.push_back(s);
+    }
+    for (engine_sequence * s : active) {
+        const int32_t room = params.n_batch - batch.n_tokens;
+        if (s->state != SEQ_PREFILL || room <= 0) {
+            continue;
+        }
+        s->chunk     = std::min(room, s->n_prompt - s->n_past);
+        s->batch_idx = -1;
+        for (int32_t i = 0; i < s->chunk; ++i) {
+            const int32_t pos  = s->n_past + i;
+            const bool    last = pos == s->n_prompt - 1;
+            if (last) {
+                s->batch_idx = batch.n_tokens;
+            }
+            common_batch_add(batch, s->tokens[pos], pos, { s->seq }, last);
+        }
+        in_batch.push_back(s);
+    }
+    if (batch.n_tokens == 0) {
+        return;
+    }
+
+    const int32_t rc = llama_decode(ctx.get(), batch);
+    if (rc != 0) {
+        on_decode_error(rc, in_batch);
+        return;
+    }
+
+    int32_t n_sampled = 0;
+    int32_t n_prefill = 0;
+    for (engine_sequence * s : in_batch) {
+        if (s->state == SEQ_PREFILL) {
+            s->n_past += s->chunk;
+            n_prefill += s->chunk;
+            s->use.prompt_tokens_prefilled += s->chunk;
+            if (s->n_past < s->n_prompt) {
+                continue;
+            }
+            s->use.prefill_ms = ms_since(s->t_admit);
+            s->state          = SEQ_GENERATE;
+            if (s->req.max_tokens == 0) {
+                finish(*s, FINISH_LENGTH);
+                continue;
+            }
+        } else {
+            s->tokens.push_back(s->pending);
+            s->n_past++;
+        }
+        n_sampled++;
+        try {
+            sample(*s);
+        } catch (const std::exception & e) {
+            // A sampler that throws (e.g. a grammar with no way forward) ends its own
+            // sequence; the loop goes on.
+            fail(*s, { ERROR_INTERNAL, std::string("sampling failed: ") + e.what() });
+        }
+    }
+
+    std::lock_guard<std::mutex> lk(stats_mu);
+    st.decode_calls++;
+    st.batch_tokens += batch.n_tokens;
+    st.prefill_tokens += n_prefill;
+    st.generated_tokens += n_sampled;
+    st.max_batch_tokens = std::max<uint64_t>(st.max_batch_tokens, batch.n_tokens);
+    st.max_batch_seqs   = std::max<uint64_t>(st.max_batch_seqs, n_sampled);
+    if (n_sampled >= 2) {
+        st.multi_seq_calls++;
+    }
+}
+
+void engine_core::sample(engine_sequence & s) {
+    const llama_token tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);
+    common_sampler_accept(s.smpl.get(), tok, true);
+    if (s.n_generated == 0) {
+        s.t_first = clock_type::now();
+    }
+    s.n_generated++;
+    s.use.completion_tokens = s.n_generated;
+
+    if (llama_vocab_is_eog(vocab, tok)) {
+        sequence_event ev;
+        ev.token = tok;
+        s.chan->push(std::move(ev));
+        finish(s, FINISH_STOP);
+        return;
+    }
+    bool stopped = false;
+    sequence_event ev;
+    ev.token = tok;
+    ev.text  = s.text.add(common_token_to_piece(vocab, tok, true), stopped);
+    s.chan->push(std::move(ev));
+    if (stopped) {
+        finish(s, FINISH_STOP);
+    } else if (s.req.max_tokens > 0 && s.n_generated >= s.req.max_tokens) {
+        finish(s, FINISH_LENGTH);
+    } else {
+        s.pending = tok;
+    }
+}
+
+void engine_core::on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch) {
+    if (rc == 1) {
+        // No KV slot: the youngest sequence in the batch gives way so that older ones,
+        // which already hold cells, can finish. The next step retries without it.
+        {
+            std::lock_guard<std::mutex> lk(stats_mu);
+            st.kv_full_events++;
+        }
+        engine_sequence * victim = *std::max_element(in_batch.begin(), in_batch.end(),
+                                              [](auto * a, auto * b) { return a->order < b->order; });
+        fail(*victim, { ERROR_NO_KV_SLOT, "the KV cache is full (" + std::to_string(params.n_ctx) +
+                                              " cells shared by all sequences); retry later or raise --ctx" });
+        return;
+    }
+    // Invalid batch or a fatal backend error: the sequences of this batch cannot trust
+    // their cache state any more. End them; the loop keeps serving others.
+    const std::string what = rc == 2 ? "decoding was aborted" : "llama_decode failed with code " + std::to_string(rc);
+    std::vector<seq_handle_id> ids;
+    for (engine_sequence * s : in_batch) {
+        ids.push_back(s->id);
+    }
+    for (seq_handle_id id : ids) {
+        auto it = seqs.find(id);
+        if (it != seqs.end()) {
+            fail(*it->second, { ERROR_DECODE, what });
+        }
+    }
+}
+
+void engine_core::publish_stats() {
+    int32_t live = 0;
+    for (auto & [id, s] : seqs) {
+        live += s->state != SEQ_RETAINED;
+    }
+    std::lock_guard<std::mutex> lk(stats_mu);
+    st.live_sequences = live;
+}
+
+}  // namespace muse
