@@ -56,6 +56,9 @@ std::string validate(const engine_params & p) {
     if (p.n_seq_max < 1 || p.n_seq_max > (int32_t) llama_max_parallel_sequences()) {
         return "parallel sequences must be in [1, " + std::to_string(llama_max_parallel_sequences()) + "]";
     }
+    if (p.flash_attn < -1 || p.flash_attn > 1) {
+        return "flash attention must be -1 (auto), 0 (off) or 1 (on)";
+    }
     if (p.n_threads < 0 || p.n_threads > 1024) {
         return "threads must be in [0, 1024] (0 = all)";
     }
@@ -151,7 +154,9 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
     cp.n_threads       = n_threads;
     cp.n_threads_batch = n_threads;
     cp.kv_unified      = true;  // forks share prefix cells; every sequence may use the whole context
-    cp.flash_attn_type = params.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.flash_attn_type = params.flash_attn < 0   ? LLAMA_FLASH_ATTN_TYPE_AUTO
+                         : params.flash_attn > 0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                                                 : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.no_perf         = true;
 
     log_take_last_error();
