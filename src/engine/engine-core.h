@@ -47,6 +47,7 @@ struct engine_sequence {
     llama_token              pending     = LLAMA_TOKEN_NULL;  // sampled, not yet decoded
 
     common_sampler_ptr smpl;
+    bool               greedy = false;  // sample() may take the argmax of the logits directly
     text_stream        text;
     usage                  use;
     clock_type::time_point t_admit;

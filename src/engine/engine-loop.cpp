@@ -251,6 +251,10 @@ void engine_core::submit(engine_command & c) {
         fail(*s, { ERROR_INVALID_ARGUMENT, "the grammar could not be parsed" }, false);
         return;
     }
+    int32_t n_suppress = 0;
+    llama_vocab_get_suppress_tokens(vocab, &n_suppress);
+    s->greedy = s->req.sampling.temperature <= 0 && s->req.sampling.repeat_penalty == 1.0f &&
+                s->req.grammar.grammar.empty() && s->req.reasoning_budget < 0 && n_suppress == 0;
     s->text.set_stops(s->req.stop);
     {
         std::lock_guard<std::mutex> lk(stats_mu);
@@ -404,7 +408,16 @@ void engine_core::step() {
 }
 
 void engine_core::sample(engine_sequence & s) {
-    const llama_token tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);
+    llama_token tok;
+    if (s.greedy) {
+        // Greedy with nothing that reshapes the logits: the argmax of the raw logits is what
+        // the sampler chain would pick, without copying the whole vocabulary into candidates.
+        const float * logits  = llama_get_logits_ith(ctx.get(), s.batch_idx);
+        const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+        tok                   = (llama_token) (std::max_element(logits, logits + n_vocab) - logits);
+    } else {
+        tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);
+    }
     common_sampler_accept(s.smpl.get(), tok, true);
     if (s.n_generated == 0) {
         s.t_first = clock_type::now();

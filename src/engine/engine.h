@@ -34,7 +34,7 @@ struct engine_params {
     int32_t n_ubatch  = 512;
     int32_t n_seq_max = 32;    // sequences alive at once
     int32_t n_threads = 0;     // 0: all hardware threads
-    int32_t flash_attn = -1;   // -1: llama.cpp decides (auto), 0: off, 1: on
+    int32_t flash_attn = -1;   // -1: auto (off on CPU-only builds, else llama.cpp's choice), 0: off, 1: on
 };
 
 std::string validate(const engine_params & p);
