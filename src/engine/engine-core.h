@@ -65,6 +65,8 @@ struct engine_core {
     const model *      mdl   = nullptr;
     const llama_vocab * vocab = nullptr;
     engine_params      params;
+    ggml_threadpool *  threadpool = nullptr;  // persistent CPU workers (freed after ctx)
+    void (*threadpool_free)(ggml_threadpool *) = nullptr;
     llama_context_ptr  ctx;
     llama_memory_t     mem = nullptr;
     int32_t            n_ctx_seq = 0;

@@ -23,6 +23,10 @@ engine_core::~engine_core() {
     if (batch.token) {
         llama_batch_free(batch);
     }
+    ctx.reset();
+    if (threadpool) {
+        threadpool_free(threadpool);
+    }
 }
 
 void engine_core::post(engine_command && c) {

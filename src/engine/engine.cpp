@@ -5,6 +5,7 @@
 #include "model.h"
 
 #include "common.h"
+#include "ggml-cpu.h"
 
 #include <thread>
 
@@ -172,6 +173,20 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
         err = { ERROR_MODEL_LOAD, "failed to create a context of " + std::to_string(params.n_ctx) + " tokens" +
                                       (detail.empty() ? std::string() : ": " + detail) };
         return nullptr;
+    }
+    // Without an attached threadpool ggml starts and joins its worker threads on every
+    // llama_decode; llama.cpp's own tools keep one pool alive, and so does Muse.
+    if (ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)) {
+        ggml_backend_reg_t reg    = ggml_backend_dev_backend_reg(cpu);
+        auto *             tp_new = (decltype(ggml_threadpool_new) *) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
+        c->threadpool_free        = (decltype(ggml_threadpool_free) *) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free");
+        if (tp_new && c->threadpool_free) {
+            ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+            c->threadpool              = tp_new(&tpp);
+            if (c->threadpool) {
+                llama_attach_threadpool(c->ctx.get(), c->threadpool, nullptr);
+            }
+        }
     }
     c->mem       = llama_get_memory(c->ctx.get());
     c->n_ctx_seq = (int32_t) llama_n_ctx_seq(c->ctx.get());
