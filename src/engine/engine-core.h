@@ -83,6 +83,7 @@ struct engine_core {
     std::vector<llama_seq_id>                          free_ids;
     uint64_t                                           next_order = 0;
     llama_batch                                        batch{};
+    std::vector<std::shared_ptr<event_channel>>        to_notify;  // channels with quiet pushes this step
     std::thread thread;
     ~engine_core();
 

@@ -398,6 +398,10 @@ void engine_core::step() {
             fail(*s, { ERROR_INTERNAL, std::string("sampling failed: ") + e.what() });
         }
     }
+    for (auto & ch : to_notify) {
+        ch->notify();
+    }
+    to_notify.clear();
 
     std::lock_guard<std::mutex> lk(stats_mu);
     st.decode_calls++;
@@ -440,7 +444,8 @@ void engine_core::sample(engine_sequence & s) {
     sequence_event ev;
     ev.token = tok;
     ev.text  = s.text.add(common_token_to_piece(vocab, tok, true), stopped);
-    s.chan->push(std::move(ev));
+    s.chan->push(std::move(ev), false);
+    to_notify.push_back(s.chan);
     if (stopped) {
         finish(s, FINISH_STOP);
     } else if (s.req.max_tokens > 0 && s.n_generated >= s.req.max_tokens) {

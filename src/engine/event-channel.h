@@ -15,11 +15,20 @@ struct event_channel {
     std::condition_variable    cv;
     std::deque<sequence_event> q;
 
-    void push(sequence_event && ev) {
+    // notify = false queues quietly: the engine wakes readers once per step (notify()),
+    // after every sequence was sampled, so a woken reader does not contend with sampling.
+    void push(sequence_event && ev, bool notify_reader = true) {
         {
             std::lock_guard<std::mutex> lk(mu);
             q.push_back(std::move(ev));
         }
+        if (notify_reader) {
+            cv.notify_one();
+        }
+    }
+
+    void notify() {
+        { std::lock_guard<std::mutex> lk(mu); }  // pairs with the reader's predicate check
         cv.notify_one();
     }
 
