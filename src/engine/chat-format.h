@@ -93,7 +93,6 @@ class chat_output_parser {
     void update(const std::string & added, bool final, std::vector<chat_delta> & out);
 
     const common_chat_msg & message() const { return msg; }
-    const std::string &     raw_text() const { return text; }
 
   private:
     common_chat_parser_params params;

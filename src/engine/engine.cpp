@@ -91,15 +91,7 @@ bool sequence_handle::next(sequence_event & ev) {
     if (!chan || done) {
         return false;
     }
-    chan->pop(ev, true);
-    done = ev.type == sequence_event::DONE;
-    return true;
-}
-
-bool sequence_handle::try_next(sequence_event & ev) {
-    if (!chan || done || !chan->pop(ev, false)) {
-        return false;
-    }
+    chan->pop(ev);
     done = ev.type == sequence_event::DONE;
     return true;
 }
@@ -233,14 +225,6 @@ int32_t engine::n_ctx() const { return core->n_ctx_seq; }
 
 std::vector<llama_token> engine::tokenize(const std::string & text) const {
     return common_tokenize(core->vocab, text, true, true);
-}
-
-std::string engine::detokenize(const std::vector<llama_token> & tokens) const {
-    std::string out;
-    for (llama_token t : tokens) {
-        out += common_token_to_piece(core->vocab, t, true);
-    }
-    return out;
 }
 
 }  // namespace muse

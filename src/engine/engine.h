@@ -70,8 +70,6 @@ class sequence_handle {
 
     // Blocks for the next event; false once DONE was returned (or the handle is empty).
     bool next(sequence_event & ev);
-    // Non-blocking variant: false when nothing is waiting.
-    bool try_next(sequence_event & ev);
     void cancel();
     // Frees the KV cells of a finished retained sequence now.
     void release();
@@ -103,7 +101,6 @@ class engine {
 
     // Tokenizes like the engine does (special tokens parsed); for tests and usage counting.
     std::vector<llama_token> tokenize(const std::string & text) const;
-    std::string              detokenize(const std::vector<llama_token> & tokens) const;
 
   private:
     engine();

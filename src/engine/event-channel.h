@@ -32,16 +32,12 @@ struct event_channel {
         cv.notify_one();
     }
 
-    bool pop(sequence_event & ev, bool block) {
+    // Blocks until an event is there.
+    void pop(sequence_event & ev) {
         std::unique_lock<std::mutex> lk(mu);
-        if (block) {
-            cv.wait(lk, [&] { return !q.empty(); });
-        } else if (q.empty()) {
-            return false;
-        }
+        cv.wait(lk, [&] { return !q.empty(); });
         ev = std::move(q.front());
         q.pop_front();
-        return true;
     }
 };
 

@@ -18,7 +18,6 @@ class text_stream {
     // Returns whatever is still held back (at the end of generation).
     std::string flush();
 
-    const std::string & all() const { return text; }
 
   private:
     std::vector<std::string> stops;
