@@ -48,6 +48,13 @@ struct chat_event {
     finish_reason  finish = FINISH_NONE;
     usage          use;
     error          err;
+
+    static chat_event delta(type_t t, std::string s) {
+        chat_event ev;
+        ev.type = t;
+        ev.text = std::move(s);
+        return ev;
+    }
 };
 
 class chat_stream {
@@ -82,6 +89,9 @@ struct chat_result {
     finish_reason               finish = FINISH_NONE;
     usage                       use;
     error                       err;
+
+    // Folds one event in: deltas are appended, tool call pieces joined, DONE fills the rest.
+    void add(const chat_event & ev);
 };
 
 chat_result collect(chat_stream & stream);

@@ -55,10 +55,10 @@ class local_stream : public chat_stream {
         }
         for (auto & d : deltas) {
             if (!d.reasoning.empty()) {
-                pending.push_back({ chat_event::REASONING, std::move(d.reasoning) });
+                pending.push_back(chat_event::delta(chat_event::REASONING, std::move(d.reasoning)));
             }
             if (!d.content.empty()) {
-                pending.push_back({ chat_event::CONTENT, std::move(d.content) });
+                pending.push_back(chat_event::delta(chat_event::CONTENT, std::move(d.content)));
             }
             if (d.tool_call_index >= 0) {
                 chat_event ev;

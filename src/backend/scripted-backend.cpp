@@ -108,7 +108,7 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
         err = { ERROR_INVALID_ARGUMENT, msg };
     } else if (req.max_tokens < -1) {
         err = { ERROR_INVALID_ARGUMENT, "max_tokens must be >= -1" };
-    } else if (req.fork_from != 0 && retained.count(req.fork_from) == 0) {
+    } else if (req.fork_from != 0 && started.count(req.fork_from) == 0) {
         err = { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(req.fork_from) + " is not live or retained" };
     }
     if (err) {
@@ -120,7 +120,7 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
         use.prompt_tokens_prefilled = use.prompt_tokens - use.prompt_tokens_reused;
     }
     // Scripted streams end at once, so every earlier stream counts as forkable.
-    retained.insert(id);
+    started.insert(id);
 
     scripted_reply reply;
     if (responder) {
@@ -146,7 +146,7 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
             if (req.reasoning_budget >= 0 && n_reason >= req.reasoning_budget) {
                 break;  // budget forcing: reasoning ends, the answer follows
             }
-            evs.push_back({ chat_event::REASONING, p });
+            evs.push_back(chat_event::delta(chat_event::REASONING, p));
             n++;
             n_reason++;
         }
@@ -159,7 +159,7 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
     }
     for (auto & p : pieces(content)) {
         if (n >= limit) { cut = true; break; }
-        evs.push_back({ chat_event::CONTENT, p });
+        evs.push_back(chat_event::delta(chat_event::CONTENT, p));
         n++;
     }
     for (size_t i = 0; i < reply.tool_calls.size() && !cut; ++i) {

@@ -38,7 +38,7 @@ class scripted_backend : public backend {
     size_t                                              next_reply = 0;
     std::function<scripted_reply(const chat_request &)> responder;
     std::vector<chat_request>                           seen;
-    std::set<uint64_t>                                  retained;  // ids a fork may name
+    std::set<uint64_t>                                  started;  // ids a fork may name
     uint64_t                                            next_id = 1;
 };
 

@@ -182,42 +182,19 @@ int cmd_ask(int argc, char ** argv) {
     chat_event  ev;
     bool        in_reasoning = false;
     while (stream->next(ev)) {
-        switch (ev.type) {
-            case chat_event::REASONING:
-                r.reasoning += ev.text;
-                if (show_reasoning) {
-                    fputs(in_reasoning ? "" : "\033[2m", stdout);
-                    in_reasoning = true;
-                    fputs(ev.text.c_str(), stdout);
-                    fflush(stdout);
-                }
-                break;
-            case chat_event::CONTENT:
-                r.content += ev.text;
-                if (!as_json) {
-                    if (in_reasoning) {
-                        fputs("\033[0m\n\n", stdout);
-                        in_reasoning = false;
-                    }
-                    fputs(ev.text.c_str(), stdout);
-                    fflush(stdout);
-                }
-                break;
-            case chat_event::TOOL_CALL:
-                if ((size_t) ev.tool_call_index >= r.tool_calls.size()) {
-                    r.tool_calls.resize(ev.tool_call_index + 1);
-                }
-                r.tool_calls[ev.tool_call_index].name += ev.tool_call.name;
-                r.tool_calls[ev.tool_call_index].arguments += ev.tool_call.arguments;
-                if (!ev.tool_call.id.empty()) {
-                    r.tool_calls[ev.tool_call_index].id = ev.tool_call.id;
-                }
-                break;
-            case chat_event::DONE:
-                r.finish = ev.finish;
-                r.use    = ev.use;
-                r.err    = ev.err;
-                break;
+        r.add(ev);
+        if (ev.type == chat_event::REASONING && show_reasoning) {
+            fputs(in_reasoning ? "" : "\033[2m", stdout);
+            in_reasoning = true;
+            fputs(ev.text.c_str(), stdout);
+            fflush(stdout);
+        } else if (ev.type == chat_event::CONTENT && !as_json) {
+            if (in_reasoning) {
+                fputs("\033[0m\n\n", stdout);
+                in_reasoning = false;
+            }
+            fputs(ev.text.c_str(), stdout);
+            fflush(stdout);
         }
     }
     reading = false;

@@ -33,7 +33,6 @@ enum seq_state {
 
 struct engine_sequence {
     seq_handle_id                  id    = 0;
-    uint64_t                       order = 0;  // admission order; older sequences win KV space
     seq_state                      state = SEQ_WAIT_SLOT;
     llama_seq_id                   seq   = -1;
     sequence_request               req;
@@ -74,14 +73,13 @@ struct engine_core {
     std::condition_variable cv;
     std::deque<engine_command>     commands;
     bool                    stopping = false;
-    std::atomic<uint64_t>   next_id{ 1 };
+    uint64_t                next_id = 1;  // under mu: ids follow queue order, so the map's key order is admission order
     mutable std::mutex stats_mu;
     engine_stats       st;
 
     // engine thread only
     std::map<seq_handle_id, std::unique_ptr<engine_sequence>> seqs;
     std::vector<llama_seq_id>                          free_ids;
-    uint64_t                                           next_order = 0;
     llama_batch                                        batch{};
     std::vector<std::shared_ptr<event_channel>>        to_notify;  // channels with quiet pushes this step
     std::thread thread;

@@ -41,6 +41,10 @@ void engine_core::post(std::vector<engine_command> && cs) {
     {
         std::lock_guard<std::mutex> lk(mu);
         for (auto & c : cs) {
+            if (c.type == engine_command::SUBMIT) {
+                c.id = next_id++;
+                c.chan->id = c.id;
+            }
             commands.push_back(std::move(c));
         }
     }
@@ -220,7 +224,6 @@ common_sampler * engine_core::make_sampler(const sequence_request & r) const {
 void engine_core::submit(engine_command & c) {
     auto s     = std::make_unique<engine_sequence>();
     s->id      = c.id;
-    s->order   = next_order++;
     s->req     = std::move(c.req);
     s->chan    = std::move(c.chan);
     s->t_admit = clock_type::now();
@@ -270,14 +273,11 @@ void engine_core::submit(engine_command & c) {
 }
 
 void engine_core::admit_waiting() {
-    std::vector<engine_sequence *> order;
-    for (auto & [id, s] : seqs) {
-        if (s->state == SEQ_WAIT_SLOT || s->state == SEQ_WAIT_PARENT) {
-            order.push_back(s.get());
+    for (auto & [id, sp] : seqs) {  // id order is admission order
+        engine_sequence * s = sp.get();
+        if (s->state != SEQ_WAIT_SLOT && s->state != SEQ_WAIT_PARENT) {
+            continue;
         }
-    }
-    std::sort(order.begin(), order.end(), [](auto * a, auto * b) { return a->order < b->order; });
-    for (engine_sequence * s : order) {
         if (s->state == SEQ_WAIT_SLOT) {
             if (free_ids.empty()) {
                 break;
@@ -326,7 +326,6 @@ void engine_core::step() {
             active.push_back(s.get());
         }
     }
-    std::sort(active.begin(), active.end(), [](auto * a, auto * b) { return a->order < b->order; });
 
     std::vector<engine_sequence *> in_batch;
     for (engine_sequence * s : active) {
@@ -342,6 +341,7 @@ void engine_core::step() {
         common_batch_add(batch, s->pending, s->n_past, { s->seq }, true);
         in_batch.push_back(s);
     }
+    const int32_t n_decoding = (int32_t) in_batch.size();
     for (engine_sequence * s : active) {
         const int32_t room = params.n_batch - batch.n_tokens;
         if (s->state != SEQ_PREFILL || room <= 0) {
@@ -410,6 +410,9 @@ void engine_core::step() {
     st.generated_tokens += n_sampled;
     st.max_batch_tokens = std::max<uint64_t>(st.max_batch_tokens, batch.n_tokens);
     st.max_batch_seqs   = std::max<uint64_t>(st.max_batch_seqs, n_sampled);
+    if (n_decoding > 0 && n_prefill > 0) {
+        st.mixed_calls++;
+    }
     if (n_sampled >= 2) {
         st.multi_seq_calls++;
     }
@@ -464,7 +467,7 @@ void engine_core::on_decode_error(int32_t rc, const std::vector<engine_sequence 
             st.kv_full_events++;
         }
         engine_sequence * victim = *std::max_element(in_batch.begin(), in_batch.end(),
-                                              [](auto * a, auto * b) { return a->order < b->order; });
+                                                     [](auto * a, auto * b) { return a->id < b->id; });
         fail(*victim, { ERROR_NO_KV_SLOT, "the KV cache is full (" + std::to_string(params.n_ctx) +
                                               " cells shared by all sequences); retry later or raise --ctx" });
         return;

@@ -205,10 +205,12 @@ std::vector<sequence_handle> engine::submit(const std::vector<sequence_request> 
     for (size_t i = 0; i < reqs.size(); ++i) {
         hs[i].core = core;
         hs[i].chan = std::make_shared<event_channel>();
-        hs[i].sid  = core->next_id++;
-        cs.push_back({ engine_command::SUBMIT, hs[i].sid, reqs[i], hs[i].chan });
+        cs.push_back({ engine_command::SUBMIT, 0, reqs[i], hs[i].chan });
     }
     core->post(std::move(cs));
+    for (auto & h : hs) {
+        h.sid = h.chan->id;
+    }
     return hs;
 }
 

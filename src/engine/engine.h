@@ -47,6 +47,7 @@ struct engine_stats {
     uint64_t max_batch_tokens    = 0;
     uint64_t max_batch_seqs      = 0;  // most sequences sampled in one call
     uint64_t multi_seq_calls     = 0;  // calls that sampled two or more sequences
+    uint64_t mixed_calls         = 0;  // calls that carried prompt chunks and generated tokens together
     uint64_t sequences_started   = 0;
     uint64_t sequences_forked    = 0;  // started with a prefix copied from a parent
     uint64_t sequences_failed    = 0;

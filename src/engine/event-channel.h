@@ -14,6 +14,7 @@ struct event_channel {
     std::mutex                 mu;
     std::condition_variable    cv;
     std::deque<sequence_event> q;
+    seq_handle_id              id = 0;  // set when the engine queues the sequence
 
     // notify = false queues quietly: the engine wakes readers once per step (notify()),
     // after every sequence was sampled, so a woken reader does not contend with sampling.
