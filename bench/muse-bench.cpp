@@ -339,6 +339,9 @@ class bench {
         double  t_pp = 0, t_tg = 0;
         int64_t n_generated = 0;
         int32_t attempts    = 0;
+        // Where the generation phase's time went, from the engine's own counters.
+        uint64_t decode_calls = 0;
+        double   decode_s = 0, step_s = 0;
     };
 
     batched_result run_batched(int32_t pl) {
@@ -366,6 +369,7 @@ class bench {
             for (auto & r : reqs) {
                 r.parent = parent.id();
             }
+            const muse::engine_stats st0 = eng.stats();
             const auto t_tg0    = clock_type::now();
             auto       children = eng.submit(reqs);
             br.n_generated      = 0;
@@ -378,7 +382,11 @@ class bench {
                 br.n_generated += r.completion_tokens;
                 reused = reused && r.use.prompt_tokens_reused == opt.npp - 1;
             }
-            br.t_tg = seconds_since(t_tg0);
+            br.t_tg                      = seconds_since(t_tg0);
+            const muse::engine_stats st1 = eng.stats();
+            br.decode_calls              = st1.decode_calls - st0.decode_calls;
+            br.decode_s                  = (double) (st1.decode_us - st0.decode_us) / 1e6;
+            br.step_s                    = (double) (st1.step_us - st0.step_us) / 1e6;
             parent.release();
             if (!reused) {
                 fprintf(stderr, "muse-bench: B = %d: a child did not reuse the parent's prefix (fork broken?)\n", pl);
@@ -514,10 +522,10 @@ int main(int argc, char ** argv) {
 
     if (max_pl > 0) {
         if (!opt.json) {
-            printf("\n|%6s | %6s | %4s | %6s | %8s | %8s | %8s | %8s |\n", "PP", "TG", "B", "N_KV", "T_PP s",
-                   "S_PP t/s", "T_TG s", "S_TG t/s");
-            printf("|%6s-|-%6s-|-%4s-|-%6s-|-%8s-|-%8s-|-%8s-|-%8s-|\n", "------", "------", "----", "------",
-                   "--------", "--------", "--------", "--------");
+            printf("\n|%6s | %6s | %4s | %6s | %8s | %8s | %8s | %8s | %9s | %9s |\n", "PP", "TG", "B", "N_KV",
+                   "T_PP s", "S_PP t/s", "T_TG s", "S_TG t/s", "decode ms", "step ms");
+            printf("|%6s-|-%6s-|-%4s-|-%6s-|-%8s-|-%8s-|-%8s-|-%8s-|-%9s-|-%9s-|\n", "------", "------", "----",
+                   "------", "--------", "--------", "--------", "--------", "---------", "---------");
         }
         if (opt.warmup) {
             b.prefill_once(16);  // llama-batched-bench warms up with 16 tokens
@@ -529,11 +537,16 @@ int main(int argc, char ** argv) {
             if (opt.json) {
                 printf(
                     "{%s, \"test\": \"batched\", \"pp\": %d, \"tg\": %d, \"pl\": %d, \"n_kv\": %d, \"t_pp\": %.6f, "
-                    "\"speed_pp\": %.6f, \"t_tg\": %.6f, \"speed_tg\": %.6f, \"attempts\": %d}\n",
-                    header.c_str(), r.pp, r.tg, r.pl, r.n_kv, r.t_pp, speed_pp, r.t_tg, speed_tg, r.attempts);
+                    "\"speed_pp\": %.6f, \"t_tg\": %.6f, \"speed_tg\": %.6f, \"attempts\": %d, \"tg_decode_calls\": %llu, "
+                    "\"tg_decode_s\": %.6f, \"tg_step_s\": %.6f}\n",
+                    header.c_str(), r.pp, r.tg, r.pl, r.n_kv, r.t_pp, speed_pp, r.t_tg, speed_tg, r.attempts,
+                    (unsigned long long) r.decode_calls, r.decode_s, r.step_s);
             } else {
-                printf("|%6d | %6d | %4d | %6d | %8.3f | %8.2f | %8.3f | %8.2f |\n", r.pp, r.tg, r.pl, r.n_kv, r.t_pp,
-                       speed_pp, r.t_tg, speed_tg);
+                // Per decode call of the generation phase: inside llama_decode, and the whole step.
+                const double calls = r.decode_calls > 0 ? (double) r.decode_calls : 1.0;
+                printf("|%6d | %6d | %4d | %6d | %8.3f | %8.2f | %8.3f | %8.2f | %9.2f | %9.2f |\n", r.pp, r.tg,
+                       r.pl, r.n_kv, r.t_pp, speed_pp, r.t_tg, speed_tg, 1e3 * r.decode_s / calls,
+                       1e3 * r.step_s / calls);
             }
             fflush(stdout);
         }

@@ -82,6 +82,7 @@ struct engine_core {
     std::vector<llama_seq_id>                          free_ids;
     llama_batch                                        batch{};
     std::vector<std::shared_ptr<event_channel>>        to_notify;  // channels with quiet pushes this step
+    bool                                               in_step = false;  // pushes are quiet until the step's end
     std::thread thread;
     ~engine_core();
 
@@ -112,6 +113,8 @@ struct engine_core {
     void admit_waiting();
     void resolve_fork(engine_sequence & s);
     void step();
+    void update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
+                      clock_type::time_point t_step);  // under stats_mu
     void sample(engine_sequence & s);
     void on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch);
     void publish_stats();

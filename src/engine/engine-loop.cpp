@@ -104,7 +104,13 @@ void engine_core::send_done(engine_sequence & s, finish_reason r, error err) {
     if (s.n_generated > 0) {
         ev.use.generate_ms = ms_since(s.t_first);
     }
-    s.chan->push(std::move(ev));
+    if (in_step) {
+        // Readers wake at the step's end, when the engine stats already count this step.
+        s.chan->push(std::move(ev), false);
+        to_notify.push_back(s.chan);
+    } else {
+        s.chan->push(std::move(ev));
+    }
 }
 
 void engine_core::free_seq(engine_sequence & s) {
@@ -319,6 +325,7 @@ void engine_core::resolve_fork(engine_sequence & s) {
 }
 
 void engine_core::step() {
+    const auto t_step = clock_type::now();
     common_batch_clear(batch);
     std::vector<engine_sequence *> active;
     for (auto & [id, s] : seqs) {
@@ -363,7 +370,9 @@ void engine_core::step() {
         return;
     }
 
-    const int32_t rc = llama_decode(ctx.get(), batch);
+    const auto    t_decode = clock_type::now();
+    const int32_t rc       = llama_decode(ctx.get(), batch);
+    const auto    decode_us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t_decode).count();
     if (rc != 0) {
         on_decode_error(rc, in_batch);
         return;
@@ -371,6 +380,7 @@ void engine_core::step() {
 
     int32_t n_sampled = 0;
     int32_t n_prefill = 0;
+    in_step           = true;
     for (engine_sequence * s : in_batch) {
         if (s->state == SEQ_PREFILL) {
             s->n_past += s->chunk;
@@ -398,12 +408,21 @@ void engine_core::step() {
             fail(*s, { ERROR_INTERNAL, std::string("sampling failed: ") + e.what() });
         }
     }
+    in_step = false;
+    {
+        std::lock_guard<std::mutex> lk(stats_mu);
+        update_stats(n_decoding, n_prefill, n_sampled, decode_us, t_step);
+    }
     for (auto & ch : to_notify) {
         ch->notify();
     }
     to_notify.clear();
+}
 
-    std::lock_guard<std::mutex> lk(stats_mu);
+void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
+                               clock_type::time_point t_step) {
+    st.decode_us += (uint64_t) decode_us;
+    st.step_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t_step).count();
     st.decode_calls++;
     st.batch_tokens += batch.n_tokens;
     st.prefill_tokens += n_prefill;
@@ -439,7 +458,8 @@ void engine_core::sample(engine_sequence & s) {
     if (llama_vocab_is_eog(vocab, tok)) {
         sequence_event ev;
         ev.token = tok;
-        s.chan->push(std::move(ev));
+        s.chan->push(std::move(ev), false);
+        to_notify.push_back(s.chan);
         finish(s, FINISH_STOP);
         return;
     }

@@ -52,6 +52,8 @@ struct engine_stats {
     uint64_t sequences_forked    = 0;  // started with a prefix copied from a parent
     uint64_t sequences_failed    = 0;
     uint64_t kv_full_events      = 0;  // llama_decode returned 1
+    uint64_t decode_us           = 0;  // wall time inside llama_decode, all calls
+    uint64_t step_us             = 0;  // wall time of whole steps: batch building, decode, sampling, events
     int32_t  n_ctx               = 0;
     int32_t  n_seq_max           = 0;
     int32_t  live_sequences      = 0;
