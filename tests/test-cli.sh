@@ -64,8 +64,27 @@ check "info --json parses" node -e 'const j=JSON.parse(require("fs").readFileSyn
 check "ask --json exits 0" test $rc -eq 0
 check "ask --json parses and carries reasoning, content and usage" node -e '
   const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
-  if (typeof j.content!=="string" || !j.reasoning_content || !j.usage || j.usage.completion_tokens<=0 || j.usage.completion_tokens>24) process.exit(1);
-  if (!["stop","length"].includes(j.finish_reason)) process.exit(1);' "$work/ask.json"
+  if (typeof j.content!=="string" || !j.reasoning_content || !j.usage || j.usage.completion_tokens<=0 || j.usage.completion_tokens>6+24) process.exit(1);
+  if (j.mode!=="thinking" || !["stop","length"].includes(j.finish_reason)) process.exit(1);' "$work/ask.json"
+
+# Modes: a bad mode is a usage error; contemplating returns every agent, a vote or a
+# synthesis, and usage showing the shared prefix prefilled once.
+"$muse" ask "hi" --mode fast 2> "$work/err.txt"; rc=$?
+check "bad --mode exits 2" test $rc -eq 2
+check "bad --mode names the flag" grep -q -- "--mode" "$work/err.txt"
+"$muse" ask "hi" --agents 40 2> "$work/err.txt"; rc=$?
+check "--agents out of range exits 2" test $rc -eq 2
+"$muse" ask --model "$model" "Which is larger, 2^10 or 10^3? Compare them step by step." --mode contemplating --agents 4 \
+  --budget 8 --max-tokens 8 --no-planner --seed 3 --json > "$work/contemplate.json" 2> "$work/err.txt"; rc=$?
+check "contemplating exits 0" test $rc -eq 0
+check "contemplating: 4 agents, vote or synthesis, prefix prefilled once" node -e '
+  const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  const solvers=j.agents.filter(a=>a.kind==="solver");
+  if (j.mode!=="contemplating" || solvers.length!==4) process.exit(1);
+  if (!["vote","synthesis","synthesis_all_pruned","single"].includes(j.aggregation)) process.exit(2);
+  if (j.aggregation==="vote" ? !j.vote : j.synthesis===null) process.exit(3);
+  if (!(j.usage.shared_prefix_tokens>0)) process.exit(4);
+  for (const a of solvers) if (a.prompt_tokens_reused < j.usage.shared_prefix_tokens-8) process.exit(5);' "$work/contemplate.json"
 
 # Ctrl-C cancels cleanly: exit 130 and a note, no crash.
 "$muse" ask --model "$model" "Go on" --max-tokens -1 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &

@@ -3,6 +3,7 @@
 namespace muse {
 
 void chat_result::add(const chat_event & ev) {
+    logprobs.insert(logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
     switch (ev.type) {
         case chat_event::REASONING: reasoning += ev.text; break;
         case chat_event::CONTENT:   content += ev.text; break;

@@ -23,6 +23,7 @@ namespace muse {
 struct chat_request {
     std::vector<chat_message> messages;
     std::vector<chat_tool>    tools;
+    std::string               tool_choice = "auto";  // auto, none (tools shown, no calls) or required
     reasoning_mode            reasoning        = REASONING_AUTO;
     int32_t                   reasoning_budget = -1;  // thinking tokens before budget forcing; -1 = unlimited
     sampling_params           sampling;
@@ -31,8 +32,12 @@ struct chat_request {
     std::string               json_schema;  // constrain the answer (then reasoning is off)
     std::string               grammar;      // GBNF alternative to json_schema
 
+    // Muse Glimmer's "Reasoning strength" (low, medium, high); other families ignore it.
+    std::string reasoning_strength;
+
     uint64_t fork_from = 0;      // id of a live/retained stream whose prompt prefix to share
     bool     retain    = false;  // keep this stream's cache after it ends, for later forks
+    bool     logprobs  = false;  // report generated tokens' log-probabilities (chat_event::logprobs)
 };
 
 struct chat_event {
@@ -48,6 +53,9 @@ struct chat_event {
     finish_reason  finish = FINISH_NONE;
     usage          use;
     error          err;
+    // With chat_request::logprobs: the log-probabilities of the tokens generated since the
+    // previous event (a token the parser holds back is reported with a later event).
+    std::vector<float> logprobs;
 
     static chat_event delta(type_t t, std::string s) {
         chat_event ev;
@@ -89,6 +97,7 @@ struct chat_result {
     finish_reason               finish = FINISH_NONE;
     usage                       use;
     error                       err;
+    std::vector<float>          logprobs;  // every generated token's, with chat_request::logprobs
 
     // Folds one event in: deltas are appended, tool call pieces joined, DONE fills the rest.
     void add(const chat_event & ev);

@@ -11,7 +11,10 @@ namespace {
 
 class local_stream : public chat_stream {
   public:
-    local_stream(sequence_handle h, common_chat_parser_params p) : seq(std::move(h)), parser(std::move(p)) {}
+    local_stream(sequence_handle h, common_chat_parser_params p, bool logprobs) :
+        seq(std::move(h)),
+        parser(std::move(p)),
+        want_logprobs(logprobs) {}
 
     // A request that failed before reaching the engine.
     explicit local_stream(error err) : parser(common_chat_parser_params()) {
@@ -49,7 +52,11 @@ class local_stream : public chat_stream {
   private:
     void absorb(sequence_event & se) {
         std::vector<chat_delta> deltas;
-        const bool done = se.type == sequence_event::DONE;
+        const bool   done  = se.type == sequence_event::DONE;
+        const size_t first = pending.size();
+        if (!done && want_logprobs) {
+            held_logprobs.push_back(se.logprob);
+        }
         if (!se.text.empty() || done) {
             parser.update(se.text, done, deltas);
         }
@@ -76,10 +83,16 @@ class local_stream : public chat_stream {
             ev.err    = std::move(se.err);
             pending.push_back(std::move(ev));
         }
+        if (pending.size() > first && !held_logprobs.empty()) {
+            pending[first].logprobs = std::move(held_logprobs);
+            held_logprobs.clear();
+        }
     }
 
     sequence_handle        seq;
     chat_output_parser     parser;
+    bool                   want_logprobs = false;
+    std::vector<float>     held_logprobs;
     std::deque<chat_event> pending;
     bool                   finished = false;
 };
@@ -92,9 +105,11 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     chat_prompt_options opts;
     opts.messages    = req.messages;
     opts.tools       = req.tools;
+    opts.tool_choice = req.tool_choice;
     opts.reasoning   = req.reasoning;
     opts.json_schema = req.json_schema;
     opts.grammar     = req.grammar;
+    opts.reasoning_strength = req.reasoning_strength;
     if (error err = format_chat(eng.get_model(), opts, prompt)) {
         return err;
     }
@@ -115,8 +130,9 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
         out.reasoning_ends   = prompt.syntax.ends;
         out.reasoning_forced = prompt.syntax.forced;
     }
-    out.parent = req.fork_from;
-    out.retain = req.retain;
+    out.parent   = req.fork_from;
+    out.retain   = req.retain;
+    out.logprobs = req.logprobs;
     return {};
 }
 
@@ -126,7 +142,7 @@ std::unique_ptr<chat_stream> local_backend::start(const chat_request & req) {
     if (error err = build(req, sr, prompt)) {
         return std::make_unique<local_stream>(std::move(err));
     }
-    return std::make_unique<local_stream>(eng.submit(sr), prompt.parser);
+    return std::make_unique<local_stream>(eng.submit(sr), prompt.parser, req.logprobs);
 }
 
 backend_info local_backend::info() const {

@@ -92,7 +92,9 @@ std::vector<chat_request> scripted_backend::requests() const {
 }
 
 std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
-    std::lock_guard<std::mutex> lk(mu);
+    // The responder runs outside the lock, so that a test's responder may wait for another
+    // request that a parallel agent is about to start.
+    std::unique_lock<std::mutex> lk(mu);
     seen.push_back(req);
     const uint64_t id = next_id++;
     std::deque<chat_event> evs;
@@ -124,7 +126,10 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
 
     scripted_reply reply;
     if (responder) {
-        reply = responder(req);
+        auto fn = responder;
+        lk.unlock();
+        reply = fn(req);
+        lk.lock();
     } else if (next_reply < replies.size()) {
         reply = replies[next_reply++];
     } else {
@@ -171,6 +176,13 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
         n++;
     }
     use.completion_tokens = n;
+    if (req.logprobs) {
+        size_t k = 0;
+        for (auto & ev : evs) {
+            ev.logprobs = { k < reply.logprobs.size() ? reply.logprobs[k] : 0.0f };
+            k++;
+        }
+    }
     evs.push_back(done_event(cut ? FINISH_LENGTH : FINISH_STOP, use));
     return std::make_unique<scripted_stream>(id, std::move(evs));
 }

@@ -16,6 +16,9 @@ struct scripted_reply {
     std::string                 content;
     std::vector<chat_tool_call> tool_calls;
     error                       err;  // when set, the stream ends with this error
+    // Per piece (reasoning pieces first, then content), reported when the request asks for
+    // logprobs; pieces beyond the list report 0.
+    std::vector<float>          logprobs;
 };
 
 class scripted_backend : public backend {

@@ -110,9 +110,25 @@ error format_chat(const model & m, const chat_prompt_options & opts, chat_prompt
         }
         in.tools.push_back({ t.name, t.description, t.parameters.empty() ? "{\"type\":\"object\",\"properties\":{}}" : t.parameters });
     }
+    if (opts.tool_choice == "auto" || opts.tool_choice.empty()) {
+        in.tool_choice = COMMON_CHAT_TOOL_CHOICE_AUTO;
+    } else if (opts.tool_choice == "none") {
+        in.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
+    } else if (opts.tool_choice == "required") {
+        in.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    } else {
+        return { ERROR_INVALID_ARGUMENT, "tool_choice must be auto, none or required, got '" + opts.tool_choice + "'" };
+    }
     in.reasoning_format      = COMMON_REASONING_FORMAT_DEEPSEEK;
     in.enable_thinking       = mode != REASONING_OFF;
     in.add_generation_prompt = true;
+    if (!opts.reasoning_strength.empty()) {
+        const std::string & rs = opts.reasoning_strength;
+        if (rs != "low" && rs != "medium" && rs != "high") {
+            return { ERROR_INVALID_ARGUMENT, "reasoning_strength must be low, medium or high, got '" + rs + "'" };
+        }
+        in.chat_template_kwargs["reasoning_strength"] = "\"" + rs + "\"";
+    }
     // Channel families get the schema as a grammar below, after their answer prefix.
     if (!fam) {
         in.json_schema = opts.json_schema;

@@ -47,9 +47,11 @@ enum reasoning_mode {
 struct chat_prompt_options {
     std::vector<chat_message> messages;
     std::vector<chat_tool>    tools;
+    std::string               tool_choice = "auto";  // auto, none or required
     reasoning_mode            reasoning = REASONING_AUTO;
     std::string               json_schema;  // constrain the answer to this JSON schema (reasoning is then off)
     std::string               grammar;      // or a GBNF grammar
+    std::string               reasoning_strength;  // Muse Glimmer: low, medium or high (empty: the template's default)
 };
 
 // How a family opens and closes its reasoning, in its own syntax.

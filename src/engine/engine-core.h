@@ -113,6 +113,7 @@ struct engine_core {
     void admit_waiting();
     void resolve_fork(engine_sequence & s);
     void step();
+    float token_logprob(int32_t batch_idx, llama_token tok) const;
     void update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
                       clock_type::time_point t_step);  // under stats_mu
     void sample(engine_sequence & s);

@@ -6,6 +6,7 @@
 #include "common.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace muse {
 
@@ -448,6 +449,7 @@ void engine_core::sample(engine_sequence & s) {
     } else {
         tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);
     }
+    const float logprob = s.req.logprobs ? token_logprob(s.batch_idx, tok) : 0.0f;
     common_sampler_accept(s.smpl.get(), tok, true);
     if (s.n_generated == 0) {
         s.t_first = clock_type::now();
@@ -457,7 +459,8 @@ void engine_core::sample(engine_sequence & s) {
 
     if (llama_vocab_is_eog(vocab, tok)) {
         sequence_event ev;
-        ev.token = tok;
+        ev.token   = tok;
+        ev.logprob = logprob;
         s.chan->push(std::move(ev), false);
         to_notify.push_back(s.chan);
         finish(s, FINISH_STOP);
@@ -465,8 +468,9 @@ void engine_core::sample(engine_sequence & s) {
     }
     bool stopped = false;
     sequence_event ev;
-    ev.token = tok;
-    ev.text  = s.text.add(common_token_to_piece(vocab, tok, true), stopped);
+    ev.token   = tok;
+    ev.logprob = logprob;
+    ev.text    = s.text.add(common_token_to_piece(vocab, tok, true), stopped);
     s.chan->push(std::move(ev), false);
     to_notify.push_back(s.chan);
     if (stopped) {
@@ -476,6 +480,17 @@ void engine_core::sample(engine_sequence & s) {
     } else {
         s.pending = tok;
     }
+}
+
+float engine_core::token_logprob(int32_t batch_idx, llama_token tok) const {
+    const float * logits  = llama_get_logits_ith(ctx.get(), batch_idx);
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    const float   mx      = *std::max_element(logits, logits + n_vocab);
+    double        sum     = 0;
+    for (int32_t i = 0; i < n_vocab; ++i) {
+        sum += std::exp((double) (logits[i] - mx));
+    }
+    return (float) ((double) (logits[tok] - mx) - std::log(sum));
 }
 
 void engine_core::on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch) {

@@ -52,6 +52,9 @@ struct sequence_request {
     // Keep this sequence's KV cells after it finishes, so that later requests can fork it,
     // until its handle is released.
     bool retain = false;
+    // Report each generated token's log-probability under the model's raw distribution
+    // (before temperature, penalties or truncation): the confidence signal of early pruning.
+    bool logprobs = false;
 };
 
 enum finish_reason {
@@ -77,6 +80,7 @@ struct sequence_event {
     enum type_t { TOKEN, DONE } type = TOKEN;
     llama_token   token = LLAMA_TOKEN_NULL;  // TOKEN
     std::string   text;                      // TOKEN: new output text (complete UTF-8; may be empty while held back)
+    float         logprob = 0;               // TOKEN, when the request asked for logprobs
     finish_reason finish = FINISH_NONE;      // DONE
     usage         use;                       // DONE
     muse::error   err;                       // DONE with FINISH_ERROR

@@ -1,0 +1,203 @@
+#include "orchestrator.h"
+
+#include "modes.h"
+
+#include <cmath>
+#include <random>
+#include <thread>
+
+namespace muse {
+
+const char * agent_kind_name(agent_kind k) {
+    switch (k) {
+        case AGENT_ANSWER:      return "answer";
+        case AGENT_PLANNER:     return "planner";
+        case AGENT_SUBTASK:     return "subtask";
+        case AGENT_SOLVER:      return "solver";
+        case AGENT_SYNTHESIZER: return "synthesizer";
+        case AGENT_REFINER:     return "refiner";
+        case AGENT_ROUTER:      return "router";
+    }
+    return "?";
+}
+
+std::string validate(const ask_options & o) {
+    auto range = [](const char * name, double v, double lo, double hi) -> std::string {
+        if (!(v >= lo && v <= hi)) {
+            char buf[160];
+            snprintf(buf, sizeof(buf), "%s must be in [%g, %g], got %g", name, lo, hi, v);
+            return buf;
+        }
+        return "";
+    };
+    for (const std::string & e : {
+             range("agents", o.agents, 1, 16),
+             range("budget", o.budget, 0, 65536),
+             range("answer_tokens", o.answer_tokens, 1, 1 << 20),
+             range("max_plan_tasks", o.max_plan_tasks, 1, 16),
+             range("plan_tokens", o.plan_tokens, 16, 8192),
+             range("prune_threshold", o.prune_threshold, -100, 0),
+             range("prune_window", o.prune_window, 4, 4096),
+             range("max_tool_steps", o.max_tool_steps, 0, 32),
+             validate(o.sampling),
+         }) {
+        if (!e.empty()) {
+            return e;
+        }
+    }
+    if (o.stop.size() > 16) {
+        return "stop: at most 16 stop strings";
+    }
+    return "";
+}
+
+std::string request_text(const std::vector<chat_message> & messages) {
+    for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+        if (it->role == "user") {
+            return it->content;
+        }
+    }
+    return "";
+}
+
+std::vector<chat_message> with_suffix(const std::vector<chat_message> & messages, const std::string & suffix) {
+    std::vector<chat_message> out = messages;
+    if (suffix.empty()) {
+        return out;
+    }
+    if (out.empty() || out.back().role != "user") {
+        out.push_back({ "user", suffix });
+    } else {
+        out.back().content += "\n\n" + suffix;
+    }
+    return out;
+}
+
+chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, const char * strength) {
+    chat_request r;
+    r.messages             = ctx.req.messages;
+    r.tools                = ctx.reg.specs(ctx.opt.tools);
+    r.reasoning            = reasoning;
+    r.reasoning_strength   = strength;
+    r.sampling             = ctx.opt.sampling;
+    return r;
+}
+
+void finish_single(ask_context & ctx, int agent) {
+    std::lock_guard<std::mutex> lk(ctx.mu);
+    ask_result &        res = ctx.result;
+    const agent_trace & t   = res.agents[agent];
+    res.answer      = t.answer;
+    res.reasoning   = t.reasoning;
+    res.aggregation = "single";
+    res.confidence  = t.tokens > 0 ? std::exp(t.confidence) : 0;
+    res.finish      = t.finish;
+    res.err         = t.err;
+}
+
+orchestrator::orchestrator(backend & b, tool_registry tools) : be(b), reg(std::move(tools)) {}
+
+ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, const std::atomic<bool> * stop) {
+    static const std::atomic<bool> never{ false };
+    const std::atomic<bool> &      cancelled = stop ? *stop : never;
+    ask_request req = req0;
+    if (req.opt.sampling.seed == 0xFFFFFFFF) {
+        req.opt.sampling.seed = std::random_device{}() & 0x7FFFFFFF;  // agents derive theirs from it, reproducibly
+    }
+    ask_context ctx(be, reg, req, sink, cancelled);
+    ctx.result.mode_requested = req.opt.mode;
+
+    auto fail = [&](error_code code, std::string msg) {
+        ctx.result.err    = { code, std::move(msg) };
+        ctx.result.finish = FINISH_ERROR;
+        return ctx.result;
+    };
+    if (std::string e = validate(req.opt); !e.empty()) {
+        return fail(ERROR_INVALID_ARGUMENT, e);
+    }
+    if (request_text(req.messages).empty()) {
+        return fail(ERROR_INVALID_ARGUMENT, "messages: the conversation needs a user message with text");
+    }
+    for (const auto & name : req.opt.tools) {
+        if (!reg.find(name)) {
+            return fail(ERROR_INVALID_ARGUMENT, "tools: unknown tool '" + name + "'");
+        }
+    }
+
+    // A watcher turns orchestrator::cancel() into stream cancellations.
+    std::atomic<bool> done{ false };
+    std::thread       watcher([&] {
+        while (!done) {
+            if (cancelled) {
+                ctx.cancel_streams();
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    });
+
+    ask_mode mode = req.opt.mode;
+    if (mode == MODE_AUTO) {
+        route_decision d = route_request(request_text(req.messages), req.attachments);
+        mode             = d.mode;
+        ctx.result.mode_reason = d.reason;
+        if (req.opt.router_model) {
+            agent_spec spec;
+            spec.kind                 = AGENT_ROUTER;
+            spec.role                 = "router";
+            spec.request              = base_request(ctx, REASONING_OFF, "low");
+            spec.request.tools.clear();
+            spec.request.messages     = with_suffix(req.messages,
+                "---\nDo not answer the request. Classify how much reasoning it needs: instant (a direct reply), "
+                "thinking (careful step-by-step reasoning) or contemplating (a hard, multi-part problem worth "
+                "several independent solvers). Reply with one word.");
+            spec.request.grammar      = "root ::= \"instant\" | \"thinking\" | \"contemplating\"";
+            spec.request.max_tokens   = 8;
+            spec.request.sampling.temperature = 0;
+            ctx.begin_step("route");
+            const int idx = run_agent(ctx, spec);
+            ctx.end_step("route");
+            ask_mode m;
+            const std::string said = ctx.result.agents[idx].answer;
+            if (parse_ask_mode(said, m) && m != MODE_AUTO) {
+                ctx.result.mode_reason += "; the model classified it as " + said;
+                mode = m;
+            } else {
+                ctx.result.mode_reason += "; the model's classification was unusable ('" + said + "'), features decide";
+            }
+        }
+    } else {
+        ctx.result.mode_reason = std::string("requested: ") + ask_mode_name(mode);
+    }
+    ctx.result.mode = mode;
+    {
+        ask_event ev;
+        ev.type   = ask_event::MODE;
+        ev.text   = ask_mode_name(mode);
+        ev.detail = ctx.result.mode_reason;
+        ctx.emit(ev);
+    }
+
+    switch (mode) {
+        case MODE_INSTANT:       run_instant(ctx); break;
+        case MODE_THINKING:      run_thinking(ctx); break;
+        case MODE_CONTEMPLATING: run_contemplating(ctx); break;
+        case MODE_AUTO:          break;
+    }
+    done = true;
+    watcher.join();
+
+    ask_result & res = ctx.result;
+    for (const auto & t : res.agents) {
+        res.use.prompt_tokens_prefilled += t.prompt_tokens_prefilled;
+        res.use.prompt_tokens_reused += t.prompt_tokens_reused;
+        res.use.completion_tokens += t.tokens;
+        res.use.tokens_saved_by_pruning += t.tokens_saved;
+    }
+    if (cancelled && !res.err) {
+        res.finish = FINISH_CANCELLED;
+    }
+    res.total_ms = ctx.now_ms();
+    return std::move(ctx.result);
+}
+
+}  // namespace muse

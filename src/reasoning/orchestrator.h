@@ -1,0 +1,179 @@
+#pragma once
+// The orchestrator: Muse's reasoning modes as policies over one backend. Each mode builds a
+// small graph of agent steps, and every step is a sequence on the backend, so parallel
+// agents share one decode loop (and, through fork, one prefill of the shared prompt).
+//
+//   muse::orchestrator orch(backend, muse::builtin_tools());
+//   muse::ask_request  req;
+//   req.messages = { { "user", "What is 17 * 23?" } };
+//   req.opt.mode = muse::MODE_CONTEMPLATING;
+//   muse::ask_result r = orch.run(req, [](const muse::ask_event & ev) { /* live view */ });
+//
+//   instant        reasoning off (Muse Glimmer: strength low, answer channel opened), one answer
+//   thinking       one agent reasons within a budget (budget-forced), may call tools, answers
+//   contemplating  planner (JSON plan) -> sub-tasks in parallel -> K solver agents forked from
+//                  the shared prefix -> early pruning -> vote or synthesis [-> refinement]
+//   auto           a cheap router picks one of the three, and says why
+//
+// Thread safety: run() may be called from several threads at once (each call is one
+// request); the sink is called from agent threads, one call at a time per request.
+
+#include "agents/plan.h"
+#include "agents/tools.h"
+#include "backend/backend.h"
+#include "reasoning/answer.h"
+#include "reasoning/router.h"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace muse {
+
+struct ask_options {
+    ask_mode mode   = MODE_AUTO;
+    int32_t  agents = 4;     // contemplating: K solver agents, 1..16
+    int32_t  budget = 2048;  // thinking tokens per reasoning agent, 0..65536
+    int32_t  answer_tokens = 1024;  // tokens an agent may spend on its answer after reasoning, 1..1048576
+
+    bool     planner        = true;  // contemplating: plan sub-tasks first
+    int32_t  max_plan_tasks = 6;     // 1..16
+    int32_t  plan_tokens    = 512;   // the planner's output cap, 16..8192
+
+    // Early pruning of solver branches: a branch whose mean token log-probability over the
+    // last `prune_window` reasoning tokens falls below `prune_threshold` stops. The default
+    // threshold is conservative: real models average around -0.3 to -1.5 nats per token.
+    bool    prune           = true;
+    float   prune_threshold = -5.0f;  // nats, -100..0
+    int32_t prune_window    = 32;     // tokens, 4..4096
+
+    bool    refine = false;  // contemplating: one debate round where each agent may revise
+
+    std::vector<std::string> tools = { "calculator", "current_datetime" };  // tools agents may call
+    int32_t max_tool_steps = 4;  // tool calls per agent, 0..32
+
+    // Sampling of every agent; solvers spread their temperatures around this one and derive
+    // their seeds from this seed (random when 0xFFFFFFFF).
+    sampling_params sampling = default_sampling();
+    std::vector<std::string> stop;         // instant / thinking answers stop at these strings
+    std::string json_schema;               // constrain the answer (instant / thinking; reasoning is then off)
+    bool        router_model = false;      // auto: also ask the model for a one-word classification
+
+    static sampling_params default_sampling() {
+        sampling_params s;
+        s.temperature = 0.7f;
+        return s;
+    }
+};
+
+// Empty when every field is in range, else a message naming the field.
+std::string validate(const ask_options & o);
+
+struct ask_request {
+    std::vector<chat_message> messages;  // the conversation; the last message is the user's request
+    ask_options               opt;
+    int32_t                   attachments = 0;  // images and tables already folded into messages (router feature)
+};
+
+struct tool_call_trace {
+    std::string name, arguments, result;
+    bool        ok = false;
+};
+
+enum agent_kind { AGENT_ANSWER, AGENT_PLANNER, AGENT_SUBTASK, AGENT_SOLVER, AGENT_SYNTHESIZER, AGENT_REFINER, AGENT_ROUTER };
+const char * agent_kind_name(agent_kind k);
+
+struct agent_trace {
+    int         index = 0;  // position in ask_result::agents
+    agent_kind  kind  = AGENT_ANSWER;
+    std::string role;       // solver directive or specialist role id
+    std::string task_id;    // sub-tasks: the plan task
+    std::string reasoning;
+    std::string answer;
+    std::vector<tool_call_trace> tool_calls;
+    int32_t     tokens        = 0;   // generated, all steps
+    int32_t     prompt_tokens_prefilled = 0;
+    int32_t     prompt_tokens_reused    = 0;
+    bool        pruned        = false;
+    int32_t     tokens_saved  = 0;   // reasoning budget left unspent when pruned
+    double      confidence    = 0;   // mean token log-probability (0 when not measured)
+    float       temperature   = 0;
+    uint32_t    seed          = 0;
+    finish_reason finish      = FINISH_NONE;
+    error       err;
+    double      start_ms = 0, end_ms = 0;  // since the request started
+};
+
+struct step_timing {
+    std::string step;
+    double      start_ms = 0, end_ms = 0;
+};
+
+struct ask_usage {
+    int32_t shared_prefix_tokens    = 0;  // the shared prompt, prefilled once for all agents
+    int32_t prompt_tokens_prefilled = 0;  // all sequences together, shared prefix included
+    int32_t prompt_tokens_reused    = 0;  // taken from a parent's KV cache through fork
+    int32_t completion_tokens       = 0;
+    int32_t tokens_saved_by_pruning = 0;
+};
+
+struct ask_result {
+    std::string answer;
+    std::string reasoning;
+    ask_mode    mode_requested = MODE_AUTO;
+    ask_mode    mode           = MODE_INSTANT;  // the mode that ran
+    std::string mode_reason;
+    bool        has_plan = false;
+    plan        plan_used;
+    std::vector<agent_trace> agents;
+    std::string aggregation;  // single, vote, synthesis, synthesis_all_pruned
+    vote_result vote;
+    std::string synthesis;
+    double      confidence = 0;  // vote: agreement; otherwise the answering agents' mean token probability
+    ask_usage   use;
+    std::vector<step_timing> timings;
+    double      total_ms = 0;
+    finish_reason finish = FINISH_NONE;
+    error       err;
+};
+
+struct ask_event {
+    enum type_t {
+        MODE,         // text: the mode chosen (and mode_reason in detail)
+        PLAN,         // text: the plan as JSON
+        AGENT_START,  // agent, kind, role
+        AGENT_DELTA,  // agent, delta (REASONING or CONTENT), text
+        AGENT_TOOL,   // agent, text: "name(args) -> result"
+        AGENT_END,    // agent, detail: "answered" / "pruned" / "failed: ..."
+        AGGREGATE,    // text: the vote or synthesis summary
+    } type = MODE;
+    int                agent = -1;
+    agent_kind         kind  = AGENT_ANSWER;
+    std::string        role;
+    chat_event::type_t delta = chat_event::CONTENT;
+    std::string        text;
+    std::string        detail;
+    int32_t            tokens = 0;  // the agent's tokens so far
+};
+
+using ask_sink = std::function<void(const ask_event &)>;
+
+class orchestrator {
+  public:
+    orchestrator(backend & be, tool_registry tools);
+
+    // Runs one request to its end. Setting *stop (owned by the caller) cancels it: its agents
+    // end at the next engine step and the result says FINISH_CANCELLED.
+    ask_result run(const ask_request & req, const ask_sink & sink = nullptr, const std::atomic<bool> * stop = nullptr);
+
+    const tool_registry & tools() const { return reg; }
+
+  private:
+    backend &     be;
+    tool_registry reg;
+};
+
+}  // namespace muse

@@ -1,0 +1,552 @@
+// The reasoning modes' orchestration on the scripted backend: which requests each mode makes,
+// in which order, and how their answers are combined.
+
+#include "backend/scripted-backend.h"
+#include "reasoning/orchestrator.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <thread>
+
+using namespace muse;
+
+namespace {
+
+bool has(const std::string & s, const std::string & part) {
+    return s.find(part) != std::string::npos;
+}
+
+std::string last_user(const chat_request & r) {
+    return r.messages.empty() ? "" : r.messages.back().content;
+}
+
+bool is_prefix(const chat_request & r) { return r.max_tokens == 0; }
+bool is_planner(const chat_request & r) { return has(last_user(r), "Plan how a team"); }
+bool is_solver(const chat_request & r) { return has(last_user(r), "Your role: ") && !has(last_user(r), "Your earlier answer"); }
+bool is_refiner(const chat_request & r) { return has(last_user(r), "Your earlier answer"); }
+bool is_synth(const chat_request & r) { return has(last_user(r), "Write the single best answer"); }
+
+// The solver's position in the role list, from its directive.
+int solver_slot(const chat_request & r) {
+    static const char * roles[] = { "direct solver", "backward verifier", "edge-case hunter", "sceptic" };
+    for (int i = 0; i < 4; ++i) {
+        if (has(last_user(r), std::string("Your role: ") + roles[i])) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+scripted_reply reply(std::string content, std::string reasoning = "", std::vector<float> lps = {}) {
+    scripted_reply r;
+    r.content   = std::move(content);
+    r.reasoning = std::move(reasoning);
+    r.logprobs  = std::move(lps);
+    return r;
+}
+
+ask_request contemplate(const std::string & q, int k = 4) {
+    ask_request req;
+    req.messages       = { { "user", q } };
+    req.opt.mode       = MODE_CONTEMPLATING;
+    req.opt.agents     = k;
+    req.opt.planner    = false;
+    req.opt.budget     = 64;
+    req.opt.sampling.seed = 42;
+    return req;
+}
+
+std::string words(int n, const char * w = "step") {
+    std::string s;
+    for (int i = 0; i < n; ++i) {
+        s += (i ? " " : "") + std::string(w);
+    }
+    return s;
+}
+
+}  // namespace
+
+TEST(orchestrator, rejects_out_of_range_options) {
+    scripted_backend be;
+    orchestrator     orch(be, builtin_tools());
+    ask_request      req = contemplate("q");
+    req.opt.agents       = 0;
+    ask_result r         = orch.run(req);
+    ASSERT_TRUE(r.err);
+    EXPECT_TRUE(has(r.err.message, "agents")) << r.err.message;
+    req.opt.agents = 17;
+    EXPECT_TRUE(has(orch.run(req).err.message, "agents"));
+    req.opt.agents = 4;
+    req.opt.budget = -1;
+    EXPECT_TRUE(has(orch.run(req).err.message, "budget"));
+    req.opt.budget                = 10;
+    req.opt.sampling.temperature  = 500;
+    EXPECT_TRUE(has(orch.run(req).err.message, "temperature"));
+    req.opt.sampling.temperature = 0.5f;
+    req.opt.tools                = { "teleporter" };
+    EXPECT_TRUE(has(orch.run(req).err.message, "teleporter"));
+    EXPECT_TRUE(be.requests().empty()) << "nothing may run for a rejected request";
+}
+
+TEST(orchestrator, instant_turns_reasoning_off) {
+    scripted_backend be({ reply("Paris.", "should not appear") });
+    orchestrator     orch(be, builtin_tools());
+    ask_request      req;
+    req.messages = { { "user", "Capital of France?" } };
+    req.opt.mode = MODE_INSTANT;
+    ask_result r = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.mode, MODE_INSTANT);
+    EXPECT_EQ(r.answer, "Paris.");
+    EXPECT_EQ(r.reasoning, "");
+    ASSERT_EQ(be.requests().size(), 1u);
+    EXPECT_EQ(be.requests()[0].reasoning, REASONING_OFF);
+    EXPECT_EQ(be.requests()[0].reasoning_strength, "low");
+}
+
+TEST(orchestrator, thinking_reasons_within_its_budget) {
+    scripted_backend be({ reply("42", words(500)) });
+    orchestrator     orch(be, builtin_tools());
+    ask_request      req;
+    req.messages   = { { "user", "Think hard" } };
+    req.opt.mode   = MODE_THINKING;
+    req.opt.budget = 20;
+    ask_result r   = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    ASSERT_EQ(be.requests().size(), 1u);
+    const chat_request & q = be.requests()[0];
+    EXPECT_EQ(q.reasoning, REASONING_ON);
+    EXPECT_EQ(q.reasoning_budget, 20);
+    EXPECT_EQ(q.reasoning_strength, "medium");
+    EXPECT_EQ(r.reasoning, words(20)) << "budget forcing ends reasoning at 20 tokens";
+    EXPECT_EQ(r.answer, "42") << "the answer follows the forced end of reasoning";
+}
+
+TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 7", "because"); });
+    orchestrator orch(be, builtin_tools());
+    ask_result   r = orch.run(contemplate("What is 3 + 4?"));
+    ASSERT_FALSE(r.err) << r.err.message;
+    auto reqs = be.requests();
+    ASSERT_EQ(reqs.size(), 5u);  // the prefix, then 4 solvers
+    ASSERT_TRUE(is_prefix(reqs[0]));
+    EXPECT_TRUE(reqs[0].retain);
+    int solvers = 0;
+    for (size_t i = 1; i < reqs.size(); ++i) {
+        ASSERT_TRUE(is_solver(reqs[i]));
+        EXPECT_EQ(reqs[i].fork_from, 1u) << "solver " << i << " forks the prefix (stream 1)";
+        EXPECT_EQ(reqs[i].reasoning_strength, "high");
+        EXPECT_TRUE(has(last_user(reqs[i]), "What is 3 + 4?"));
+        solvers++;
+    }
+    EXPECT_EQ(solvers, 4);
+    // Distinct roles, seeds and temperatures.
+    std::set<std::string> roles;
+    std::set<uint32_t>    seeds;
+    std::set<float>       temps;
+    for (const auto & t : r.agents) {
+        roles.insert(t.role);
+        seeds.insert(t.seed);
+        temps.insert(t.temperature);
+    }
+    EXPECT_EQ(roles.size(), 4u);
+    EXPECT_EQ(seeds.size(), 4u);
+    EXPECT_GE(temps.size(), 3u);
+    EXPECT_EQ(r.aggregation, "vote");
+    EXPECT_EQ(r.answer, "7");
+    EXPECT_DOUBLE_EQ(r.confidence, 1.0);
+    EXPECT_GT(r.use.shared_prefix_tokens, 0);
+}
+
+TEST(orchestrator, vote_normalises_numbers_and_reports_agreement) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        static const char * answers[] = { "Final answer: 1,000", "The answer is 1000.", "Final answer: 1000.0", "Final answer: 999" };
+        return is_prefix(q) ? reply("") : reply(answers[solver_slot(q)], "r");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_result   r = orch.run(contemplate("How many?"));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "vote");
+    EXPECT_EQ(r.vote.votes, 3);
+    EXPECT_EQ(r.vote.normalized, "1000");
+    EXPECT_FALSE(r.vote.tie);
+    EXPECT_DOUBLE_EQ(r.confidence, 0.75);
+    EXPECT_EQ(r.answer, "1,000") << "the first agent's wording of the winner";
+}
+
+TEST(orchestrator, tie_is_broken_by_confidence) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) {
+            return reply("");
+        }
+        const int  s   = solver_slot(q);
+        const bool sure = s == 2 || s == 3;  // the later two agents say B, with higher confidence
+        return reply(sure ? "Final answer: B" : "Final answer: A", "x y z", std::vector<float>(4, sure ? -0.1f : -1.5f));
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate("Pick A or B");
+    req.opt.prune    = false;
+    ask_result r     = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "vote");
+    EXPECT_TRUE(r.vote.tie);
+    EXPECT_EQ(r.vote.tie_break, "confidence");
+    EXPECT_EQ(r.vote.display.back(), 'B') << r.vote.display;
+    EXPECT_DOUBLE_EQ(r.confidence, 0.5);
+}
+
+TEST(orchestrator, free_text_answers_are_synthesised) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        if (is_synth(q)) return reply("A combined essay.", "merge");
+        return reply(words(60, "essay") + " slot " + std::to_string(solver_slot(q)), "r");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_result   r = orch.run(contemplate("Write about rivers"));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "synthesis");
+    EXPECT_EQ(r.answer, "A combined essay.");
+    EXPECT_EQ(r.synthesis, "A combined essay.");
+    const chat_request & s = be.requests().back();
+    ASSERT_TRUE(is_synth(s));
+    for (int i = 0; i < 4; ++i) {
+        EXPECT_TRUE(has(last_user(s), "slot " + std::to_string(i))) << "the synthesiser reads every candidate";
+    }
+    EXPECT_EQ(s.fork_from, 1u);
+    EXPECT_EQ(r.agents.back().kind, AGENT_SYNTHESIZER);
+}
+
+TEST(orchestrator, low_confidence_branch_is_pruned) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        const bool weak = solver_slot(q) == 1;
+        return reply("Final answer: 5", words(40), std::vector<float>(41, weak ? -9.0f : -0.5f));
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req      = contemplate("q");
+    req.opt.prune_window  = 8;
+    ask_result r          = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    int n_pruned = 0;
+    for (const auto & t : r.agents) {
+        if (t.pruned) {
+            n_pruned++;
+            EXPECT_EQ(t.role, "backward verifier");
+            EXPECT_LE(t.tokens, 9) << "stops right after the window fills";
+            EXPECT_GE(t.tokens_saved, 64 - 9);
+        }
+    }
+    EXPECT_EQ(n_pruned, 1);
+    EXPECT_EQ(r.aggregation, "vote");
+    EXPECT_EQ(r.vote.voters, 3) << "a pruned branch does not vote";
+    EXPECT_GT(r.use.tokens_saved_by_pruning, 0);
+}
+
+TEST(orchestrator, all_pruned_synthesises_from_partial_reasoning) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        if (is_synth(q)) return reply("Best effort answer.");
+        return reply("Final answer: 5", words(40, "muddle"), std::vector<float>(41, -9.0f));
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req     = contemplate("q");
+    req.opt.prune_window = 8;
+    ask_result r         = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "synthesis_all_pruned");
+    EXPECT_EQ(r.answer, "Best effort answer.");
+    EXPECT_EQ(r.confidence, 0);
+    ASSERT_TRUE(is_synth(be.requests().back()));
+    EXPECT_TRUE(has(last_user(be.requests().back()), "stopped early"));
+    EXPECT_TRUE(has(last_user(be.requests().back()), "muddle"));
+}
+
+TEST(orchestrator, pruning_off_keeps_every_branch) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        return is_prefix(q) ? reply("") : reply("Final answer: 5", words(40), std::vector<float>(41, -9.0f));
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req     = contemplate("q");
+    req.opt.prune        = false;
+    req.opt.prune_window = 8;
+    ask_result r         = orch.run(req);
+    for (const auto & t : r.agents) {
+        EXPECT_FALSE(t.pruned);
+    }
+    EXPECT_EQ(r.aggregation, "vote");
+}
+
+TEST(orchestrator, plan_runs_independent_tasks_together_and_feeds_dependents) {
+    const std::string plan_json = R"({"tasks":[
+        {"id":"a","goal":"find x","role":"mathematician","depends_on":[],"tools":[]},
+        {"id":"b","goal":"find y","role":"analyst","depends_on":[],"tools":[]},
+        {"id":"c","goal":"combine x and y","role":"generalist","depends_on":["a","b"],"tools":[]}]})";
+    std::mutex              mu;
+    std::condition_variable cv;
+    bool                    b_started = false, a_saw_b = false;
+    scripted_backend        be;
+    be.set_responder([&](const chat_request & q) {
+        const std::string u = last_user(q);
+        if (is_prefix(q)) return reply("");
+        if (is_planner(q)) return reply(plan_json);
+        if (has(u, "sub-task (a)")) {
+            // a waits for b: only possible when both were started together.
+            std::unique_lock<std::mutex> lk(mu);
+            a_saw_b = cv.wait_for(lk, std::chrono::seconds(5), [&] { return b_started; });
+            return reply("x is 3");
+        }
+        if (has(u, "sub-task (b)")) {
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                b_started = true;
+            }
+            cv.notify_all();
+            return reply("y is 4");
+        }
+        if (has(u, "sub-task (c)")) return reply("x + y = 7");
+        return reply("Final answer: 7");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate("Compute x + y", 2);
+    req.opt.planner  = true;
+    ask_result r     = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_TRUE(a_saw_b) << "independent sub-tasks a and b must run at the same time";
+    ASSERT_TRUE(r.has_plan);
+    EXPECT_FALSE(r.plan_used.fallback);
+    ASSERT_EQ(r.plan_used.tasks.size(), 3u);
+
+    auto reqs = be.requests();
+    int  i_a = -1, i_b = -1, i_c = -1, i_prefix_b = -1;
+    for (int i = 0; i < (int) reqs.size(); ++i) {
+        const std::string u = last_user(reqs[i]);
+        if (has(u, "sub-task (a)")) i_a = i;
+        if (has(u, "sub-task (b)")) i_b = i;
+        if (has(u, "sub-task (c)")) i_c = i;
+        if (is_prefix(reqs[i]) && has(u, "Results from helper agents")) i_prefix_b = i;
+    }
+    ASSERT_GE(i_c, 0);
+    EXPECT_GT(i_c, i_a);
+    EXPECT_GT(i_c, i_b);
+    EXPECT_TRUE(has(last_user(reqs[i_c]), "x is 3")) << "a dependent sub-task receives its dependencies' results";
+    EXPECT_TRUE(has(last_user(reqs[i_c]), "y is 4"));
+    ASSERT_GE(i_prefix_b, 0) << "sub-task results extend the shared prefix";
+    EXPECT_EQ(reqs[i_prefix_b].fork_from, 1u);
+    for (const auto & q : reqs) {
+        if (is_solver(q)) {
+            EXPECT_EQ(q.fork_from, (uint64_t) i_prefix_b + 1) << "solvers fork the prefix with the results";
+            EXPECT_TRUE(has(last_user(q), "x + y = 7"));
+        }
+    }
+    EXPECT_EQ(r.answer, "7");
+}
+
+TEST(orchestrator, invalid_plan_falls_back_to_one_task) {
+    for (const std::string & bad : { std::string(R"({"tasks":[{"id":"a","goal":"g","role":"wizard","depends_on":[],"tools":[]}]})"),
+                                     std::string(R"({"tasks":[{"id":"a","goal":"g","role":"generalist","depends_on":["b"],"tools":[]},{"id":"b","goal":"g","role":"generalist","depends_on":["a"],"tools":[]}]})"),
+                                     std::string(R"({"tasks":[{"id":"a","go)") }) {
+        scripted_backend be;
+        be.set_responder([&](const chat_request & q) {
+            if (is_prefix(q)) return reply("");
+            if (is_planner(q)) return reply(bad);
+            return reply("Final answer: 1");
+        });
+        orchestrator orch(be, builtin_tools());
+        ask_request  req = contemplate("q", 2);
+        req.opt.planner  = true;
+        ask_result r     = orch.run(req);
+        ASSERT_FALSE(r.err) << r.err.message;
+        ASSERT_TRUE(r.has_plan);
+        EXPECT_TRUE(r.plan_used.fallback) << bad;
+        EXPECT_FALSE(r.plan_used.rejected.empty());
+        EXPECT_EQ(r.plan_used.tasks.size(), 1u);
+        EXPECT_EQ(r.answer, "1");
+    }
+}
+
+TEST(orchestrator, planner_is_constrained_by_the_plan_schema) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        if (is_planner(q)) return reply(R"({"tasks":[{"id":"answer","goal":"g","role":"generalist","depends_on":[],"tools":[]}]})");
+        return reply("Final answer: 1");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate("q", 1);
+    req.opt.planner  = true;
+    ask_result r     = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    const chat_request & p = be.requests()[1];
+    ASSERT_TRUE(is_planner(p));
+    EXPECT_TRUE(has(p.json_schema, "\"tasks\""));
+    EXPECT_EQ(p.tool_choice, "none");
+    EXPECT_EQ(p.fork_from, 1u);
+    EXPECT_EQ(r.aggregation, "single");
+}
+
+TEST(orchestrator, refinement_round_shows_each_agent_the_others) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        if (is_refiner(q)) return reply("Final answer: 8");
+        return reply(solver_slot(q) == 0 ? "Final answer: 9" : "Final answer: 8");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate("q", 3);
+    req.opt.refine   = true;
+    ask_result r     = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    int refiners = 0;
+    for (const auto & q : be.requests()) {
+        if (is_refiner(q)) {
+            refiners++;
+            EXPECT_TRUE(has(last_user(q), "Other agents answered"));
+        }
+    }
+    EXPECT_EQ(refiners, 3);
+    EXPECT_EQ(r.vote.votes, 3) << "the refined answers are the ones counted";
+}
+
+TEST(orchestrator, tool_loop_runs_the_calculator_and_continues_by_fork) {
+    scripted_backend be;
+    scripted_reply   call;
+    call.reasoning  = "I should compute";
+    call.tool_calls = { { "c1", "calculator", R"({"expression":"0.1 + 0.2"})" } };
+    be.add(call);
+    be.add(reply("It is 0.3."));
+    orchestrator orch(be, builtin_tools());
+    ask_request  req;
+    req.messages   = { { "user", "0.1 + 0.2?" } };
+    req.opt.mode   = MODE_THINKING;
+    req.opt.budget = 100;
+    ask_result r   = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    ASSERT_EQ(r.agents.size(), 1u);
+    ASSERT_EQ(r.agents[0].tool_calls.size(), 1u);
+    EXPECT_EQ(r.agents[0].tool_calls[0].result, "0.3");
+    EXPECT_TRUE(r.agents[0].tool_calls[0].ok);
+    auto reqs = be.requests();
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_TRUE(reqs[0].retain);
+    EXPECT_EQ(reqs[1].fork_from, 1u) << "the continuation forks the first step";
+    const chat_message & tool_msg = reqs[1].messages.back();
+    EXPECT_EQ(tool_msg.role, "tool");
+    EXPECT_EQ(tool_msg.tool_call_id, "c1");
+    EXPECT_TRUE(has(tool_msg.content, "<tool_result name=\"calculator\""));
+    EXPECT_TRUE(has(tool_msg.content, "not instructions"));
+    EXPECT_EQ(reqs[1].messages[reqs[1].messages.size() - 2].tool_calls.size(), 1u);
+    EXPECT_LT(reqs[1].reasoning_budget, 100) << "the budget is spent across tool steps";
+    EXPECT_EQ(r.answer, "It is 0.3.");
+}
+
+TEST(orchestrator, tool_errors_reach_the_model_and_steps_are_capped) {
+    scripted_backend be;
+    scripted_reply   c1, c2, c3;
+    c1.tool_calls = { { "", "calculator", R"({"expression":"1/0"})" } };
+    c2.tool_calls = { { "", "teleporter", R"({})" } };
+    c3.tool_calls = { { "", "calculator", R"({"expression":"2+2"})" } };
+    be.add(c1);
+    be.add(c2);
+    be.add(c3);
+    be.add(reply("done"));
+    orchestrator orch(be, builtin_tools());
+    ask_request  req;
+    req.messages           = { { "user", "x" } };
+    req.opt.mode           = MODE_INSTANT;
+    req.opt.max_tool_steps = 2;
+    ask_result r           = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    const auto & calls = r.agents[0].tool_calls;
+    ASSERT_EQ(calls.size(), 3u);
+    EXPECT_FALSE(calls[0].ok);
+    EXPECT_TRUE(has(calls[0].result, "division by zero")) << calls[0].result;
+    EXPECT_FALSE(calls[1].ok);
+    EXPECT_TRUE(has(calls[1].result, "teleporter"));
+    EXPECT_FALSE(calls[2].ok) << "the third call is over the cap of 2";
+    EXPECT_TRUE(has(calls[2].result, "limit"));
+    EXPECT_EQ(be.requests().back().tool_choice, "none") << "after the cap the model must answer";
+    EXPECT_EQ(r.answer, "done");
+}
+
+TEST(orchestrator, auto_routes_and_says_why) {
+    scripted_backend be;
+    be.set_responder([](const chat_request &) { return reply("Hello!"); });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req;
+    req.messages = { { "user", "hi there!" } };
+    ask_result r = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.mode_requested, MODE_AUTO);
+    EXPECT_EQ(r.mode, MODE_INSTANT);
+    EXPECT_FALSE(r.mode_reason.empty());
+}
+
+TEST(orchestrator, auto_can_ask_the_model_to_classify) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (!q.grammar.empty()) return reply("thinking");
+        return reply("ok", "hmm");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req;
+    req.messages          = { { "user", "hi there!" } };
+    req.opt.router_model  = true;
+    ask_result r          = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.mode, MODE_THINKING);
+    EXPECT_TRUE(has(r.mode_reason, "classified it as thinking")) << r.mode_reason;
+    EXPECT_TRUE(has(be.requests()[0].grammar, "contemplating"));
+}
+
+TEST(orchestrator, stop_flag_cancels_the_request) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 1", words(50)); });
+    orchestrator      orch(be, builtin_tools());
+    std::atomic<bool> stop{ true };
+    ask_result        r = orch.run(contemplate("q"), nullptr, &stop);
+    EXPECT_EQ(r.finish, FINISH_CANCELLED);
+}
+
+TEST(orchestrator, events_name_their_agent) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 2", "a b c"); });
+    orchestrator     orch(be, builtin_tools());
+    std::vector<int> starts, ends;
+    int              deltas = 0, aggregates = 0;
+    ask_result r = orch.run(contemplate("q", 3), [&](const ask_event & ev) {
+        if (ev.type == ask_event::AGENT_START) starts.push_back(ev.agent);
+        if (ev.type == ask_event::AGENT_END) ends.push_back(ev.agent);
+        if (ev.type == ask_event::AGENT_DELTA) {
+            EXPECT_GE(ev.agent, 0);
+            deltas++;
+        }
+        if (ev.type == ask_event::AGGREGATE) aggregates++;
+    });
+    EXPECT_EQ(starts.size(), 3u);
+    EXPECT_EQ(ends.size(), 3u);
+    EXPECT_GE(deltas, 3 * 3);
+    EXPECT_EQ(aggregates, 1);
+}
+
+TEST(orchestrator, answers_that_all_differ_are_synthesised_not_voted) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        if (is_synth(q)) return reply("Final answer: 3");
+        return reply("Final answer: " + std::to_string(solver_slot(q) + 1));
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_result   r = orch.run(contemplate("q"));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "synthesis");
+    EXPECT_EQ(r.answer, "Final answer: 3");
+}
