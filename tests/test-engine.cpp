@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <chrono>
 #include <thread>
 
@@ -321,3 +323,37 @@ TEST_F(engine_test, stop_string_ends_generation_and_is_not_shown) {
 }
 
 }  // namespace
+
+// The confidence signal of early pruning: each generated token's log-probability under the
+// raw distribution. A greedy token is the argmax, so its probability is at least 1/n_vocab.
+TEST_F(engine_test, reports_token_logprobs_when_asked) {
+    auto           eng     = make();
+    const double   ln_v    = std::log((double) llama_vocab_n_tokens(llama_model_get_vocab(test::shared_model(test::QWEN).get())));
+    for (float temp : { 0.0f, 1.0f }) {
+        sequence_request r   = greedy("Tell me a story about a lighthouse.", 16);
+        r.sampling.temperature = temp;
+        r.sampling.seed        = 5;
+        r.logprobs             = true;
+        auto           h       = eng->submit(r);
+        sequence_event ev;
+        int            n = 0;
+        while (h.next(ev)) {
+            if (ev.type != sequence_event::TOKEN) {
+                continue;
+            }
+            n++;
+            EXPECT_LE(ev.logprob, 1e-4f);
+            EXPECT_LT(ev.logprob, -1e-3f) << "random weights are far from certain";
+            if (temp == 0.0f) {
+                EXPECT_GE(ev.logprob, -ln_v - 1e-3) << "an argmax token has probability >= 1/n_vocab";
+            }
+        }
+        EXPECT_EQ(n, 16);
+    }
+    // Without the flag the field stays 0.
+    auto           h = eng->submit(greedy("Hi", 2));
+    sequence_event ev;
+    while (h.next(ev)) {
+        EXPECT_EQ(ev.logprob, 0.0f);
+    }
+}

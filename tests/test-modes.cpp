@@ -152,3 +152,34 @@ INSTANTIATE_TEST_SUITE_P(families, modes_test, ::testing::Values(QWEN, GLIMMER),
                          [](const auto & info) { return info.param == QWEN ? "qwen" : "glimmer"; });
 
 }  // namespace muse::test
+
+namespace muse::test {
+
+// Random weights are close to uniform (about -ln(n_vocab) nats per token), far below the
+// pruning threshold: branches stop once the window is full and report what they saved.
+TEST(modes_pruning, low_confidence_branches_stop_early_on_the_real_engine) {
+    rig         r(GLIMMER);
+    ask_request req        = question(MODE_CONTEMPLATING);
+    req.opt.agents         = 4;
+    req.opt.planner        = false;
+    req.opt.budget         = 96;
+    req.opt.prune_window   = 8;
+    ask_result res         = r.orch->run(req);
+    ASSERT_FALSE(res.err) << res.err.message;
+    int pruned = 0;
+    for (const auto & t : res.agents) {
+        if (t.kind == AGENT_SOLVER && t.pruned) {
+            pruned++;
+            EXPECT_LE(t.tokens, 8 + 2) << "stopped within a step of the window filling";
+            EXPECT_GE(t.tokens_saved, 96 - 10);
+            EXPECT_LT(t.confidence, -5.0);
+        }
+    }
+    EXPECT_GE(pruned, 1);
+    EXPECT_GT(res.use.tokens_saved_by_pruning, 0);
+    if (pruned == 4) {
+        EXPECT_EQ(res.aggregation, "synthesis_all_pruned");
+    }
+}
+
+}  // namespace muse::test
