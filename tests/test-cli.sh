@@ -84,7 +84,7 @@ check "contemplating: 4 agents, vote or synthesis, prefix prefilled once" node -
   if (!["vote","synthesis","synthesis_all_pruned","single"].includes(j.aggregation)) process.exit(2);
   if (j.aggregation==="vote" ? !j.vote : j.synthesis===null) process.exit(3);
   if (!(j.usage.shared_prefix_tokens>0)) process.exit(4);
-  for (const a of solvers) if (a.prompt_tokens_reused < j.usage.shared_prefix_tokens-8) process.exit(5);' "$work/contemplate.json"
+  for (const a of solvers) if (a.prompt_tokens_reused < j.usage.shared_prefix_tokens-16 || a.prompt_tokens_prefilled > 24) process.exit(5);' "$work/contemplate.json"
 
 # Ctrl-C cancels cleanly: exit 130 and a note, no crash.
 "$muse" ask --model "$model" "Go on" --max-tokens -1 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &

@@ -24,19 +24,17 @@ std::string last_user(const chat_request & r) {
 
 bool is_prefix(const chat_request & r) { return r.max_tokens == 0; }
 bool is_planner(const chat_request & r) { return has(last_user(r), "Plan how a team"); }
-bool is_solver(const chat_request & r) { return has(last_user(r), "Your role: ") && !has(last_user(r), "Your earlier answer"); }
+bool is_solver(const chat_request & r) {
+    return has(last_user(r), "You are agent ") && !has(last_user(r), "Your earlier answer") && r.max_tokens != 0;
+}
 bool is_refiner(const chat_request & r) { return has(last_user(r), "Your earlier answer"); }
 bool is_synth(const chat_request & r) { return has(last_user(r), "Write the single best answer"); }
 
-// The solver's position in the role list, from its directive.
+// The solver's position (0-based), from "You are agent N".
 int solver_slot(const chat_request & r) {
-    static const char * roles[] = { "direct solver", "backward verifier", "edge-case hunter", "sceptic" };
-    for (int i = 0; i < 4; ++i) {
-        if (has(last_user(r), std::string("Your role: ") + roles[i])) {
-            return i;
-        }
-    }
-    return -1;
+    const std::string u   = last_user(r);
+    const size_t      pos = u.find("You are agent ");
+    return pos == std::string::npos ? -1 : std::atoi(u.c_str() + pos + 14) - 1;
 }
 
 scripted_reply reply(std::string content, std::string reasoning = "", std::vector<float> lps = {}) {
@@ -131,13 +129,18 @@ TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
     ask_result   r = orch.run(contemplate("What is 3 + 4?"));
     ASSERT_FALSE(r.err) << r.err.message;
     auto reqs = be.requests();
-    ASSERT_EQ(reqs.size(), 5u);  // the prefix, then 4 solvers
+    ASSERT_EQ(reqs.size(), 6u);  // the conversation prefix, the team prefix, then 4 solvers
     ASSERT_TRUE(is_prefix(reqs[0]));
     EXPECT_TRUE(reqs[0].retain);
+    ASSERT_TRUE(is_prefix(reqs[1]));
+    EXPECT_EQ(reqs[1].fork_from, 1u) << "the team prefix extends the conversation prefix";
+    EXPECT_TRUE(has(last_user(reqs[1]), "A team of 4 agents"));
+    EXPECT_TRUE(has(last_user(reqs[1]), "backward verifier")) << "every role is described once, in the shared part";
     int solvers = 0;
-    for (size_t i = 1; i < reqs.size(); ++i) {
+    for (size_t i = 2; i < reqs.size(); ++i) {
         ASSERT_TRUE(is_solver(reqs[i]));
-        EXPECT_EQ(reqs[i].fork_from, 1u) << "solver " << i << " forks the prefix (stream 1)";
+        EXPECT_EQ(reqs[i].fork_from, 2u) << "solver " << i << " forks the team prefix (stream 2)";
+        EXPECT_EQ(last_user(reqs[i]).rfind(last_user(reqs[1]), 0), 0u) << "a solver's prompt extends the team prefix";
         EXPECT_EQ(reqs[i].reasoning_strength, "high");
         EXPECT_TRUE(has(last_user(reqs[i]), "What is 3 + 4?"));
         solvers++;
@@ -218,7 +221,7 @@ TEST(orchestrator, free_text_answers_are_synthesised) {
     for (int i = 0; i < 4; ++i) {
         EXPECT_TRUE(has(last_user(s), "slot " + std::to_string(i))) << "the synthesiser reads every candidate";
     }
-    EXPECT_EQ(s.fork_from, 1u);
+    EXPECT_EQ(s.fork_from, 2u) << "the synthesiser forks the team prefix";
     EXPECT_EQ(r.agents.back().kind, AGENT_SYNTHESIZER);
 }
 
@@ -238,7 +241,7 @@ TEST(orchestrator, low_confidence_branch_is_pruned) {
     for (const auto & t : r.agents) {
         if (t.pruned) {
             n_pruned++;
-            EXPECT_EQ(t.role, "backward verifier");
+            EXPECT_EQ(t.role, "backward verifier");  // slot 1
             EXPECT_LE(t.tokens, 9) << "stops right after the window fills";
             EXPECT_GE(t.tokens_saved, 64 - 9);
         }

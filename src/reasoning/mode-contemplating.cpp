@@ -226,33 +226,44 @@ void run_contemplating(ask_context & ctx) {
         return;
     }
 
-    // 3. Sub-tasks, when the plan has several. Their results extend the shared prefix.
+    // 3. Sub-tasks, when the plan has several.
     std::map<std::string, std::string> results;
-    std::unique_ptr<chat_stream>       prefix_b;
-    uint64_t                           solver_parent = prefix_a->id();
-    std::string                        shared_suffix;
     if (p.tasks.size() > 1) {
         ctx.begin_step("subtasks");
         results = run_subtasks(ctx, p, prefix_a->id(), strength);
         ctx.end_step("subtasks");
-        shared_suffix = results_block(p, results);
-        chat_request rb = base_request(ctx, REASONING_ON, strength);
-        rb.messages  = with_suffix(ctx.req.messages, shared_suffix);
-        rb.fork_from = prefix_a->id();
-        int32_t n_b  = 0;
-        ctx.begin_step("prefix+results");
-        prefix_b = start_prefix(ctx, rb, n_b, err);
-        ctx.end_step("prefix+results");
-        if (!err) {
-            solver_parent = prefix_b->id();
-        }
     }
     if (ctx.cancelled()) {
         return;
     }
 
-    // 4. K solvers, in parallel, forked from the shared prefix.
-    const int K = opt.agents;
+    // 4. The solvers' shared prefix: the sub-task results and the whole team's roles, prefilled
+    // once, so that each solver's own prompt is only "You are agent N".
+    const int   K             = opt.agents;
+    std::string team          = "---\nA team of " + std::to_string(K) +
+                       " agents now answers the request independently, each in one role:\n";
+    for (int i = 0; i < K; ++i) {
+        const solver_role & role = k_solver_roles[i % k_n_solver_roles];
+        team += std::to_string(i + 1) + ". " + role.name + ": " + role.directive + "\n";
+    }
+    team += k_answer_format;
+    const std::string shared_suffix = join_suffix(results_block(p, results), team);
+    uint64_t          solver_parent = prefix_a->id();
+    chat_request      rb            = base_request(ctx, REASONING_ON, strength);
+    rb.messages                     = with_suffix(ctx.req.messages, shared_suffix);
+    rb.fork_from                    = prefix_a->id();
+    int32_t n_b                     = 0;
+    ctx.begin_step("team prefix");
+    std::unique_ptr<chat_stream> prefix_b = start_prefix(ctx, rb, n_b, err);
+    ctx.end_step("team prefix");
+    if (!err) {
+        solver_parent = prefix_b->id();
+    }
+    if (ctx.cancelled()) {
+        return;
+    }
+
+    // 5. K solvers, in parallel, forked from the shared prefix.
     std::vector<int> solver_idx(K, -1);
     auto solver_spec = [&](int i, agent_kind kind, const std::string & extra) {
         const solver_role & role = k_solver_roles[i % k_n_solver_roles];
@@ -261,8 +272,7 @@ void run_contemplating(ask_context & ctx) {
         spec.role    = role.name;
         spec.request = base_request(ctx, REASONING_ON, strength);
         spec.request.messages = with_suffix(ctx.req.messages,
-            join_suffix(shared_suffix, "---\nYour role: " + std::string(role.name) + ". " + role.directive + " " +
-                                           k_answer_format + extra));
+            join_suffix(shared_suffix, "You are agent " + std::to_string(i + 1) + ", the " + role.name + "." + extra));
         spec.request.reasoning_budget     = opt.budget;
         spec.request.max_tokens           = opt.budget + opt.answer_tokens;
         spec.request.sampling.temperature = solver_temperature(opt.sampling.temperature, i);
@@ -289,7 +299,7 @@ void run_contemplating(ask_context & ctx) {
         return ctx.result.agents[idx];
     };
 
-    // 5. Optional refinement: each answering agent sees the others' answers and may revise.
+    // 6. Optional refinement: each answering agent sees the others' answers and may revise.
     std::vector<int> final_idx = solver_idx;
     if (opt.refine) {
         std::vector<agent_trace> ts;
@@ -317,7 +327,7 @@ void run_contemplating(ask_context & ctx) {
         ctx.end_step("refine");
     }
 
-    // 6. Aggregation: a vote when the answers are extractable, else a synthesis.
+    // 7. Aggregation: a vote when the answers are extractable, else a synthesis.
     ctx.begin_step("aggregate");
     std::vector<agent_trace> answered, pruned;
     for (int idx : final_idx) {
