@@ -114,7 +114,7 @@ TEST(orchestrator, thinking_reasons_within_its_budget) {
     ask_result r   = orch.run(req);
     ASSERT_FALSE(r.err) << r.err.message;
     ASSERT_EQ(be.requests().size(), 1u);
-    const chat_request & q = be.requests()[0];
+    const chat_request q = be.requests()[0];
     EXPECT_EQ(q.reasoning, REASONING_ON);
     EXPECT_EQ(q.reasoning_budget, 20);
     EXPECT_EQ(q.reasoning_strength, "medium");
@@ -216,7 +216,7 @@ TEST(orchestrator, free_text_answers_are_synthesised) {
     EXPECT_EQ(r.aggregation, "synthesis");
     EXPECT_EQ(r.answer, "A combined essay.");
     EXPECT_EQ(r.synthesis, "A combined essay.");
-    const chat_request & s = be.requests().back();
+    const chat_request s = be.requests().back();
     ASSERT_TRUE(is_synth(s));
     for (int i = 0; i < 4; ++i) {
         EXPECT_TRUE(has(last_user(s), "slot " + std::to_string(i))) << "the synthesiser reads every candidate";
@@ -388,7 +388,7 @@ TEST(orchestrator, planner_is_constrained_by_the_plan_schema) {
     req.opt.planner  = true;
     ask_result r     = orch.run(req);
     ASSERT_FALSE(r.err) << r.err.message;
-    const chat_request & p = be.requests()[1];
+    const chat_request p = be.requests()[1];
     ASSERT_TRUE(is_planner(p));
     EXPECT_TRUE(has(p.json_schema, "\"tasks\""));
     EXPECT_EQ(p.tool_choice, "none");

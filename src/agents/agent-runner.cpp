@@ -124,7 +124,7 @@ bool contains(const std::vector<std::string> & v, const std::string & x) {
 }  // namespace
 
 int run_agent(ask_context & ctx, const agent_spec & spec) {
-    const int idx = ctx.add_agent(spec.kind, spec.role, spec.task_id);
+    const int idx = spec.index >= 0 ? spec.index : ctx.add_agent(spec.kind, spec.role, spec.task_id);
 
     chat_request rq = spec.request;
     rq.retain       = true;  // a tool step's continuation forks this step's cache

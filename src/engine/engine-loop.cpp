@@ -116,11 +116,22 @@ void engine_core::send_done(engine_sequence & s, finish_reason r, error err) {
 }
 
 void engine_core::free_seq(engine_sequence & s) {
-    if (s.seq >= 0) {
-        llama_memory_seq_rm(mem, s.seq, -1, -1);
-        free_ids.push_back(s.seq);
-        s.seq = -1;
+    if (s.seq < 0) {
+        return;
     }
+    llama_memory_seq_rm(mem, s.seq, -1, -1);
+    free_ids.push_back(s.seq);
+    s.seq = -1;
+    // llama.cpp places new cells after the last ones it used, and attention spans every cell
+    // up to the highest one in use: without this, an idle engine's next prompt lands ever
+    // further into a large cache and prefill slows down (pp512 with 4096 cells: -20%).
+    // With nothing left in the cache, start again from its first cell.
+    for (const auto & [id, o] : seqs) {
+        if (o->seq >= 0) {
+            return;
+        }
+    }
+    llama_memory_clear(mem, false);
 }
 
 void engine_core::fail(engine_sequence & s, error err, bool erase) {
