@@ -129,18 +129,16 @@ TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
     ask_result   r = orch.run(contemplate("What is 3 + 4?"));
     ASSERT_FALSE(r.err) << r.err.message;
     auto reqs = be.requests();
-    ASSERT_EQ(reqs.size(), 6u);  // the conversation prefix, the team prefix, then 4 solvers
+    ASSERT_EQ(reqs.size(), 5u);  // without a planner: one prefix (conversation + team), then 4 solvers
     ASSERT_TRUE(is_prefix(reqs[0]));
     EXPECT_TRUE(reqs[0].retain);
-    ASSERT_TRUE(is_prefix(reqs[1]));
-    EXPECT_EQ(reqs[1].fork_from, 1u) << "the team prefix extends the conversation prefix";
-    EXPECT_TRUE(has(last_user(reqs[1]), "A team of 4 agents"));
-    EXPECT_TRUE(has(last_user(reqs[1]), "backward verifier")) << "every role is described once, in the shared part";
+    EXPECT_TRUE(has(last_user(reqs[0]), "4 agents answer independently"));
+    EXPECT_TRUE(has(last_user(reqs[0]), "backward verifier")) << "every role is described once, in the shared part";
     int solvers = 0;
-    for (size_t i = 2; i < reqs.size(); ++i) {
+    for (size_t i = 1; i < reqs.size(); ++i) {
         ASSERT_TRUE(is_solver(reqs[i]));
-        EXPECT_EQ(reqs[i].fork_from, 2u) << "solver " << i << " forks the team prefix (stream 2)";
-        EXPECT_EQ(last_user(reqs[i]).rfind(last_user(reqs[1]), 0), 0u) << "a solver's prompt extends the team prefix";
+        EXPECT_EQ(reqs[i].fork_from, 1u) << "solver " << i << " forks the prefix (stream 1)";
+        EXPECT_EQ(last_user(reqs[i]).rfind(last_user(reqs[0]), 0), 0u) << "a solver's prompt extends the prefix";
         EXPECT_EQ(reqs[i].reasoning_strength, "high");
         EXPECT_TRUE(has(last_user(reqs[i]), "What is 3 + 4?"));
         solvers++;
@@ -221,7 +219,7 @@ TEST(orchestrator, free_text_answers_are_synthesised) {
     for (int i = 0; i < 4; ++i) {
         EXPECT_TRUE(has(last_user(s), "slot " + std::to_string(i))) << "the synthesiser reads every candidate";
     }
-    EXPECT_EQ(s.fork_from, 2u) << "the synthesiser forks the team prefix";
+    EXPECT_EQ(s.fork_from, 1u) << "the synthesiser forks the prefix";
     EXPECT_EQ(r.agents.back().kind, AGENT_SYNTHESIZER);
 }
 

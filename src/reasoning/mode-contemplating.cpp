@@ -19,22 +19,22 @@ struct solver_role {
     const char * directive;
 };
 
-// Distinct angles make the votes independent; the list cycles when K is larger.
+// Distinct angles make the votes independent; the list cycles when K is larger. Kept short:
+// every token here is prefilled once per request before any solver starts.
 const solver_role k_solver_roles[] = {
-    { "direct solver", "Solve the request directly and carefully, step by step." },
-    { "backward verifier", "Work backwards from what a correct answer must satisfy, then check your answer against every condition." },
-    { "edge-case hunter", "Look first for traps, special cases and misreadings in the request, then solve it." },
-    { "sceptic", "Assume the obvious answer is wrong until you have checked it independently; then give the answer you can defend." },
-    { "first-principles thinker", "Rebuild the problem from basic definitions and facts before answering." },
-    { "estimator", "Estimate the answer roughly first, then compute it exactly and make sure both agree." },
-    { "simplifier", "Reduce the request to its simplest equivalent form, solve that, and map the answer back." },
-    { "example tester", "Try small concrete examples to understand the request, then generalise to the answer." },
+    { "direct solver", "solve it directly, step by step." },
+    { "backward verifier", "work backwards from what the answer must satisfy; check every condition." },
+    { "edge-case hunter", "look for traps, special cases and misreadings first." },
+    { "sceptic", "doubt the obvious answer until you have checked it." },
+    { "first-principles thinker", "rebuild the problem from basic definitions." },
+    { "estimator", "estimate first, then compute exactly; both must agree." },
+    { "simplifier", "solve a simpler equivalent form, then map the answer back." },
+    { "example tester", "try small examples, then generalise." },
 };
 constexpr int k_n_solver_roles = (int) (sizeof(k_solver_roles) / sizeof(k_solver_roles[0]));
 
 const char * k_answer_format =
-    "Finish with one line of the form \"Final answer: ...\" giving the answer as briefly as possible "
-    "(a number, an option letter, a word or a short phrase) when the request has such an answer.";
+    "End with \"Final answer: ...\" (a number, letter, word or short phrase) when the request has one.";
 
 // Temperature spread around the base, so that solvers explore differently but stay sane.
 float solver_temperature(float base, int i) {
@@ -158,17 +158,21 @@ void run_contemplating(ask_context & ctx) {
     const char *        strength = "high";
     const std::string   request  = request_text(ctx.req.messages);
 
-    // 1. The shared prefix: the conversation, prefilled once.
-    ctx.begin_step("prefix");
-    int32_t n_prefix = 0;
-    error   err;
-    auto    prefix_a = start_prefix(ctx, base_request(ctx, REASONING_ON, strength), n_prefix, err);
-    ctx.end_step("prefix");
-    if (err) {
-        std::lock_guard<std::mutex> lk(ctx.mu);
-        ctx.result.err    = err;
-        ctx.result.finish = FINISH_ERROR;
-        return;
+    // 1. The conversation, prefilled once for the planner and the sub-tasks. Without a planner
+    // the team prefix below is the only one.
+    error                        err;
+    std::unique_ptr<chat_stream> prefix_a;
+    if (opt.planner) {
+        ctx.begin_step("prefix");
+        int32_t n_prefix = 0;
+        prefix_a         = start_prefix(ctx, base_request(ctx, REASONING_ON, strength), n_prefix, err);
+        ctx.end_step("prefix");
+        if (err) {
+            std::lock_guard<std::mutex> lk(ctx.mu);
+            ctx.result.err    = err;
+            ctx.result.finish = FINISH_ERROR;
+            return;
+        }
     }
 
     // 2. The plan.
@@ -241,23 +245,30 @@ void run_contemplating(ask_context & ctx) {
     // 4. The solvers' shared prefix: the sub-task results and the whole team's roles, prefilled
     // once, so that each solver's own prompt is only "You are agent N".
     const int   K             = opt.agents;
-    std::string team          = "---\nA team of " + std::to_string(K) +
-                       " agents now answers the request independently, each in one role:\n";
+    std::string team          = "---\n" + std::to_string(K) + " agents answer independently, one role each:\n";
     for (int i = 0; i < K; ++i) {
         const solver_role & role = k_solver_roles[i % k_n_solver_roles];
         team += std::to_string(i + 1) + ". " + role.name + ": " + role.directive + "\n";
     }
     team += k_answer_format;
     const std::string shared_suffix = join_suffix(results_block(p, results), team);
-    uint64_t          solver_parent = prefix_a->id();
+    const uint64_t    a_id          = prefix_a ? prefix_a->id() : 0;
+    uint64_t          solver_parent = a_id;
     chat_request      rb            = base_request(ctx, REASONING_ON, strength);
     rb.messages                     = with_suffix(ctx.req.messages, shared_suffix);
-    rb.fork_from                    = prefix_a->id();
+    rb.fork_from                    = a_id;
     int32_t n_b                     = 0;
     ctx.begin_step("team prefix");
     std::unique_ptr<chat_stream> prefix_b = start_prefix(ctx, rb, n_b, err);
     ctx.end_step("team prefix");
-    if (!err) {
+    if (err) {
+        if (!prefix_a) {
+            std::lock_guard<std::mutex> lk(ctx.mu);
+            ctx.result.err    = err;
+            ctx.result.finish = FINISH_ERROR;
+            return;
+        }
+    } else {
         solver_parent = prefix_b->id();
     }
     if (ctx.cancelled()) {
