@@ -53,4 +53,16 @@ if (MUSE_BUILD_BENCH)
     # llama.cpp's own benchmark tools, from the same source, for side-by-side ratios.
     add_subdirectory(${MUSE_LLAMA_DIR}/tools/llama-bench ${CMAKE_BINARY_DIR}/llama.cpp/tools/llama-bench)
     add_subdirectory(${MUSE_LLAMA_DIR}/tools/batched-bench ${CMAKE_BINARY_DIR}/llama.cpp/tools/batched-bench)
+    # llama-server (bench/run-modes: one request with n = 4 completions against Muse's
+    # contemplating mode). Built only when asked for (scripts/build llama-server), never by
+    # default. Its embedded web UI is left empty: no npm build and no download of prebuilt
+    # assets, so configuring stays offline; the server then runs without the UI.
+    set(LLAMA_BUILD_UI OFF CACHE BOOL "" FORCE)
+    set(LLAMA_USE_PREBUILT_UI OFF CACHE BOOL "" FORCE)
+    # tools/ui finds its asset script through PROJECT_SOURCE_DIR, which here would be Muse's.
+    set(_muse_project_source_dir "${PROJECT_SOURCE_DIR}")
+    set(PROJECT_SOURCE_DIR "${MUSE_LLAMA_DIR}")
+    add_subdirectory(${MUSE_LLAMA_DIR}/tools/ui ${CMAKE_BINARY_DIR}/llama.cpp/tools/ui EXCLUDE_FROM_ALL)
+    set(PROJECT_SOURCE_DIR "${_muse_project_source_dir}")
+    add_subdirectory(${MUSE_LLAMA_DIR}/tools/server ${CMAKE_BINARY_DIR}/llama.cpp/tools/server EXCLUDE_FROM_ALL)
 endif()

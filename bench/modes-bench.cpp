@@ -1,0 +1,435 @@
+// muse-modes-bench: wall time of Muse's reasoning modes on one shared prompt, so that
+// bench/run-modes can set them beside llama-server answering one request with n = K.
+//
+//   contemplating  one orchestrator run, K solver agents forked from the shared prompt
+//                  (planner off, pruning off, no tools), then Muse's own aggregation
+//   thinking x1    one thinking run (one agent)
+//   thinking xK    K thinking runs one after the other, each an independent request that
+//                  prefills the whole prompt again
+//
+// Every reasoning agent may generate exactly ntg tokens: a reasoning budget of ntg - A and
+// A answer tokens (max_tokens = budget + answer). An agent that stops before ntg tokens (an
+// end-of-generation token) is reported and the round is retried with another seed.
+//
+// The prompt is a fixed pseudo-random word list measured with the model's tokenizer until it
+// is npp ± 8 tokens long; --prompt-out writes it so that llama-server gets the same text.
+// Output: one JSON object per line on stdout; progress and errors on stderr.
+
+#include "agents/tools.h"
+#include "backend/local-backend.h"
+#include "engine/engine.h"
+#include "engine/logging.h"
+#include "engine/model.h"
+#include "reasoning/orchestrator.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double ms_since(clock_type::time_point t) {
+    return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
+}
+
+struct options {
+    std::string model;
+    std::string prompt_out;
+    int32_t     n_threads     = 2;
+    int32_t     npp           = 512;
+    int32_t     ntg           = 64;
+    int32_t     answer_tokens = 16;
+    int32_t     agents        = 4;
+    int32_t     rounds        = 1;
+    int32_t     retries       = 5;
+    int32_t     seed          = 42;
+    bool        warmup        = true;
+};
+
+void print_usage(const char * argv0) {
+    printf(
+        "usage: %s -m FILE [options]\n"
+        "\n"
+        "Wall time of Muse's reasoning modes on one shared prompt: contemplating with K agents\n"
+        "(planner off, pruning off, no tools), one thinking run, and K sequential thinking runs.\n"
+        "Every reasoning agent may generate exactly --ntg tokens (reasoning budget ntg - A, then A\n"
+        "answer tokens); an agent that stops early is reported and the round retried with another seed.\n"
+        "\n"
+        "options:\n"
+        "  -m, --model FILE        GGUF model (required)\n"
+        "  -t, --threads N         CPU threads, 1-1024 (default: 2)\n"
+        "      --npp N             shared prompt tokens (the user message), 16-32768 (default: 512)\n"
+        "      --ntg N             tokens generated per agent, 2-4096 (default: 64)\n"
+        "      --answer-tokens A   of those, answer tokens after the reasoning, 1-(ntg-1) (default: 16)\n"
+        "      --agents K          contemplating agents and sequential thinking runs, 1-16 (default: 4)\n"
+        "      --rounds N          measure every test N times, 1-100 (default: 1)\n"
+        "      --retries N         new seeds to try when an agent stops early, 0-100 (default: 5)\n"
+        "      --seed N            first sampling seed, 0-2147483647 (default: 42)\n"
+        "      --prompt-out FILE   write the prompt text (the user message) to FILE\n"
+        "      --no-warmup         skip the warm-up thinking run\n"
+        "  -h, --help              this help\n"
+        "\n"
+        "stdout: JSON lines {\"test\": \"contemplating\" | \"contemplating_answers\" | \"thinking\" | \"thinking_seq\",\n"
+        "        \"wall_ms\", ...}.\n",
+        argv0);
+}
+
+bool parse_int(const char * s, int32_t lo, int32_t hi, int32_t & out) {
+    char *     end = nullptr;
+    const long v   = std::strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < lo || v > hi) {
+        return false;
+    }
+    out = (int32_t) v;
+    return true;
+}
+
+bool parse_args(int argc, char ** argv, options & o) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string a    = argv[i];
+        auto              next = [&](const char * what) -> const char * {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "muse-modes-bench: %s needs a value (%s)\n", a.c_str(), what);
+                return nullptr;
+            }
+            return argv[++i];
+        };
+        auto int_opt = [&](int32_t lo, int32_t hi, int32_t & out) {
+            const char * v = next("a number");
+            if (!v) {
+                return false;
+            }
+            if (!parse_int(v, lo, hi, out)) {
+                fprintf(stderr, "muse-modes-bench: %s must be an integer in [%d, %d], got '%s'\n", a.c_str(), lo, hi, v);
+                return false;
+            }
+            return true;
+        };
+        bool ok = true;
+        if (a == "-h" || a == "--help") {
+            print_usage(argv[0]);
+            exit(0);
+        } else if (a == "-m" || a == "--model") {
+            const char * v = next("a GGUF file");
+            ok             = v != nullptr;
+            if (ok) {
+                o.model = v;
+            }
+        } else if (a == "--prompt-out") {
+            const char * v = next("a file");
+            ok             = v != nullptr;
+            if (ok) {
+                o.prompt_out = v;
+            }
+        } else if (a == "-t" || a == "--threads") {
+            ok = int_opt(1, 1024, o.n_threads);
+        } else if (a == "--npp") {
+            ok = int_opt(16, 32768, o.npp);
+        } else if (a == "--ntg") {
+            ok = int_opt(2, 4096, o.ntg);
+        } else if (a == "--answer-tokens") {
+            ok = int_opt(1, 4095, o.answer_tokens);
+        } else if (a == "--agents") {
+            ok = int_opt(1, 16, o.agents);
+        } else if (a == "--rounds") {
+            ok = int_opt(1, 100, o.rounds);
+        } else if (a == "--retries") {
+            ok = int_opt(0, 100, o.retries);
+        } else if (a == "--seed") {
+            ok = int_opt(0, 2147483647, o.seed);
+        } else if (a == "--no-warmup") {
+            o.warmup = false;
+        } else {
+            fprintf(stderr, "muse-modes-bench: unknown option '%s' (see --help)\n", a.c_str());
+            ok = false;
+        }
+        if (!ok) {
+            return false;
+        }
+    }
+    if (o.model.empty()) {
+        fprintf(stderr, "muse-modes-bench: no model given; pass -m FILE (see --help)\n");
+        return false;
+    }
+    if (o.answer_tokens >= o.ntg) {
+        fprintf(stderr, "muse-modes-bench: --answer-tokens (%d) must be below --ntg (%d): the rest is the reasoning budget\n",
+                o.answer_tokens, o.ntg);
+        return false;
+    }
+    return true;
+}
+
+// A fixed pseudo-random text of npp ± 8 tokens, measured with the model's own tokenizer.
+std::string make_prompt(const muse::engine & eng, int32_t npp) {
+    static const char * k_words[] = {
+        "river",   "stone",  "garden", "market", "signal", "window", "forest", "engine",  "copper", "silver",
+        "harbor",  "lantern", "orbit", "pencil", "canvas", "thunder", "meadow", "circuit", "valley", "basket",
+        "compass", "mirror", "ladder", "violet", "anchor", "crystal", "saddle", "tunnel",  "falcon", "pepper",
+        "ribbon",  "summit", "timber", "walnut", "glacier", "harvest", "island", "jigsaw", "kettle", "marble",
+    };
+    const size_t n_words = sizeof(k_words) / sizeof(k_words[0]);
+    uint64_t     state   = 0x9E3779B97F4A7C15ull;
+    auto         rnd     = [&]() {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        return (uint32_t) (state >> 33);
+    };
+    std::string text = "Consider the following list of words and summarise what they have in common:";
+    std::string best = text;
+    for (int guard = 0; guard < 4 * npp + 64; ++guard) {
+        std::string next = text + " " + k_words[rnd() % n_words];
+        if (rnd() % 11 == 0) {
+            next += ".";
+        }
+        const int32_t n = (int32_t) eng.tokenize(next).size();
+        if (n > npp + 8) {
+            break;
+        }
+        text = next;
+        best = text;
+        if (n >= npp) {
+            break;
+        }
+    }
+    return best;
+}
+
+struct run_outcome {
+    muse::ask_result res;
+    double           wall_ms = 0;
+    bool             early   = false;  // a reasoning agent generated fewer than ntg tokens
+    std::string      why;
+};
+
+// Agents that reason and answer (solvers, the thinking agent) must generate exactly ntg tokens.
+bool is_generating_agent(const muse::agent_trace & t) {
+    return t.kind == muse::AGENT_SOLVER || t.kind == muse::AGENT_ANSWER;
+}
+
+run_outcome run_once(muse::orchestrator & orch, const std::string & prompt, const options & o, muse::ask_mode mode,
+                     uint32_t seed) {
+    muse::ask_request req;
+    muse::chat_message user;
+    user.role    = "user";
+    user.content = prompt;
+    req.messages.push_back(user);
+    req.opt.mode              = mode;
+    req.opt.agents            = o.agents;
+    req.opt.budget            = o.ntg - o.answer_tokens;
+    req.opt.answer_tokens     = o.answer_tokens;
+    req.opt.planner           = false;
+    req.opt.prune             = false;
+    req.opt.refine            = false;
+    req.opt.tools.clear();
+    req.opt.max_tool_steps    = 0;
+    req.opt.sampling.seed     = seed;
+    run_outcome out;
+    const auto  t0 = clock_type::now();
+    out.res        = orch.run(req);
+    out.wall_ms    = ms_since(t0);
+    if (out.res.err.code != 0) {
+        out.why = "error: " + out.res.err.message;
+        return out;
+    }
+    for (const auto & t : out.res.agents) {
+        if (is_generating_agent(t) && t.tokens < o.ntg) {
+            out.early = true;
+            out.why += (out.why.empty() ? "" : "; ") + std::string(muse::agent_kind_name(t.kind)) + " " +
+                       std::to_string(t.index) + " stopped after " + std::to_string(t.tokens) + " tokens (" +
+                       muse::finish_reason_name(t.finish) + ")";
+        }
+    }
+    return out;
+}
+
+nlohmann::ordered_json describe(const run_outcome & r) {
+    nlohmann::ordered_json j;
+    j["mode"]                    = muse::ask_mode_name(r.res.mode);
+    j["run_total_ms"]            = r.res.total_ms;
+    j["aggregation"]             = r.res.aggregation;
+    j["prompt_tokens_prefilled"] = r.res.use.prompt_tokens_prefilled;
+    j["prompt_tokens_reused"]    = r.res.use.prompt_tokens_reused;
+    j["shared_prefix_tokens"]    = r.res.use.shared_prefix_tokens;
+    j["completion_tokens"]       = r.res.use.completion_tokens;
+    nlohmann::ordered_json agents = nlohmann::ordered_json::array();
+    for (const auto & t : r.res.agents) {
+        agents.push_back({ { "kind", muse::agent_kind_name(t.kind) },
+                           { "tokens", t.tokens },
+                           { "prefilled", t.prompt_tokens_prefilled },
+                           { "reused", t.prompt_tokens_reused },
+                           { "finish", muse::finish_reason_name(t.finish) },
+                           { "ms", t.end_ms - t.start_ms } });
+    }
+    j["agents"]               = agents;
+    nlohmann::ordered_json st = nlohmann::ordered_json::object();
+    for (const auto & s : r.res.timings) {
+        st[s.step] = s.end_ms - s.start_ms;
+    }
+    j["steps_ms"] = st;
+    return j;
+}
+
+}  // namespace
+
+int main(int argc, char ** argv) {
+    options o;
+    if (!parse_args(argc, argv, o)) {
+        return 2;
+    }
+    muse::log_init(0);
+
+    muse::model_params mp;
+    mp.path      = o.model;
+    mp.n_threads = o.n_threads;
+    muse::error err;
+    auto        m = muse::model::load(mp, err);
+    if (!m) {
+        fprintf(stderr, "muse-modes-bench: cannot load %s: %s\n", o.model.c_str(), err.message.c_str());
+        return 1;
+    }
+    // Room for the prompt (and its template), K agents of ntg tokens, and the aggregation.
+    muse::engine_params ep;
+    ep.n_threads = o.n_threads;
+    ep.n_seq_max = std::max(8, 2 * o.agents + 4);
+    ep.n_ctx     = ((o.npp + 256) * 2 + (o.agents + 2) * (o.ntg + 64) + 255) / 256 * 256;
+    ep.n_ctx     = std::max(ep.n_ctx, 4096);
+    auto eng     = muse::engine::create(*m, ep, err);
+    if (!eng) {
+        fprintf(stderr, "muse-modes-bench: cannot create the engine: %s\n", err.message.c_str());
+        return 1;
+    }
+
+    const std::string prompt   = make_prompt(*eng, o.npp);
+    const int32_t     n_prompt = (int32_t) eng->tokenize(prompt).size();
+    if (n_prompt < o.npp - 8 || n_prompt > o.npp + 8) {
+        fprintf(stderr, "muse-modes-bench: could not build a %d-token prompt (got %d tokens)\n", o.npp, n_prompt);
+        return 1;
+    }
+    if (!o.prompt_out.empty()) {
+        std::ofstream f(o.prompt_out, std::ios::binary);
+        f << prompt;
+        if (!f) {
+            fprintf(stderr, "muse-modes-bench: cannot write %s\n", o.prompt_out.c_str());
+            return 1;
+        }
+    }
+
+    muse::local_backend be(*eng);
+    muse::orchestrator  orch(be, muse::tool_registry{});
+
+    {
+        nlohmann::ordered_json j;
+        j["test"]               = "setup";
+        j["model"]              = m->info().description;
+        j["supports_reasoning"] = m->info().supports_reasoning;
+        j["threads"]            = o.n_threads;
+        j["npp"]                = o.npp;
+        j["prompt_tokens"]      = n_prompt;
+        j["ntg"]                = o.ntg;
+        j["budget"]             = o.ntg - o.answer_tokens;
+        j["answer_tokens"]      = o.answer_tokens;
+        j["agents"]             = o.agents;
+        j["n_ctx"]              = ep.n_ctx;
+        printf("%s\n", j.dump().c_str());
+        fflush(stdout);
+    }
+
+    if (o.warmup) {
+        fprintf(stderr, "[modes-bench] warm-up thinking run\n");
+        run_once(orch, prompt, o, muse::MODE_THINKING, (uint32_t) o.seed);
+    }
+
+    uint32_t seed     = (uint32_t) o.seed;
+    int      failures = 0;
+    // Runs one test, retrying with the next seed while an agent stops early; returns the last
+    // outcome (early set when every try stopped early).
+    auto measure = [&](muse::ask_mode mode) {
+        run_outcome r;
+        for (int attempt = 0; attempt <= o.retries; ++attempt) {
+            r = run_once(orch, prompt, o, mode, seed);
+            if (!r.why.empty()) {
+                fprintf(stderr, "[modes-bench] %s, seed %u: %s%s\n", muse::ask_mode_name(mode), seed, r.why.c_str(),
+                        r.early && attempt < o.retries ? "; retrying with another seed" : "");
+            }
+            if ((bool) r.res.err || !r.early) {
+                break;
+            }
+            ++seed;
+        }
+        return r;
+    };
+    auto emit = [&](const char * test, int round, double wall_ms, const std::vector<run_outcome> & runs) {
+        nlohmann::ordered_json j;
+        j["test"]    = test;
+        j["round"]   = round;
+        j["wall_ms"] = wall_ms;
+        j["seed"]    = seed;
+        bool early = false, failed = false;
+        int  completion = 0, prefilled = 0, reused = 0;
+        nlohmann::ordered_json rs = nlohmann::ordered_json::array();
+        for (const auto & r : runs) {
+            early  = early || r.early;
+            failed = failed || (bool) r.res.err;
+            completion += r.res.use.completion_tokens;
+            prefilled += r.res.use.prompt_tokens_prefilled;
+            reused += r.res.use.prompt_tokens_reused;
+            rs.push_back(describe(r));
+        }
+        j["completion_tokens"]       = completion;
+        j["prompt_tokens_prefilled"] = prefilled;
+        j["prompt_tokens_reused"]    = reused;
+        j["early_stop"]              = early;
+        j["failed"]                  = failed;
+        j["runs"]                    = rs;
+        printf("%s\n", j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+        fflush(stdout);
+        if (early || failed) {
+            ++failures;
+        }
+    };
+
+    for (int round = 1; round <= o.rounds; ++round) {
+        fprintf(stderr, "[modes-bench] round %d: contemplating K=%d\n", round, o.agents);
+        {
+            run_outcome r = measure(muse::MODE_CONTEMPLATING);
+            emit("contemplating", round, r.wall_ms, { r });
+            // The same run up to the moment all K solvers had answered: what llama-server's
+            // n = K request delivers. Aggregation comes after (a vote costs nothing; with
+            // random weights the answers never agree and a synthesiser writes one more).
+            for (const auto & st : r.res.timings) {
+                if (st.step == "solvers") {
+                    emit("contemplating_answers", round, st.end_ms, { r });
+                }
+            }
+        }
+        fprintf(stderr, "[modes-bench] round %d: thinking x1\n", round);
+        {
+            run_outcome r = measure(muse::MODE_THINKING);
+            emit("thinking", round, r.wall_ms, { r });
+        }
+        fprintf(stderr, "[modes-bench] round %d: thinking x%d sequential\n", round, o.agents);
+        {
+            // K independent requests one after the other: the sum of their wall times (a retry
+            // after an early stop replaces a run, it is not added).
+            std::vector<run_outcome> runs;
+            double                   total = 0;
+            for (int k = 0; k < o.agents; ++k) {
+                runs.push_back(measure(muse::MODE_THINKING));
+                total += runs.back().wall_ms;
+                ++seed;  // independent requests, distinct samples
+            }
+            emit("thinking_seq", round, total, runs);
+        }
+    }
+    if (failures > 0) {
+        fprintf(stderr, "muse-modes-bench: %d test(s) had an agent stop early or fail; see early_stop / failed\n",
+                failures);
+    }
+    return 0;
+}
