@@ -223,3 +223,46 @@ TEST(chat_parse, qwen_reasoning_is_separated_from_content_while_streaming) {
 }
 
 }  // namespace
+
+namespace {
+
+// Instant mode on Muse Glimmer: the lowest reasoning strength in the system prompt and the
+// assistant turn opened on its answer channel, so no reasoning is generated.
+TEST(chat_glimmer, reasoning_strength_and_answer_channel) {
+    engine_params p;
+    p.n_ctx     = 1024;
+    p.n_seq_max = 2;
+    p.n_threads = 2;
+    error err;
+    auto  eng = engine::create(test::shared_model(test::GLIMMER), p, err);
+    ASSERT_TRUE(eng) << err.message;
+    local_backend    be(*eng);
+    chat_request     req;
+    req.messages           = { { "user", "Hi" } };
+    req.reasoning          = REASONING_OFF;
+    req.reasoning_strength = "low";
+    sequence_request sr;
+    chat_prompt      cp;
+    ASSERT_FALSE(be.build(req, sr, cp));
+    EXPECT_NE(sr.prompt.find("Reasoning strength: low."), std::string::npos) << sr.prompt;
+    EXPECT_EQ(sr.prompt.substr(sr.prompt.size() - 19), " to=user<|message|>") << sr.prompt;
+
+    req.reasoning          = REASONING_ON;
+    req.reasoning_strength = "high";
+    ASSERT_FALSE(be.build(req, sr, cp));
+    EXPECT_NE(sr.prompt.find("Reasoning strength: high."), std::string::npos);
+    EXPECT_EQ(sr.prompt.substr(sr.prompt.size() - 19), " to=self<|message|>") << sr.prompt;
+
+    req.reasoning_strength = "extreme";
+    const error bad        = be.build(req, sr, cp);
+    ASSERT_TRUE(bad);
+    EXPECT_NE(bad.message.find("reasoning_strength"), std::string::npos) << bad.message;
+
+    req.reasoning_strength = "";
+    req.tool_choice        = "sometimes";
+    const error bad_choice = be.build(req, sr, cp);
+    ASSERT_TRUE(bad_choice);
+    EXPECT_NE(bad_choice.message.find("tool_choice"), std::string::npos) << bad_choice.message;
+}
+
+}  // namespace
