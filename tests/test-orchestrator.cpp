@@ -24,17 +24,14 @@ std::string last_user(const chat_request & r) {
 
 bool is_prefix(const chat_request & r) { return r.max_tokens == 0; }
 bool is_planner(const chat_request & r) { return has(last_user(r), "Plan how a team"); }
-bool is_solver(const chat_request & r) {
-    return has(last_user(r), "You are agent ") && !has(last_user(r), "Your earlier answer") && r.max_tokens != 0;
-}
+bool is_solver(const chat_request & r) { return has(r.assistant_prefix, "I am agent "); }
 bool is_refiner(const chat_request & r) { return has(last_user(r), "Your earlier answer"); }
 bool is_synth(const chat_request & r) { return has(last_user(r), "Write the single best answer"); }
 
 // The solver's position (0-based), from "You are agent N".
 int solver_slot(const chat_request & r) {
-    const std::string u   = last_user(r);
-    const size_t      pos = u.find("You are agent ");
-    return pos == std::string::npos ? -1 : std::atoi(u.c_str() + pos + 14) - 1;
+    const size_t pos = r.assistant_prefix.find("I am agent ");
+    return pos == std::string::npos ? -1 : std::atoi(r.assistant_prefix.c_str() + pos + 11) - 1;
 }
 
 scripted_reply reply(std::string content, std::string reasoning = "", std::vector<float> lps = {}) {
@@ -138,7 +135,8 @@ TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
     for (size_t i = 1; i < reqs.size(); ++i) {
         ASSERT_TRUE(is_solver(reqs[i]));
         EXPECT_EQ(reqs[i].fork_from, 1u) << "solver " << i << " forks the prefix (stream 1)";
-        EXPECT_EQ(last_user(reqs[i]).rfind(last_user(reqs[0]), 0), 0u) << "a solver's prompt extends the prefix";
+        EXPECT_EQ(last_user(reqs[i]), last_user(reqs[0])) << "a solver's conversation is the prefix's";
+        EXPECT_EQ(reqs[i].reasoning, reqs[0].reasoning) << "and so is its template tail";
         EXPECT_EQ(reqs[i].reasoning_strength, "high");
         EXPECT_TRUE(has(last_user(reqs[i]), "What is 3 + 4?"));
         solvers++;

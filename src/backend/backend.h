@@ -34,6 +34,9 @@ struct chat_request {
 
     // Muse Glimmer's "Reasoning strength" (low, medium, high); other families ignore it.
     std::string reasoning_strength;
+    // Text the assistant's turn starts with, as if generated (inside the reasoning when it is
+    // on): lets forked agents differ only after the shared prompt's template tail.
+    std::string assistant_prefix;
 
     uint64_t fork_from = 0;      // id of a live/retained stream whose prompt prefix to share
     bool     retain    = false;  // keep this stream's cache after it ends, for later forks

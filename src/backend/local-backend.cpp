@@ -110,6 +110,7 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     opts.json_schema = req.json_schema;
     opts.grammar     = req.grammar;
     opts.reasoning_strength = req.reasoning_strength;
+    opts.assistant_prefix   = req.assistant_prefix;
     if (error err = format_chat(eng.get_model(), opts, prompt)) {
         return err;
     }

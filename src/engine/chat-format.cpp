@@ -174,6 +174,7 @@ error format_chat(const model & m, const chat_prompt_options & opts, chat_prompt
             open = cp.thinking_start_tag;
         }
     }
+    open += opts.assistant_prefix;
     out.prompt += open;
     out.generation_prompt += open;
     out.parser.generation_prompt = out.generation_prompt;

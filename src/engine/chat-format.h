@@ -52,6 +52,10 @@ struct chat_prompt_options {
     std::string               json_schema;  // constrain the answer to this JSON schema (reasoning is then off)
     std::string               grammar;      // or a GBNF grammar
     std::string               reasoning_strength;  // Muse Glimmer: low, medium or high (empty: the template's default)
+    // Text the assistant's turn starts with, as if the model had written it (inside the
+    // reasoning when reasoning is on). Requests that differ only here share their whole
+    // rendered conversation, template tail included.
+    std::string               assistant_prefix;
 };
 
 // How a family opens and closes its reasoning, in its own syntax.

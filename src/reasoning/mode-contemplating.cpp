@@ -283,8 +283,15 @@ void run_contemplating(ask_context & ctx) {
         spec.kind    = kind;
         spec.role    = role.name;
         spec.request = base_request(ctx, REASONING_ON, strength);
-        spec.request.messages = with_suffix(ctx.req.messages,
-            join_suffix(shared_suffix, "You are agent " + std::to_string(i + 1) + ", the " + role.name + "." + extra));
+        const std::string who = "agent " + std::to_string(i + 1) + ", the " + role.name;
+        if (extra.empty()) {
+            // The prompt is the team prefix itself; the agent's role opens its own reasoning,
+            // so it computes a dozen tokens of its own and nothing of the shared prompt.
+            spec.request.messages         = with_suffix(ctx.req.messages, shared_suffix);
+            spec.request.assistant_prefix = "I am " + who + ".";
+        } else {
+            spec.request.messages = with_suffix(ctx.req.messages, join_suffix(shared_suffix, "You are " + who + "." + extra));
+        }
         spec.request.reasoning_budget     = opt.budget;
         spec.request.max_tokens           = opt.budget + opt.answer_tokens;
         spec.request.sampling.temperature = solver_temperature(opt.sampling.temperature, i);
