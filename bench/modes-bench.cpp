@@ -205,6 +205,9 @@ struct run_outcome {
     double           wall_ms = 0;
     bool             early   = false;  // a reasoning agent generated fewer than ntg tokens
     std::string      why;
+    // The engine's own counters over the run: where the wall time went.
+    uint64_t         decode_calls = 0;
+    double           decode_ms = 0, step_ms = 0;
 };
 
 // Agents that reason and answer (solvers, the thinking agent) must generate exactly ntg tokens.
@@ -212,8 +215,8 @@ bool is_generating_agent(const muse::agent_trace & t) {
     return t.kind == muse::AGENT_SOLVER || t.kind == muse::AGENT_ANSWER;
 }
 
-run_outcome run_once(muse::orchestrator & orch, const std::string & prompt, const options & o, muse::ask_mode mode,
-                     uint32_t seed) {
+run_outcome run_once(muse::engine & eng, muse::orchestrator & orch, const std::string & prompt, const options & o,
+                     muse::ask_mode mode, uint32_t seed) {
     muse::ask_request req;
     muse::chat_message user;
     user.role    = "user";
@@ -230,9 +233,14 @@ run_outcome run_once(muse::orchestrator & orch, const std::string & prompt, cons
     req.opt.max_tool_steps    = 0;
     req.opt.sampling.seed     = seed;
     run_outcome out;
+    const muse::engine_stats s0 = eng.stats();
     const auto  t0 = clock_type::now();
     out.res        = orch.run(req);
     out.wall_ms    = ms_since(t0);
+    const muse::engine_stats s1 = eng.stats();
+    out.decode_calls = s1.decode_calls - s0.decode_calls;
+    out.decode_ms    = (double) (s1.decode_us - s0.decode_us) / 1e3;
+    out.step_ms      = (double) (s1.step_us - s0.step_us) / 1e3;
     if (out.res.err.code != 0) {
         out.why = "error: " + out.res.err.message;
         return out;
@@ -257,6 +265,9 @@ nlohmann::ordered_json describe(const run_outcome & r) {
     j["prompt_tokens_reused"]    = r.res.use.prompt_tokens_reused;
     j["shared_prefix_tokens"]    = r.res.use.shared_prefix_tokens;
     j["completion_tokens"]       = r.res.use.completion_tokens;
+    j["engine_decode_calls"]     = r.decode_calls;
+    j["engine_decode_ms"]        = r.decode_ms;   // inside llama_decode
+    j["engine_step_ms"]          = r.step_ms;     // whole engine steps (decode, sampling, events)
     nlohmann::ordered_json agents = nlohmann::ordered_json::array();
     for (const auto & t : r.res.agents) {
         agents.push_back({ { "kind", muse::agent_kind_name(t.kind) },
@@ -342,7 +353,7 @@ int main(int argc, char ** argv) {
 
     if (o.warmup) {
         fprintf(stderr, "[modes-bench] warm-up thinking run\n");
-        run_once(orch, prompt, o, muse::MODE_THINKING, (uint32_t) o.seed);
+        run_once(*eng, orch, prompt, o, muse::MODE_THINKING, (uint32_t) o.seed);
     }
 
     uint32_t seed     = (uint32_t) o.seed;
@@ -352,7 +363,7 @@ int main(int argc, char ** argv) {
     auto measure = [&](muse::ask_mode mode) {
         run_outcome r;
         for (int attempt = 0; attempt <= o.retries; ++attempt) {
-            r = run_once(orch, prompt, o, mode, seed);
+            r = run_once(*eng, orch, prompt, o, mode, seed);
             if (!r.why.empty()) {
                 fprintf(stderr, "[modes-bench] %s, seed %u: %s%s\n", muse::ask_mode_name(mode), seed, r.why.c_str(),
                         r.early && attempt < o.retries ? "; retrying with another seed" : "");
