@@ -177,9 +177,7 @@ int run_agent(ask_context & ctx, const agent_spec & spec) {
             }
         }
         prev.reset();
-        // A cancelled stream may report its whole planned length; count what was seen.
-        t.tokens += pruned && rq.logprobs ? std::min<int32_t>(r.use.completion_tokens, (int32_t) r.logprobs.size() + 1)
-                                          : r.use.completion_tokens;
+        t.tokens += r.use.completion_tokens;
         t.prompt_tokens_prefilled += r.use.prompt_tokens_prefilled;
         t.prompt_tokens_reused += r.use.prompt_tokens_reused;
         t.reasoning += r.reasoning;

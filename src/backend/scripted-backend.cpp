@@ -43,15 +43,18 @@ class scripted_stream : public chat_stream {
             return false;
         }
         if (cancelled && events.front().type != chat_event::DONE) {
+            // Like the engine: the usage counts the tokens delivered before the cancel.
             chat_event done;
-            done.type   = chat_event::DONE;
-            done.finish = FINISH_CANCELLED;
-            done.use    = events.back().use;
+            done.type                  = chat_event::DONE;
+            done.finish                = FINISH_CANCELLED;
+            done.use                   = events.back().use;
+            done.use.completion_tokens = delivered;
             events.clear();
             events.push_back(std::move(done));
         }
         ev = std::move(events.front());
         events.pop_front();
+        delivered += ev.type != chat_event::DONE;
         return true;
     }
 
@@ -61,6 +64,7 @@ class scripted_stream : public chat_stream {
     uint64_t               sid;
     std::deque<chat_event> events;
     std::atomic<bool>      cancelled{ false };
+    int32_t                delivered = 0;  // token events handed out
 };
 
 chat_event done_event(finish_reason r, usage u, error err = {}) {
