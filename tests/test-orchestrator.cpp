@@ -211,7 +211,7 @@ TEST(orchestrator, free_text_answers_are_synthesised) {
     ASSERT_FALSE(r.err) << r.err.message;
     EXPECT_EQ(r.aggregation, "synthesis");
     EXPECT_EQ(r.answer, "A combined essay.");
-    EXPECT_EQ(r.synthesis, "A combined essay.");
+    EXPECT_EQ(r.agents.back().answer, "A combined essay.") << "the synthesiser's own answer";
     const chat_request s = be.requests().back();
     ASSERT_TRUE(is_synth(s));
     for (int i = 0; i < 4; ++i) {

@@ -410,27 +410,33 @@ void run_contemplating(ask_context & ctx) {
         return run_agent(ctx, spec);
     };
 
-    std::string method, answer, reasoning, synthesis, summary;
-    vote_result vr;  // set by the vote test below
+    std::string method, answer, reasoning, summary;
+    vote_result vr;
     double      confidence = 0;
     error       final_err;
+    // A synthesiser's answer is the request's answer.
+    auto take = [&](int idx) {
+        const agent_trace t = trace(idx);
+        answer              = t.answer;
+        reasoning           = t.reasoning;
+        final_err           = t.err;
+    };
+    // A vote needs extractable answers from at least half of the agents and two that agree;
+    // answers that all differ are better merged by a synthesiser.
+    if (answered.size() >= 2 && ballots.size() >= 2 && ballots.size() * 2 >= answered.size()) {
+        vr = majority_vote(ballots);
+    }
     if (answered.empty() && !pruned.empty()) {
-        // Every branch was pruned: their unfinished reasoning is all there is; a synthesiser
-        // reads it and answers. Confidence 0: no branch finished with enough confidence.
-        const int idx = synthesize(pruned, true);
-        agent_trace t = trace(idx);
-        method    = "synthesis_all_pruned";
-        answer    = t.answer;
-        reasoning = t.reasoning;
-        synthesis = t.answer;
-        final_err = t.err;
-        summary   = "all " + std::to_string(pruned.size()) + " agents were pruned; synthesised from their partial reasoning";
+        // Every branch was pruned: their unfinished reasoning is all there is. Confidence 0:
+        // no branch finished with enough confidence.
+        take(synthesize(pruned, true));
+        method  = "synthesis_all_pruned";
+        summary = "all " + std::to_string(pruned.size()) + " agents were pruned; synthesised from their partial reasoning";
     } else if (answered.empty()) {
         method    = "none";
         final_err = { ERROR_INTERNAL, "no agent produced an answer" };
         for (int idx : final_idx) {
-            agent_trace t = trace(idx);
-            if (t.err) {
+            if (agent_trace t = trace(idx); t.err) {
                 final_err = t.err;
                 break;
             }
@@ -442,34 +448,24 @@ void run_contemplating(ask_context & ctx) {
         reasoning  = answered[0].reasoning;
         confidence = std::exp(answered[0].confidence);
         summary    = "one agent answered";
-    } else if (ballots.size() >= 2 && ballots.size() * 2 >= answered.size() &&
-               (vr = majority_vote(ballots)).votes >= 2) {
-        // A vote needs extractable answers from at least half of the agents and two that
-        // agree; answers that all differ are better merged by a synthesiser.
+    } else if (vr.votes >= 2) {
         method     = "vote";
         confidence = (double) vr.votes / (double) answered.size();
+        answer     = vr.display;
         for (const auto & t : answered) {
-            if (!vr.tally.empty() && !vr.tally[0].agents.empty() && t.index == vr.tally[0].agents[0]) {
+            if (t.index == vr.tally[0].agents[0]) {  // the winner's first agent speaks for it
                 reasoning = t.reasoning;
             }
         }
-        answer  = vr.display;
         summary = "vote: " + vr.display + " with " + std::to_string(vr.votes) + " of " +
                   std::to_string(answered.size()) + " agents" + (vr.tie ? " (tie broken by " + vr.tie_break + ")" : "");
     } else {
-        const int idx = synthesize(answered, false);
-        agent_trace t = trace(idx);
-        method    = "synthesis";
-        answer    = t.answer;
-        reasoning = t.reasoning;
-        synthesis = t.answer;
-        final_err = t.err;
-        double sum = 0;
+        take(synthesize(answered, false));
+        method = "synthesis";
         for (const auto & a : answered) {
-            sum += std::exp(a.confidence);
+            confidence += std::exp(a.confidence) / (double) answered.size();
         }
-        confidence = sum / (double) answered.size();
-        summary    = "synthesis of " + std::to_string(answered.size()) + " answers";
+        summary = "synthesis of " + std::to_string(answered.size()) + " answers";
     }
     ctx.end_step("aggregate");
     {
@@ -478,7 +474,6 @@ void run_contemplating(ask_context & ctx) {
         res.aggregation  = method;
         res.answer       = answer;
         res.reasoning    = reasoning;
-        res.synthesis    = synthesis;
         res.vote         = vr;
         res.confidence   = confidence;
         res.err          = final_err;

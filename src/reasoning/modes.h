@@ -21,7 +21,4 @@ std::vector<chat_message> with_suffix(const std::vector<chat_message> & messages
 // Glimmer reasoning strength, sampling.
 chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, const char * strength);
 
-// Fills the answer-level fields of ctx.result from one agent (instant, thinking).
-void finish_single(ask_context & ctx, int agent);
-
 }  // namespace muse

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <condition_variable>
 #include <thread>
 
 namespace muse {
@@ -66,7 +67,10 @@ std::vector<chat_message> with_suffix(const std::vector<chat_message> & messages
         return out;
     }
     if (out.empty() || out.back().role != "user") {
-        out.push_back({ "user", suffix });
+        chat_message m;
+        m.role    = "user";
+        m.content = suffix;
+        out.push_back(std::move(m));
     } else {
         out.back().content += "\n\n" + suffix;
     }
@@ -81,18 +85,6 @@ chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, con
     r.reasoning_strength   = strength;
     r.sampling             = ctx.opt.sampling;
     return r;
-}
-
-void finish_single(ask_context & ctx, int agent) {
-    std::lock_guard<std::mutex> lk(ctx.mu);
-    ask_result &        res = ctx.result;
-    const agent_trace & t   = res.agents[agent];
-    res.answer      = t.answer;
-    res.reasoning   = t.reasoning;
-    res.aggregation = "single";
-    res.confidence  = t.tokens > 0 ? std::exp(t.confidence) : 0;
-    res.finish      = t.finish;
-    res.err         = t.err;
 }
 
 orchestrator::orchestrator(backend & b, tool_registry tools) : be(b), reg(std::move(tools)) {}
@@ -124,14 +116,18 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         }
     }
 
-    // A watcher turns orchestrator::cancel() into stream cancellations.
-    std::atomic<bool> done{ false };
-    std::thread       watcher([&] {
+    // A watcher turns the caller's stop flag into stream cancellations. It wakes at once when
+    // the request ends, so it adds nothing to the request's time.
+    std::mutex              watch_mu;
+    std::condition_variable watch_cv;
+    bool                    done = false;
+    std::thread             watcher([&] {
+        std::unique_lock<std::mutex> lk(watch_mu);
         while (!done) {
             if (cancelled) {
                 ctx.cancel_streams();
             }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            watch_cv.wait_for(lk, std::chrono::milliseconds(20));
         }
     });
 
@@ -183,7 +179,11 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         case MODE_CONTEMPLATING: run_contemplating(ctx); break;
         case MODE_AUTO:          break;
     }
-    done = true;
+    {
+        std::lock_guard<std::mutex> lk(watch_mu);
+        done = true;
+    }
+    watch_cv.notify_one();
     watcher.join();
 
     ask_result & res = ctx.result;

@@ -44,8 +44,8 @@ struct ask_options {
     int32_t  plan_tokens    = 512;   // the planner's output cap, 16..8192
 
     // Early pruning of solver branches: a branch whose mean token log-probability over the
-    // last `prune_window` reasoning tokens falls below `prune_threshold` stops. The default
-    // threshold is conservative: real models average around -0.3 to -1.5 nats per token.
+    // last `prune_window` reasoning tokens falls below `prune_threshold` stops. The default is
+    // conservative: -5 nats means the average token had under 1% probability.
     bool    prune           = true;
     float   prune_threshold = -5.0f;  // nats, -100..0
     int32_t prune_window    = 32;     // tokens, 4..4096
@@ -129,9 +129,8 @@ struct ask_result {
     bool        has_plan = false;
     plan        plan_used;
     std::vector<agent_trace> agents;
-    std::string aggregation;  // single, vote, synthesis, synthesis_all_pruned
+    std::string aggregation;  // single, vote, synthesis (answer: the synthesiser's), synthesis_all_pruned
     vote_result vote;
-    std::string synthesis;
     double      confidence = 0;  // vote: agreement; otherwise the answering agents' mean token probability
     ask_usage   use;
     std::vector<step_timing> timings;

@@ -82,7 +82,7 @@ json to_json(const ask_result & r) {
         { "agents", agents },
         { "aggregation", r.aggregation },
         { "vote", vote },
-        { "synthesis", r.aggregation.rfind("synthesis", 0) == 0 ? json(r.synthesis) : json(nullptr) },
+        { "synthesis", r.aggregation.rfind("synthesis", 0) == 0 ? json(r.answer) : json(nullptr) },
         { "confidence", r.confidence },
         { "usage", { { "shared_prefix_tokens", r.use.shared_prefix_tokens },
                      { "prompt_tokens_prefilled", r.use.prompt_tokens_prefilled },
