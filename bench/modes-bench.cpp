@@ -16,6 +16,7 @@
 // Output: one JSON object per line on stdout; progress and errors on stderr.
 
 #include "agents/tools.h"
+#include "args.h"
 #include "backend/local-backend.h"
 #include "engine/engine.h"
 #include "engine/logging.h"
@@ -81,86 +82,36 @@ void print_usage(const char * argv0) {
         argv0);
 }
 
-bool parse_int(const char * s, int32_t lo, int32_t hi, int32_t & out) {
-    char *     end = nullptr;
-    const long v   = std::strtol(s, &end, 10);
-    if (end == s || *end != '\0' || v < lo || v > hi) {
-        return false;
-    }
-    out = (int32_t) v;
-    return true;
-}
-
+// Returns false (after printing why) on a bad command line.
 bool parse_args(int argc, char ** argv, options & o) {
-    for (int i = 1; i < argc; ++i) {
-        const std::string a    = argv[i];
-        auto              next = [&](const char * what) -> const char * {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "muse-modes-bench: %s needs a value (%s)\n", a.c_str(), what);
-                return nullptr;
-            }
-            return argv[++i];
-        };
-        auto int_opt = [&](int32_t lo, int32_t hi, int32_t & out) {
-            const char * v = next("a number");
-            if (!v) {
-                return false;
-            }
-            if (!parse_int(v, lo, hi, out)) {
-                fprintf(stderr, "muse-modes-bench: %s must be an integer in [%d, %d], got '%s'\n", a.c_str(), lo, hi, v);
-                return false;
-            }
-            return true;
-        };
-        bool ok = true;
-        if (a == "-h" || a == "--help") {
+    muse::cli::args a(argc, argv, 1);
+    while (!a.done() && a.error.empty()) {
+        if (a.flag("-h") || a.flag("--help")) {
             print_usage(argv[0]);
             exit(0);
-        } else if (a == "-m" || a == "--model") {
-            const char * v = next("a GGUF file");
-            ok             = v != nullptr;
-            if (ok) {
-                o.model = v;
-            }
-        } else if (a == "--prompt-out") {
-            const char * v = next("a file");
-            ok             = v != nullptr;
-            if (ok) {
-                o.prompt_out = v;
-            }
-        } else if (a == "-t" || a == "--threads") {
-            ok = int_opt(1, 1024, o.n_threads);
-        } else if (a == "--npp") {
-            ok = int_opt(16, 32768, o.npp);
-        } else if (a == "--ntg") {
-            ok = int_opt(2, 4096, o.ntg);
-        } else if (a == "--answer-tokens") {
-            ok = int_opt(1, 4095, o.answer_tokens);
-        } else if (a == "--agents") {
-            ok = int_opt(1, 16, o.agents);
-        } else if (a == "--rounds") {
-            ok = int_opt(1, 100, o.rounds);
-        } else if (a == "--retries") {
-            ok = int_opt(0, 100, o.retries);
-        } else if (a == "--seed") {
-            ok = int_opt(0, 2147483647, o.seed);
-        } else if (a == "--no-warmup") {
-            o.warmup = false;
-        } else {
-            fprintf(stderr, "muse-modes-bench: unknown option '%s' (see --help)\n", a.c_str());
-            ok = false;
         }
-        if (!ok) {
-            return false;
-        }
+        if (a.value("-m", o.model) || a.value("--model", o.model)) continue;
+        if (a.value("--prompt-out", o.prompt_out)) continue;
+        if (a.int_value("-t", 1, 1024, o.n_threads) || a.int_value("--threads", 1, 1024, o.n_threads)) continue;
+        if (a.int_value("--npp", 16, 32768, o.npp)) continue;
+        if (a.int_value("--ntg", 2, 4096, o.ntg)) continue;
+        if (a.int_value("--answer-tokens", 1, 4095, o.answer_tokens)) continue;
+        if (a.int_value("--agents", 1, 16, o.agents)) continue;
+        if (a.int_value("--rounds", 1, 100, o.rounds)) continue;
+        if (a.int_value("--retries", 0, 100, o.retries)) continue;
+        if (a.int_value("--seed", 0, 2147483647, o.seed)) continue;
+        if (a.flag("--no-warmup")) { o.warmup = false; continue; }
+        a.error = "unknown option '" + a.peek() + "' (see --help)";
     }
-    if (o.model.empty()) {
-        fprintf(stderr, "muse-modes-bench: no model given; pass -m FILE (see --help)\n");
-        return false;
+    if (a.error.empty() && o.model.empty()) {
+        a.error = "no model given; pass -m FILE (see --help)";
     }
-    if (o.answer_tokens >= o.ntg) {
-        fprintf(stderr, "muse-modes-bench: --answer-tokens (%d) must be below --ntg (%d): the rest is the reasoning budget\n",
-                o.answer_tokens, o.ntg);
+    if (a.error.empty() && o.answer_tokens >= o.ntg) {
+        a.error = "--answer-tokens (" + std::to_string(o.answer_tokens) + ") must be below --ntg (" +
+                  std::to_string(o.ntg) + "): the rest is the reasoning budget";
+    }
+    if (!a.error.empty()) {
+        fprintf(stderr, "muse-modes-bench: %s\n", a.error.c_str());
         return false;
     }
     return true;

@@ -13,6 +13,7 @@
 // Every time is wall-clock in the caller, from submit() to the last DONE event, so it covers
 // the engine's whole loop (batch building, decode, greedy sampling, detokenizing, events).
 
+#include "args.h"
 #include "engine/engine.h"
 #include "engine/logging.h"
 #include "engine/model.h"
@@ -108,96 +109,49 @@ bool parse_list(const char * s, std::vector<int32_t> & out) {
 
 // Returns false (after printing why) on a bad command line.
 bool parse_args(int argc, char ** argv, options & o) {
-    for (int i = 1; i < argc; ++i) {
-        const std::string a    = argv[i];
-        auto              next = [&](const char * what) -> const char * {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "muse-bench: %s needs a value (%s)\n", a.c_str(), what);
-                return nullptr;
-            }
-            return argv[++i];
-        };
-        auto int_opt = [&](int32_t lo, int32_t hi, int32_t & out) {
-            const char * v = next("a number");
-            if (!v) {
-                return false;
-            }
-            if (!parse_int(v, lo, hi, out)) {
-                fprintf(stderr, "muse-bench: %s must be an integer in [%d, %d], got '%s'\n", a.c_str(), lo, hi, v);
-                return false;
-            }
-            return true;
-        };
-        bool ok = true;
-        if (a == "-h" || a == "--help") {
+    muse::cli::args a(argc, argv, 1);
+    std::string     npl, fa;
+    while (!a.done() && a.error.empty()) {
+        if (a.flag("-h") || a.flag("--help")) {
             print_usage(argv[0]);
             exit(0);
-        } else if (a == "-m" || a == "--model") {
-            const char * v = next("a GGUF file");
-            ok             = v != nullptr;
-            if (ok) {
-                o.model = v;
-            }
-        } else if (a == "-t" || a == "--threads") {
-            ok = int_opt(1, 1024, o.n_threads);
-        } else if (a == "-p" || a == "--n-prompt") {
-            ok = int_opt(0, 1 << 20, o.n_prompt);
-        } else if (a == "-n" || a == "--n-gen") {
-            ok = int_opt(0, 1 << 20, o.n_gen);
-        } else if (a == "-r" || a == "--repetitions") {
-            ok = int_opt(1, 1000, o.reps);
-        } else if (a == "-npp") {
-            ok = int_opt(1, 1 << 20, o.npp);
-        } else if (a == "-ntg") {
-            ok = int_opt(1, 1 << 20, o.ntg);
-        } else if (a == "-npl") {
-            const char * v = next("a list like 1,2,4,8");
-            ok             = v != nullptr;
-            if (ok && !parse_list(v, o.npl)) {
-                fprintf(stderr, "muse-bench: -npl must be a comma-separated list of integers in [0, 256], got '%s'\n",
-                        v);
-                ok = false;
-            }
-        } else if (a == "-b" || a == "--batch-size") {
-            ok = int_opt(1, 1 << 16, o.n_batch);
-        } else if (a == "-ub" || a == "--ubatch-size") {
-            ok = int_opt(1, 1 << 16, o.n_ubatch);
-        } else if (a == "-c" || a == "--ctx-size") {
-            ok = int_opt(0, 1 << 22, o.n_ctx);
-        } else if (a == "-fa" || a == "--flash-attn") {
-            const char * v = next("on or off");
-            ok             = v != nullptr;
-            if (ok) {
-                const std::string s = v;
-                if (s == "on" || s == "1") {
-                    o.flash_attn = 1;
-                } else if (s == "off" || s == "0") {
-                    o.flash_attn = 0;
-                } else if (s == "auto" || s == "-1") {
-                    o.flash_attn = -1;
-                } else {
-                    fprintf(stderr, "muse-bench: -fa must be on, off or auto, got '%s'\n", v);
-                    ok = false;
-                }
-            }
-        } else if (a == "--no-warmup") {
-            o.warmup = false;
-        } else if (a == "--json") {
-            o.json = true;
-        } else {
-            fprintf(stderr, "muse-bench: unknown option '%s' (see --help)\n", a.c_str());
-            ok = false;
         }
-        if (!ok) {
-            return false;
+        if (a.value("-m", o.model) || a.value("--model", o.model)) continue;
+        if (a.int_value("-t", 1, 1024, o.n_threads) || a.int_value("--threads", 1, 1024, o.n_threads)) continue;
+        if (a.int_value("-p", 0, 1 << 20, o.n_prompt) || a.int_value("--n-prompt", 0, 1 << 20, o.n_prompt)) continue;
+        if (a.int_value("-n", 0, 1 << 20, o.n_gen) || a.int_value("--n-gen", 0, 1 << 20, o.n_gen)) continue;
+        if (a.int_value("-r", 1, 1000, o.reps) || a.int_value("--repetitions", 1, 1000, o.reps)) continue;
+        if (a.int_value("-npp", 1, 1 << 20, o.npp)) continue;
+        if (a.int_value("-ntg", 1, 1 << 20, o.ntg)) continue;
+        if (a.int_value("-b", 1, 1 << 16, o.n_batch) || a.int_value("--batch-size", 1, 1 << 16, o.n_batch)) continue;
+        if (a.int_value("-ub", 1, 1 << 16, o.n_ubatch) || a.int_value("--ubatch-size", 1, 1 << 16, o.n_ubatch)) continue;
+        if (a.int_value("-c", 0, 1 << 22, o.n_ctx) || a.int_value("--ctx-size", 0, 1 << 22, o.n_ctx)) continue;
+        if (a.flag("--no-warmup")) { o.warmup = false; continue; }
+        if (a.flag("--json")) { o.json = true; continue; }
+        if (a.value("-npl", npl)) {
+            if (a.error.empty() && !parse_list(npl.c_str(), o.npl)) {
+                a.error = "-npl must be a comma-separated list of integers in [0, 256], got '" + npl + "'";
+            }
+            continue;
         }
+        if (a.value("-fa", fa) || a.value("--flash-attn", fa)) {
+            if (fa == "on" || fa == "1") o.flash_attn = 1;
+            else if (fa == "off" || fa == "0") o.flash_attn = 0;
+            else if (fa == "auto" || fa == "-1") o.flash_attn = -1;
+            else if (a.error.empty()) a.error = "-fa must be on, off or auto, got '" + fa + "'";
+            continue;
+        }
+        a.error = "unknown option '" + a.peek() + "' (see --help)";
     }
-    if (o.model.empty()) {
-        fprintf(stderr, "muse-bench: no model given; pass -m FILE (see --help)\n");
-        return false;
+    if (a.error.empty() && o.model.empty()) {
+        a.error = "no model given; pass -m FILE (see --help)";
     }
-    if (o.n_ubatch > o.n_batch) {
-        fprintf(stderr, "muse-bench: --ubatch-size (%d) must not exceed --batch-size (%d)\n", o.n_ubatch, o.n_batch);
+    if (a.error.empty() && o.n_ubatch > o.n_batch) {
+        a.error = "--ubatch-size (" + std::to_string(o.n_ubatch) + ") must not exceed --batch-size (" +
+                  std::to_string(o.n_batch) + ")";
+    }
+    if (!a.error.empty()) {
+        fprintf(stderr, "muse-bench: %s\n", a.error.c_str());
         return false;
     }
     return true;

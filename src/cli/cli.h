@@ -1,6 +1,7 @@
 #pragma once
 // Shared pieces of the `muse` command line: exit codes, argument parsing, the default model.
 
+#include "args.h"
 #include "engine/error.h"
 
 #include <cstdint>
@@ -19,27 +20,6 @@ enum exit_code {
 };
 
 int exit_code_for(error_code code);
-
-// A minimal argv walker: flags may be "--name value" or "--name=value".
-class args {
-  public:
-    args(int argc, char ** argv, int first);
-
-    bool        done() const { return i >= (int) v.size(); }
-    std::string peek() const { return v[i]; }
-    bool        flag(const char * name);                        // consumes "--name"
-    bool        value(const char * name, std::string & out);    // consumes "--name X"
-    bool        int_value(const char * name, int64_t lo, int64_t hi, int32_t & out);
-    bool        float_value(const char * name, double lo, double hi, float & out);
-    std::string take() { return v[i++]; }
-
-    // Set when a flag had a missing or bad value; the command prints it and exits 2.
-    std::string error;
-
-  private:
-    std::vector<std::string> v;
-    int                      i = 0;
-};
 
 // The model used when --model is not given: $MUSE_MODEL, or the generated smoke model
 // (random weights, meaningless output) created on first use in the cache directory.
