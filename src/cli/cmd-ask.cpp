@@ -18,7 +18,6 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <thread>
 
 namespace muse::cli {
 
@@ -71,6 +70,7 @@ static const char * k_ask_help =
     "Ctrl-C stops generation cleanly and prints what was produced.\n";
 
 static std::atomic<bool> g_interrupted{ false };
+static_assert(std::atomic<bool>::is_always_lock_free);
 
 static void on_sigint(int) {
     if (g_interrupted.exchange(true)) {
@@ -357,20 +357,9 @@ int cmd_ask(int argc, char ** argv) {
         streamed = true;
     };
 
-    std::atomic<bool> stop_flag{ false };
-    std::atomic<bool> reading{ true };
-    std::thread       watcher([&] {
-        while (reading) {
-            if (g_interrupted) {
-                stop_flag = true;
-                return;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-    });
-    ask_result r = orch.run(req, sink, &stop_flag);
-    reading      = false;
-    watcher.join();
+    // The orchestrator watches the flag that Ctrl-C sets (a lock-free atomic, safe to set
+    // in a signal handler).
+    ask_result r = orch.run(req, sink, &g_interrupted);
     if (in_reasoning) {
         fputs("\033[0m", stdout);
     }
