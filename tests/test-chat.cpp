@@ -199,6 +199,35 @@ TEST(chat_parse, glimmer_reasoning_content_and_tool_calls) {
     EXPECT_NE(msg.tool_calls[0].arguments.find("Paris"), std::string::npos) << msg.tool_calls[0].arguments;
 }
 
+// An agent whose reasoning is opened with its own words (an assistant prefix): the words are
+// part of its reasoning, and the answer after the forced end is the content.
+TEST(chat_parse, assistant_prefix_opens_the_reasoning) {
+    for (auto family : { test::GLIMMER, test::QWEN }) {
+        chat_prompt_options opts;
+        opts.messages         = { { "user", "hi" } };
+        opts.reasoning        = REASONING_ON;
+        opts.assistant_prefix = "I am agent 1.";
+        chat_prompt cp;
+        ASSERT_FALSE(format_chat(test::shared_model(family), opts, cp));
+        ASSERT_TRUE(cp.reasoning);
+        EXPECT_NE(cp.prompt.find("I am agent 1."), std::string::npos);
+
+        chat_output_parser      p(cp.parser);
+        std::vector<chat_delta> deltas;
+        for (const std::string & piece : { std::string(" Thinking."), cp.syntax.forced, std::string("Done.") }) {
+            p.update(piece, false, deltas);
+        }
+        p.update("", true, deltas);
+        std::string reasoning, content;
+        for (const auto & d : deltas) {
+            reasoning += d.reasoning;
+            content += d.content;
+        }
+        EXPECT_NE(reasoning.find("Thinking."), std::string::npos) << family << ": " << reasoning;
+        EXPECT_EQ(content, "Done.") << family << " (reasoning: " << reasoning << ")";
+    }
+}
+
 TEST(chat_parse, qwen_reasoning_is_separated_from_content_while_streaming) {
     chat_prompt_options opts;
     opts.messages  = { { "user", "hi" } };
@@ -220,6 +249,34 @@ TEST(chat_parse, qwen_reasoning_is_separated_from_content_while_streaming) {
     // The template's own newline before </think> stays in the reasoning, as llama-server reports it.
     EXPECT_EQ(reasoning, "Let me think.\n");
     EXPECT_EQ(content, "Hello there!");
+}
+
+
+// Output that leaves the format after reasoning was understood (here: bytes that are not
+// UTF-8, which the format's parser rejects) passes through as content from that point on;
+// the reasoning already streamed is not repeated in the content.
+TEST(chat_parse, qwen_output_leaving_the_format_keeps_what_was_understood) {
+    chat_prompt_options opts;
+    opts.messages  = { { "user", "hi" } };
+    opts.reasoning = REASONING_ON;
+    chat_prompt cp;
+    ASSERT_FALSE(format_chat(test::shared_model(test::QWEN), opts, cp));
+
+    chat_output_parser      p(cp.parser);
+    std::vector<chat_delta> deltas;
+    for (const char * piece : { "Let me ", "think.", "x\xE1\xB2y", " more" }) {
+        p.update(piece, false, deltas);
+    }
+    p.update("", true, deltas);
+    std::string reasoning, content;
+    for (const auto & d : deltas) {
+        reasoning += d.reasoning;
+        content += d.content;
+    }
+    EXPECT_EQ(reasoning, "Let me think.");
+    EXPECT_EQ(content, "x\xE1\xB2y more");
+    EXPECT_EQ(p.message().reasoning_content, reasoning);
+    EXPECT_EQ(p.message().content, content);
 }
 
 }  // namespace

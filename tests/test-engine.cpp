@@ -198,6 +198,32 @@ TEST_F(engine_test, forked_agents_advance_in_the_same_decode_calls) {
     EXPECT_EQ(after.max_batch_seqs, (uint64_t) K);
 }
 
+// Forks submitted while their parent is still being prefilled wait for it, then all fork in
+// the same step, even when nothing else is running when the parent's prefill ends.
+TEST_F(engine_test, forks_submitted_before_the_parent_is_prefilled_wait_for_it) {
+    auto eng = make();
+
+    auto parent_req   = greedy(k_shared, 0);
+    parent_req.retain = true;
+    auto parent       = eng->submit(parent_req);
+    const int K = 3, n = 8;
+    std::vector<sequence_handle> hs;
+    for (int k = 0; k < K; ++k) {
+        auto r   = greedy(k_shared + "Agent " + std::to_string(k) + ":", n);
+        r.parent = parent.id();
+        hs.push_back(eng->submit(r));  // one by one, as agent threads do
+    }
+    ASSERT_FALSE(drain(parent).err);
+    const int32_t n_shared = (int32_t) eng->tokenize(k_shared).size();
+    for (auto & h : hs) {
+        auto r = drain(h);  // hangs here if the waiting forks were never admitted
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ((int32_t) r.tokens.size(), n);
+        EXPECT_GE(r.use.prompt_tokens_reused, n_shared - 1);
+    }
+    EXPECT_EQ(eng->stats().max_batch_seqs, (uint64_t) K);
+}
+
 TEST_F(engine_test, prompts_prefill_in_chunks_interleaved_with_decoding) {
     auto eng = make(4096, 8, 64);  // 64-token batches force chunking
     auto gen = eng->submit(greedy("Keep talking.", 40));

@@ -58,6 +58,7 @@ TEST_P(modes_test, contemplating_prefills_the_shared_prefix_once_and_batches_the
     req.opt.agents   = 4;
     req.opt.planner  = false;
     req.opt.prune    = false;
+    req.opt.budget   = 4;  // fewer tokens than a role's opening words: they must not count against it
     const engine_stats before = r.eng->stats();
     ask_result   res  = r.orch->run(req);
     const engine_stats after  = r.eng->stats();
@@ -75,6 +76,12 @@ TEST_P(modes_test, contemplating_prefills_the_shared_prefix_once_and_batches_the
         EXPECT_GE(t.prompt_tokens_reused, res.use.shared_prefix_tokens - 16) << "agent " << t.index;
         EXPECT_LE(t.prompt_tokens_prefilled, 24) << "agent " << t.index;
         EXPECT_GT(t.tokens, 0);
+        // The role opens the reasoning and the forced end closes it in the template's syntax:
+        // none of that syntax leaks into the reasoning or the answer.
+        for (const char * marker : { "<|message|>", "to=user", "</think>" }) {
+            EXPECT_EQ(t.reasoning.find(marker), std::string::npos) << "agent " << t.index << " reasoning: " << t.reasoning;
+            EXPECT_EQ(t.answer.find(marker), std::string::npos) << "agent " << t.index << " answer: " << t.answer;
+        }
     }
     EXPECT_EQ(solvers, 4);
     EXPECT_GT(res.use.shared_prefix_tokens, 40);

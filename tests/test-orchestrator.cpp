@@ -26,7 +26,7 @@ bool is_prefix(const chat_request & r) { return r.max_tokens == 0; }
 bool is_planner(const chat_request & r) { return has(last_user(r), "Plan how a team"); }
 bool is_solver(const chat_request & r) { return has(r.assistant_prefix, "I am agent "); }
 bool is_refiner(const chat_request & r) { return has(last_user(r), "Your earlier answer"); }
-bool is_synth(const chat_request & r) { return has(last_user(r), "Write the single best answer"); }
+bool is_synth(const chat_request & r) { return has(last_user(r), "Write the one best answer"); }
 
 // The solver's position (0-based), from "You are agent N".
 int solver_slot(const chat_request & r) {

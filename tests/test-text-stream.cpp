@@ -62,3 +62,30 @@ TEST(utf8, complete_length) {
     EXPECT_EQ(muse::utf8_complete_length("ab\xC3\xA9"), 4u);
     EXPECT_EQ(muse::utf8_complete_length("\xF0\x9F\x98"), 0u);
 }
+
+TEST(utf8, sanitize_replaces_invalid_sequences) {
+    const std::string rep = "\xEF\xBF\xBD";
+    EXPECT_EQ(muse::utf8_sanitize("plain \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), "plain \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+    EXPECT_EQ(muse::utf8_sanitize("a\xE1\xB2" "ert"), "a" + rep + "ert");   // lead byte cut short by ASCII
+    EXPECT_EQ(muse::utf8_sanitize("\x80\x80x"), rep + "x");               // stray continuation bytes
+    EXPECT_EQ(muse::utf8_sanitize("\xC0\xAF"), rep);                      // overlong '/'
+    EXPECT_EQ(muse::utf8_sanitize("\xED\xA0\x80"), rep);                 // surrogate U+D800
+    EXPECT_EQ(muse::utf8_sanitize("\xF4\x90\x80\x80"), rep);            // past U+10FFFF
+    EXPECT_EQ(muse::utf8_sanitize("\xFFz"), rep + "z");
+}
+
+TEST(text_stream, byte_tokens_that_never_form_a_character_come_out_as_replacement) {
+    // A model's byte-fallback tokens: a 3-byte lead and one continuation, then ASCII. The two
+    // bytes are held while they may still complete, then shown as U+FFFD, never raw.
+    text_stream ts;
+    bool        stopped = false;
+    std::string shown   = ts.add("cet\xE1", stopped);
+    EXPECT_EQ(shown, "cet");
+    shown += ts.add("\xB2", stopped);
+    EXPECT_EQ(shown, "cet");
+    shown += ts.add("ert", stopped);
+    EXPECT_EQ(shown, "cet\xEF\xBF\xBD" "ert");
+    shown += ts.add("\xE5\x83", stopped);
+    shown += ts.flush();  // generation ended inside a character
+    EXPECT_EQ(shown, "cet\xEF\xBF\xBD" "ert\xEF\xBF\xBD");
+}

@@ -266,17 +266,25 @@ int run_agent(ask_context & ctx, const agent_spec & spec) {
     return idx;
 }
 
-std::unique_ptr<chat_stream> start_prefix(ask_context & ctx, chat_request req, int32_t & prompt_tokens, error & err) {
+std::unique_ptr<chat_stream> submit_prefix(ask_context & ctx, chat_request req) {
     req.max_tokens = 0;
     req.retain     = true;
-    auto        s  = ctx.be.start(req);
-    chat_result r  = collect(*s);
-    prompt_tokens  = r.use.prompt_tokens;
-    err            = r.err;
+    return ctx.be.start(req);
+}
+
+void await_prefix(ask_context & ctx, chat_stream & s, int32_t & prompt_tokens, error & err) {
+    chat_result r = collect(s);
+    prompt_tokens = r.use.prompt_tokens;
+    err           = r.err;
     std::lock_guard<std::mutex> lk(ctx.mu);
     ctx.result.use.shared_prefix_tokens += r.use.prompt_tokens_prefilled;
     ctx.result.use.prompt_tokens_prefilled += r.use.prompt_tokens_prefilled;
     ctx.result.use.prompt_tokens_reused += r.use.prompt_tokens_reused;
+}
+
+std::unique_ptr<chat_stream> start_prefix(ask_context & ctx, chat_request req, int32_t & prompt_tokens, error & err) {
+    auto s = submit_prefix(ctx, std::move(req));
+    await_prefix(ctx, *s, prompt_tokens, err);
     return s;
 }
 

@@ -68,6 +68,12 @@ int run_agent(ask_context & ctx, const agent_spec & spec);
 // live stream (destroying it releases the cells) and adds its prefill to the shared usage.
 std::unique_ptr<chat_stream> start_prefix(ask_context & ctx, chat_request req, int32_t & prompt_tokens, error & err);
 
+// start_prefix in two halves: submit_prefix returns at once, so that forks of the prefix can
+// be submitted while it is prefilled (the backend holds them and forks them together, in one
+// step, when it is done); await_prefix waits for it and adds its prefill to the shared usage.
+std::unique_ptr<chat_stream> submit_prefix(ask_context & ctx, chat_request req);
+void await_prefix(ask_context & ctx, chat_stream & s, int32_t & prompt_tokens, error & err);
+
 // Mean of the last `window` values, or 0 when fewer were seen.
 class confidence_window {
   public:

@@ -127,6 +127,13 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     out.generation_prompt = prompt.generation_prompt;
     if (prompt.reasoning && !prompt.syntax.empty()) {
         out.reasoning_budget = req.reasoning_budget;
+        if (req.reasoning_budget >= 0 && !req.assistant_prefix.empty()) {
+            // The sampler counts every token after the reasoning opens, the prompt's own
+            // prefix words included; they are not the agent's to spend. (A prefix longer than
+            // the budget would also start the forced closing inside the prompt, so that part
+            // of it never reached the output.)
+            out.reasoning_budget += (int32_t) eng.tokenize(req.assistant_prefix).size();
+        }
         out.reasoning_start  = prompt.syntax.start;
         out.reasoning_ends   = prompt.syntax.ends;
         out.reasoning_forced = prompt.syntax.forced;

@@ -209,20 +209,27 @@ void chat_output_parser::update(const std::string & added, bool final, std::vect
     text += added;
     common_chat_msg next;
     if (raw) {
-        next.role    = "assistant";
-        next.content = text;
+        next = raw_base;
+        next.content += text.substr(raw_from);
     } else {
         try {
             next = common_chat_parse(text, !final, params);
         } catch (const std::exception &) {
             next = msg;  // off-format tail at the end: keep what was understood
         }
-        // Output that left the format before anything was understood (random weights, a
-        // template mismatch) is shown as plain content rather than held back forever.
+        // Output that left the format (random weights, a template mismatch, a malformed tool
+        // call) is shown as plain content rather than held back forever. What was understood
+        // before stays as it was (its reasoning was already streamed); only the text after
+        // the last successful parse passes through.
         if (next.empty() && !text.empty() && (final || diverged(params, text))) {
-            raw          = true;
-            next.role    = "assistant";
-            next.content = text;
+            raw      = true;
+            raw_base = msg;
+            raw_from = msg.empty() ? 0 : parsed;
+            raw_base.role = "assistant";
+            next          = raw_base;
+            next.content += text.substr(raw_from);
+        } else if (!next.empty()) {
+            parsed = text.size();
         }
     }
     if (next.empty()) {

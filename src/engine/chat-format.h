@@ -105,7 +105,10 @@ class chat_output_parser {
     std::string               text;
     common_chat_msg           msg;
     std::vector<std::string>  tool_call_ids;
-    bool                      raw = false;  // the output left the format: pass it through as content
+    bool                      raw = false;  // the output left the format: pass the rest through as content
+    common_chat_msg           raw_base;     // what was understood before it left
+    size_t                    raw_from = 0; // text offset where the pass-through starts
+    size_t                    parsed   = 0; // text length at the last parse that understood something
 };
 
 }  // namespace muse

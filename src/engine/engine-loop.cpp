@@ -70,6 +70,9 @@ void engine_core::run() {
         admit_waiting();
         if (has_work()) {
             step();
+            // A step that finished a parent's prefill lets its waiting forks in now; without
+            // this they would wait for the next command while the loop sleeps.
+            admit_waiting();
         }
         publish_stats();
     }

@@ -1,6 +1,7 @@
 #include "text-stream.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace muse {
 
@@ -25,6 +26,49 @@ size_t utf8_complete_length(const std::string & s) {
     return n;
 }
 
+std::string utf8_sanitize(const std::string & s) {
+    static const char k_replacement[] = "\xEF\xBF\xBD";  // U+FFFD
+    std::string       out;
+    out.reserve(s.size());
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = (unsigned char) s[i];
+        size_t   need = 0;
+        uint32_t min  = 0;
+        if (c < 0x80) {
+            out += (char) c;
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            need = 2, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            need = 3, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            need = 4, min = 0x10000;
+        }
+        bool     ok = need > 0 && i + need <= s.size();
+        uint32_t cp = need == 2 ? (c & 0x1F) : need == 3 ? (c & 0x0F) : (c & 0x07);
+        for (size_t k = 1; ok && k < need; ++k) {
+            const unsigned char d = (unsigned char) s[i + k];
+            ok                    = (d & 0xC0) == 0x80;
+            cp                    = (cp << 6) | (d & 0x3F);
+        }
+        // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+        ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+        if (ok) {
+            out.append(s, i, need);
+            i += need;
+        } else {
+            out += k_replacement;  // one replacement per bad byte run start, then resync
+            i++;
+            while (i < s.size() && ((unsigned char) s[i] & 0xC0) == 0x80) {
+                i++;
+            }
+        }
+    }
+    return out;
+}
+
 std::string text_stream::add(const std::string & piece, bool & stopped) {
     stopped = false;
     text += piece;
@@ -46,7 +90,7 @@ std::string text_stream::add(const std::string & piece, bool & stopped) {
         std::string  out = text.substr(emitted, end - emitted);
         text.resize(end);
         emitted = end;
-        return out;
+        return utf8_sanitize(out);
     }
 
     size_t safe = text.size();
@@ -64,13 +108,13 @@ std::string text_stream::add(const std::string & piece, bool & stopped) {
     }
     std::string out = text.substr(emitted, safe - emitted);
     emitted         = safe;
-    return out;
+    return utf8_sanitize(out);
 }
 
 std::string text_stream::flush() {
     std::string out = text.substr(emitted);
     emitted         = text.size();
-    return out;
+    return utf8_sanitize(out);
 }
 
 }  // namespace muse

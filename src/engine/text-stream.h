@@ -1,6 +1,8 @@
 #pragma once
 // Output text of one sequence on its way to the reader: holds back bytes that may still
-// become a stop string or that end in an incomplete UTF-8 character.
+// become a stop string or that end in an incomplete UTF-8 character, and hands out valid
+// UTF-8 only (a model can emit byte tokens that never form a character; parsers, JSON and
+// terminals all need valid text).
 
 #include <string>
 #include <vector>
@@ -27,5 +29,9 @@ class text_stream {
 
 // Length of the longest prefix of s that does not end inside a UTF-8 character.
 size_t utf8_complete_length(const std::string & s);
+
+// s with every invalid UTF-8 sequence (stray continuation bytes, a lead byte cut short,
+// overlong forms, surrogates) replaced by U+FFFD.
+std::string utf8_sanitize(const std::string & s);
 
 }  // namespace muse
