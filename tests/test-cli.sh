@@ -86,6 +86,25 @@ check "contemplating: 4 agents, vote or synthesis, prefix prefilled once" node -
   if (!(j.usage.shared_prefix_tokens>0)) process.exit(4);
   for (const a of solvers) if (a.prompt_tokens_reused < j.usage.shared_prefix_tokens-16 || a.prompt_tokens_prefilled > 24) process.exit(5);' "$work/contemplate.json"
 
+# Tables: --data loads a CSV; its summary joins the prompt and query_table is offered; a bad
+# file fails with its line and exit 2 before the model loads.
+printf 'region,amount\nnorth,10\nsouth,5\n' > "$work/sales.csv"
+"$muse" ask --model "$model" "Which region sold more?" --data "$work/sales.csv" --mode thinking --budget 4 \
+  --max-tokens 4 --json > "$work/data.json" 2> "$work/err.txt"; rc=$?
+check "--data exits 0" test $rc -eq 0
+check "--data: attachment with schema summary in --json" node -e '
+  const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  const t=j.attachments && j.attachments[0];
+  if (!t || t.type!=="table" || t.name!=="sales" || t.rows!==2) process.exit(1);
+  if (t.columns.map(c=>c.name+" "+c.type).join(",")!=="region TEXT,amount INTEGER") process.exit(2);
+  if (!t.summary.includes("- amount INTEGER: 2 distinct, min 5, max 10")) process.exit(3);' "$work/data.json"
+printf 'a,b\n1,2\n3\n' > "$work/ragged.csv"
+"$muse" ask --model "$model" "hi" --data "$work/ragged.csv" 2> "$work/err.txt"; rc=$?
+check "ragged --data exits 2" test $rc -eq 2
+check "ragged --data names the line" grep -q "ragged.csv: line 3: 1 field where the first row has 2" "$work/err.txt"
+"$muse" ask --model "$model" "hi" --data "$work/missing.csv" 2> "$work/err.txt"; rc=$?
+check "missing --data exits 2" test $rc -eq 2
+
 # Ctrl-C cancels cleanly: exit 130 and a note, no crash.
 "$muse" ask --model "$model" "Go on" --max-tokens -1 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &
 pid=$!

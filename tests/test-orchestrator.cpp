@@ -2,6 +2,7 @@
 // in which order, and how their answers are combined.
 
 #include "backend/scripted-backend.h"
+#include "perception/table.h"
 #include "reasoning/orchestrator.h"
 
 #include <gtest/gtest.h>
@@ -445,6 +446,49 @@ TEST(orchestrator, tool_loop_runs_the_calculator_and_continues_by_fork) {
     EXPECT_EQ(reqs[1].messages[reqs[1].messages.size() - 2].tool_calls.size(), 1u);
     EXPECT_LT(reqs[1].reasoning_budget, 100) << "the budget is spent across tool steps";
     EXPECT_EQ(r.answer, "It is 0.3.");
+}
+
+// The table tool's path: an agent's query_table call runs read-only SQL on the attached table
+// and the rows come back to it as a delimited tool result; a write is refused the same way.
+TEST(orchestrator, query_table_call_reaches_the_attached_table) {
+    table_store tables;
+    table_info  info;
+    ASSERT_FALSE(tables.load_bytes("sales.csv", "region,amount\nnorth,10\nsouth,5\nnorth,2.5\n", "csv", info));
+    tool_registry reg = builtin_tools();
+    reg.add(tables.query_tool());
+
+    scripted_backend be;
+    scripted_reply   call;
+    call.tool_calls = { { "q1", "query_table", R"({"sql":"SELECT region, SUM(amount) AS total FROM sales GROUP BY region ORDER BY region"})" } };
+    be.add(call);
+    scripted_reply drop;
+    drop.tool_calls = { { "q2", "query_table", R"({"sql":"DROP TABLE sales"})" } };
+    be.add(drop);
+    be.add(reply("North sold 12.5."));
+    orchestrator orch(be, reg);
+    ask_request  req;
+    req.messages   = { { "user", "Which region sold more?\n" + info.summary } };
+    req.opt.mode   = MODE_THINKING;
+    req.opt.budget = 100;
+    req.opt.tools.push_back("query_table");
+    ask_result r = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    ASSERT_EQ(r.agents[0].tool_calls.size(), 2u);
+    EXPECT_TRUE(r.agents[0].tool_calls[0].ok) << r.agents[0].tool_calls[0].result;
+    EXPECT_EQ(r.agents[0].tool_calls[0].result, "region | total\nnorth | 12.5\nsouth | 5\n(2 rows)\n");
+    EXPECT_FALSE(r.agents[0].tool_calls[1].ok);
+    EXPECT_TRUE(has(r.agents[0].tool_calls[1].result, "only reading is allowed")) << r.agents[0].tool_calls[1].result;
+    auto reqs = be.requests();
+    ASSERT_EQ(reqs.size(), 3u);
+    bool offered = false;
+    for (const auto & t : reqs[0].tools) {
+        offered |= t.name == "query_table" && has(t.description, "sales(region TEXT, amount REAL)");
+    }
+    EXPECT_TRUE(offered) << "the agent is shown the tool with the table's schema";
+    EXPECT_TRUE(has(reqs[1].messages.back().content, "<tool_result name=\"query_table\""));
+    EXPECT_TRUE(has(reqs[1].messages.back().content, "north | 12.5"));
+    EXPECT_EQ(tables.query("SELECT COUNT(*) AS n FROM sales").text, "n\n3\n(1 row)\n") << "the table is intact";
+    EXPECT_EQ(r.answer, "North sold 12.5.");
 }
 
 TEST(orchestrator, tool_errors_reach_the_model_and_steps_are_capped) {

@@ -21,6 +21,7 @@ int exit_code_for(error_code code) {
         case ERROR_PROJECTOR_LOAD:
             return EXIT_MODEL;
         case ERROR_INVALID_ARGUMENT:
+        case ERROR_BAD_INPUT:
             return EXIT_USAGE;
         default:
             return EXIT_FAILURE_;

@@ -19,6 +19,7 @@ enum error_code {
     ERROR_DECODE,             // llama_decode failed (invalid batch or fatal)
     ERROR_PARENT_NOT_FOUND,   // fork from a sequence that does not exist
     ERROR_ENGINE_STOPPED,     // the engine shut down before the request finished
+    ERROR_BAD_INPUT,          // an attached data file or image is malformed, too large or unsupported
     ERROR_INTERNAL,
 };
 

@@ -26,44 +26,66 @@ size_t utf8_complete_length(const std::string & s) {
     return n;
 }
 
+// Length of the valid UTF-8 character at s[i], or 0 when the bytes there are not one
+// (stray continuation byte, a lead byte cut short, overlong form, surrogate, past U+10FFFF).
+static size_t utf8_char_at(const std::string & s, size_t i) {
+    const unsigned char c = (unsigned char) s[i];
+    if (c < 0x80) {
+        return 1;
+    }
+    size_t   need = 0;
+    uint32_t min  = 0;
+    if ((c & 0xE0) == 0xC0) {
+        need = 2, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        need = 3, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        need = 4, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (i + need > s.size()) {
+        return 0;
+    }
+    uint32_t cp = need == 2 ? (c & 0x1F) : need == 3 ? (c & 0x0F) : (c & 0x07);
+    for (size_t k = 1; k < need; ++k) {
+        const unsigned char d = (unsigned char) s[i + k];
+        if ((d & 0xC0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (d & 0x3F);
+    }
+    return cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF) ? need : 0;
+}
+
+bool utf8_valid(const std::string & s) {
+    for (size_t i = 0; i < s.size();) {
+        const size_t n = utf8_char_at(s, i);
+        if (n == 0) {
+            return false;
+        }
+        i += n;
+    }
+    return true;
+}
+
 std::string utf8_sanitize(const std::string & s) {
-    static const char k_replacement[] = "\xEF\xBF\xBD";  // U+FFFD
-    std::string       out;
-    out.reserve(s.size());
-    size_t i = 0;
-    while (i < s.size()) {
-        const unsigned char c = (unsigned char) s[i];
-        size_t   need = 0;
-        uint32_t min  = 0;
-        if (c < 0x80) {
-            out += (char) c;
-            i++;
+    if (utf8_valid(s)) {
+        return s;
+    }
+    std::string out;
+    out.reserve(s.size() + 8);
+    for (size_t i = 0; i < s.size();) {
+        const size_t n = utf8_char_at(s, i);
+        if (n > 0) {
+            out.append(s, i, n);
+            i += n;
             continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            need = 2, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            need = 3, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            need = 4, min = 0x10000;
         }
-        bool     ok = need > 0 && i + need <= s.size();
-        uint32_t cp = need == 2 ? (c & 0x1F) : need == 3 ? (c & 0x0F) : (c & 0x07);
-        for (size_t k = 1; ok && k < need; ++k) {
-            const unsigned char d = (unsigned char) s[i + k];
-            ok                    = (d & 0xC0) == 0x80;
-            cp                    = (cp << 6) | (d & 0x3F);
-        }
-        // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
-        ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-        if (ok) {
-            out.append(s, i, need);
-            i += need;
-        } else {
-            out += k_replacement;  // one replacement per bad byte run start, then resync
+        out += "\xEF\xBF\xBD";  // U+FFFD for the bad byte and the continuation bytes after it
+        i++;
+        while (i < s.size() && ((unsigned char) s[i] & 0xC0) == 0x80) {
             i++;
-            while (i < s.size() && ((unsigned char) s[i] & 0xC0) == 0x80) {
-                i++;
-            }
         }
     }
     return out;

@@ -34,4 +34,7 @@ size_t utf8_complete_length(const std::string & s);
 // overlong forms, surrogates) replaced by U+FFFD.
 std::string utf8_sanitize(const std::string & s);
 
+// True when s is valid UTF-8 throughout.
+bool utf8_valid(const std::string & s);
+
 }  // namespace muse
