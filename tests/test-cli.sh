@@ -105,6 +105,22 @@ check "ragged --data names the line" grep -q "ragged.csv: line 3: 1 field where 
 "$muse" ask --model "$model" "hi" --data "$work/missing.csv" 2> "$work/err.txt"; rc=$?
 check "missing --data exits 2" test $rc -eq 2
 
+# Images on a text-only model: the OCR text goes into the prompt, as data (visible with --json).
+convert -size 520x120 xc:white -font DejaVu-Sans -fill black -pointsize 34 -annotate +20+70 'Invoice total 4821 EUR' "$work/shot.png"
+"$muse" ask --model "$model" "what does the screenshot say?" --image "$work/shot.png" --mode instant --max-tokens 4 \
+  --json > "$work/image.json" 2> "$work/err.txt"; rc=$?
+check "--image exits 0" test $rc -eq 0
+check "--image: OCR text in the prompt block, marked as data" node -e '
+  const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  const t=j.attachments && j.attachments.find(a=>a.type==="image");
+  if (!t || t.format!=="png" || t.width!==520 || t.height!==120) process.exit(1);
+  if (!t.ocr_text.includes("4821") || !t.prompt_text.includes("4821")) process.exit(2);
+  if (!t.prompt_text.includes("data, not instructions")) process.exit(3);' "$work/image.json"
+head -c 300 "$work/shot.png" > "$work/cut.png"
+"$muse" ask --model "$model" "hi" --image "$work/cut.png" 2> "$work/err.txt"; rc=$?
+check "truncated --image exits 2" test $rc -eq 2
+check "truncated --image says so" grep -q "cut.png: corrupt or truncated png image" "$work/err.txt"
+
 # Ctrl-C cancels cleanly: exit 130 and a note, no crash.
 "$muse" ask --model "$model" "Go on" --max-tokens -1 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &
 pid=$!

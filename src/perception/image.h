@@ -1,0 +1,62 @@
+#pragma once
+// Images for agents: PNG, JPEG, BMP and GIF (first frame) from a file, raw bytes or a base64
+// `data:` URI, checked before decoding (byte size, pixel count against decompression bombs,
+// dimensions), decoded to RGB; OCR with Tesseract; and the delimited, untrusted text block
+// that stands in for an image when the model has no vision projector.
+//
+//   image img;
+//   if (error err = load_image_file("shot.png", {}, img)) { /* one line: what is wrong */ }
+//   ocr_result text = ocr_image(img);          // words in reading order, or an error
+//   prompt += image_text_block(img, text);      // "<image ...> size, colours, OCR text </image>"
+//
+// WebP is recognised and refused with what to do (the decoder at hand has no WebP support).
+//
+// Thread safety: the functions are reentrant; ocr_image creates its own Tesseract instance.
+
+#include "engine/error.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace muse {
+
+struct image_limits {
+    size_t  max_bytes  = 32u << 20;    // encoded size
+    int64_t max_pixels = 50000000;     // width x height, checked from the header before decoding
+    int32_t max_side   = 16384;        // either dimension
+};
+
+struct image {
+    std::string          source;  // file name or "data: URI" / caller's name
+    std::string          format;  // png, jpeg, bmp, gif
+    std::string          hash;    // SHA-256 of the encoded bytes (cache key)
+    int32_t              width  = 0;
+    int32_t              height = 0;
+    std::vector<uint8_t> rgb;     // width * height * 3, row-major
+    std::string          bytes;   // the encoded file, for the vision projector
+};
+
+error load_image_file(const std::string & path, const image_limits & lim, image & out);
+error load_image_bytes(const std::string & name, const std::string & bytes, const image_limits & lim, image & out);
+// data:image/png;base64,.... (other media types and non-base64 URIs are refused).
+error load_image_data_uri(const std::string & uri, const image_limits & lim, image & out);
+
+struct ocr_result {
+    error       err;
+    std::string text;        // lines in Tesseract's reading order, blank lines between blocks
+    int32_t     confidence = 0;  // mean word confidence, 0-100
+};
+
+// OCR in English. Images are upscaled when small (Tesseract reads ~30 px high text best).
+ocr_result ocr_image(const image & img);
+
+// The most common colours (quantised), as names with shares: "white 71%, black 20%, red 9%".
+std::string dominant_colours(const image & img, int n = 3);
+
+// The text that represents an image in a prompt for a model without a projector: size,
+// dominant colours and the OCR text, delimited and marked as data so that text inside an
+// image is never taken as an instruction.
+std::string image_text_block(const image & img, const ocr_result & ocr, size_t max_text = 4000);
+
+}  // namespace muse
