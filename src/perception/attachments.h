@@ -1,0 +1,66 @@
+#pragma once
+// Everything a request brings besides its text: images and tables, checked and loaded, and
+// turned into what the agents get: delimited data blocks in the user's message and, for
+// tables, the query_table tool. `muse ask --image/--data` and the server use it alike.
+//
+//   attachments att;
+//   if (error err = att.add_image_file("shot.png")) { ... }      // decoded, OCR'd
+//   if (error err = att.add_table_file("sales.csv")) { ... }     // loaded into SQLite
+//   att.apply(req, registry);   // appends the blocks to the last user message, offers query_table
+//   json j = att.to_json();     // what was attached and what the model read for it
+//
+// Caps: at most k_max_images images and table_limits::max_tables tables per request; each file
+// within image_limits / table_limits. A failed add leaves what was already attached as it was.
+//
+// Thread safety: build it on one thread; after apply(), the query tool may run on many.
+
+#include "perception/image.h"
+#include "perception/table.h"
+#include "reasoning/orchestrator.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+
+namespace muse {
+
+class attachments {
+  public:
+    static constexpr int k_max_images = 16;
+
+    explicit attachments(image_limits il = {}, table_limits tl = {});
+
+    error add_image_file(const std::string & path);
+    error add_image_bytes(const std::string & name, const std::string & bytes);
+    error add_image_data_uri(const std::string & uri);
+    error add_table_file(const std::string & path);
+    error add_table_bytes(const std::string & name, const std::string & bytes, const std::string & format_hint);
+
+    bool empty() const { return imgs.empty() && tables->tables().empty(); }
+
+    // Appends the data blocks to the request's last user message (adding one when there is
+    // none), registers query_table in `reg` when tables are attached, and lets the agents use
+    // it unless tools are off (an empty tool list). The attachments must outlive the request.
+    void apply(ask_request & req, tool_registry & reg) const;
+
+    // The text apply() appends.
+    std::string prompt_block() const;
+
+    // [{type: "image", source, format, width, height, sha256, ocr_text, ocr_confidence, ocr_error,
+    //   prompt_text}, {type: "table", name, source, format, encoding, rows, columns, summary}]
+    nlohmann::ordered_json to_json() const;
+
+  private:
+    struct image_item {
+        image       img;
+        ocr_result  ocr;
+        std::string block;
+    };
+    error add_image(image img);
+
+    image_limits                 ilim;
+    std::vector<image_item>      imgs;
+    std::unique_ptr<table_store> tables;
+};
+
+}  // namespace muse
