@@ -1,6 +1,7 @@
 // Image encodings through the generated tiny vision projector: encoded once per image content
 // and served from the cache after that.
 
+#include "engine/engine.h"
 #include "engine/logging.h"
 #include "perception/vision.h"
 #include "test-models.h"
@@ -93,6 +94,144 @@ TEST(vision, a_model_without_a_projector_says_what_to_do) {
     EXPECT_FALSE(enc.encode(make_image(8, 8, 3), err));
     EXPECT_EQ(err.code, ERROR_INVALID_ARGUMENT);
     EXPECT_NE(err.message.find("--mmproj"), std::string::npos) << err.message;
+}
+
+struct drained {
+    std::vector<llama_token> tokens;
+    std::vector<float>       logprobs;
+    usage                    use;
+    error                    err;
+};
+
+drained drain(sequence_handle & h) {
+    drained        d;
+    sequence_event ev;
+    while (h.next(ev)) {
+        if (ev.type == sequence_event::TOKEN) {
+            d.tokens.push_back(ev.token);
+            d.logprobs.push_back(ev.logprob);
+        } else {
+            d.use = ev.use;
+            d.err = ev.err;
+        }
+    }
+    return d;
+}
+
+// A prompt of text, an image's embedding block, and more text, as tokens.
+sequence_request image_prompt(const engine & eng, const std::string & before, const image_embedding & img,
+                              const std::string & after, int32_t max_tokens) {
+    sequence_request r;
+    r.prompt_tokens = eng.tokenize(before);
+    prompt_embedding pe;
+    pe.at    = (int32_t) r.prompt_tokens.size();
+    pe.block = std::make_shared<image_embedding>(img);
+    r.embeddings.push_back(pe);
+    r.prompt_tokens.resize(r.prompt_tokens.size() + img.n_tokens, 0);  // placeholders
+    const auto tail = eng.tokenize(after);
+    r.prompt_tokens.insert(r.prompt_tokens.end(), tail.begin(), tail.end());
+    r.sampling.temperature = 0;
+    r.max_tokens           = max_tokens;
+    r.logprobs             = true;
+    return r;
+}
+
+// An image in a shared prefix is decoded into the KV cache once; agents forked after it reuse
+// it and compute only their own text, and produce what they would alone.
+TEST(vision, an_image_in_a_shared_prefix_is_decoded_once_for_every_fork) {
+    auto m = load_with_projector();
+    ASSERT_TRUE(m);
+    engine_params ep;
+    ep.n_ctx     = 2048;
+    ep.n_threads = 2;
+    error err;
+    auto  eng = engine::create(*m, ep, err);
+    ASSERT_TRUE(eng) << err.message;
+    vision_encoder enc(*m);
+    auto           img = enc.encode(make_image(64, 48, 7), err);
+    ASSERT_TRUE(img) << err.message;
+
+    const std::string before = "Look at this picture: ", after = " Describe it. Agent";
+    auto parent_req   = image_prompt(*eng, before, *img, after, 0);
+    parent_req.retain = true;
+    auto parent       = eng->submit(parent_req);
+    // The forks are submitted while the parent is still being prefilled.
+    const int K = 3, n = 6;
+    std::vector<sequence_handle> kids;
+    for (int k = 0; k < K; ++k) {
+        auto r   = image_prompt(*eng, before, *img, after + " " + std::to_string(k) + ":", n);
+        r.parent = parent.id();
+        kids.push_back(eng->submit(r));
+    }
+    const drained p = drain(parent);
+    ASSERT_FALSE(p.err) << p.err.message;
+    EXPECT_EQ(p.use.prompt_tokens_prefilled, (int32_t) parent_req.prompt_tokens.size()) << "the image's positions included";
+    const engine_stats after_parent = eng->stats();
+    std::vector<drained> forked;
+    for (auto & h : kids) {
+        forked.push_back(drain(h));
+        ASSERT_FALSE(forked.back().err) << forked.back().err.message;
+        EXPECT_EQ((int32_t) forked.back().tokens.size(), n);
+        EXPECT_GE(forked.back().use.prompt_tokens_reused, (int32_t) parent_req.prompt_tokens.size() - 1);
+        EXPECT_LE(forked.back().use.prompt_tokens_prefilled, 8) << "a fork computes only its own words";
+    }
+    EXPECT_LE(eng->stats().prefill_tokens - after_parent.prefill_tokens, (uint64_t) K * 8)
+        << "no image position was decoded again";
+
+    // Alone (no fork, the image decoded again) the first agent writes the same tokens.
+    auto alone = eng->submit(image_prompt(*eng, before, *img, after + " 0:", n));
+    const drained a = drain(alone);
+    ASSERT_FALSE(a.err) << a.err.message;
+    EXPECT_GE(a.use.prompt_tokens_prefilled, img->n_tokens);
+    EXPECT_EQ(a.tokens, forked[0].tokens);
+    ASSERT_FALSE(a.logprobs.empty());
+    EXPECT_NEAR(a.logprobs[0], forked[0].logprobs[0], 1e-3) << "the same distribution, forked or alone";
+    EXPECT_EQ(enc.stats().encodes, 1u);
+    // The image's content reaches the model: another picture, another distribution over the
+    // first token (the tiny random model may still pick the same one).
+    auto other_img = enc.encode(make_image(64, 48, 8), err);
+    ASSERT_TRUE(other_img) << err.message;
+    auto other = eng->submit(image_prompt(*eng, before, *other_img, after + " 0:", n));
+    const drained o = drain(other);
+    ASSERT_FALSE(o.err) << o.err.message;
+    ASSERT_FALSE(o.logprobs.empty());
+    EXPECT_GT(std::fabs(o.logprobs[0] - a.logprobs[0]), 1e-4) << o.logprobs[0] << " vs " << a.logprobs[0];
+
+    // A prompt that ends inside the image takes its first token from the image's last row.
+    auto tail_req = image_prompt(*eng, before, *img, "", 2);
+    tail_req.prompt_tokens.resize(tail_req.embeddings[0].at + img->n_tokens);
+    auto tail = eng->submit(tail_req);
+    const drained t = drain(tail);
+    ASSERT_FALSE(t.err) << t.err.message;
+    EXPECT_EQ(t.tokens.size(), 2u);
+}
+
+TEST(vision, embedding_blocks_that_do_not_fit_the_request_are_refused) {
+    auto m = load_with_projector();
+    ASSERT_TRUE(m);
+    engine_params ep;
+    ep.n_ctx     = 1024;
+    ep.n_threads = 2;
+    error err;
+    auto  eng = engine::create(*m, ep, err);
+    ASSERT_TRUE(eng) << err.message;
+    vision_encoder enc(*m);
+    auto           img = enc.encode(make_image(16, 16, 9), err);
+    ASSERT_TRUE(img);
+    auto bad = image_prompt(*eng, "x ", *img, " y", 1);
+    auto wrong = std::make_shared<image_embedding>(*img);
+    wrong->n_embd += 1;
+    bad.embeddings[0].block = wrong;
+    auto h = eng->submit(bad);
+    drained d = drain(h);
+    ASSERT_TRUE(d.err);
+    EXPECT_NE(d.err.message.find("does not match the model"), std::string::npos) << d.err.message;
+    auto out = image_prompt(*eng, "x ", *img, "", 1);
+    out.prompt_tokens.resize(out.prompt_tokens.size() - 1);  // the block runs past the prompt
+    h = eng->submit(out);
+    d = drain(h);
+    ASSERT_TRUE(d.err);
+    EXPECT_NE(d.err.message.find("inside the prompt"), std::string::npos) << d.err.message;
 }
 
 }  // namespace

@@ -81,6 +81,7 @@ struct engine_core {
     std::map<seq_handle_id, std::unique_ptr<engine_sequence>> seqs;
     std::vector<llama_seq_id>                          free_ids;
     llama_batch                                        batch{};
+    llama_batch                                        embd_batch{};  // embedding blocks (allocated on first use)
     std::vector<std::shared_ptr<event_channel>>        to_notify;  // channels with quiet pushes this step
     bool                                               in_step = false;  // pushes are quiet until the step's end
     std::thread thread;
@@ -106,6 +107,8 @@ struct engine_core {
     // DONE yet reports it as cancelled.
     void cancel(seq_handle_id id);
     error check_request(const sequence_request & r) const;
+    // Prefills the embedding block at s.n_past (or its next n_batch rows) in a call of its own.
+    void  prefill_embedding(engine_sequence & s, int32_t & n_sampled);
     common_sampler * make_sampler(const sequence_request & r) const;
     void submit(engine_command & c);
 

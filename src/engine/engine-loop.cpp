@@ -25,6 +25,9 @@ engine_core::~engine_core() {
     if (batch.token) {
         llama_batch_free(batch);
     }
+    if (embd_batch.embd) {
+        llama_batch_free(embd_batch);
+    }
     ctx.reset();
     if (threadpool) {
         threadpool_free(threadpool);
@@ -179,6 +182,39 @@ void engine_core::cancel(seq_handle_id id) {
     seqs.erase(it);
 }
 
+// Placeholder ids at an embedding block's positions: negative, so never a vocabulary token,
+// and equal for equal content, so that forks match a shared image like shared text.
+static llama_token embedding_placeholder(const std::string & id) {
+    uint32_t h = 2166136261u;
+    for (unsigned char c : id) {
+        h = (h ^ c) * 16777619u;
+    }
+    return -1 - (llama_token) (h & 0x3FFFFFFF);
+}
+
+// The embedding block covering position pos, or nullptr.
+static const prompt_embedding * block_at(const sequence_request & r, int32_t pos) {
+    for (const auto & e : r.embeddings) {
+        if (pos >= e.at && pos < e.at + e.block->n_tokens) {
+            return &e;
+        }
+        if (e.at > pos) {
+            break;
+        }
+    }
+    return nullptr;
+}
+
+// Where the next embedding block at or after pos starts (end if none).
+static int32_t next_block_start(const sequence_request & r, int32_t pos, int32_t end) {
+    for (const auto & e : r.embeddings) {
+        if (e.at >= pos) {
+            return std::min(e.at, end);
+        }
+    }
+    return end;
+}
+
 error engine_core::check_request(const sequence_request & r) const {
     if (std::string msg = validate(r.sampling); !msg.empty()) {
         return { ERROR_INVALID_ARGUMENT, msg };
@@ -204,8 +240,30 @@ error engine_core::check_request(const sequence_request & r) const {
         return { ERROR_INVALID_ARGUMENT, "the prompt is empty" };
     }
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-    for (llama_token t : r.prompt_tokens) {
-        if (t < 0 || t >= n_vocab) {
+    if (!r.embeddings.empty()) {
+        if (r.prompt_tokens.empty()) {
+            return { ERROR_INVALID_ARGUMENT, "embedding blocks need the prompt as tokens (prompt_tokens)" };
+        }
+        const int32_t n_embd = llama_model_n_embd_inp(mdl->get());
+        int32_t       end    = 0;
+        for (const auto & e : r.embeddings) {
+            if (!e.block || e.block->n_tokens <= 0 || e.block->n_embd != n_embd ||
+                e.block->data.size() != (size_t) e.block->n_tokens * e.block->n_embd) {
+                return { ERROR_INVALID_ARGUMENT, "an embedding block does not match the model (n_embd " + std::to_string(n_embd) +
+                                                     "): is the projector made for this model?" };
+            }
+            if (e.at < end || (int64_t) e.at + e.block->n_tokens > (int64_t) r.prompt_tokens.size()) {
+                return { ERROR_INVALID_ARGUMENT, "embedding blocks must lie inside the prompt, in order, without overlap" };
+            }
+            if (e.block->non_causal && e.block->n_tokens > params.n_ubatch) {
+                return { ERROR_INVALID_ARGUMENT, "an image of " + std::to_string(e.block->n_tokens) + " positions needs a batch of at least as many (--ubatch)" };
+            }
+            end = e.at + e.block->n_tokens;
+        }
+    }
+    for (size_t i = 0; i < r.prompt_tokens.size(); ++i) {
+        const llama_token t = r.prompt_tokens[i];
+        if ((t < 0 || t >= n_vocab) && !block_at(r, (int32_t) i)) {
             return { ERROR_INVALID_ARGUMENT, "prompt token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(n_vocab) + ")" };
         }
     }
@@ -255,6 +313,9 @@ void engine_core::submit(engine_command & c) {
         return;
     }
     s->tokens   = s->req.prompt_tokens.empty() ? common_tokenize(vocab, s->req.prompt, true, true) : s->req.prompt_tokens;
+    for (const auto & e : s->req.embeddings) {
+        std::fill(s->tokens.begin() + e.at, s->tokens.begin() + e.at + e.block->n_tokens, embedding_placeholder(e.block->id));
+    }
     s->n_prompt = (int32_t) s->tokens.size();
     s->use.prompt_tokens = s->n_prompt;
     if (s->n_prompt == 0) {
@@ -328,7 +389,19 @@ void engine_core::resolve_fork(engine_sequence & s) {
     int32_t n = 0;
     const int32_t limit = std::min(p.n_past, s.n_prompt - 1);  // the last prompt token must be decoded for logits
     while (n < limit && p.tokens[n] == s.tokens[n]) {
+        if (s.tokens[n] < 0) {
+            // An embedding position: the same block, at the same place, in both.
+            const prompt_embedding * a = block_at(p.req, n);
+            const prompt_embedding * b = block_at(s.req, n);
+            if (!a || !b || a->at != b->at || a->block->id != b->block->id) {
+                break;
+            }
+        }
         n++;
+    }
+    // A non-causal block is decoded whole: the fork shares all of it or none.
+    if (const prompt_embedding * e = block_at(s.req, n); e && e->at < n && e->block->non_causal) {
+        n = e->at;
     }
     if (n > 0) {
         llama_memory_seq_cp(mem, p.seq, s.seq, 0, n);
@@ -365,12 +438,20 @@ void engine_core::step() {
         in_batch.push_back(s);
     }
     const int32_t n_decoding = (int32_t) in_batch.size();
+    std::vector<engine_sequence *> at_embedding;  // prefill an embedding block this step
     for (engine_sequence * s : active) {
         const int32_t room = params.n_batch - batch.n_tokens;
-        if (s->state != SEQ_PREFILL || room <= 0) {
+        if (s->state != SEQ_PREFILL) {
             continue;
         }
-        s->chunk     = std::min(room, s->n_prompt - s->n_past);
+        if (block_at(s->req, s->n_past)) {
+            at_embedding.push_back(s);
+            continue;
+        }
+        if (room <= 0) {
+            continue;
+        }
+        s->chunk     = std::min(room, next_block_start(s->req, s->n_past, s->n_prompt) - s->n_past);
         s->batch_idx = -1;
         for (int32_t i = 0; i < s->chunk; ++i) {
             const int32_t pos  = s->n_past + i;
@@ -383,6 +464,22 @@ void engine_core::step() {
         in_batch.push_back(s);
     }
     if (batch.n_tokens == 0) {
+        if (!at_embedding.empty()) {
+            int32_t n_sampled = 0;
+            in_step           = true;
+            for (engine_sequence * s : at_embedding) {
+                prefill_embedding(*s, n_sampled);
+            }
+            in_step = false;
+            {
+                std::lock_guard<std::mutex> lk(stats_mu);
+                st.generated_tokens += n_sampled;
+            }
+            for (auto & ch : to_notify) {
+                ch->notify();
+            }
+            to_notify.clear();
+        }
         return;
     }
 
@@ -424,6 +521,13 @@ void engine_core::step() {
             fail(*s, { ERROR_INTERNAL, std::string("sampling failed: ") + e.what() });
         }
     }
+    // Images are decoded in calls of their own (a batch holds tokens or embeddings, not both),
+    // after the tokens of this step were sampled.
+    for (engine_sequence * s : at_embedding) {
+        if (s->state == SEQ_PREFILL) {
+            prefill_embedding(*s, n_sampled);
+        }
+    }
     in_step = false;
     {
         std::lock_guard<std::mutex> lk(stats_mu);
@@ -433,6 +537,69 @@ void engine_core::step() {
         ch->notify();
     }
     to_notify.clear();
+}
+
+void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {
+    const prompt_embedding * e = block_at(s.req, s.n_past);
+    if (!e) {
+        return;
+    }
+    const embedding_block & b      = *e->block;
+    const int32_t           n_embd = b.n_embd;
+    if (!embd_batch.embd) {
+        embd_batch = llama_batch_init(std::max(params.n_batch, params.n_ubatch), n_embd, 1);
+    }
+    const int32_t off = s.n_past - e->at;
+    const int32_t n   = b.non_causal ? b.n_tokens - off : std::min(b.n_tokens - off, params.n_batch);
+    embd_batch.n_tokens = n;
+    std::memcpy(embd_batch.embd, b.data.data() + (size_t) off * n_embd, (size_t) n * n_embd * sizeof(float));
+    for (int32_t i = 0; i < n; ++i) {
+        embd_batch.pos[i]       = s.n_past + i;
+        embd_batch.n_seq_id[i]  = 1;
+        embd_batch.seq_id[i][0] = s.seq;
+        embd_batch.logits[i]    = s.n_past + i == s.n_prompt - 1;
+    }
+    const auto t0 = clock_type::now();
+    if (b.non_causal) {
+        llama_set_causal_attn(ctx.get(), false);
+    }
+    const int32_t rc = llama_decode(ctx.get(), embd_batch);
+    if (b.non_causal) {
+        llama_set_causal_attn(ctx.get(), true);
+    }
+    const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
+    {
+        std::lock_guard<std::mutex> lk(stats_mu);
+        st.decode_calls++;
+        st.decode_us += (uint64_t) us;
+        st.batch_tokens += n;
+        if (rc == 0) {
+            st.prefill_tokens += n;
+        }
+    }
+    if (rc != 0) {
+        on_decode_error(rc, { &s });
+        return;
+    }
+    s.n_past += n;
+    s.use.prompt_tokens_prefilled += n;
+    if (s.n_past < s.n_prompt) {
+        return;
+    }
+    // The prompt ended inside the image: its last row's logits give the first token.
+    s.use.prefill_ms = ms_since(s.t_admit);
+    s.state          = SEQ_GENERATE;
+    if (s.req.max_tokens == 0) {
+        finish(s, FINISH_LENGTH);
+        return;
+    }
+    s.batch_idx = n - 1;
+    n_sampled++;
+    try {
+        sample(s);
+    } catch (const std::exception & ex) {
+        fail(s, { ERROR_INTERNAL, std::string("sampling failed: ") + ex.what() });
+    }
 }
 
 void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,

@@ -6,6 +6,7 @@
 #include "common.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,26 @@ struct sampling_params {
 // Empty when every field is in range, else a message naming the field.
 std::string validate(const sampling_params & s);
 
+// A block of input embeddings inside a prompt (an image encoded by a vision projector). It
+// takes n_tokens positions; what prompt_tokens holds at those positions is ignored.
+struct embedding_block {
+    std::string        id;                  // content id (an image's SHA-256): forks share equal blocks
+    int32_t            n_tokens   = 0;
+    int32_t            n_embd     = 0;      // the model's input embedding size
+    bool               non_causal = false;  // decoded in one call with non-causal attention
+    std::vector<float> data;                // n_tokens * n_embd
+};
+
+struct prompt_embedding {
+    int32_t                                at = 0;  // first position in prompt_tokens
+    std::shared_ptr<const embedding_block> block;
+};
+
 struct sequence_request {
     std::string              prompt;           // rendered prompt text; special tokens are parsed
     std::vector<llama_token> prompt_tokens;    // or the prompt as tokens (used when not empty)
+    // Embedding blocks inside prompt_tokens, in order, not overlapping (needs prompt_tokens).
+    std::vector<prompt_embedding> embeddings;
     sampling_params          sampling;
     int32_t                  max_tokens = -1;  // -1: until the context is full; 0: prefill only
     std::vector<std::string> stop;             // stop strings (not included in the output)

@@ -6,13 +6,15 @@
 //   error err;
 //   auto emb = enc.encode(img, err);               // n_tokens x n_embd floats, or the cached ones
 //
-// The embeddings are what the text model decodes in place of the image's tokens; putting them
-// into a sequence (so that forks share them through the KV cache) is the engine's part.
+// The embeddings are what the text model decodes in place of the image's tokens: a
+// sequence_request carries them as prompt embeddings, and forks of a prefix that holds an
+// image share its KV cells like text.
 //
 // Thread safety: encode() may be called from many threads; projector work is serialised.
 
 #include "engine/error.h"
 #include "engine/model.h"
+#include "engine/sequence.h"
 #include "perception/image.h"
 
 #include <cstdint>
@@ -25,13 +27,9 @@
 
 namespace muse {
 
-struct image_embedding {
-    std::string        id;               // the image's SHA-256
-    int32_t            n_tokens = 0;     // positions it takes in the sequence
-    int32_t            n_embd   = 0;
-    bool               non_causal = false;  // decode with non-causal attention (some projectors)
-    std::vector<float> data;             // n_tokens * n_embd
-};
+// id (the image's SHA-256), n_tokens (positions it takes), n_embd, non_causal, data: what a
+// sequence_request carries in its embeddings to put the image into a sequence.
+using image_embedding = embedding_block;
 
 struct vision_stats {
     uint64_t encodes   = 0;  // projector runs
