@@ -1,7 +1,10 @@
 // Image encodings through the generated tiny vision projector: encoded once per image content
 // and served from the cache after that.
 
+#include "agents/tools.h"
+#include "backend/local-backend.h"
 #include "engine/engine.h"
+#include "reasoning/orchestrator.h"
 #include "engine/logging.h"
 #include "perception/vision.h"
 #include "test-models.h"
@@ -232,6 +235,64 @@ TEST(vision, embedding_blocks_that_do_not_fit_the_request_are_refused) {
     d = drain(h);
     ASSERT_TRUE(d.err);
     EXPECT_NE(d.err.message.find("inside the prompt"), std::string::npos) << d.err.message;
+}
+
+// Contemplating on a message with an image: the image is encoded once and decoded into the KV
+// cache once, in the shared prefix; every solver and the synthesiser fork after it.
+TEST(vision, contemplating_agents_share_one_encoding_of_the_image) {
+    auto m = load_with_projector();
+    ASSERT_TRUE(m);
+    engine_params ep;
+    ep.n_ctx     = 4096;
+    ep.n_threads = 2;
+    error err;
+    auto  eng = engine::create(*m, ep, err);
+    ASSERT_TRUE(eng) << err.message;
+    local_backend be(*eng);
+    orchestrator  orch(be, builtin_tools());
+    ask_request   req;
+    chat_message  user;
+    user.role    = "user";
+    user.content = "What does the picture show?";
+    user.images.push_back(std::make_shared<image>(make_image(64, 48, 21)));
+    req.messages.push_back(user);
+    req.opt.mode          = MODE_CONTEMPLATING;
+    req.opt.agents        = 3;
+    req.opt.planner       = false;
+    req.opt.prune         = false;
+    req.opt.budget        = 6;
+    req.opt.answer_tokens = 6;
+    const engine_stats before = eng->stats();
+    ask_result         res    = orch.run(req);
+    const engine_stats after  = eng->stats();
+    ASSERT_FALSE(res.err) << res.err.message;
+    int agents = 0;
+    for (const auto & t : res.agents) {
+        agents += t.kind == AGENT_SOLVER;
+        if (t.kind == AGENT_SOLVER) {
+            EXPECT_GE(t.prompt_tokens_reused, res.use.shared_prefix_tokens - 16) << "the image came with the prefix";
+        }
+    }
+    EXPECT_EQ(agents, 3);
+    const vision_stats vs = be.vision_counters();
+    EXPECT_EQ(vs.encodes, 1u) << "one projector run for every agent";
+    EXPECT_GE(vs.hits, 3u);
+    error e2;
+    auto  emb = vision_encoder(*m).encode(make_image(64, 48, 21), e2);
+    ASSERT_TRUE(emb);
+    EXPECT_EQ(after.embedding_tokens - before.embedding_tokens, (uint64_t) emb->n_tokens)
+        << "the image's positions were decoded once, not once per agent";
+
+    // A model without a projector refuses images with what to do.
+    auto text_eng = engine::create(test::shared_model(test::QWEN), ep, err);
+    ASSERT_TRUE(text_eng) << err.message;
+    local_backend text_be(*text_eng);
+    chat_request  cr;
+    cr.messages   = { user };
+    cr.max_tokens = 2;
+    chat_result r = collect(*text_be.start(cr));
+    ASSERT_TRUE(r.err);
+    EXPECT_NE(r.err.message.find("no vision projector"), std::string::npos) << r.err.message;
 }
 
 }  // namespace

@@ -2,6 +2,10 @@
 
 #include "engine/engine.h"
 #include "engine/model.h"
+#include "perception/image.h"
+#include "perception/vision.h"
+
+#include "mtmd.h"
 
 #include <deque>
 
@@ -99,11 +103,116 @@ class local_stream : public chat_stream {
 
 }  // namespace
 
-local_backend::local_backend(engine & e) : eng(e) {}
+local_backend::local_backend(engine & e) : eng(e) {
+    if (eng.get_model().projector()) {
+        vision = std::make_unique<vision_encoder>(eng.get_model());
+    }
+}
+
+local_backend::~local_backend() = default;
+
+vision_stats local_backend::vision_counters() const {
+    return vision ? vision->stats() : vision_stats{};
+}
+
+namespace {
+
+size_t count_markers(const std::string & s, const std::string & marker) {
+    size_t n = 0;
+    for (size_t p = s.find(marker); p != std::string::npos; p = s.find(marker, p + marker.size())) {
+        n++;
+    }
+    return n;
+}
+
+// The rendered prompt with its images: text chunks as tokens, each image as an embedding block
+// (encoded once per content and cached) at its placeholder positions.
+error tokenize_with_images(const engine & eng, vision_encoder & vision, const std::string & prompt,
+                           const std::vector<const image *> & imgs, sequence_request & out) {
+    mtmd_context * ctx = eng.get_model().projector();
+    using bitmap_ptr   = std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)>;
+    std::vector<bitmap_ptr>          owned;
+    std::vector<const mtmd_bitmap *> bitmaps;
+    for (const image * img : imgs) {
+        owned.emplace_back(mtmd_bitmap_init((uint32_t) img->width, (uint32_t) img->height, img->rgb.data()), mtmd_bitmap_free);
+        if (!owned.back()) {
+            return { ERROR_INTERNAL, img->source + ": out of memory preparing the image" };
+        }
+        mtmd_bitmap_set_id(owned.back().get(), img->hash.c_str());
+        bitmaps.push_back(owned.back().get());
+    }
+    std::unique_ptr<mtmd_input_chunks, decltype(&mtmd_input_chunks_free)> chunks(mtmd_input_chunks_init(), mtmd_input_chunks_free);
+    mtmd_input_text text{ prompt.c_str(), prompt.size(), true, true };
+    if (int32_t rc = mtmd_tokenize(ctx, chunks.get(), &text, bitmaps.data(), bitmaps.size()); rc != 0) {
+        return { rc == 1 ? ERROR_INVALID_ARGUMENT : ERROR_BAD_INPUT,
+                 rc == 1 ? "the prompt's media markers do not match its images" : "the projector could not preprocess an image" };
+    }
+    size_t next_image = 0;
+    for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()); ++i) {
+        const mtmd_input_chunk * c = mtmd_input_chunks_get(chunks.get(), i);
+        if (mtmd_input_chunk_get_type(c) == MTMD_INPUT_CHUNK_TYPE_TEXT) {
+            size_t              n = 0;
+            const llama_token * t = mtmd_input_chunk_get_tokens_text(c, &n);
+            out.prompt_tokens.insert(out.prompt_tokens.end(), t, t + n);
+            continue;
+        }
+        if (mtmd_input_chunk_get_type(c) != MTMD_INPUT_CHUNK_TYPE_IMAGE || next_image >= imgs.size()) {
+            return { ERROR_INVALID_ARGUMENT, "this projector's media type is not supported (images only)" };
+        }
+        error err;
+        auto  emb = vision.encode(*imgs[next_image++], err);
+        if (!emb) {
+            return err;
+        }
+        if ((size_t) emb->n_tokens != mtmd_input_chunk_get_n_tokens(c)) {
+            return { ERROR_INTERNAL, "the image's encoding has " + std::to_string(emb->n_tokens) + " positions, its chunk " +
+                                         std::to_string(mtmd_input_chunk_get_n_tokens(c)) };
+        }
+        prompt_embedding pe;
+        pe.at    = (int32_t) out.prompt_tokens.size();
+        pe.block = emb;
+        out.embeddings.push_back(pe);
+        out.prompt_tokens.resize(out.prompt_tokens.size() + emb->n_tokens, 0);
+    }
+    out.prompt.clear();
+    return {};
+}
+
+}  // namespace
 
 error local_backend::build(const chat_request & req, sequence_request & out, chat_prompt & prompt) const {
     chat_prompt_options opts;
     opts.messages    = req.messages;
+    // Images: each needs its media marker in the rendered prompt; a message without markers
+    // gets them before its text.
+    std::vector<const image *> imgs;
+    const std::string          marker = mtmd_default_marker();
+    for (auto & m : opts.messages) {
+        if (m.images.empty()) {
+            continue;
+        }
+        if (!vision) {
+            return { ERROR_INVALID_ARGUMENT, "this model has no vision projector: load one (--mmproj) to pass images, "
+                                             "or attach them as OCR text" };
+        }
+        const size_t n = count_markers(m.content, marker);
+        if (n == 0) {
+            std::string pre;
+            for (size_t i = 0; i < m.images.size(); ++i) {
+                pre += marker + "\n";
+            }
+            m.content = pre + m.content;
+        } else if (n != m.images.size()) {
+            return { ERROR_INVALID_ARGUMENT, "a message has " + std::to_string(n) + " media markers for " +
+                                                 std::to_string(m.images.size()) + " images" };
+        }
+        for (const auto & img : m.images) {
+            if (!img) {
+                return { ERROR_INVALID_ARGUMENT, "a message carries an empty image" };
+            }
+            imgs.push_back(img.get());
+        }
+    }
     opts.tools       = req.tools;
     opts.tool_choice = req.tool_choice;
     opts.reasoning   = req.reasoning;
@@ -141,6 +250,9 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     out.parent   = req.fork_from;
     out.retain   = req.retain;
     out.logprobs = req.logprobs;
+    if (!imgs.empty()) {
+        return tokenize_with_images(eng, *vision, prompt.prompt, imgs, out);
+    }
     return {};
 }
 

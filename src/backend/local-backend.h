@@ -6,21 +6,29 @@
 
 namespace muse {
 
+class vision_encoder;
+struct vision_stats;
+
 class engine;
 
 class local_backend : public backend {
   public:
     // The engine (and its model) must outlive the backend.
     explicit local_backend(engine & eng);
+    ~local_backend() override;
 
     std::unique_ptr<chat_stream> start(const chat_request & req) override;
     backend_info                 info() const override;
+
+    // Image encodings done and served from the cache (zero without a projector).
+    vision_stats vision_counters() const;
 
     // Renders a request as the engine will see it; for tests and debugging.
     error build(const chat_request & req, sequence_request & out, chat_prompt & prompt) const;
 
   private:
     engine & eng;
+    std::unique_ptr<vision_encoder> vision;  // with a projector: image encodings, cached by content
 };
 
 }  // namespace muse

@@ -10,6 +10,7 @@
 
 #include "chat.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,15 @@ struct chat_tool_call {
     std::string arguments;  // JSON text
 };
 
+struct image;  // perception/image.h
+
 struct chat_message {
     std::string                 role;  // system, user, assistant, tool
     std::string                 content;
+    // Images for a model with a vision projector: each stands where a media marker
+    // (mtmd_default_marker(), "<__media__>") is in the content, or, without markers, all of
+    // them go before the content.
+    std::vector<std::shared_ptr<const image>> images;
     std::string                 reasoning_content;
     std::vector<chat_tool_call> tool_calls;
     std::string                 tool_call_id;

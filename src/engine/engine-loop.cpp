@@ -575,6 +575,7 @@ void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {
         st.batch_tokens += n;
         if (rc == 0) {
             st.prefill_tokens += n;
+            st.embedding_tokens += n;
         }
     }
     if (rc != 0) {

@@ -43,6 +43,7 @@ struct engine_stats {
     uint64_t decode_calls        = 0;
     uint64_t batch_tokens        = 0;  // tokens passed to llama_decode, all calls
     uint64_t prefill_tokens      = 0;
+    uint64_t embedding_tokens    = 0;  // of those, positions decoded from embedding blocks (images)
     uint64_t generated_tokens    = 0;
     uint64_t max_batch_tokens    = 0;
     uint64_t max_batch_seqs      = 0;  // most sequences sampled in one call
