@@ -2,6 +2,7 @@
 // and served from the cache after that.
 
 #include "agents/tools.h"
+#include "perception/attachments.h"
 #include "backend/local-backend.h"
 #include "engine/engine.h"
 #include "reasoning/orchestrator.h"
@@ -13,7 +14,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 using namespace muse;
 
@@ -293,6 +296,56 @@ TEST(vision, contemplating_agents_share_one_encoding_of_the_image) {
     chat_result r = collect(*text_be.start(cr));
     ASSERT_TRUE(r.err);
     EXPECT_NE(r.err.message.find("no vision projector"), std::string::npos) << r.err.message;
+}
+
+// --image on a vision model: the picture rides on the message (the model sees it) with a short
+// caption, and read_image_text gives its OCR text for small print.
+TEST(vision, attachments_send_images_to_a_vision_model_with_an_ocr_tool) {
+    const std::string path = std::string(::testing::TempDir()) + "muse-vision-note.png";
+    const std::string cmd  = "convert -size 420x100 xc:white -font DejaVu-Sans -fill black -pointsize 30 "
+                            "-annotate +15+60 'Order 7310 shipped' " + path + " 2>&1";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    attachments att;
+    ASSERT_FALSE(att.add_image_file(path));
+    std::remove(path.c_str());
+
+    ask_request req;
+    req.messages      = { { "user", "What does the note say?" } };
+    tool_registry reg = builtin_tools();
+    att.apply(req, reg, true);
+    ASSERT_EQ(req.messages[0].images.size(), 1u);
+    EXPECT_NE(req.messages[0].content.find("- image 1: muse-vision-note.png, 420x100 png"), std::string::npos)
+        << req.messages[0].content;
+    EXPECT_EQ(req.messages[0].content.find("<image source"), std::string::npos) << "no OCR block: the model sees the picture";
+    EXPECT_NE(std::find(req.opt.tools.begin(), req.opt.tools.end(), "read_image_text"), req.opt.tools.end());
+    tool_output o = reg.call("read_image_text", R"({"image": 1})");
+    ASSERT_TRUE(o.ok) << o.text;
+    EXPECT_NE(o.text.find("7310"), std::string::npos) << o.text;
+    o = reg.call("read_image_text", R"({"image": 2})");
+    EXPECT_FALSE(o.ok);
+    EXPECT_NE(o.text.find("numbered 1 to 1"), std::string::npos) << o.text;
+    EXPECT_EQ(att.to_json()[0]["delivered_as"], "vision");
+
+    // And the request runs on the model with the projector: the image goes through it.
+    auto m = load_with_projector();
+    ASSERT_TRUE(m);
+    engine_params ep;
+    ep.n_ctx     = 2048;
+    ep.n_threads = 2;
+    error err;
+    auto  eng = engine::create(*m, ep, err);
+    ASSERT_TRUE(eng) << err.message;
+    local_backend be(*eng);
+    orchestrator  orch(be, reg);
+    req.opt.mode          = MODE_THINKING;
+    req.opt.budget        = 4;
+    req.opt.answer_tokens = 4;
+    req.opt.tools.clear();  // random weights would call tools at random
+    const engine_stats before = eng->stats();
+    ask_result         res    = orch.run(req);
+    ASSERT_FALSE(res.err) << res.err.message;
+    EXPECT_EQ(be.vision_counters().encodes, 1u);
+    EXPECT_GT(eng->stats().embedding_tokens, before.embedding_tokens);
 }
 
 }  // namespace

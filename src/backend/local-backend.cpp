@@ -130,6 +130,10 @@ size_t count_markers(const std::string & s, const std::string & marker) {
 error tokenize_with_images(const engine & eng, vision_encoder & vision, const std::string & prompt,
                            const std::vector<const image *> & imgs, sequence_request & out) {
     mtmd_context * ctx = eng.get_model().projector();
+    if (mtmd_decode_use_mrope(ctx)) {
+        return { ERROR_INVALID_ARGUMENT, "this projector places images with M-RoPE positions (Qwen2-VL style), which Muse "
+                                         "does not support yet; use --image without --mmproj for OCR text" };
+    }
     using bitmap_ptr   = std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)>;
     std::vector<bitmap_ptr>          owned;
     std::vector<const mtmd_bitmap *> bitmaps;

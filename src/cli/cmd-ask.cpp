@@ -49,9 +49,11 @@ static const char * k_ask_help =
     "  --no-tools          no calculator / date / table tool   --max-tool-steps N (default 4)\n"
     "\n"
     "input:\n"
-    "  --image FILE        an image: PNG, JPEG, BMP or GIF (repeatable, at most 16). Muse reads\n"
-    "                      its text with OCR (Tesseract) and gives the model a delimited block\n"
-    "                      with the size, dominant colours and the text, marked as data\n"
+    "  --image FILE        an image: PNG, JPEG, BMP or GIF (repeatable, at most 16). With a\n"
+    "                      vision projector (--mmproj) the model sees it, encoded once for all\n"
+    "                      agents, and may call read_image_text for its OCR text; without one,\n"
+    "                      Muse gives the model a delimited block with the size, dominant\n"
+    "                      colours and the OCR text (Tesseract), marked as data\n"
     "  --data FILE         a table: CSV, TSV, JSON (array of objects or object of arrays) or JSON\n"
     "                      Lines (repeatable, at most 16). It loads into an in-memory SQLite\n"
     "                      database; its summary (schema, rows, column stats, sample rows) joins\n"
@@ -60,7 +62,7 @@ static const char * k_ask_help =
     "\n"
     "generation:\n"
     "  --model FILE        GGUF model to load\n"
-    "  --mmproj FILE       vision projector to attach (reported; --image gives OCR text for now)\n"
+    "  --mmproj FILE       vision projector: --image then goes to the model as a picture\n"
     "  --system TEXT       system prompt\n"
     "  --max-tokens N      answer tokens after reasoning (default 512; -1 = no limit)\n"
     "  --temp T            sampling temperature, 0 = greedy (default 0.7)\n"
@@ -341,7 +343,7 @@ int cmd_ask(int argc, char ** argv) {
     }
     req.messages.push_back({ "user", prompt });
     tool_registry registry = builtin_tools();
-    att.apply(req, registry);
+    att.apply(req, registry, m->info().has_projector && m->info().projector_vision);
 
     local_backend be(*eng);
     orchestrator  orch(be, registry);

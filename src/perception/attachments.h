@@ -41,10 +41,14 @@ class attachments {
     // Appends the data blocks to the request's last user message (adding one when there is
     // none), registers query_table in `reg` when tables are attached, and lets the agents use
     // it unless tools are off (an empty tool list). The attachments must outlive the request.
-    void apply(ask_request & req, tool_registry & reg) const;
+    //
+    // Images: with `vision` (the model has a projector) they ride on the message itself, each
+    // with a short caption, and the agents may call read_image_text to get an image's OCR
+    // text (small print); without, each becomes its OCR text block.
+    void apply(ask_request & req, tool_registry & reg, bool vision = false);
 
     // The text apply() appends.
-    std::string prompt_block() const;
+    std::string prompt_block(bool vision = false) const;
 
     // [{type: "image", source, format, width, height, sha256, ocr_text, ocr_confidence, ocr_error,
     //   prompt_text}, {type: "table", name, source, format, encoding, rows, columns, summary}]
@@ -59,6 +63,7 @@ class attachments {
     error add_image(image img);
 
     image_limits                 ilim;
+    bool                         as_vision = false;  // how apply() delivered the images
     std::vector<image_item>      imgs;
     std::unique_ptr<table_store> tables;
 };
