@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <mutex>
 
 namespace muse {
 
@@ -57,14 +58,17 @@ class attachments {
   private:
     struct image_item {
         image       img;
+        bool        ocr_done = false;  // OCR runs when first needed: a vision model may never ask
         ocr_result  ocr;
-        std::string block;
     };
+    // The image's OCR, run once (thread-safe: agents may call read_image_text together).
+    const ocr_result & ocr_of(size_t i) const;
     error add_image(image img);
 
     image_limits                 ilim;
     bool                         as_vision = false;  // how apply() delivered the images
-    std::vector<image_item>      imgs;
+    mutable std::vector<image_item> imgs;
+    mutable std::mutex              ocr_mu;
     std::unique_ptr<table_store> tables;
 };
 
