@@ -65,4 +65,13 @@ if (MUSE_BUILD_BENCH)
     add_subdirectory(${MUSE_LLAMA_DIR}/tools/ui ${CMAKE_BINARY_DIR}/llama.cpp/tools/ui EXCLUDE_FROM_ALL)
     set(PROJECT_SOURCE_DIR "${_muse_project_source_dir}")
     add_subdirectory(${MUSE_LLAMA_DIR}/tools/server ${CMAKE_BINARY_DIR}/llama.cpp/tools/server EXCLUDE_FROM_ALL)
+    # llama-mtmd-cli (bench/run-perception: time to first token with an image). llama.cpp
+    # builds it only with LLAMA_BUILD_TOOLS; Muse adds the same target from the same source,
+    # on demand.
+    find_package(Threads REQUIRED)
+    add_executable(llama-mtmd-cli EXCLUDE_FROM_ALL ${MUSE_LLAMA_DIR}/tools/mtmd/mtmd-cli.cpp)
+    target_link_libraries(llama-mtmd-cli PRIVATE llama-common mtmd Threads::Threads)
+    target_include_directories(llama-mtmd-cli PRIVATE ${MUSE_LLAMA_DIR}/tools/mtmd)
+    target_compile_features(llama-mtmd-cli PRIVATE cxx_std_17)
+    set_target_properties(llama-mtmd-cli PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/llama.cpp/tools/mtmd)
 endif()
