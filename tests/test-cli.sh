@@ -97,7 +97,8 @@ check "--data: attachment with schema summary in --json" node -e '
   const t=j.attachments && j.attachments[0];
   if (!t || t.type!=="table" || t.name!=="sales" || t.rows!==2) process.exit(1);
   if (t.columns.map(c=>c.name+" "+c.type).join(",")!=="region TEXT,amount INTEGER") process.exit(2);
-  if (!t.summary.includes("- amount INTEGER: 2 distinct, min 5, max 10")) process.exit(3);' "$work/data.json"
+  if (!t.summary.includes("- amount INTEGER: 2 distinct, min 5, max 10")) process.exit(3);
+  if (!j.tools.includes("query_table")) process.exit(4);' "$work/data.json"
 printf 'a,b\n1,2\n3\n' > "$work/ragged.csv"
 "$muse" ask --model "$model" "hi" --data "$work/ragged.csv" 2> "$work/err.txt"; rc=$?
 check "ragged --data exits 2" test $rc -eq 2

@@ -121,6 +121,13 @@ TEST(table_csv, bom_and_latin1_become_utf8) {
     table_info  a = load_ok(st, "bom.csv", "\xEF\xBB\xBFname,n\nZo\xC3\xAB,1\n");
     EXPECT_EQ(a.encoding, "utf-8 with BOM");
     EXPECT_EQ(a.columns[0].name, "name") << "the BOM is not part of the first column's name";
+    table_info info;
+    error      err = st.load_bytes("u16.csv", std::string("\xFF\xFE" "a\0,\0b\0", 8), "csv", info);
+    ASSERT_TRUE(err);
+    EXPECT_TRUE(has(err.message, "UTF-16")) << err.message;
+    err = st.load_bytes("bin.csv", std::string("a,b\n1,2\n3,\0\n", 12), "csv", info);
+    ASSERT_TRUE(err);
+    EXPECT_TRUE(has(err.message, "line 3: a NUL byte")) << err.message;
     table_info b = load_ok(st, "latin.csv", "name,n\nZo\xEB,1\n");
     EXPECT_EQ(b.encoding, "latin-1");
     EXPECT_EQ(q(st, "SELECT name FROM latin"), "name\nZo\xC3\xAB\n(1 row)\n");

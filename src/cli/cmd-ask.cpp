@@ -407,6 +407,7 @@ int cmd_ask(int argc, char ** argv) {
             j[k] = v;
         }
         j["attachments"] = att.to_json();
+        j["tools"]       = req.opt.tools;  // what the agents were offered
         // Model text cut mid-character (a cancelled or pruned agent) must not break the JSON.
         printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
     } else {

@@ -509,6 +509,15 @@ error table_store::load_bytes(const std::string & name, const std::string & inpu
         text          = input;
         info.encoding = "utf-8";
     }
+    // Text files only: UTF-16/32 and binary data would load as nonsense.
+    if (input.compare(0, 2, "\xFF\xFE") == 0 || input.compare(0, 2, "\xFE\xFF") == 0) {
+        return bad("the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8");
+    }
+    if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+        const int64_t line = 1 + (int64_t) std::count(text.begin(), text.begin() + (std::ptrdiff_t) nul, '\n');
+        return bad("line " + std::to_string(line) + ": a NUL byte; this is not a text table (UTF-16 or binary?): "
+                   "save it as UTF-8 or Latin-1 text");
+    }
     if (!utf8_valid(text)) {
         text          = latin1_to_utf8(text);
         info.encoding = "latin-1";
