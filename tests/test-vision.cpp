@@ -49,6 +49,16 @@ std::unique_ptr<model> load_with_projector() {
     return m;
 }
 
+std::unique_ptr<engine> make_engine(const model & m, int32_t n_ctx) {
+    engine_params ep;
+    ep.n_ctx     = n_ctx;
+    ep.n_threads = 2;
+    error err;
+    auto  eng = engine::create(m, ep, err);
+    EXPECT_TRUE(eng) << err.message;
+    return eng;
+}
+
 TEST(vision, an_image_is_encoded_once_and_then_served_from_the_cache) {
     auto m = load_with_projector();
     ASSERT_TRUE(m);
@@ -147,12 +157,9 @@ sequence_request image_prompt(const engine & eng, const std::string & before, co
 TEST(vision, an_image_in_a_shared_prefix_is_decoded_once_for_every_fork) {
     auto m = load_with_projector();
     ASSERT_TRUE(m);
-    engine_params ep;
-    ep.n_ctx     = 2048;
-    ep.n_threads = 2;
     error err;
-    auto  eng = engine::create(*m, ep, err);
-    ASSERT_TRUE(eng) << err.message;
+    auto  eng = make_engine(*m, 2048);
+    ASSERT_TRUE(eng);
     vision_encoder enc(*m);
     auto           img = enc.encode(make_image(64, 48, 7), err);
     ASSERT_TRUE(img) << err.message;
@@ -215,12 +222,9 @@ TEST(vision, an_image_in_a_shared_prefix_is_decoded_once_for_every_fork) {
 TEST(vision, embedding_blocks_that_do_not_fit_the_request_are_refused) {
     auto m = load_with_projector();
     ASSERT_TRUE(m);
-    engine_params ep;
-    ep.n_ctx     = 1024;
-    ep.n_threads = 2;
     error err;
-    auto  eng = engine::create(*m, ep, err);
-    ASSERT_TRUE(eng) << err.message;
+    auto  eng = make_engine(*m, 1024);
+    ASSERT_TRUE(eng);
     vision_encoder enc(*m);
     auto           img = enc.encode(make_image(16, 16, 9), err);
     ASSERT_TRUE(img);
@@ -245,12 +249,9 @@ TEST(vision, embedding_blocks_that_do_not_fit_the_request_are_refused) {
 TEST(vision, contemplating_agents_share_one_encoding_of_the_image) {
     auto m = load_with_projector();
     ASSERT_TRUE(m);
-    engine_params ep;
-    ep.n_ctx     = 4096;
-    ep.n_threads = 2;
     error err;
-    auto  eng = engine::create(*m, ep, err);
-    ASSERT_TRUE(eng) << err.message;
+    auto  eng = make_engine(*m, 4096);
+    ASSERT_TRUE(eng);
     local_backend be(*eng);
     orchestrator  orch(be, builtin_tools());
     ask_request   req;
@@ -287,8 +288,8 @@ TEST(vision, contemplating_agents_share_one_encoding_of_the_image) {
         << "the image's positions were decoded once, not once per agent";
 
     // A model without a projector refuses images with what to do.
-    auto text_eng = engine::create(test::shared_model(test::QWEN), ep, err);
-    ASSERT_TRUE(text_eng) << err.message;
+    auto text_eng = make_engine(test::shared_model(test::QWEN), 4096);
+    ASSERT_TRUE(text_eng);
     local_backend text_be(*text_eng);
     chat_request  cr;
     cr.messages   = { user };
@@ -329,12 +330,9 @@ TEST(vision, attachments_send_images_to_a_vision_model_with_an_ocr_tool) {
     // And the request runs on the model with the projector: the image goes through it.
     auto m = load_with_projector();
     ASSERT_TRUE(m);
-    engine_params ep;
-    ep.n_ctx     = 2048;
-    ep.n_threads = 2;
     error err;
-    auto  eng = engine::create(*m, ep, err);
-    ASSERT_TRUE(eng) << err.message;
+    auto  eng = make_engine(*m, 2048);
+    ASSERT_TRUE(eng);
     local_backend be(*eng);
     orchestrator  orch(be, reg);
     req.opt.mode          = MODE_THINKING;

@@ -1,6 +1,7 @@
 #include "image.h"
 
 #include "engine/text-stream.h"
+#include "perception/read-file.h"
 
 #include <hash/hash.h>
 #include <tesseract/capi.h>
@@ -209,22 +210,9 @@ error load_image_bytes(const std::string & name, const std::string & bytes, cons
 }
 
 error load_image_file(const std::string & path, const image_limits & lim, image & out) {
-    std::ifstream f(path, std::ios::binary | std::ios::ate);
-    if (!f) {
-        return { ERROR_FILE_NOT_FOUND, path + ": cannot open the image (check the path and permissions)" };
-    }
-    const std::streamoff size = f.tellg();
-    if (size < 0) {
-        return { ERROR_FILE_NOT_FOUND, path + ": cannot read the image" };
-    }
-    if ((uint64_t) size > lim.max_bytes) {
-        return { ERROR_BAD_INPUT, base_name(path) + ": " + std::to_string(size) + " bytes, over the " +
-                                      std::to_string(lim.max_bytes) + "-byte limit for an image; resize or recompress it" };
-    }
-    std::string bytes((size_t) size, '\0');
-    f.seekg(0);
-    if (size > 0 && !f.read(&bytes[0], size)) {
-        return { ERROR_FILE_NOT_FOUND, path + ": read failed" };
+    std::string bytes;
+    if (error e = read_file_capped(path, lim.max_bytes, "image", "resize or recompress it", bytes)) {
+        return e;
     }
     return load_image_bytes(path, bytes, lim, out);
 }

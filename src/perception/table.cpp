@@ -1,6 +1,7 @@
 #include "table.h"
 
 #include "engine/text-stream.h"
+#include "perception/read-file.h"
 
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
@@ -448,22 +449,9 @@ std::vector<table_info> table_store::tables() const {
 }
 
 error table_store::load_file(const std::string & path, table_info & out) {
-    std::ifstream f(path, std::ios::binary | std::ios::ate);
-    if (!f) {
-        return { ERROR_FILE_NOT_FOUND, path + ": cannot open the file (check the path and permissions)" };
-    }
-    const std::streamoff size = f.tellg();
-    if (size < 0) {
-        return { ERROR_FILE_NOT_FOUND, path + ": cannot read the file" };
-    }
-    if ((uint64_t) size > lim.max_bytes) {
-        return { ERROR_BAD_INPUT, path + ": " + std::to_string(size) + " bytes, over the " + std::to_string(lim.max_bytes) +
-                                      "-byte limit for a data file; split it or filter it first" };
-    }
-    std::string bytes((size_t) size, '\0');
-    f.seekg(0);
-    if (size > 0 && !f.read(&bytes[0], size)) {
-        return { ERROR_FILE_NOT_FOUND, path + ": read failed" };
+    std::string bytes;
+    if (error e = read_file_capped(path, lim.max_bytes, "data file", "split it or filter it first", bytes)) {
+        return e;
     }
     std::string hint;
     const std::string ext = lower(path.substr(path.find_last_of('.') == std::string::npos ? path.size() : path.find_last_of('.')));
