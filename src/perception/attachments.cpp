@@ -99,6 +99,10 @@ void attachments::apply(ask_request & req, tool_registry & reg, bool vision) {
         req.messages.push_back({ "user", "" });
         user = &req.messages.back();
     }
+    if (req.route_text.empty()) {
+        req.route_text = user->content;  // the router judges the question, not the data
+    }
+    req.attachments += (int32_t) (imgs.size() + tables->tables().size());
     user->content += prompt_block(as_vision);
     if (as_vision) {
         for (const auto & it : imgs) {

@@ -133,7 +133,8 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
 
     ask_mode mode = req.opt.mode;
     if (mode == MODE_AUTO) {
-        route_decision d = route_request(request_text(req.messages), req.attachments);
+        route_decision d = route_request(req.route_text.empty() ? request_text(req.messages) : req.route_text,
+                                         req.attachments);
         mode             = d.mode;
         ctx.result.mode_reason = d.reason;
         if (req.opt.router_model) {

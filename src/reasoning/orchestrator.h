@@ -76,6 +76,10 @@ struct ask_request {
     std::vector<chat_message> messages;  // the conversation; the last message is the user's request
     ask_options               opt;
     int32_t                   attachments = 0;  // images and tables already folded into messages (router feature)
+    // What the auto router reads; empty: the last user message. Attachments set it to the
+    // user's own words, so that an image's OCR text or a table's summary does not pass for
+    // the question.
+    std::string               route_text;
 };
 
 struct tool_call_trace {
