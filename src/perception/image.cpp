@@ -204,7 +204,6 @@ error load_image_bytes(const std::string & name, const std::string & bytes, cons
     img.rgb.assign(px, px + (size_t) w * h * 3);
     stbi_image_free(px);
     img.hash  = hash_sha256_hex(bytes.data(), bytes.size());
-    img.bytes = bytes;
     out       = std::move(img);
     return {};
 }

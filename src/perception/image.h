@@ -34,7 +34,6 @@ struct image {
     int32_t              width  = 0;
     int32_t              height = 0;
     std::vector<uint8_t> rgb;     // width * height * 3, row-major
-    std::string          bytes;   // the encoded file, for the vision projector
 };
 
 error load_image_file(const std::string & path, const image_limits & lim, image & out);
