@@ -57,7 +57,7 @@ class attachments {
 
   private:
     struct image_item {
-        image       img;
+        std::shared_ptr<const image> img;  // shared with the messages apply() fills
         bool        ocr_done = false;  // OCR runs when first needed: a vision model may never ask
         ocr_result  ocr;
     };
