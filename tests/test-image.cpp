@@ -3,6 +3,7 @@
 
 #include "perception/image.h"
 
+#include <base64.hpp>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -30,24 +31,6 @@ std::string read_file(const std::string & path) {
 void convert(const std::string & args) {
     const std::string cmd = "convert " + args + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-}
-
-std::string base64(const std::string & in) {
-    static const char * k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t      i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        const uint32_t v = ((uint8_t) in[i] << 16) | ((uint8_t) in[i + 1] << 8) | (uint8_t) in[i + 2];
-        out += k[v >> 18], out += k[(v >> 12) & 63], out += k[(v >> 6) & 63], out += k[v & 63];
-    }
-    if (i + 1 == in.size()) {
-        const uint32_t v = (uint8_t) in[i] << 16;
-        out += k[v >> 18], out += k[(v >> 12) & 63], out += "==";
-    } else if (i + 2 == in.size()) {
-        const uint32_t v = ((uint8_t) in[i] << 16) | ((uint8_t) in[i + 1] << 8);
-        out += k[v >> 18], out += k[(v >> 12) & 63], out += k[(v >> 6) & 63], out += '=';
-    }
-    return out;
 }
 
 uint32_t crc32(const std::string & s) {
@@ -192,7 +175,7 @@ TEST(image, data_uris_decode_and_bad_ones_are_refused) {
     const std::string bytes = read_file(path);
     std::remove(path.c_str());
     image img;
-    error err = load_image_data_uri("data:image/png;base64," + base64(bytes), {}, img);
+    error err = load_image_data_uri("data:image/png;base64," + base64::encode(bytes), {}, img);
     ASSERT_FALSE(err) << err.message;
     EXPECT_EQ(img.width, 20);
     EXPECT_EQ(img.height, 10);

@@ -89,3 +89,12 @@ TEST(text_stream, byte_tokens_that_never_form_a_character_come_out_as_replacemen
     shown += ts.flush();  // generation ended inside a character
     EXPECT_EQ(shown, "cet\xEF\xBF\xBD" "ert\xEF\xBF\xBD");
 }
+
+TEST(utf8, head_and_tail_cut_on_character_boundaries) {
+    const std::string s = "a\xE2\x82\xAC" "b";  // a, euro sign (3 bytes), b
+    EXPECT_EQ(muse::utf8_head(s, 5), s);
+    EXPECT_EQ(muse::utf8_head(s, 3), "a");             // not half a euro sign
+    EXPECT_EQ(muse::utf8_head(s, 4), "a\xE2\x82\xAC");
+    EXPECT_EQ(muse::utf8_tail(s, 3), "b");
+    EXPECT_EQ(muse::utf8_tail(s, 4), "\xE2\x82\xAC" "b");
+}

@@ -58,6 +58,28 @@ static size_t utf8_char_at(const std::string & s, size_t i) {
     return cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF) ? need : 0;
 }
 
+std::string utf8_head(const std::string & s, size_t n) {
+    if (s.size() <= n) {
+        return s;
+    }
+    size_t end = n;
+    while (end > 0 && ((unsigned char) s[end] & 0xC0) == 0x80) {
+        end--;  // s[end] would continue the character before the cut
+    }
+    return s.substr(0, end);
+}
+
+std::string utf8_tail(const std::string & s, size_t n) {
+    if (s.size() <= n) {
+        return s;
+    }
+    size_t from = s.size() - n;
+    while (from < s.size() && ((unsigned char) s[from] & 0xC0) == 0x80) {
+        from++;
+    }
+    return s.substr(from);
+}
+
 bool utf8_valid(const std::string & s) {
     for (size_t i = 0; i < s.size();) {
         const size_t n = utf8_char_at(s, i);

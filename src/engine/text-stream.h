@@ -34,6 +34,11 @@ size_t utf8_complete_length(const std::string & s);
 // overlong forms, surrogates) replaced by U+FFFD.
 std::string utf8_sanitize(const std::string & s);
 
+// The longest prefix (suffix) of s of at most n bytes that starts and ends on character
+// boundaries: for cutting text to a size without splitting a character.
+std::string utf8_head(const std::string & s, size_t n);
+std::string utf8_tail(const std::string & s, size_t n);
+
 // True when s is valid UTF-8 throughout.
 bool utf8_valid(const std::string & s);
 

@@ -17,11 +17,10 @@ error attachments::add_image(image img) {
 const ocr_result & attachments::ocr_of(size_t i) const {
     std::lock_guard<std::mutex> lk(ocr_mu);
     image_item & it = imgs[i];
-    if (!it.ocr_done) {
-        it.ocr      = ocr_image(*it.img);
-        it.ocr_done = true;
+    if (!it.ocr) {
+        it.ocr = ocr_image(*it.img);
     }
-    return it.ocr;
+    return *it.ocr;
 }
 
 error attachments::add_image_file(const std::string & path) {
@@ -158,14 +157,14 @@ nlohmann::ordered_json attachments::to_json() const {
                                   { "delivered_as", as_vision ? "vision" : "ocr_text" } };
         // OCR that ran (always for a text-only model; on request for a vision model).
         const std::string block = as_vision ? std::string() : image_text_block(*it.img, ocr_of(i));
-        bool              done;
+        std::optional<ocr_result> ocr;
         {
             std::lock_guard<std::mutex> lk(ocr_mu);
-            done = it.ocr_done;
+            ocr = it.ocr;
         }
-        j["ocr_text"]       = done ? json(it.ocr.text) : json();
-        j["ocr_confidence"] = done ? json(it.ocr.confidence) : json();
-        j["ocr_error"]      = done && it.ocr.err ? json(it.ocr.err.message) : json();
+        j["ocr_text"]       = ocr ? json(ocr->text) : json();
+        j["ocr_confidence"] = ocr ? json(ocr->confidence) : json();
+        j["ocr_error"]      = ocr && ocr->err ? json(ocr->err.message) : json();
         j["prompt_text"]    = as_vision ? json() : json(block);
         out.push_back(std::move(j));
     }

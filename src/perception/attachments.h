@@ -22,6 +22,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace muse {
 
@@ -58,8 +59,7 @@ class attachments {
   private:
     struct image_item {
         std::shared_ptr<const image> img;  // shared with the messages apply() fills
-        bool        ocr_done = false;  // OCR runs when first needed: a vision model may never ask
-        ocr_result  ocr;
+        std::optional<ocr_result>    ocr;  // run when first needed: a vision model may never ask
     };
     // The image's OCR, run once (thread-safe: agents may call read_image_text together).
     const ocr_result & ocr_of(size_t i) const;

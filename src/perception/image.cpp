@@ -3,6 +3,7 @@
 #include "engine/text-stream.h"
 #include "perception/read-file.h"
 
+#include <base64.hpp>
 #include <hash/hash.h>
 #include <tesseract/capi.h>
 
@@ -34,11 +35,6 @@ namespace muse {
 
 namespace {
 
-std::string base_name(const std::string & path) {
-    const size_t slash = path.find_last_of('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // The container by its first bytes.
 std::string sniff_format(const std::string & b) {
     auto starts = [&](const char * magic, size_t n) { return b.size() >= n && std::memcmp(b.data(), magic, n) == 0; };
@@ -58,43 +54,6 @@ std::string sniff_format(const std::string & b) {
         return "webp";
     }
     return "";
-}
-
-int b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-}
-
-// Standard or URL-safe base64; whitespace is skipped; false on any other character.
-bool base64_decode(const std::string & in, size_t from, std::string & out) {
-    out.clear();
-    out.reserve((in.size() - from) * 3 / 4);
-    uint32_t acc = 0;
-    int      bits = 0;
-    for (size_t i = from; i < in.size(); ++i) {
-        const unsigned char c = (unsigned char) in[i];
-        if (c == '=') {
-            break;
-        }
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
-            continue;
-        }
-        const int v = b64_value(c);
-        if (v < 0) {
-            return false;
-        }
-        acc = (acc << 6) | (uint32_t) v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += (char) ((acc >> bits) & 0xFF);
-        }
-    }
-    return true;
 }
 
 uint32_t rd_be32(const std::string & b, size_t at) {
@@ -157,7 +116,7 @@ const named_colour k_colours[] = {
 }  // namespace
 
 error load_image_bytes(const std::string & name, const std::string & bytes, const image_limits & lim, image & out) {
-    const std::string source = base_name(name);
+    const std::string source = file_name(name);
     auto bad = [&](const std::string & why) { return error{ ERROR_BAD_INPUT, source + ": " + why }; };
     if (bytes.empty()) {
         return bad("the image is empty");
@@ -237,7 +196,9 @@ error load_image_data_uri(const std::string & uri, const image_limits & lim, ima
         return bad("over the " + std::to_string(lim.max_bytes) + "-byte limit for an image; resize or recompress it");
     }
     std::string bytes;
-    if (!base64_decode(uri, comma + 1, bytes)) {
+    try {
+        bytes = base64::decode(uri.data() + comma + 1, uri.size() - comma - 1);
+    } catch (const base64_error &) {
         return bad("the base64 data has characters outside the base64 alphabet");
     }
     return load_image_bytes("data URI (" + media + ")", bytes, lim, out);
@@ -335,11 +296,7 @@ std::string dominant_colours(const image & img, int n) {
 std::string image_text_block(const image & img, const ocr_result & ocr, size_t max_text) {
     std::string text = ocr.text;
     if (text.size() > max_text) {
-        size_t end = max_text;
-        while (end > 0 && ((unsigned char) text[end] & 0xC0) == 0x80) {
-            end--;
-        }
-        text = text.substr(0, end) + "\n[... OCR text cut at " + std::to_string(max_text) + " bytes]";
+        text = utf8_head(text, max_text) + "\n[... OCR text cut at " + std::to_string(max_text) + " bytes]";
     }
     // Text inside an image is data: it may not close the block and pose as the prompt.
     for (size_t p = 0; (p = text.find("</image", p)) != std::string::npos; p += 8) {

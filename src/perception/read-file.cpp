@@ -5,6 +5,11 @@
 
 namespace muse {
 
+std::string file_name(const std::string & path) {
+    const size_t slash = path.find_last_of('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
 error read_file_capped(const std::string & path, size_t max_bytes, const std::string & what, const std::string & fix,
                        std::string & out) {
     std::ifstream f(path, std::ios::binary | std::ios::ate);
@@ -16,8 +21,7 @@ error read_file_capped(const std::string & path, size_t max_bytes, const std::st
         return { ERROR_FILE_NOT_FOUND, path + ": cannot read the " + what };
     }
     if ((uint64_t) size > max_bytes) {
-        const size_t slash = path.find_last_of('/');
-        return { ERROR_BAD_INPUT, (slash == std::string::npos ? path : path.substr(slash + 1)) + ": " + std::to_string(size) +
+        return { ERROR_BAD_INPUT, file_name(path) + ": " + std::to_string(size) +
                                       " bytes, over the " + std::to_string(max_bytes) + "-byte limit for " +
                                       (what == "image" ? "an " : "a ") + what + "; " + fix };
     }

@@ -1,11 +1,14 @@
 #pragma once
-// Whole-file reads with a size cap, checked before a byte is read, for attached files.
+// Attached files: whole-file reads with a size cap checked before a byte is read, and names.
 
 #include "engine/error.h"
 
 #include <string>
 
 namespace muse {
+
+// The file's name without its directories ("data/sales.csv" -> "sales.csv").
+std::string file_name(const std::string & path);
 
 // Reads path into out. `what` names the file in errors ("image", "data file"); `fix` says what
 // to do when it is over max_bytes ("resize or recompress it").

@@ -5,6 +5,8 @@
 
 #include "modes.h"
 
+#include "engine/text-stream.h"
+
 #include <cmath>
 #include <condition_variable>
 #include <map>
@@ -387,11 +389,7 @@ void run_contemplating(ask_context & ctx) {
         for (const auto & t : from) {
             std::string text = partial ? t.reasoning : t.answer;
             if (text.size() > 1500) {
-                size_t from = text.size() - 1500;
-                while (from < text.size() && (text[from] & 0xC0) == 0x80) {
-                    from++;  // start on a character boundary
-                }
-                text = "..." + text.substr(from);
+                text = "..." + utf8_tail(text, 1500);  // the end holds the conclusion
             }
             cands += "<candidate agent=\"" + std::to_string(agent_no[t.index]) + "\">\n" + text + "\n</candidate>\n";
         }
