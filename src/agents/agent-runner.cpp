@@ -1,6 +1,7 @@
 #include "agent-runner.h"
 
 #include <algorithm>
+#include <random>
 
 namespace muse {
 
@@ -194,6 +195,20 @@ int run_agent(ask_context & ctx, const agent_spec & spec) {
             break;
         }
         if (r.tool_calls.empty() || r.finish != FINISH_STOP) {
+            break;
+        }
+        if (spec.client_tools) {
+            // The caller runs these: hand them over with ids it can answer to.
+            for (size_t i = 0; i < r.tool_calls.size(); ++i) {
+                chat_tool_call tc = r.tool_calls[i];
+                if (tc.id.empty()) {
+                    char id[32];
+                    snprintf(id, sizeof(id), "call_%08x%08x", (unsigned) std::random_device{}(), (unsigned) std::random_device{}());
+                    tc.id = id;
+                }
+                t.client_calls.push_back(std::move(tc));
+            }
+            t.finish = FINISH_TOOL_CALLS;
             break;
         }
 

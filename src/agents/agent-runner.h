@@ -57,6 +57,7 @@ struct agent_spec {
     std::vector<std::string> allowed_tools;  // tools this agent may run (others get an error result)
     int32_t     max_tool_steps = 0;
     bool        prune = false;  // judge this agent's confidence and stop it when too low
+    bool        client_tools = false;  // tool calls are the caller's: stop at them, do not run them
     int         index = -1;     // a slot reserved with ask_context::add_agent (keeps parallel agents in order)
 };
 

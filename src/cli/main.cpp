@@ -18,6 +18,7 @@ static const char * k_help =
     "commands:\n"
     "  ask PROMPT     answer a prompt with a local GGUF model (streams reasoning and answer)\n"
     "  info MODEL     describe a GGUF model: architecture, size, context, template, reasoning\n"
+    "  serve          serve the OpenAI-compatible API and the web chat (muse serve --help)\n"
     "\n"
     "  muse <command> --help   options of a command\n"
     "  muse --version          print the version\n"
@@ -49,6 +50,9 @@ int main(int argc, char ** argv) {
     }
     if (!strcmp(cmd, "info")) {
         return muse::cli::cmd_info(argc, argv);
+    }
+    if (!strcmp(cmd, "serve")) {
+        return muse::cli::cmd_serve(argc, argv);
     }
     fprintf(stderr, "muse: unknown command '%s' (see muse --help)\n", cmd);
     return muse::cli::EXIT_USAGE;

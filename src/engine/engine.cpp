@@ -18,6 +18,7 @@ const char * finish_reason_name(finish_reason r) {
         case FINISH_LENGTH:    return "length";
         case FINISH_CANCELLED: return "cancelled";
         case FINISH_ERROR:     return "error";
+        case FINISH_TOOL_CALLS: return "tool_calls";
     }
     return "unknown";
 }

@@ -81,6 +81,7 @@ enum finish_reason {
     FINISH_LENGTH,     // max_tokens reached, or the context is full
     FINISH_CANCELLED,
     FINISH_ERROR,
+    FINISH_TOOL_CALLS,  // the answer is a call of a tool the caller runs (orchestrator: client tools)
 };
 
 const char * finish_reason_name(finish_reason r);

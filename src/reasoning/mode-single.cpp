@@ -25,6 +25,7 @@ static void run_single(ask_context & ctx, const char * role, reasoning_mode reas
     spec.request.logprobs         = true;
     spec.allowed_tools            = ctx.opt.tools;
     spec.max_tool_steps           = ctx.opt.max_tool_steps;
+    spec.client_tools             = !ctx.opt.client_tools.empty();
     ctx.begin_step(role);
     const int idx = run_agent(ctx, spec);
     ctx.end_step(role);
@@ -38,6 +39,7 @@ static void run_single(ask_context & ctx, const char * role, reasoning_mode reas
     res.confidence  = t.tokens > 0 ? std::exp(t.confidence) : 0;
     res.finish      = t.finish;
     res.err         = t.err;
+    res.tool_calls  = t.client_calls;
 }
 
 void run_instant(ask_context & ctx) {

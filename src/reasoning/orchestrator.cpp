@@ -49,6 +49,12 @@ std::string validate(const ask_options & o) {
     if (o.stop.size() > 16) {
         return "stop: at most 16 stop strings";
     }
+    if (o.client_tool_choice != "auto" && o.client_tool_choice != "none" && o.client_tool_choice != "required") {
+        return "tool_choice must be auto, none or required, got '" + o.client_tool_choice + "'";
+    }
+    if (!o.client_tools.empty() && o.mode == MODE_CONTEMPLATING) {
+        return "tools: client tools are answered by one agent; use mode instant, thinking or auto, not contemplating";
+    }
     return "";
 }
 
@@ -80,7 +86,8 @@ std::vector<chat_message> with_suffix(const std::vector<chat_message> & messages
 chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, const char * strength) {
     chat_request r;
     r.messages             = ctx.req.messages;
-    r.tools                = ctx.reg.specs(ctx.opt.tools);
+    r.tools                = ctx.opt.client_tools.empty() ? ctx.reg.specs(ctx.opt.tools) : ctx.opt.client_tools;
+    r.tool_choice          = ctx.opt.client_tools.empty() ? "auto" : ctx.opt.client_tool_choice;
     r.reasoning            = reasoning;
     r.reasoning_strength   = strength;
     r.sampling             = ctx.opt.sampling;
@@ -164,6 +171,10 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         }
     } else {
         ctx.result.mode_reason = std::string("requested: ") + ask_mode_name(mode);
+    }
+    if (mode == MODE_CONTEMPLATING && !req.opt.client_tools.empty()) {
+        mode = MODE_THINKING;
+        ctx.result.mode_reason += "; client tools are answered by one agent, so thinking";
     }
     ctx.result.mode = mode;
     {

@@ -53,6 +53,12 @@ struct ask_options {
     bool    refine = false;  // contemplating: one debate round where each agent may revise
 
     std::vector<std::string> tools = { "calculator", "current_datetime" };  // tools agents may call
+    // Tools the caller runs itself (the OpenAI API's `tools`). When given, they replace the
+    // registry's tools: an agent that calls one stops, and the result carries the calls
+    // (ask_result::tool_calls, finish FINISH_TOOL_CALLS) for the caller to run and send back as
+    // `tool` messages. One agent answers: contemplating is refused, auto picks at most thinking.
+    std::vector<chat_tool> client_tools;
+    std::string            client_tool_choice = "auto";  // auto, none or required
     int32_t max_tool_steps = 4;  // tool calls per agent, 0..32
 
     // Sampling of every agent; solvers spread their temperatures around this one and derive
@@ -109,6 +115,7 @@ struct agent_trace {
     finish_reason finish      = FINISH_NONE;
     error       err;
     double      start_ms = 0, end_ms = 0;  // since the request started
+    std::vector<chat_tool_call> client_calls;  // calls of client tools the agent stopped at
 };
 
 struct step_timing {
@@ -139,8 +146,9 @@ struct ask_result {
     ask_usage   use;
     std::vector<step_timing> timings;
     double      total_ms = 0;
-    finish_reason finish = FINISH_NONE;
+    finish_reason finish = FINISH_NONE;  // FINISH_TOOL_CALLS: see tool_calls
     error       err;
+    std::vector<chat_tool_call> tool_calls;  // client tools to run (ask_options::client_tools)
 };
 
 struct ask_event {

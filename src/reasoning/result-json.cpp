@@ -92,6 +92,13 @@ json to_json(const ask_result & r) {
         { "timings", timings },
         { "total_ms", r.total_ms },
     };
+    if (!r.tool_calls.empty()) {
+        json calls = json::array();
+        for (const auto & c : r.tool_calls) {
+            calls.push_back({ { "id", c.id }, { "name", c.name }, { "arguments", c.arguments } });
+        }
+        j["tool_calls"] = calls;
+    }
     if (r.err) {
         j["error"] = { { "code", error_code_name(r.err.code) }, { "message", r.err.message } };
     }

@@ -1,0 +1,203 @@
+// muse serve: the OpenAI-compatible API and the web chat on one model.
+
+#include "cli.h"
+#include "commands.h"
+
+#include "backend/local-backend.h"
+#include "engine/engine.h"
+#include "engine/logging.h"
+#include "engine/model.h"
+#include "server/server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+namespace muse::cli {
+
+static const char * k_serve_help =
+    "usage: muse serve [options]\n"
+    "\n"
+    "Serves a GGUF model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/files,\n"
+    "/v1/models) with Muse's reasoning modes and agents, plus /health, /metrics (Prometheus) and\n"
+    "a web chat at /. Without --model, Muse uses $MUSE_MODEL or a generated smoke-test model\n"
+    "whose random weights give meaningless text: pass --model FILE.gguf.\n"
+    "\n"
+    "model:\n"
+    "  -m, --model FILE        GGUF model to load\n"
+    "  --mmproj FILE           vision projector: images in requests go to the model as pictures\n"
+    "  --alias NAME            the model's name in the API (default: the file name without .gguf)\n"
+    "  -c, --ctx N             KV cache tokens shared by all requests and agents\n"
+    "                          (default 8192 per --parallel request, at most 262144)\n"
+    "  -t, --threads N         CPU threads (default: all)\n"
+    "\n"
+    "network:\n"
+    "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+    "  --port N                port (default 8080; 0 picks a free one and prints it)\n"
+    "  --api-key KEY           require this key (Authorization: Bearer KEY); repeatable\n"
+    "  --api-key-file FILE     keys, one per line: KEY or USER KEY; KEY may be sha256:<hex>\n"
+    "                          so the file need not hold the secret. With keys, every route but\n"
+    "                          /health and the web chat page needs one\n"
+    "  --allow-image-host H    let image_url fetch http:// images from host H (repeatable);\n"
+    "                          otherwise only data: URIs are accepted\n"
+    "  --no-web                do not serve the web chat\n"
+    "\n"
+    "limits:\n"
+    "  -np, --parallel N       requests running at once, each with all its agents (default 4)\n"
+    "  --queue N               requests waiting for a turn before 429 + Retry-After (default 32)\n"
+    "  --max-body-mb N         request body size cap in MiB (default 48)\n"
+    "  --max-tokens N          max_tokens cap per answer (default 4096; default max_tokens 1024)\n"
+    "  --max-images N          images per request (default 8, at most 16)\n"
+    "  --max-agents N          contemplating agents per request (default 8, at most 16)\n"
+    "  --max-files N           uploaded files kept per user (default 64)\n"
+    "  --grace S               on SIGTERM, seconds to let running requests finish (default 30)\n"
+    "\n"
+    "output:\n"
+    "  --quiet                 no per-request log lines\n"
+    "  -v, --verbose           show llama.cpp's own log\n"
+    "\n"
+    "SIGTERM or Ctrl-C stops accepting connections, lets running requests finish within --grace,\n"
+    "cancels what is left and exits 0.\n";
+
+static std::atomic<int> g_signals{ 0 };
+
+static void on_signal(int) {
+    if (g_signals.fetch_add(1) >= 1) {
+        std::_Exit(EXIT_CANCELLED);  // a second signal: leave at once
+    }
+}
+
+int cmd_serve(int argc, char ** argv) {
+    args          a(argc, argv, 2);
+    server_params sp;
+    std::string   model_path, mmproj, key, key_file, host_allowed;
+    std::vector<std::string> keys_given, key_files;
+    int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30;
+    int           verbose = 0;
+
+    while (!a.done() && a.error.empty()) {
+        if (a.flag("--help") || a.flag("-h")) {
+            fputs(k_serve_help, stdout);
+            return EXIT_OK;
+        }
+        if (a.value("--model", model_path) || a.value("-m", model_path)) continue;
+        if (a.value("--mmproj", mmproj)) continue;
+        if (a.value("--alias", sp.model_id)) continue;
+        if (a.value("--host", sp.host)) continue;
+        if (a.int_value("--port", 0, 65535, sp.port)) continue;
+        if (a.value("--api-key", key)) { keys_given.push_back(key); continue; }
+        if (a.value("--api-key-file", key_file)) { key_files.push_back(key_file); continue; }
+        if (a.value("--allow-image-host", host_allowed)) { sp.image_hosts.push_back(host_allowed); continue; }
+        if (a.flag("--no-web")) { sp.web = false; continue; }
+        if (a.int_value("--parallel", 1, 64, sp.parallel) || a.int_value("-np", 1, 64, sp.parallel)) continue;
+        if (a.int_value("--queue", 0, 4096, sp.queue)) continue;
+        if (a.int_value("--max-body-mb", 1, 1024, max_body_mb)) continue;
+        if (a.int_value("--max-tokens", 1, 1 << 20, sp.limits.max_tokens)) continue;
+        if (a.int_value("--max-images", 0, 16, sp.limits.max_images)) continue;
+        if (a.int_value("--max-agents", 1, 16, sp.limits.max_agents)) continue;
+        if (a.int_value("--max-files", 1, 100000, max_files)) continue;
+        if (a.int_value("--grace", 0, 3600, grace)) continue;
+        if (a.int_value("--ctx", 256, 1 << 22, ctx) || a.int_value("-c", 256, 1 << 22, ctx)) continue;
+        if (a.int_value("--threads", 0, 1024, threads) || a.int_value("-t", 0, 1024, threads)) continue;
+        if (a.flag("--quiet")) { sp.log_requests = false; continue; }
+        if (a.flag("--verbose") || a.flag("-v")) { verbose = 2; continue; }
+        a.error = "unknown option " + a.peek() + " (see muse serve --help)";
+    }
+    sp.max_body = (size_t) max_body_mb << 20;
+    sp.files.max_files_per_user = (size_t) max_files;
+    sp.limits.default_max_tokens = std::min(sp.limits.default_max_tokens, sp.limits.max_tokens);
+    if (a.error.empty()) {
+        if (std::string e = validate(sp); !e.empty()) a.error = e;
+    }
+    if (!a.error.empty()) {
+        fprintf(stderr, "muse serve: %s\n", a.error.c_str());
+        return EXIT_USAGE;
+    }
+
+    api_keys keys;
+    for (const auto & k : keys_given) {
+        if (error e = keys.add(k)) {
+            fprintf(stderr, "muse serve: --api-key: %s\n", e.message.c_str());
+            return EXIT_USAGE;
+        }
+    }
+    for (const auto & f : key_files) {
+        if (error e = keys.load_file(f)) {
+            fprintf(stderr, "muse serve: --api-key-file %s\n", e.message.c_str());
+            return EXIT_USAGE;
+        }
+    }
+
+    log_init(verbose);
+    bool        generated = false;
+    std::string err_msg;
+    if (model_path.empty() && !default_model(model_path, generated, err_msg, false)) {
+        fprintf(stderr, "muse serve: %s\n", err_msg.c_str());
+        return EXIT_MODEL;
+    }
+    if (generated) {
+        fprintf(stderr, "note: serving the generated smoke-test model (random weights: answers are meaningless).\n"
+                        "      For real answers: muse serve --model /path/to/model.gguf\n");
+    }
+    model_params mp;
+    mp.path        = model_path;
+    mp.mmproj_path = mmproj;
+    mp.n_threads   = threads;
+    mp.progress    = [](float p) { progress_line("loading", p); return true; };
+    error err;
+    auto  m = model::load(mp, err);
+    progress_done();
+    if (!m) {
+        fprintf(stderr, "muse serve: %s\n", err.message.c_str());
+        return exit_code_for(err.code);
+    }
+    if (sp.model_id.empty()) {
+        std::string name = model_path.substr(model_path.find_last_of('/') + 1);
+        if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
+        sp.model_id = name;
+    }
+
+    // One KV cache for every request and agent; sequences for each running request's agents.
+    engine_params ep;
+    ep.n_ctx     = ctx > 0 ? ctx : std::clamp(sp.parallel * 8192, 8192, 262144);
+    ep.n_threads = threads;
+    ep.n_seq_max = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12));
+    auto eng     = engine::create(*m, ep, err);
+    if (!eng) {
+        fprintf(stderr, "muse serve: %s\n", err.message.c_str());
+        return exit_code_for(err.code);
+    }
+    local_backend be(*eng);
+    server        srv(*eng, be, std::move(keys), sp);
+    if (error e = srv.start()) {
+        fprintf(stderr, "muse serve: %s\n", e.message.c_str());
+        return EXIT_USAGE;
+    }
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    const std::string host = sp.host == "0.0.0.0" ? "127.0.0.1" : sp.host;
+    const std::string url  = "http://" + host + ":" + std::to_string(srv.port());
+    printf("Muse is serving %s (%s, context %d, %d parallel)\n", sp.model_id.c_str(), m->info().description.c_str(),
+           eng->n_ctx(), sp.parallel);
+    if (sp.web) {
+        printf("  web chat: %s/\n", url.c_str());
+    }
+    printf("  API:      %s/v1  (OpenAI-compatible%s)\n", url.c_str(), keys_given.empty() && key_files.empty() ? "" : ", API key required");
+    printf("listening on %s\n", url.c_str());
+    fflush(stdout);
+
+    while (g_signals.load() == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    fprintf(stderr, "muse serve: stopping: no new connections; running requests have %d s to finish\n", grace);
+    srv.shutdown(grace);
+    fprintf(stderr, "muse serve: stopped\n");
+    return EXIT_OK;
+}
+
+}  // namespace muse::cli

@@ -1,0 +1,95 @@
+#include "file-store.h"
+
+#include <chrono>
+#include <random>
+
+namespace muse {
+
+namespace {
+
+std::string new_file_id() {
+    static std::mutex   mu;
+    static std::mt19937_64 rng{ std::random_device{}() ^ (uint64_t) std::chrono::steady_clock::now().time_since_epoch().count() };
+    std::lock_guard<std::mutex> lk(mu);
+    char buf[40];
+    snprintf(buf, sizeof(buf), "file-%016llx%08x", (unsigned long long) rng(), (unsigned) (rng() & 0xFFFFFFFFu));
+    return buf;
+}
+
+}  // namespace
+
+error file_store::put(stored_file & f) {
+    const size_t n = f.bytes ? f.bytes->size() : 0;
+    if (n == 0) {
+        return { ERROR_INVALID_ARGUMENT, "file: the upload is empty" };
+    }
+    if (n > lim.max_file_bytes) {
+        return { ERROR_INVALID_ARGUMENT, "file: " + std::to_string(n) + " bytes is over the limit of " +
+                                             std::to_string(lim.max_file_bytes) + " bytes per file" };
+    }
+    std::lock_guard<std::mutex> lk(mu);
+    size_t mine = 0;
+    for (const auto & [id, g] : files) {
+        mine += g.user == f.user ? 1 : 0;
+    }
+    if (mine >= lim.max_files_per_user) {
+        return { ERROR_INVALID_ARGUMENT, "file: you already have " + std::to_string(mine) +
+                                             " files stored, the limit; delete some (DELETE /v1/files/ID)" };
+    }
+    if (bytes + n > lim.max_total_bytes) {
+        return { ERROR_INVALID_ARGUMENT, "file: the server's file storage is full (" + std::to_string(lim.max_total_bytes) +
+                                             " bytes); delete files you no longer need" };
+    }
+    do {
+        f.id = new_file_id();
+    } while (files.count(f.id));
+    f.created_at = (int64_t) std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+    files[f.id] = f;
+    bytes += n;
+    return {};
+}
+
+bool file_store::get(const std::string & user, const std::string & id, stored_file & out) const {
+    std::lock_guard<std::mutex> lk(mu);
+    auto it = files.find(id);
+    if (it == files.end() || it->second.user != user) {
+        return false;
+    }
+    out = it->second;
+    return true;
+}
+
+std::vector<stored_file> file_store::list(const std::string & user) const {
+    std::lock_guard<std::mutex> lk(mu);
+    std::vector<stored_file> out;
+    for (const auto & [id, f] : files) {
+        if (f.user == user) {
+            out.push_back(f);
+        }
+    }
+    return out;
+}
+
+bool file_store::remove(const std::string & user, const std::string & id) {
+    std::lock_guard<std::mutex> lk(mu);
+    auto it = files.find(id);
+    if (it == files.end() || it->second.user != user) {
+        return false;
+    }
+    bytes -= it->second.bytes->size();
+    files.erase(it);
+    return true;
+}
+
+size_t file_store::total_bytes() const {
+    std::lock_guard<std::mutex> lk(mu);
+    return bytes;
+}
+
+size_t file_store::count() const {
+    std::lock_guard<std::mutex> lk(mu);
+    return files.size();
+}
+
+}  // namespace muse

@@ -1,0 +1,688 @@
+#include "openai-api.h"
+
+#include "reasoning/result-json.h"
+
+#include <cmath>
+#include <regex>
+
+namespace muse {
+
+using json = nlohmann::json;
+
+api_error bad_request(std::string param, std::string message) {
+    api_error e;
+    e.status  = 400;
+    e.param   = std::move(param);
+    e.message = std::move(message);
+    return e;
+}
+
+ojson error_json(const api_error & e) {
+    ojson err = { { "message", e.message }, { "type", e.type } };
+    err["param"] = e.param.empty() ? ojson(nullptr) : ojson(e.param);
+    err["code"]  = e.code.empty() ? ojson(nullptr) : ojson(e.code);
+    return { { "error", err } };
+}
+
+api_error result_error(const error & e) {
+    api_error out;
+    out.message = e.message;
+    switch (e.code) {
+        case ERROR_INVALID_ARGUMENT:
+        case ERROR_BAD_INPUT:
+            out.status = 400;
+            break;
+        case ERROR_CONTEXT_OVERFLOW:
+            out.status = 400;
+            out.code   = "context_length_exceeded";
+            break;
+        case ERROR_NO_KV_SLOT:
+            out.status = 503;
+            out.type   = "server_error";
+            out.code   = "kv_cache_full";
+            break;
+        default:
+            out.status = 500;
+            out.type   = "server_error";
+            out.code   = error_code_name(e.code);
+            break;
+    }
+    return out;
+}
+
+namespace {
+
+const char * type_name(const json & v) {
+    switch (v.type()) {
+        case json::value_t::null:            return "null";
+        case json::value_t::boolean:         return "a boolean";
+        case json::value_t::string:          return "a string";
+        case json::value_t::array:           return "an array";
+        case json::value_t::object:          return "an object";
+        case json::value_t::number_float:
+        case json::value_t::number_integer:
+        case json::value_t::number_unsigned: return "a number";
+        default:                             return "something else";
+    }
+}
+
+std::string fmt_num(double v) {
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%.10g", v);
+    return buf;
+}
+
+// Reads an optional number field; null counts as absent.
+api_error get_number(const json & body, const char * key, double lo, double hi, bool & present, double & out) {
+    present = false;
+    auto it = body.find(key);
+    if (it == body.end() || it->is_null()) {
+        return {};
+    }
+    if (!it->is_number()) {
+        return bad_request(key, std::string(key) + " must be a number in [" + fmt_num(lo) + ", " + fmt_num(hi) + "], got " +
+                                    type_name(*it));
+    }
+    const double v = it->get<double>();
+    if (!std::isfinite(v) || v < lo || v > hi) {
+        return bad_request(key, std::string(key) + " must be in [" + fmt_num(lo) + ", " + fmt_num(hi) + "], got " + it->dump());
+    }
+    present = true;
+    out     = v;
+    return {};
+}
+
+api_error get_int(const json & body, const char * key, int64_t lo, int64_t hi, bool & present, int64_t & out) {
+    present = false;
+    auto it = body.find(key);
+    if (it == body.end() || it->is_null()) {
+        return {};
+    }
+    const bool integral = it->is_number_integer() ||
+                          (it->is_number_float() && std::isfinite(it->get<double>()) &&
+                           std::floor(it->get<double>()) == it->get<double>());
+    if (!integral) {
+        return bad_request(key, std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                    "], got " + (it->is_number() ? it->dump() : type_name(*it)));
+    }
+    const double dv = it->is_number_float() ? it->get<double>() : 0;
+    if (it->is_number_float() && (dv < (double) lo || dv > (double) hi)) {
+        return bad_request(key, std::string(key) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
+    }
+    int64_t v = 0;
+    if (it->is_number_unsigned()) {
+        const uint64_t u = it->get<uint64_t>();
+        if (u > (uint64_t) INT64_MAX) {
+            return bad_request(key, std::string(key) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
+        }
+        v = (int64_t) u;
+    } else {
+        v = it->is_number_float() ? (int64_t) dv : it->get<int64_t>();
+    }
+    if (v < lo || v > hi) {
+        return bad_request(key, std::string(key) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
+    }
+    present = true;
+    out     = v;
+    return {};
+}
+
+api_error get_bool(const json & body, const char * key, bool & out) {
+    auto it = body.find(key);
+    if (it == body.end() || it->is_null()) {
+        return {};
+    }
+    if (!it->is_boolean()) {
+        return bad_request(key, std::string(key) + " must be true or false, got " + type_name(*it));
+    }
+    out = it->get<bool>();
+    return {};
+}
+
+api_error get_string(const json & body, const char * key, size_t max_len, bool & present, std::string & out) {
+    present = false;
+    auto it = body.find(key);
+    if (it == body.end() || it->is_null()) {
+        return {};
+    }
+    if (!it->is_string()) {
+        return bad_request(key, std::string(key) + " must be a string, got " + type_name(*it));
+    }
+    out = it->get<std::string>();
+    if (out.size() > max_len) {
+        return bad_request(key, std::string(key) + " is longer than " + std::to_string(max_len) + " bytes");
+    }
+    present = true;
+    return {};
+}
+
+// A message's content: a string, null, or an array of parts (text, image_url).
+api_error parse_content(const json & c, const std::string & where, bool allow_images, const api_limits & lim,
+                        std::string & text, std::vector<std::string> & images) {
+    if (c.is_null()) {
+        return {};
+    }
+    if (c.is_string()) {
+        text = c.get<std::string>();
+        return {};
+    }
+    if (!c.is_array()) {
+        return bad_request(where, where + " must be a string or an array of content parts, got " + type_name(c));
+    }
+    for (size_t i = 0; i < c.size(); ++i) {
+        const json &      p  = c[i];
+        const std::string pw = where + "[" + std::to_string(i) + "]";
+        if (!p.is_object() || !p.contains("type") || !p["type"].is_string()) {
+            return bad_request(pw, pw + " must be an object with a string `type` (text or image_url)");
+        }
+        const std::string type = p["type"];
+        if (type == "text") {
+            if (!p.contains("text") || !p["text"].is_string()) {
+                return bad_request(pw + ".text", pw + ".text must be a string");
+            }
+            if (!text.empty()) {
+                text += "\n";
+            }
+            text += p["text"].get<std::string>();
+        } else if (type == "image_url") {
+            if (!allow_images) {
+                return bad_request(pw, pw + ": images are accepted in user messages only");
+            }
+            const json * u = p.contains("image_url") ? &p["image_url"] : nullptr;
+            std::string  url;
+            if (u && u->is_string()) {
+                url = u->get<std::string>();
+            } else if (u && u->is_object() && u->contains("url") && (*u)["url"].is_string()) {
+                url = (*u)["url"].get<std::string>();
+            } else {
+                return bad_request(pw + ".image_url", pw + ".image_url must be an object with a string `url`");
+            }
+            if ((int32_t) images.size() >= lim.max_images) {
+                return bad_request(pw, "too many images: at most " + std::to_string(lim.max_images) + " per request");
+            }
+            images.push_back(std::move(url));
+        } else {
+            return bad_request(pw + ".type", pw + ".type '" + type + "' is not supported (text or image_url)");
+        }
+    }
+    return {};
+}
+
+bool valid_tool_name(const std::string & s) {
+    static const std::regex re("^[A-Za-z0-9_-]{1,64}$");
+    return std::regex_match(s, re);
+}
+
+api_error parse_tools(const json & body, const api_limits & lim, ask_options & opt) {
+    auto it = body.find("tools");
+    if (it != body.end() && !it->is_null()) {
+        if (!it->is_array()) {
+            return bad_request("tools", "tools must be an array of {type: function, function: {name, description, parameters}}");
+        }
+        if ((int32_t) it->size() > lim.max_tools) {
+            return bad_request("tools", "tools: at most " + std::to_string(lim.max_tools) + " tools");
+        }
+        for (size_t i = 0; i < it->size(); ++i) {
+            const json &      t = (*it)[i];
+            const std::string w = "tools[" + std::to_string(i) + "]";
+            if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object()) {
+                return bad_request(w, w + " must be {type: \"function\", function: {...}}");
+            }
+            const json & f = t["function"];
+            if (!f.contains("name") || !f["name"].is_string() || !valid_tool_name(f["name"])) {
+                return bad_request(w + ".function.name", w + ".function.name must be 1-64 letters, digits, _ or -");
+            }
+            chat_tool ct;
+            ct.name = f["name"];
+            if (f.contains("description") && !f["description"].is_null()) {
+                if (!f["description"].is_string()) {
+                    return bad_request(w + ".function.description", w + ".function.description must be a string");
+                }
+                ct.description = f["description"];
+            }
+            if (f.contains("parameters") && !f["parameters"].is_null()) {
+                if (!f["parameters"].is_object()) {
+                    return bad_request(w + ".function.parameters", w + ".function.parameters must be a JSON schema object");
+                }
+                ct.parameters = f["parameters"].dump();
+            }
+            for (const auto & other : opt.client_tools) {
+                if (other.name == ct.name) {
+                    return bad_request(w + ".function.name", "tools: '" + ct.name + "' is defined twice");
+                }
+            }
+            opt.client_tools.push_back(std::move(ct));
+        }
+    }
+    auto tc = body.find("tool_choice");
+    if (tc == body.end() || tc->is_null()) {
+        return {};
+    }
+    if (tc->is_string()) {
+        const std::string s = *tc;
+        if (s != "auto" && s != "none" && s != "required") {
+            return bad_request("tool_choice", "tool_choice must be auto, none, required or {type: function, function: {name}}, got '" + s + "'");
+        }
+        if (s == "required" && opt.client_tools.empty()) {
+            return bad_request("tool_choice", "tool_choice is required but no tools were given");
+        }
+        opt.client_tool_choice = s;
+        return {};
+    }
+    if (tc->is_object() && tc->value("type", "") == "function" && tc->contains("function") && (*tc)["function"].is_object() &&
+        (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
+        const std::string name = (*tc)["function"]["name"];
+        std::vector<chat_tool> only;
+        for (const auto & t : opt.client_tools) {
+            if (t.name == name) {
+                only.push_back(t);
+            }
+        }
+        if (only.empty()) {
+            return bad_request("tool_choice", "tool_choice names '" + name + "', which is not in tools");
+        }
+        opt.client_tools       = only;
+        opt.client_tool_choice = "required";
+        return {};
+    }
+    return bad_request("tool_choice", "tool_choice must be auto, none, required or {type: function, function: {name}}");
+}
+
+api_error parse_messages(const json & body, const api_limits & lim, chat_api_request & out) {
+    auto it = body.find("messages");
+    if (it == body.end() || !it->is_array() || it->empty()) {
+        return bad_request("messages", "messages must be a non-empty array of {role, content}");
+    }
+    if ((int32_t) it->size() > lim.max_messages) {
+        return bad_request("messages", "messages: at most " + std::to_string(lim.max_messages) + " messages");
+    }
+    bool has_user = false;
+    for (size_t i = 0; i < it->size(); ++i) {
+        const json &      m = (*it)[i];
+        const std::string w = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) {
+            return bad_request(w, w + " must be an object {role, content}");
+        }
+        if (!m.contains("role") || !m["role"].is_string()) {
+            return bad_request(w + ".role", w + ".role must be system, developer, user, assistant or tool");
+        }
+        chat_message cm;
+        cm.role = m["role"];
+        if (cm.role == "developer") {
+            cm.role = "system";
+        }
+        if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "tool") {
+            return bad_request(w + ".role", w + ".role must be system, developer, user, assistant or tool, got '" + cm.role + "'");
+        }
+        if (cm.role != "assistant" && !m.contains("content")) {
+            return bad_request(w + ".content", w + ".content is missing");
+        }
+        if (m.contains("content")) {
+            if (api_error e = parse_content(m["content"], w + ".content", cm.role == "user", lim, cm.content, out.image_urls)) {
+                return e;
+            }
+        }
+        if (m.contains("name") && m["name"].is_string()) {
+            cm.name = m["name"];
+        }
+        if (cm.role == "assistant") {
+            if (m.contains("reasoning_content") && m["reasoning_content"].is_string()) {
+                cm.reasoning_content = m["reasoning_content"];
+            }
+            if (m.contains("tool_calls") && !m["tool_calls"].is_null()) {
+                const json & calls = m["tool_calls"];
+                if (!calls.is_array()) {
+                    return bad_request(w + ".tool_calls", w + ".tool_calls must be an array");
+                }
+                for (size_t k = 0; k < calls.size(); ++k) {
+                    const json &      c  = calls[k];
+                    const std::string cw = w + ".tool_calls[" + std::to_string(k) + "]";
+                    if (!c.is_object() || !c.contains("function") || !c["function"].is_object() ||
+                        !c["function"].contains("name") || !c["function"]["name"].is_string()) {
+                        return bad_request(cw, cw + " must be {id, type: function, function: {name, arguments}}");
+                    }
+                    chat_tool_call tc;
+                    tc.id   = c.value("id", "");
+                    tc.name = c["function"]["name"];
+                    const json & a = c["function"].contains("arguments") ? c["function"]["arguments"] : json("{}");
+                    tc.arguments   = a.is_string() ? a.get<std::string>() : a.dump();
+                    cm.tool_calls.push_back(std::move(tc));
+                }
+            }
+        }
+        if (cm.role == "tool") {
+            if (!m.contains("tool_call_id") || !m["tool_call_id"].is_string()) {
+                return bad_request(w + ".tool_call_id", w + ".tool_call_id must be the id of the call this answers");
+            }
+            cm.tool_call_id = m["tool_call_id"];
+        }
+        has_user = has_user || (cm.role == "user" && !cm.content.empty());
+        out.ask.messages.push_back(std::move(cm));
+    }
+    if (!has_user) {
+        return bad_request("messages", "messages needs a user message with text");
+    }
+    return {};
+}
+
+}  // namespace
+
+bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget) {
+    if (effort == "none")    { mode = MODE_INSTANT;       budget = 0;    return true; }
+    if (effort == "minimal") { mode = MODE_THINKING;      budget = 256;  return true; }
+    if (effort == "low")     { mode = MODE_THINKING;      budget = 1024; return true; }
+    if (effort == "medium")  { mode = MODE_THINKING;      budget = 2048; return true; }
+    if (effort == "high")    { mode = MODE_THINKING;      budget = 8192; return true; }
+    if (effort == "xhigh")   { mode = MODE_CONTEMPLATING; budget = 8192; return true; }
+    return false;
+}
+
+api_error parse_chat_request(const json & body, const api_limits & lim, chat_api_request & out) {
+    if (!body.is_object()) {
+        return bad_request("", "the request body must be a JSON object");
+    }
+    out = chat_api_request{};
+    ask_options & opt = out.ask.opt;
+    opt.sampling      = ask_options::default_sampling();
+    bool   present    = false;
+    double d          = 0;
+    int64_t i         = 0;
+
+    if (api_error e = get_string(body, "model", 256, present, out.model)) return e;
+    if (api_error e = parse_messages(body, lim, out)) return e;
+
+    if (api_error e = get_number(body, "temperature", 0, 2, present, d)) return e;
+    if (present) opt.sampling.temperature = (float) d;
+    if (api_error e = get_number(body, "top_p", 0, 1, present, d)) return e;
+    if (present) {
+        if (d <= 0) return bad_request("top_p", "top_p must be in (0, 1], got " + fmt_num(d));
+        opt.sampling.top_p = (float) d;
+    }
+    if (api_error e = get_int(body, "top_k", 0, 1000000, present, i)) return e;
+    if (present) opt.sampling.top_k = (int32_t) i;
+    if (api_error e = get_number(body, "min_p", 0, 1, present, d)) return e;
+    if (present) opt.sampling.min_p = (float) d;
+    if (api_error e = get_number(body, "repeat_penalty", 0.01, 10, present, d)) return e;
+    if (present) opt.sampling.repeat_penalty = (float) d;
+    // Range-checked for compatibility; Muse's samplers do not use them (README says so).
+    if (api_error e = get_number(body, "frequency_penalty", -2, 2, present, d)) return e;
+    if (api_error e = get_number(body, "presence_penalty", -2, 2, present, d)) return e;
+    if (api_error e = get_int(body, "seed", 0, 4294967294LL, present, i)) return e;
+    if (present) opt.sampling.seed = (uint32_t) i;
+
+    int64_t max_tokens = lim.default_max_tokens;
+    if (api_error e = get_int(body, "max_tokens", 1, lim.max_tokens, present, i)) return e;
+    if (present) max_tokens = i;
+    if (api_error e = get_int(body, "max_completion_tokens", 1, lim.max_tokens, present, i)) return e;
+    if (present) max_tokens = i;
+    opt.answer_tokens = (int32_t) max_tokens;
+
+    if (api_error e = get_int(body, "n", 1, lim.max_n, present, i)) return e;
+    if (present) out.n = (int32_t) i;
+
+    bool logprobs = false;
+    if (api_error e = get_bool(body, "logprobs", logprobs)) return e;
+    if (logprobs) return bad_request("logprobs", "logprobs is not supported by Muse; leave it out");
+    if (api_error e = get_bool(body, "stream", out.stream)) return e;
+    if (auto so = body.find("stream_options"); so != body.end() && !so->is_null()) {
+        if (!so->is_object()) return bad_request("stream_options", "stream_options must be an object");
+        if (api_error e = get_bool(*so, "include_usage", out.include_usage)) {
+            e.param = "stream_options.include_usage";
+            return e;
+        }
+    }
+
+    // stop: a string or up to 16 strings.
+    if (auto st = body.find("stop"); st != body.end() && !st->is_null()) {
+        std::vector<std::string> stops;
+        if (st->is_string()) {
+            stops.push_back(*st);
+        } else if (st->is_array() && st->size() <= 16) {
+            for (const auto & s : *st) {
+                if (!s.is_string()) return bad_request("stop", "stop must be a string or an array of strings");
+                stops.push_back(s);
+            }
+        } else {
+            return bad_request("stop", "stop must be a string or an array of at most 16 strings");
+        }
+        for (const auto & s : stops) {
+            if (s.empty() || s.size() > 512) return bad_request("stop", "each stop string must be 1-512 bytes");
+        }
+        opt.stop = stops;
+    }
+
+    // Modes: `mode` (Muse), `reasoning_effort` (OpenAI), `thinking_budget`, `agents`.
+    std::string mode_name, effort;
+    if (api_error e = get_string(body, "mode", 32, present, mode_name)) return e;
+    if (present) {
+        if (!parse_ask_mode(mode_name, opt.mode)) {
+            return bad_request("mode", "mode must be instant, thinking, contemplating or auto, got '" + mode_name + "'");
+        }
+        out.mode_given = opt.mode != MODE_AUTO;
+    }
+    if (api_error e = get_string(body, "reasoning_effort", 32, present, effort)) return e;
+    if (present) {
+        ask_mode em;
+        int32_t  budget = 0;
+        if (!effort_mode(effort, em, budget)) {
+            return bad_request("reasoning_effort", "reasoning_effort must be none, minimal, low, medium, high or xhigh, got '" + effort + "'");
+        }
+        if (!out.mode_given) {
+            opt.mode       = em;
+            out.mode_given = true;
+        }
+        opt.budget = std::min(budget, lim.max_budget);
+    }
+    if (api_error e = get_int(body, "thinking_budget", 0, lim.max_budget, present, i)) return e;
+    if (present) opt.budget = (int32_t) i;
+    if (api_error e = get_int(body, "agents", 1, std::min(16, lim.max_agents), present, i)) return e;
+    if (present) opt.agents = (int32_t) i;
+    if (opt.agents > lim.max_agents) opt.agents = lim.max_agents;
+    if (api_error e = get_bool(body, "planner", opt.planner)) return e;
+    if (api_error e = get_bool(body, "prune", opt.prune)) return e;
+    if (api_error e = get_bool(body, "refine", opt.refine)) return e;
+
+    // response_format
+    if (auto rf = body.find("response_format"); rf != body.end() && !rf->is_null()) {
+        const std::string type = rf->is_object() ? rf->value("type", "") : "";
+        if (type == "json_object") {
+            opt.json_schema = R"({"type":"object"})";
+        } else if (type == "json_schema") {
+            const json * js = rf->contains("json_schema") ? &(*rf)["json_schema"] : nullptr;
+            if (!js || !js->is_object() || !js->contains("schema") || !(*js)["schema"].is_object()) {
+                return bad_request("response_format.json_schema.schema", "response_format.json_schema.schema must be a JSON schema object");
+            }
+            opt.json_schema = (*js)["schema"].dump();
+        } else if (type != "text") {
+            return bad_request("response_format.type", "response_format.type must be text, json_object or json_schema");
+        }
+    }
+
+    if (api_error e = parse_tools(body, lim, opt)) return e;
+    opt.tools = { "calculator", "current_datetime" };
+
+    // Uploaded files.
+    if (auto at = body.find("attachments"); at != body.end() && !at->is_null()) {
+        if (!at->is_array() || (int32_t) at->size() > lim.max_attachments) {
+            return bad_request("attachments", "attachments must be an array of at most " + std::to_string(lim.max_attachments) +
+                                                  " file ids from POST /v1/files");
+        }
+        for (const auto & f : *at) {
+            std::string id;
+            if (f.is_string()) id = f;
+            else if (f.is_object() && f.contains("file_id") && f["file_id"].is_string()) id = f["file_id"];
+            else return bad_request("attachments", "attachments must hold file ids (strings) from POST /v1/files");
+            out.file_ids.push_back(id);
+        }
+    }
+
+    // Combinations.
+    if (!opt.json_schema.empty()) {
+        if (out.mode_given && opt.mode == MODE_CONTEMPLATING) {
+            return bad_request("response_format", "a JSON answer comes from one agent: response_format cannot be combined with contemplating");
+        }
+        if (opt.mode != MODE_THINKING) {
+            opt.mode = MODE_INSTANT;  // the schema constrains the whole output, so no reasoning
+        }
+    }
+    if (!opt.client_tools.empty() && opt.mode == MODE_CONTEMPLATING) {
+        return bad_request("tools", "client tools are answered by one agent: use mode instant, thinking or auto, not contemplating");
+    }
+    if (out.n > 1 && opt.mode == MODE_CONTEMPLATING) {
+        return bad_request("n", "n > 1 is for instant and thinking; contemplating already runs `agents` solvers");
+    }
+    // Instant is a direct answer: no tool steps unless the client brought its own tools or
+    // attachments bring the table tool (the server adds it).
+    if (opt.mode == MODE_INSTANT) {
+        opt.tools.clear();
+    }
+    if (std::string e = validate(opt); !e.empty()) {
+        return bad_request("", e);
+    }
+    return {};
+}
+
+const char * openai_finish_reason(finish_reason f) {
+    switch (f) {
+        case FINISH_LENGTH:     return "length";
+        case FINISH_TOOL_CALLS: return "tool_calls";
+        default:                return "stop";
+    }
+}
+
+ojson usage_json(const std::vector<ask_result> & results) {
+    int64_t prompt = 0, cached = 0, completion = 0, reasoning = 0;
+    for (const auto & r : results) {
+        prompt += r.use.prompt_tokens_prefilled + r.use.prompt_tokens_reused;
+        cached += r.use.prompt_tokens_reused;
+        completion += r.use.completion_tokens;
+        (void) reasoning;
+    }
+    return { { "prompt_tokens", prompt },
+             { "completion_tokens", completion },
+             { "total_tokens", prompt + completion },
+             { "prompt_tokens_details", { { "cached_tokens", cached } } } };
+}
+
+static ojson tool_calls_json(const std::vector<chat_tool_call> & calls, bool with_index) {
+    ojson arr = ojson::array();
+    for (size_t k = 0; k < calls.size(); ++k) {
+        ojson c;
+        if (with_index) c["index"] = k;
+        c["id"]       = calls[k].id;
+        c["type"]     = "function";
+        c["function"] = { { "name", calls[k].name }, { "arguments", calls[k].arguments } };
+        arr.push_back(c);
+    }
+    return arr;
+}
+
+ojson completion_json(const std::string & id, int64_t created, const std::string & model,
+                      const std::vector<ask_result> & results) {
+    ojson choices = ojson::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+        const ask_result & r = results[i];
+        ojson msg = { { "role", "assistant" } };
+        msg["content"] = r.tool_calls.empty() || !r.answer.empty() ? ojson(r.answer) : ojson(nullptr);
+        msg["reasoning_content"] = r.reasoning;
+        if (!r.tool_calls.empty()) {
+            msg["tool_calls"] = tool_calls_json(r.tool_calls, false);
+        }
+        ojson c = { { "index", i }, { "message", msg }, { "logprobs", nullptr }, { "finish_reason", openai_finish_reason(r.finish) } };
+        if (results.size() > 1) {
+            c["muse"] = to_json(r);
+        }
+        choices.push_back(c);
+    }
+    ojson out = { { "id", id }, { "object", "chat.completion" }, { "created", created }, { "model", model },
+                  { "system_fingerprint", "muse" }, { "choices", choices }, { "usage", usage_json(results) } };
+    if (results.size() == 1) {
+        out["muse"] = to_json(results[0]);
+    }
+    return out;
+}
+
+chunk_builder::chunk_builder(std::string id_, int64_t created_, std::string model_, int n) :
+    id(std::move(id_)), model(std::move(model_)), created(created_), modes(n, MODE_INSTANT), streamed(n) {}
+
+ojson chunk_builder::chunk(int choice, ojson delta, const char * finish) const {
+    ojson c = { { "index", choice }, { "delta", std::move(delta) }, { "logprobs", nullptr } };
+    c["finish_reason"] = finish ? ojson(finish) : ojson(nullptr);
+    return { { "id", id }, { "object", "chat.completion.chunk" }, { "created", created }, { "model", model },
+             { "system_fingerprint", "muse" }, { "choices", ojson::array({ c }) } };
+}
+
+std::vector<ojson> chunk_builder::start() {
+    std::vector<ojson> out;
+    for (size_t i = 0; i < modes.size(); ++i) {
+        out.push_back(chunk((int) i, { { "role", "assistant" }, { "content", "" } }));
+    }
+    return out;
+}
+
+std::vector<ojson> chunk_builder::event(int choice, const ask_event & ev) {
+    ojson c = chunk(choice, ojson::object());
+    ojson m;
+    switch (ev.type) {
+        case ask_event::MODE:
+            parse_ask_mode(ev.text, modes[choice]);
+            m = { { "event", "mode" }, { "mode", ev.text }, { "reason", ev.detail } };
+            break;
+        case ask_event::PLAN: {
+            ojson plan = ojson::parse(ev.text, nullptr, false);
+            m = { { "event", "plan" }, { "plan", plan.is_discarded() ? ojson(ev.text) : plan } };
+            break;
+        }
+        case ask_event::AGENT_START:
+            m = { { "event", "agent_start" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) }, { "role", ev.role } };
+            break;
+        case ask_event::AGENT_DELTA: {
+            const bool reasoning = ev.delta == chat_event::REASONING;
+            m = { { "event", "delta" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) },
+                  { "type", reasoning ? "reasoning" : "content" }, { "tokens", ev.tokens } };
+            if (ev.kind == AGENT_ANSWER) {
+                // The answering agent of instant / thinking: its text is the reply itself.
+                c["choices"][0]["delta"][reasoning ? "reasoning_content" : "content"] = ev.text;
+                if (!reasoning) {
+                    streamed[choice] += ev.text;
+                }
+            } else {
+                m["text"] = ev.text;
+            }
+            break;
+        }
+        case ask_event::AGENT_TOOL:
+            m = { { "event", "tool" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) }, { "text", ev.text } };
+            break;
+        case ask_event::AGENT_END:
+            m = { { "event", "agent_end" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) },
+                  { "state", ev.detail }, { "tokens", ev.tokens }, { "answer", ev.text } };
+            break;
+        case ask_event::AGGREGATE:
+            m = { { "event", "aggregate" }, { "text", ev.text } };
+            break;
+    }
+    c["muse"] = m;
+    return { c };
+}
+
+std::vector<ojson> chunk_builder::finish(int choice, const ask_result & r) {
+    std::vector<ojson> out;
+    if (streamed[choice].empty() && !r.answer.empty()) {
+        out.push_back(chunk(choice, { { "content", r.answer } }));  // vote or synthesis: the answer at the end
+    }
+    if (!r.tool_calls.empty()) {
+        out.push_back(chunk(choice, { { "tool_calls", tool_calls_json(r.tool_calls, true) } }));
+    }
+    ojson last   = chunk(choice, ojson::object(), openai_finish_reason(r.finish));
+    last["muse"] = { { "event", "done" }, { "result", to_json(r) } };
+    out.push_back(last);
+    return out;
+}
+
+ojson chunk_builder::usage(const std::vector<ask_result> & results) const {
+    return { { "id", id }, { "object", "chat.completion.chunk" }, { "created", created }, { "model", model },
+             { "system_fingerprint", "muse" }, { "choices", ojson::array() }, { "usage", usage_json(results) } };
+}
+
+}  // namespace muse

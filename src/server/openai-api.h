@@ -1,0 +1,96 @@
+#pragma once
+// The OpenAI chat-completions wire format, both ways: a request body parsed and range-checked
+// into an ask_request (plus what the server still has to fetch: images, uploaded files), and
+// ask results / events turned into `chat.completion` responses and `chat.completion.chunk`
+// stream events, with Muse's additions (`reasoning_content`, the `muse` object, agent tags).
+//
+// No I/O here: the server does the HTTP, this file does the meaning, so it is unit-tested
+// without a model.
+
+#include "reasoning/orchestrator.h"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace muse {
+
+using ojson = nlohmann::ordered_json;
+
+// Caps a server puts on one request (set from `muse serve` flags).
+struct api_limits {
+    int32_t max_tokens         = 4096;  // answer tokens per agent
+    int32_t default_max_tokens = 1024;
+    int32_t max_images         = 8;
+    int32_t max_agents         = 8;     // contemplating solvers per request
+    int32_t max_n              = 4;     // choices per request
+    int32_t max_messages       = 1024;
+    int32_t max_tools          = 64;
+    int32_t max_attachments    = 8;     // uploaded files per request
+    int32_t max_budget         = 16384; // thinking tokens per agent
+};
+
+// An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+struct api_error {
+    int         status = 0;  // HTTP status; 0 = no error
+    std::string message;
+    std::string type  = "invalid_request_error";
+    std::string param;       // the offending field, when there is one
+    std::string code;
+    explicit operator bool() const { return status != 0; }
+};
+
+api_error bad_request(std::string param, std::string message);
+ojson     error_json(const api_error & e);
+// The HTTP status and error for a failed ask_result.
+api_error result_error(const error & e);
+
+struct chat_api_request {
+    ask_request ask;                     // conversation (text), options, client tools
+    std::string model;                   // as the client named it (informational)
+    int32_t     n             = 1;
+    bool        stream        = false;
+    bool        include_usage = false;   // stream_options.include_usage
+    std::vector<std::string> image_urls; // image_url parts, in order: data: URIs or http(s) URLs
+    std::vector<std::string> file_ids;   // `attachments`: uploaded files
+    bool        mode_given    = false;   // mode or reasoning_effort said which mode
+};
+
+// Parses and checks a /v1/chat/completions body. Every numeric field is range-checked; the
+// error names the field.
+api_error parse_chat_request(const nlohmann::json & body, const api_limits & lim, chat_api_request & out);
+
+// reasoning_effort -> mode and thinking budget (README documents the table).
+bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget);
+
+const char * openai_finish_reason(finish_reason f);
+
+// The OpenAI `usage` object of one or more results.
+ojson usage_json(const std::vector<ask_result> & results);
+
+// A whole non-streamed response.
+ojson completion_json(const std::string & id, int64_t created, const std::string & model,
+                      const std::vector<ask_result> & results);
+
+// The chunks of one streamed response. Each call returns the chunks (JSON objects) to send
+// as `data:` events, in order.
+class chunk_builder {
+  public:
+    chunk_builder(std::string id, int64_t created, std::string model, int n);
+
+    std::vector<ojson> start();                                     // the role deltas
+    std::vector<ojson> event(int choice, const ask_event & ev);     // one orchestrator event
+    std::vector<ojson> finish(int choice, const ask_result & r);    // the answer's end, with the muse trace
+    ojson              usage(const std::vector<ask_result> & results) const;  // include_usage's last chunk
+
+  private:
+    ojson chunk(int choice, ojson delta, const char * finish = nullptr) const;
+
+    std::string id, model;
+    int64_t     created;
+    std::vector<ask_mode>    modes;     // per choice: the mode that runs
+    std::vector<std::string> streamed;  // per choice: answer content already sent
+};
+
+}  // namespace muse

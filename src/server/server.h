@@ -1,0 +1,66 @@
+#pragma once
+// `muse serve`: the OpenAI-compatible HTTP API and the web chat over one engine.
+//
+//   muse::server srv(engine, backend, keys, params);
+//   if (error e = srv.start()) { ... }     // binds and serves on its own threads
+//   ...                                     // SIGTERM:
+//   srv.shutdown(30.0);                     // stop accepting, finish in-flight, then cancel
+//
+// Routes: POST /v1/chat/completions (SSE or not), POST/GET/DELETE /v1/files, GET /v1/models,
+// GET /health, GET /metrics (Prometheus text), GET / (the web chat). With API keys, every
+// route but /health and the web chat's static page needs `Authorization: Bearer KEY`.
+//
+// Admission: at most `parallel` requests run at once on the engine (each with all its
+// agents); up to `queue` more wait; beyond that 429 with Retry-After. A client that
+// disconnects cancels its request's sequences at the next engine step.
+//
+// Thread safety: start() and shutdown() from one controlling thread.
+
+#include "server/api-keys.h"
+#include "server/file-store.h"
+#include "server/openai-api.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace muse {
+
+class backend;
+class engine;
+
+struct server_params {
+    std::string host = "127.0.0.1";
+    int32_t     port = 8080;              // 0: any free port (see server::port())
+    int32_t     parallel = 4;             // requests running at once
+    int32_t     queue    = 32;            // requests waiting for a turn before 429
+    size_t      max_body = 48u << 20;     // request body bytes (images travel as data: URIs)
+    api_limits  limits;
+    file_store_limits files;
+    std::vector<std::string> image_hosts; // hosts whose http:// image URLs may be fetched
+    std::string model_id;                 // the name /v1/models lists
+    bool        web      = true;          // serve the web chat at /
+    bool        log_requests = true;      // one line per request on stderr
+};
+
+std::string validate(const server_params & p);
+
+class server {
+  public:
+    // The engine (and its model) and the backend must outlive the server.
+    server(engine & eng, backend & be, api_keys keys, server_params params);
+    ~server();
+
+    error start();
+    int32_t port() const;
+
+    // Stops accepting, lets running and queued requests finish for up to grace_s seconds,
+    // then cancels what is left and returns when every connection is closed.
+    void shutdown(double grace_s);
+
+  private:
+    struct impl;
+    std::unique_ptr<impl> p;
+};
+
+}  // namespace muse
