@@ -593,3 +593,40 @@ TEST(orchestrator, answers_that_all_differ_are_synthesised_not_voted) {
     EXPECT_EQ(r.aggregation, "synthesis");
     EXPECT_EQ(r.answer, "Final answer: 3");
 }
+
+TEST(orchestrator, client_tools_stop_the_agent_and_come_back_as_calls) {
+    scripted_backend be;
+    scripted_reply   call;
+    call.tool_calls = { { "", "get_weather", R"({"city":"Oslo"})" } };
+    be.add(call);
+    orchestrator orch(be, builtin_tools());
+    ask_request  req;
+    req.messages                = { { "user", "Weather in Oslo?" } };
+    req.opt.mode                = MODE_THINKING;
+    req.opt.client_tools        = { { "get_weather", "Current weather", R"({"type":"object"})" } };
+    req.opt.client_tool_choice  = "required";
+    ask_result r = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.finish, FINISH_TOOL_CALLS);
+    ASSERT_EQ(r.tool_calls.size(), 1u);
+    EXPECT_EQ(r.tool_calls[0].name, "get_weather");
+    EXPECT_EQ(r.tool_calls[0].arguments, R"({"city":"Oslo"})");
+    EXPECT_EQ(r.tool_calls[0].id.rfind("call_", 0), 0u) << "the caller gets an id to answer to";
+    EXPECT_TRUE(r.agents[0].tool_calls.empty()) << "Muse does not run the client's tools";
+    auto reqs = be.requests();
+    ASSERT_EQ(reqs.size(), 1u) << "the agent stops at the call";
+    ASSERT_EQ(reqs[0].tools.size(), 1u) << "client tools replace the built-in ones";
+    EXPECT_EQ(reqs[0].tools[0].name, "get_weather");
+    EXPECT_EQ(reqs[0].tool_choice, "required");
+
+    // Contemplating cannot hand calls back from four agents: refused when asked, thinking under auto.
+    req.opt.mode = MODE_CONTEMPLATING;
+    r            = orch.run(req);
+    EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_TRUE(has(r.err.message, "client tools")) << r.err.message;
+    req.opt.mode = MODE_AUTO;
+    req.messages = { { "user", "Compare the weather in Oslo, Paris and Rome this week, step by step, and explain the trends in detail." } };
+    be.add(call);
+    r = orch.run(req);
+    EXPECT_NE(r.mode, MODE_CONTEMPLATING);
+}

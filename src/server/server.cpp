@@ -467,7 +467,12 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
                 s += "data: " + error_json(job->err).dump() + "\n\n";
             } else {
                 for (int i = 0; i < n; ++i) {
-                    for (const auto & c : builder->finish(i, job->results[i])) s += "data: " + c.dump() + "\n\n";
+                    for (auto & c : builder->finish(i, job->results[i])) {
+                        if (!att->empty() && c.contains("muse") && c["muse"].value("event", "") == "done") {
+                            c["muse"]["result"]["attachments"] = att->to_json();
+                        }
+                        s += "data: " + c.dump() + "\n\n";
+                    }
                 }
                 if (in->include_usage) s += "data: " + builder->usage(job->results).dump() + "\n\n";
             }
@@ -498,7 +503,16 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
             send_error(res, job->err);
             return;
         }
-        res.set_content(completion_json(id, created, model, job->results).dump(), "application/json");
+        ojson out = completion_json(id, created, model, job->results);
+        if (!att->empty()) {
+            // What the model read for each image and table (OCR text, table summary).
+            if (out.contains("muse")) {
+                out["muse"]["attachments"] = att->to_json();
+            } else {
+                for (auto & c : out["choices"]) c["muse"]["attachments"] = att->to_json();
+            }
+        }
+        res.set_content(out.dump(), "application/json");
         return;
     }
 

@@ -1,0 +1,342 @@
+// The server's pieces that need no model: the OpenAI request parser and range checks, the
+// response and chunk shapes, API keys, and the file store's caps.
+
+#include "server/api-keys.h"
+#include "server/file-store.h"
+#include "server/openai-api.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+using namespace muse;
+using json = nlohmann::json;
+
+namespace {
+
+json body(const std::string & extra = "") {
+    return json::parse(R"({"messages":[{"role":"user","content":"What is 6 * 7?"}])" + extra + "}");
+}
+
+api_error parse(const json & b, chat_api_request & out, api_limits lim = {}) {
+    return parse_chat_request(b, lim, out);
+}
+
+bool has(const std::string & s, const std::string & sub) {
+    return s.find(sub) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(server_api, minimal_request_defaults) {
+    chat_api_request r;
+    ASSERT_FALSE(parse(body(), r));
+    EXPECT_EQ(r.ask.messages.size(), 1u);
+    EXPECT_EQ(r.ask.opt.mode, MODE_AUTO);
+    EXPECT_EQ(r.n, 1);
+    EXPECT_FALSE(r.stream);
+    EXPECT_EQ(r.ask.opt.answer_tokens, api_limits{}.default_max_tokens);
+}
+
+TEST(server_api, every_numeric_field_is_range_checked_and_named) {
+    struct tc { const char * extra; const char * param; };
+    for (const tc & t : std::vector<tc>{
+             { R"(,"temperature":2.5)", "temperature" },
+             { R"(,"temperature":-0.1)", "temperature" },
+             { R"(,"temperature":"hot")", "temperature" },
+             { R"(,"top_p":0)", "top_p" },
+             { R"(,"top_p":1.5)", "top_p" },
+             { R"(,"top_k":-1)", "top_k" },
+             { R"(,"min_p":2)", "min_p" },
+             { R"(,"max_tokens":0)", "max_tokens" },
+             { R"(,"max_tokens":100000000)", "max_tokens" },
+             { R"(,"max_tokens":1.5)", "max_tokens" },
+             { R"(,"max_completion_tokens":-3)", "max_completion_tokens" },
+             { R"(,"n":0)", "n" },
+             { R"(,"n":99)", "n" },
+             { R"(,"seed":-1)", "seed" },
+             { R"(,"seed":99999999999)", "seed" },
+             { R"(,"frequency_penalty":3)", "frequency_penalty" },
+             { R"(,"presence_penalty":-2.5)", "presence_penalty" },
+             { R"(,"agents":0)", "agents" },
+             { R"(,"agents":17)", "agents" },
+             { R"(,"thinking_budget":-5)", "thinking_budget" },
+             { R"(,"thinking_budget":10000000)", "thinking_budget" },
+             { R"(,"repeat_penalty":0)", "repeat_penalty" },
+         }) {
+        chat_api_request r;
+        api_error        e = parse(body(t.extra), r);
+        ASSERT_TRUE(e) << t.extra;
+        EXPECT_EQ(e.status, 400) << t.extra;
+        EXPECT_EQ(e.param, t.param) << t.extra;
+        EXPECT_TRUE(has(e.message, t.param)) << e.message;
+    }
+}
+
+TEST(server_api, bad_shapes_are_named) {
+    chat_api_request r;
+    EXPECT_EQ(parse(json::parse(R"({"messages":[]})"), r).param, "messages");
+    EXPECT_EQ(parse(json::parse(R"({"messages":"hi"})"), r).param, "messages");
+    EXPECT_EQ(parse(json::parse(R"({"messages":[{"role":"wizard","content":"x"}]})"), r).param, "messages[0].role");
+    EXPECT_EQ(parse(json::parse(R"({"messages":[{"role":"user","content":[{"type":"audio"}]}]})"), r).param,
+              "messages[0].content[0].type");
+    EXPECT_EQ(parse(json::parse(R"({"messages":[{"role":"system","content":"only a system"}]})"), r).param, "messages");
+    EXPECT_EQ(parse(body(R"(,"mode":"turbo")"), r).param, "mode");
+    EXPECT_EQ(parse(body(R"(,"reasoning_effort":"extreme")"), r).param, "reasoning_effort");
+    EXPECT_EQ(parse(body(R"(,"stop":[1,2])"), r).param, "stop");
+    EXPECT_EQ(parse(body(R"(,"response_format":{"type":"yaml"})"), r).param, "response_format.type");
+    EXPECT_EQ(parse(body(R"(,"tools":[{"type":"function","function":{"name":"bad name!"}}])"), r).param, "tools[0].function.name");
+    EXPECT_EQ(parse(body(R"(,"tool_choice":"required")"), r).param, "tool_choice");
+    EXPECT_EQ(parse(body(R"(,"logprobs":true)"), r).param, "logprobs");
+    EXPECT_EQ(parse(body(R"(,"attachments":[42])"), r).param, "attachments");
+    EXPECT_EQ(parse(json::parse("[1,2]"), r).status, 400);
+}
+
+TEST(server_api, content_parts_and_images) {
+    chat_api_request r;
+    ASSERT_FALSE(parse(json::parse(R"({"messages":[{"role":"user","content":[
+        {"type":"text","text":"What is in"},{"type":"text","text":"this picture?"},
+        {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]})"), r));
+    EXPECT_EQ(r.ask.messages[0].content, "What is in\nthis picture?");
+    ASSERT_EQ(r.image_urls.size(), 1u);
+    EXPECT_EQ(r.image_urls[0], "data:image/png;base64,AAAA");
+
+    api_limits lim;
+    lim.max_images = 1;
+    api_error e = parse(json::parse(R"({"messages":[{"role":"user","content":[{"type":"text","text":"x"},
+        {"type":"image_url","image_url":{"url":"data:a"}},{"type":"image_url","image_url":{"url":"data:b"}}]}]})"), r, lim);
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(has(e.message, "too many images")) << e.message;
+
+    e = parse(json::parse(R"({"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[
+        {"type":"image_url","image_url":{"url":"data:a"}}]}]})"), r);
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(has(e.message, "user messages only")) << e.message;
+}
+
+TEST(server_api, reasoning_effort_maps_to_modes_and_budgets) {
+    struct tc { const char * effort; ask_mode mode; int32_t budget; };
+    for (const tc & t : std::vector<tc>{ { "none", MODE_INSTANT, 0 },
+                                         { "minimal", MODE_THINKING, 256 },
+                                         { "low", MODE_THINKING, 1024 },
+                                         { "medium", MODE_THINKING, 2048 },
+                                         { "high", MODE_THINKING, 8192 },
+                                         { "xhigh", MODE_CONTEMPLATING, 8192 } }) {
+        chat_api_request r;
+        ASSERT_FALSE(parse(body(std::string(R"(,"reasoning_effort":")") + t.effort + "\""), r)) << t.effort;
+        EXPECT_EQ(r.ask.opt.mode, t.mode) << t.effort;
+        EXPECT_EQ(r.ask.opt.budget, t.budget) << t.effort;
+    }
+    // An explicit mode wins; the effort still sets the budget, thinking_budget wins over both.
+    chat_api_request r;
+    ASSERT_FALSE(parse(body(R"(,"reasoning_effort":"high","mode":"contemplating","agents":3)"), r));
+    EXPECT_EQ(r.ask.opt.mode, MODE_CONTEMPLATING);
+    EXPECT_EQ(r.ask.opt.budget, 8192);
+    EXPECT_EQ(r.ask.opt.agents, 3);
+    ASSERT_FALSE(parse(body(R"(,"reasoning_effort":"high","thinking_budget":100)"), r));
+    EXPECT_EQ(r.ask.opt.budget, 100);
+}
+
+TEST(server_api, instant_has_no_builtin_tool_steps) {
+    chat_api_request r;
+    ASSERT_FALSE(parse(body(R"(,"mode":"instant")"), r));
+    EXPECT_TRUE(r.ask.opt.tools.empty());
+    ASSERT_FALSE(parse(body(R"(,"mode":"thinking")"), r));
+    EXPECT_FALSE(r.ask.opt.tools.empty());
+}
+
+TEST(server_api, client_tools_and_tool_choice) {
+    chat_api_request r;
+    const std::string tools = R"(,"tools":[{"type":"function","function":{"name":"get_weather","description":"w",
+        "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}},{"type":"function","function":{"name":"other"}}])";
+    ASSERT_FALSE(parse(body(tools), r));
+    ASSERT_EQ(r.ask.opt.client_tools.size(), 2u);
+    EXPECT_EQ(r.ask.opt.client_tools[0].name, "get_weather");
+    EXPECT_TRUE(has(r.ask.opt.client_tools[0].parameters, "city"));
+    EXPECT_EQ(r.ask.opt.client_tool_choice, "auto");
+
+    ASSERT_FALSE(parse(body(tools + R"(,"tool_choice":{"type":"function","function":{"name":"other"}})"), r));
+    ASSERT_EQ(r.ask.opt.client_tools.size(), 1u);
+    EXPECT_EQ(r.ask.opt.client_tools[0].name, "other");
+    EXPECT_EQ(r.ask.opt.client_tool_choice, "required");
+
+    EXPECT_EQ(parse(body(tools + R"(,"tool_choice":{"type":"function","function":{"name":"nope"}})"), r).param, "tool_choice");
+    EXPECT_EQ(parse(body(tools + R"(,"mode":"contemplating")"), r).param, "tools");
+
+    // A conversation that carries a call and its result parses into the chat messages.
+    ASSERT_FALSE(parse(json::parse(R"({"messages":[{"role":"user","content":"weather?"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Oslo\"}"}}]},
+        {"role":"tool","tool_call_id":"call_1","content":"sunny"}]})"), r));
+    ASSERT_EQ(r.ask.messages.size(), 3u);
+    EXPECT_EQ(r.ask.messages[1].tool_calls.at(0).name, "get_weather");
+    EXPECT_EQ(r.ask.messages[2].tool_call_id, "call_1");
+    EXPECT_EQ(parse(json::parse(R"({"messages":[{"role":"user","content":"x"},{"role":"tool","content":"y"}]})"), r).param,
+              "messages[1].tool_call_id");
+}
+
+TEST(server_api, json_schema_needs_one_agent) {
+    chat_api_request r;
+    const std::string rf = R"(,"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object","properties":{"x":{"type":"integer"}}}}})";
+    ASSERT_FALSE(parse(body(rf), r));
+    EXPECT_EQ(r.ask.opt.mode, MODE_INSTANT);
+    EXPECT_TRUE(has(r.ask.opt.json_schema, "\"x\""));
+    EXPECT_EQ(parse(body(rf + R"(,"mode":"contemplating")"), r).param, "response_format");
+    ASSERT_FALSE(parse(body(R"(,"response_format":{"type":"json_object"})"), r));
+    EXPECT_EQ(r.ask.opt.json_schema, R"({"type":"object"})");
+    EXPECT_EQ(parse(body(R"(,"n":2,"mode":"contemplating")"), r).param, "n");
+}
+
+TEST(server_api, completion_and_chunk_shapes) {
+    ask_result res;
+    res.answer    = "42";
+    res.reasoning = "6*7";
+    res.mode      = MODE_THINKING;
+    res.finish    = FINISH_STOP;
+    res.use.prompt_tokens_prefilled = 10;
+    res.use.prompt_tokens_reused    = 5;
+    res.use.completion_tokens       = 7;
+    ojson j = completion_json("chatcmpl-x", 1, "m", { res });
+    EXPECT_EQ(j["object"], "chat.completion");
+    EXPECT_EQ(j["choices"][0]["message"]["content"], "42");
+    EXPECT_EQ(j["choices"][0]["message"]["reasoning_content"], "6*7");
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+    EXPECT_EQ(j["usage"]["prompt_tokens"], 15);
+    EXPECT_EQ(j["usage"]["completion_tokens"], 7);
+    EXPECT_EQ(j["usage"]["total_tokens"], 22);
+    EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
+    EXPECT_EQ(j["muse"]["mode"], "thinking");
+
+    ask_result tc;
+    tc.finish     = FINISH_TOOL_CALLS;
+    tc.tool_calls = { { "call_1", "get_weather", R"({"city":"Oslo"})" } };
+    j             = completion_json("c", 1, "m", { tc });
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+    EXPECT_TRUE(j["choices"][0]["message"]["content"].is_null());
+    EXPECT_EQ(j["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+
+    // Chunks: the answering agent's text is the reply; other agents' text rides in `muse`.
+    chunk_builder b("c", 1, "m", 1);
+    EXPECT_EQ(b.start()[0]["choices"][0]["delta"]["role"], "assistant");
+    ask_event mode;
+    mode.type = ask_event::MODE;
+    mode.text = "contemplating";
+    EXPECT_EQ(b.event(0, mode)[0]["muse"]["event"], "mode");
+    ask_event d;
+    d.type  = ask_event::AGENT_DELTA;
+    d.agent = 2;
+    d.kind  = AGENT_SOLVER;
+    d.delta = chat_event::REASONING;
+    d.text  = "hmm";
+    ojson c = b.event(0, d)[0];
+    EXPECT_EQ(c["muse"]["agent"], 2);
+    EXPECT_EQ(c["muse"]["kind"], "solver");
+    EXPECT_EQ(c["muse"]["text"], "hmm");
+    EXPECT_TRUE(c["choices"][0]["delta"].empty());
+    res.mode = MODE_CONTEMPLATING;
+    auto fin = b.finish(0, res);
+    ASSERT_EQ(fin.size(), 2u);
+    EXPECT_EQ(fin[0]["choices"][0]["delta"]["content"], "42") << "a voted answer is sent at the end";
+    EXPECT_EQ(fin[1]["choices"][0]["finish_reason"], "stop");
+    EXPECT_EQ(fin[1]["muse"]["event"], "done");
+    EXPECT_EQ(fin[1]["muse"]["result"]["content"], "42");
+
+    chunk_builder b2("c", 1, "m", 1);
+    d.kind  = AGENT_ANSWER;
+    d.delta = chat_event::CONTENT;
+    d.text  = "4";
+    c       = b2.event(0, d)[0];
+    EXPECT_EQ(c["choices"][0]["delta"]["content"], "4");
+    EXPECT_EQ(c["muse"]["agent"], 2);
+    d.text = "2";
+    b2.event(0, d);
+    EXPECT_EQ(b2.finish(0, res).size(), 1u) << "a streamed answer is not sent twice";
+}
+
+TEST(server_api, error_shape) {
+    ojson j = error_json(bad_request("temperature", "temperature must be in [0, 2], got 3"));
+    EXPECT_EQ(j["error"]["param"], "temperature");
+    EXPECT_EQ(j["error"]["type"], "invalid_request_error");
+    EXPECT_TRUE(j["error"]["code"].is_null());
+    EXPECT_EQ(result_error({ ERROR_CONTEXT_OVERFLOW, "too long" }).code, "context_length_exceeded");
+    EXPECT_EQ(result_error({ ERROR_NO_KV_SLOT, "full" }).status, 503);
+    EXPECT_EQ(result_error({ ERROR_INTERNAL, "x" }).status, 500);
+}
+
+TEST(api_keys, hashed_constant_time_and_users) {
+    api_keys k;
+    ASSERT_FALSE(k.add("sk-alpha", "alice"));
+    ASSERT_FALSE(k.add("sk-beta"));
+    std::string user;
+    EXPECT_TRUE(k.check("sk-alpha", user));
+    EXPECT_EQ(user, "alice");
+    EXPECT_TRUE(k.check("sk-beta", user));
+    EXPECT_EQ(user.rfind("key-", 0), 0u);
+    EXPECT_FALSE(k.check("sk-alph", user));
+    EXPECT_FALSE(k.check("", user));
+    EXPECT_TRUE(k.add("sk-alpha", "bob")) << "the same key twice is refused";
+    EXPECT_TRUE(k.add("has space"));
+    EXPECT_TRUE(k.add("sha256:1234"));
+}
+
+TEST(api_keys, key_file_with_users_and_hashes) {
+    const std::string path = testing::TempDir() + "/muse-keys.txt";
+    {
+        std::ofstream f(path);
+        // sha256("sk-hashed")
+        f << "# Muse keys\n\nalice sk-one\nsk-two\nbob sha256:"
+          << "3f1c8a7a3d1fb5b7a3ecb8e4c9a4fb0b4a3e5f2c8b0e6d5a4c3b2a1908f7e6d5" << "\n";
+    }
+    api_keys k;
+    ASSERT_FALSE(k.load_file(path));
+    EXPECT_EQ(k.size(), 3u);
+    std::string user;
+    EXPECT_TRUE(k.check("sk-one", user));
+    EXPECT_EQ(user, "alice");
+    EXPECT_TRUE(k.check("sk-two", user));
+    {
+        std::ofstream f(path);
+        f << "alice sk-one extra\n";
+    }
+    api_keys bad;
+    error    e = bad.load_file(path);
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(has(e.message, "line 1")) << e.message;
+    EXPECT_TRUE(bad.load_file(testing::TempDir() + "/no-such-keys.txt"));
+    std::remove(path.c_str());
+}
+
+TEST(file_store, caps_and_isolation) {
+    file_store_limits lim;
+    lim.max_file_bytes     = 100;
+    lim.max_files_per_user = 2;
+    lim.max_total_bytes    = 250;
+    file_store fs(lim);
+    auto mk = [](const std::string & user, size_t n) {
+        stored_file f;
+        f.user     = user;
+        f.filename = "t.csv";
+        f.bytes    = std::make_shared<const std::string>(n, 'x');
+        return f;
+    };
+    stored_file a = mk("alice", 90), b = mk("alice", 90), c = mk("alice", 10), big = mk("bob", 101), d = mk("bob", 90);
+    ASSERT_FALSE(fs.put(a));
+    ASSERT_FALSE(fs.put(b));
+    EXPECT_NE(a.id, b.id);
+    EXPECT_EQ(a.id.rfind("file-", 0), 0u);
+    error e = fs.put(c);
+    ASSERT_TRUE(e);
+    EXPECT_TRUE(has(e.message, "limit")) << e.message;
+    EXPECT_TRUE(fs.put(big));
+    e = fs.put(d);
+    ASSERT_TRUE(e) << "250 bytes in all";
+    EXPECT_TRUE(has(e.message, "full")) << e.message;
+    stored_file got;
+    EXPECT_TRUE(fs.get("alice", a.id, got));
+    EXPECT_FALSE(fs.get("bob", a.id, got)) << "files are visible to their owner only";
+    EXPECT_FALSE(fs.remove("bob", a.id));
+    EXPECT_TRUE(fs.remove("alice", a.id));
+    EXPECT_FALSE(fs.put(d)) << "space was freed";
+    EXPECT_EQ(fs.list("alice").size(), 1u);
+    EXPECT_EQ(fs.total_bytes(), 180u);
+}
