@@ -20,6 +20,15 @@ check "help lists exit codes" grep -q "exit codes" "$work/help.txt"
 "$muse" --version | grep -qE '^muse [0-9]+\.[0-9]+\.[0-9]+$'; check "muse --version" test $? -eq 0
 "$muse" ask --help | grep -q -- "--budget"; check "ask --help" test $? -eq 0
 "$muse" info --help | grep -q -- "--mmproj"; check "info --help" test $? -eq 0
+"$muse" serve --help | grep -q -- "--api-key-file"; check "serve --help" test $? -eq 0
+"$muse" serve --port 99999 2> "$work/err.txt"; rc=$?
+check "serve: bad --port exits 2" test $rc -eq 2
+check "serve: bad --port names the flag" grep -q -- "--port" "$work/err.txt"
+"$muse" serve --api-key-file /nonexistent/keys.txt 2> "$work/err.txt"; rc=$?
+check "serve: missing key file exits 2" test $rc -eq 2
+check "serve: missing key file is named" grep -q "/nonexistent/keys.txt" "$work/err.txt"
+"$muse" serve --api-key "two words" 2> "$work/err.txt"; rc=$?
+check "serve: a key with a space is refused" test $rc -eq 2
 
 # Bad command lines: exit 2 and one line naming the problem.
 "$muse" frobnicate 2> "$work/err.txt"; rc=$?

@@ -60,8 +60,9 @@ std::string long_prompt(int n_words) {
 
 class engine_test : public ::testing::Test {
   protected:
-    std::unique_ptr<engine> make(int32_t n_ctx = 2048, int32_t n_seq_max = 8, int32_t n_batch = 512) {
+    std::unique_ptr<engine> make(int32_t n_ctx = 2048, int32_t n_seq_max = 8, int32_t n_batch = 512, int32_t prompt_cache = 0) {
         engine_params p;
+        p.prompt_cache = prompt_cache;
         p.n_ctx     = n_ctx;
         p.n_seq_max = n_seq_max;
         p.n_batch   = n_batch;
@@ -382,4 +383,72 @@ TEST_F(engine_test, reports_token_logprobs_when_asked) {
     while (h.next(ev)) {
         EXPECT_EQ(ev.logprob, 0.0f);
     }
+}
+
+TEST_F(engine_test, prompt_cache_reuses_a_finished_prefix_and_decodes_the_same_tokens) {
+    const std::string first  = k_shared + "Answer as the historian.";
+    const std::string second = k_shared + "Answer as the geographer, in one sentence.";
+    // Reference: the second request alone, on an engine without a cache.
+    run_result ref;
+    {
+        auto e = make();
+        auto h = e->submit(greedy(second, 12));
+        ref    = drain(h);
+        ASSERT_FALSE(ref.err) << ref.err.message;
+    }
+    auto e = make(2048, 8, 512, 8);
+    auto h1 = e->submit(greedy(first, 8));
+    run_result a = drain(h1);
+    ASSERT_FALSE(a.err) << a.err.message;
+    EXPECT_EQ(a.use.prompt_tokens_reused, 0);
+    EXPECT_EQ(e->stats().prompt_cache_entries, 1) << "the finished request stays as a cached prefix";
+
+    auto h2 = e->submit(greedy(second, 12));
+    run_result b = drain(h2);
+    ASSERT_FALSE(b.err) << b.err.message;
+    const int32_t shared = (int32_t) e->tokenize(k_shared).size();
+    EXPECT_GE(b.use.prompt_tokens_reused, shared - 2) << "the common prefix comes from the cache";
+    EXPECT_EQ(b.use.prompt_tokens_prefilled + b.use.prompt_tokens_reused, b.use.prompt_tokens);
+    EXPECT_EQ(b.tokens, ref.tokens) << "reused cells give the same greedy tokens as computing them";
+    const engine_stats st = e->stats();
+    EXPECT_EQ(st.prompt_cache_hits, 1u);
+    EXPECT_EQ(st.prompt_cache_tokens_reused, (uint64_t) b.use.prompt_tokens_reused);
+
+    // The same request again: everything but the last prompt token is reused.
+    auto h3 = e->submit(greedy(second, 12));
+    run_result c = drain(h3);
+    EXPECT_EQ(c.use.prompt_tokens_prefilled, 1);
+    EXPECT_EQ(c.tokens, ref.tokens);
+}
+
+TEST_F(engine_test, prompt_cache_gives_way_to_live_sequences) {
+    // Two seq ids only: cached prompts must free theirs for new requests.
+    auto e = make(1024, 2, 512, 8);
+    for (int i = 0; i < 5; ++i) {
+        auto h = e->submit(greedy(long_prompt(30 + i) + " request " + std::to_string(i), 4));
+        run_result r = drain(h);
+        ASSERT_FALSE(r.err) << "request " << i << ": " << r.err.message;
+    }
+    std::vector<sequence_handle> hs;
+    hs.push_back(e->submit(greedy("alpha beta gamma", 6)));
+    hs.push_back(e->submit(greedy("delta epsilon zeta", 6)));
+    for (auto & h : hs) {
+        run_result r = drain(h);
+        EXPECT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.tokens.size(), 6u);
+    }
+    EXPECT_LE(e->stats().prompt_cache_cells, 1024 / 4) << "the cache keeps to its share of the KV cells";
+
+    // A KV cache filled by cached prompts still serves a request that needs all of it.
+    auto e2 = make(512, 8, 512, 8);
+    for (int i = 0; i < 3; ++i) {
+        auto h = e2->submit(greedy("Z" + std::to_string(i) + " " + long_prompt(20), 4));
+        drain(h);
+    }
+    auto big = e2->submit(greedy(long_prompt(200), 64));
+    run_result r = drain(big);
+    EXPECT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.tokens.size(), 64u);
+    EXPECT_GE(e2->stats().kv_full_events, 1u) << "the test must really fill the cache: n_ctx " << e2->n_ctx() << ", prompt " << r.use.prompt_tokens << ", cached cells " << e2->stats().prompt_cache_cells;
+    EXPECT_EQ(e2->stats().prompt_cache_entries, 0) << "cached prompts gave their cells";
 }

@@ -33,6 +33,9 @@ static const char * k_serve_help =
     "  -c, --ctx N             KV cache tokens shared by all requests and agents\n"
     "                          (default 8192 per --parallel request, at most 262144)\n"
     "  -t, --threads N         CPU threads (default: all)\n"
+    "  --cache-prompts N       keep up to N finished prompts' KV cells (default 32, 0 = off) within a\n"
+    "                          quarter of --ctx: a request that starts like one of them (a chat's\n"
+    "                          next turn, a shared system prompt) reuses those cells\n"
     "\n"
     "network:\n"
     "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
@@ -75,7 +78,7 @@ int cmd_serve(int argc, char ** argv) {
     server_params sp;
     std::string   model_path, mmproj, key, key_file, host_allowed;
     std::vector<std::string> keys_given, key_files;
-    int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30;
+    int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30, cache_prompts = 32;
     int           verbose = 0;
 
     while (!a.done() && a.error.empty()) {
@@ -100,6 +103,7 @@ int cmd_serve(int argc, char ** argv) {
         if (a.int_value("--max-agents", 1, 16, sp.limits.max_agents)) continue;
         if (a.int_value("--max-files", 1, 100000, max_files)) continue;
         if (a.int_value("--grace", 0, 3600, grace)) continue;
+        if (a.int_value("--cache-prompts", 0, 256, cache_prompts)) continue;
         if (a.int_value("--ctx", 256, 1 << 22, ctx) || a.int_value("-c", 256, 1 << 22, ctx)) continue;
         if (a.int_value("--threads", 0, 1024, threads) || a.int_value("-t", 0, 1024, threads)) continue;
         if (a.flag("--quiet")) { sp.log_requests = false; continue; }
@@ -164,7 +168,8 @@ int cmd_serve(int argc, char ** argv) {
     engine_params ep;
     ep.n_ctx     = ctx > 0 ? ctx : std::clamp(sp.parallel * 8192, 8192, 262144);
     ep.n_threads = threads;
-    ep.n_seq_max = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12));
+    ep.n_seq_max = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
+    ep.prompt_cache = cache_prompts;
     auto eng     = engine::create(*m, ep, err);
     if (!eng) {
         fprintf(stderr, "muse serve: %s\n", err.message.c_str());

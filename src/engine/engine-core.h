@@ -79,6 +79,14 @@ struct engine_core {
 
     // engine thread only
     std::map<seq_handle_id, std::unique_ptr<engine_sequence>> seqs;
+    struct cached_prompt {
+        llama_seq_id             seq = -1;
+        std::vector<llama_token> tokens;  // in the KV cache at positions [0, size)
+        uint64_t                 used = 0;
+    };
+    std::vector<cached_prompt> pcache;  // the prompt cache (engine_params::prompt_cache)
+    uint64_t                   pcache_tick  = 0;
+    int32_t                    pcache_cells = 0;
     std::vector<llama_seq_id>                          free_ids;
     llama_batch                                        batch{};
     llama_batch                                        embd_batch{};  // embedding blocks (allocated on first use)
@@ -122,6 +130,14 @@ struct engine_core {
     void sample(engine_sequence & s);
     void on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch);
     void publish_stats();
+
+    // The prompt cache. cache_prompt() moves a finished sequence's cells into it (false: not
+    // kept, the caller frees them); reuse_cached() starts a sequence from the longest cached
+    // prefix; evict_cached() frees the least recently used entry (false when there is none).
+    bool cache_prompt(engine_sequence & s);
+    void reuse_cached(engine_sequence & s);
+    bool evict_cached();
+    void drop_cached(size_t i);
 };
 
 }  // namespace muse

@@ -137,7 +137,91 @@ void engine_core::free_seq(engine_sequence & s) {
             return;
         }
     }
+    if (!pcache.empty()) {
+        return;
+    }
     llama_memory_clear(mem, false);
+}
+
+bool engine_core::cache_prompt(engine_sequence & s) {
+    const int32_t budget = params.prompt_cache_tokens > 0 ? params.prompt_cache_tokens : params.n_ctx / 4;
+    const int32_t n      = s.n_past;
+    if (params.prompt_cache <= 0 || s.seq < 0 || !s.req.embeddings.empty() || n < params.prompt_cache_min || n > budget) {
+        return false;
+    }
+    // An entry that this one extends (an earlier turn of the same chat) is superseded.
+    for (size_t i = 0; i < pcache.size();) {
+        const auto & e = pcache[i].tokens;
+        if ((int32_t) e.size() <= n && std::equal(e.begin(), e.end(), s.tokens.begin())) {
+            drop_cached(i);
+        } else {
+            ++i;
+        }
+    }
+    while (!pcache.empty() && ((int32_t) pcache.size() >= params.prompt_cache || pcache_cells + n > budget)) {
+        evict_cached();
+    }
+    cached_prompt c;
+    c.seq    = s.seq;
+    c.tokens.assign(s.tokens.begin(), s.tokens.begin() + n);
+    c.used   = ++pcache_tick;
+    pcache.push_back(std::move(c));
+    pcache_cells += n;
+    s.seq = -1;  // the cells now belong to the cache
+    return true;
+}
+
+void engine_core::drop_cached(size_t i) {
+    cached_prompt & c = pcache[i];
+    llama_memory_seq_rm(mem, c.seq, -1, -1);
+    free_ids.push_back(c.seq);
+    pcache_cells -= (int32_t) c.tokens.size();
+    pcache.erase(pcache.begin() + (ptrdiff_t) i);
+}
+
+bool engine_core::evict_cached() {
+    if (pcache.empty()) {
+        return false;
+    }
+    size_t lru = 0;
+    for (size_t i = 1; i < pcache.size(); ++i) {
+        if (pcache[i].used < pcache[lru].used) {
+            lru = i;
+        }
+    }
+    drop_cached(lru);
+    return true;
+}
+
+void engine_core::reuse_cached(engine_sequence & s) {
+    if (pcache.empty() || !s.req.embeddings.empty()) {
+        return;
+    }
+    const int32_t limit = s.n_prompt - 1;  // the last prompt token is decoded for its logits
+    size_t        best  = 0;
+    int32_t       best_n = 0;
+    for (size_t i = 0; i < pcache.size(); ++i) {
+        const auto &  e = pcache[i].tokens;
+        const int32_t m = std::min<int32_t>((int32_t) e.size(), limit);
+        int32_t       n = 0;
+        while (n < m && e[n] == s.tokens[n]) {
+            n++;
+        }
+        if (n > best_n) {
+            best_n = n;
+            best   = i;
+        }
+    }
+    if (best_n < params.prompt_cache_min) {
+        return;
+    }
+    llama_memory_seq_cp(mem, pcache[best].seq, s.seq, 0, best_n);
+    pcache[best].used          = ++pcache_tick;
+    s.n_past                   = best_n;
+    s.use.prompt_tokens_reused = best_n;
+    std::lock_guard<std::mutex> lk(stats_mu);
+    st.prompt_cache_hits++;
+    st.prompt_cache_tokens_reused += (uint64_t) best_n;
 }
 
 void engine_core::fail(engine_sequence & s, error err, bool erase) {
@@ -165,7 +249,9 @@ void engine_core::finish(engine_sequence & s, finish_reason r) {
         s.pending = LLAMA_TOKEN_NULL;
         return;
     }
-    free_seq(s);
+    if (!cache_prompt(s)) {
+        free_seq(s);
+    }
     seqs.erase(s.id);
 }
 
@@ -177,8 +263,10 @@ void engine_core::cancel(seq_handle_id id) {
     engine_sequence & s = *it->second;
     if (s.state != SEQ_RETAINED) {
         send_done(s, FINISH_CANCELLED);
+        free_seq(s);
+    } else if (!cache_prompt(s)) {  // a released sequence that ended normally: its prompt may serve again
+        free_seq(s);
     }
-    free_seq(s);
     seqs.erase(it);
 }
 
@@ -362,12 +450,15 @@ void engine_core::admit_waiting() {
             continue;
         }
         if (s->state == SEQ_WAIT_SLOT) {
-            if (free_ids.empty()) {
+            if (free_ids.empty() && !evict_cached()) {  // cached prompts give way to live sequences
                 break;
             }
             s->seq = free_ids.back();
             free_ids.pop_back();
             s->state = s->req.parent != 0 ? SEQ_WAIT_PARENT : SEQ_PREFILL;
+            if (s->state == SEQ_PREFILL) {
+                reuse_cached(*s);
+            }
         }
         if (s->state == SEQ_WAIT_PARENT) {
             resolve_fork(*s);
@@ -719,12 +810,18 @@ float engine_core::token_logprob(int32_t batch_idx, llama_token tok) const {
 
 void engine_core::on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch) {
     if (rc == 1) {
-        // No KV slot: the youngest sequence in the batch gives way so that older ones,
-        // which already hold cells, can finish. The next step retries without it.
         {
             std::lock_guard<std::mutex> lk(stats_mu);
             st.kv_full_events++;
         }
+        // No KV slot: cached prompts give their cells first; the next step retries the batch.
+        if (!pcache.empty()) {
+            while (evict_cached()) {
+            }
+            return;
+        }
+        // Else the youngest sequence in the batch gives way so that older ones, which
+        // already hold cells, can finish. The next step retries without it.
         engine_sequence * victim = *std::max_element(in_batch.begin(), in_batch.end(),
                                                      [](auto * a, auto * b) { return a->id < b->id; });
         fail(*victim, { ERROR_NO_KV_SLOT, "the KV cache is full (" + std::to_string(params.n_ctx) +
@@ -752,7 +849,9 @@ void engine_core::publish_stats() {
         live += s->state != SEQ_RETAINED;
     }
     std::lock_guard<std::mutex> lk(stats_mu);
-    st.live_sequences = live;
+    st.live_sequences       = live;
+    st.prompt_cache_entries = (int32_t) pcache.size();
+    st.prompt_cache_cells   = pcache_cells;
 }
 
 }  // namespace muse

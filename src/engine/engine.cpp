@@ -64,6 +64,15 @@ std::string validate(const engine_params & p) {
     if (p.n_threads < 0 || p.n_threads > 1024) {
         return "threads must be in [0, 1024] (0 = all)";
     }
+    if (p.prompt_cache < 0 || p.prompt_cache > 256) {
+        return "prompt cache entries must be in [0, 256]";
+    }
+    if (p.prompt_cache_tokens < 0 || p.prompt_cache_tokens > p.n_ctx) {
+        return "prompt cache tokens must be in [0, context size]";
+    }
+    if (p.prompt_cache_min < 1 || p.prompt_cache_min > 1 << 20) {
+        return "prompt cache minimum prefix must be in [1, 1048576]";
+    }
     return {};
 }
 

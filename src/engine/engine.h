@@ -35,6 +35,15 @@ struct engine_params {
     int32_t n_seq_max = 32;    // sequences alive at once
     int32_t n_threads = 0;     // 0: all hardware threads
     int32_t flash_attn = -1;   // -1: auto (off on CPU-only builds, else llama.cpp's choice), 0: off, 1: on
+
+    // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
+    // used first out). A new sequence without a fork parent that shares at least
+    // prompt_cache_min leading tokens with a cached one copies those cells instead of
+    // computing them (a chat's next turn, a common system prompt). Entries give way whenever
+    // a live sequence needs a seq id or KV cells.
+    int32_t prompt_cache        = 0;   // entries kept, 0..256 (0: off)
+    int32_t prompt_cache_tokens = 0;   // KV cells the entries may hold together; 0: n_ctx / 4
+    int32_t prompt_cache_min    = 16;  // shortest common prefix worth reusing, 1..1048576
 };
 
 std::string validate(const engine_params & p);
@@ -58,6 +67,10 @@ struct engine_stats {
     int32_t  n_ctx               = 0;
     int32_t  n_seq_max           = 0;
     int32_t  live_sequences      = 0;
+    uint64_t prompt_cache_hits   = 0;  // sequences that started from a cached prompt
+    uint64_t prompt_cache_tokens_reused = 0;
+    int32_t  prompt_cache_entries = 0;
+    int32_t  prompt_cache_cells   = 0;  // KV cells the entries hold
 };
 
 // The reader end of one sequence's event stream. Destroying it cancels the sequence if it

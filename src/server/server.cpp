@@ -629,6 +629,10 @@ std::string server::impl::metrics_text() {
     metric("muse_engine_decode_seconds_total", "counter", "Time inside llama_decode.", st.decode_us / 1e6);
     metric("muse_engine_live_sequences", "gauge", "Sequences alive in the engine.", st.live_sequences);
     metric("muse_engine_kv_full_total", "counter", "llama_decode calls that found the KV cache full.", (double) st.kv_full_events);
+    metric("muse_prompt_cache_hits_total", "counter", "Sequences that started from a cached prompt.", (double) st.prompt_cache_hits);
+    metric("muse_prompt_cache_tokens_reused_total", "counter", "Prompt tokens taken from the prompt cache.", (double) st.prompt_cache_tokens_reused);
+    metric("muse_prompt_cache_entries", "gauge", "Finished prompts kept for reuse.", st.prompt_cache_entries);
+    metric("muse_prompt_cache_cells", "gauge", "KV cells the prompt cache holds.", st.prompt_cache_cells);
     metric("muse_files_stored", "gauge", "Uploaded files kept.", (double) files.count());
     metric("muse_files_bytes", "gauge", "Bytes of uploaded files kept.", (double) files.total_bytes());
     metric("muse_uptime_seconds", "gauge", "Seconds since the server started.",

@@ -65,6 +65,8 @@ async function main() {
       max_tokens: 12, temperature: 0, seed: 7, reasoning_effort: 'none',
     });
     check('chat: same seed, same answer', r1b.choices[0].message.content === c1.message.content);
+    check('prompt cache: the same conversation again reuses its prompt', r1b.usage.prompt_tokens_details.cached_tokens >= r1.usage.prompt_tokens - 1,
+          r1b.usage);
 
     const rn = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Name a colour.' }],
       max_tokens: 6, n: 2, mode: 'instant' });

@@ -1,0 +1,77 @@
+// Load generator for bench/run-serve: C concurrent streaming clients against an
+// OpenAI-compatible /v1/chat/completions for a bounded time. Each client sends requests one
+// after another (a unique prompt each, so no prompt cache helps either server) and reads
+// the SSE stream to its end. Prints one JSON line: requests, errors (with samples), time to
+// first token p50/p99, wall time.
+// usage: node serve-load.cjs URL SECONDS CLIENTS MAX_TOKENS [EXTRA_JSON]
+'use strict';
+const [url, seconds, clients, maxTokens, extra] = process.argv.slice(2);
+const extraBody = extra ? JSON.parse(extra) : {};
+const words = ('the river carries light across stones while a quiet town counts its bridges and lanterns ' +
+               'in the evening market where traders sell maps of distant harbours').split(' ');
+
+function prompt(client, n) {
+  const w = [];
+  for (let i = 0; i < 24; i++) w.push(words[(client * 7 + n * 13 + i * 5) % words.length]);
+  return `Request ${client}-${n}: continue this story in detail: ${w.join(' ')}.`;
+}
+
+async function one(client, n, stats) {
+  const t0 = performance.now();
+  let first = 0, chunks = 0, err = null;
+  try {
+    const r = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: prompt(client, n) }], max_tokens: Number(maxTokens),
+                             temperature: 0.7, stream: true, ...extraBody }),
+    });
+    if (r.status !== 200) {
+      err = `HTTP ${r.status}: ${(await r.text()).slice(0, 200)}`;
+    } else {
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const ev = buf.slice(0, i); buf = buf.slice(i + 2);
+          for (const line of ev.split('\n')) {
+            if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+            let j;
+            try { j = JSON.parse(line.slice(6)); } catch (e) { err = 'bad SSE JSON'; continue; }
+            if (j.error) { err = 'stream error: ' + JSON.stringify(j.error).slice(0, 200); continue; }
+            const d = j.choices && j.choices[0] && j.choices[0].delta;
+            if (d && (d.content || d.reasoning_content)) {
+              chunks++;
+              if (!first) first = performance.now();
+            }
+          }
+        }
+      }
+      if (!chunks && !err) err = 'no tokens streamed';
+    }
+  } catch (e) {
+    err = 'connection: ' + e.message;
+  }
+  stats.requests++;
+  if (err) { stats.errors++; if (stats.samples.length < 5) stats.samples.push(err); }
+  if (first) stats.ttft.push(first - t0);
+  stats.chunks += chunks;
+}
+
+async function main() {
+  const stats = { requests: 0, errors: 0, samples: [], ttft: [], chunks: 0 };
+  const t0 = performance.now();
+  const deadline = t0 + Number(seconds) * 1000;
+  await Promise.all(Array.from({ length: Number(clients) }, async (_, c) => {
+    for (let n = 0; performance.now() < deadline; n++) await one(c, n, stats);
+  }));
+  const wall = (performance.now() - t0) / 1000;
+  const q = (p) => { const s = [...stats.ttft].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : NaN; };
+  console.log(JSON.stringify({ requests: stats.requests, errors: stats.errors, error_samples: stats.samples, wall_s: wall,
+                               ttft_p50_ms: q(0.5), ttft_p99_ms: q(0.99), content_chunks: stats.chunks }));
+}
+main();
