@@ -18,12 +18,12 @@ function prompt(client, n) {
 
 async function one(client, n, stats) {
   const t0 = performance.now();
-  let first = 0, chunks = 0, err = null;
+  let first = 0, chunks = 0, err = null, finish = null, tokens = null;
   try {
     const r = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: prompt(client, n) }], max_tokens: Number(maxTokens),
-                             temperature: 0.7, stream: true, ...extraBody }),
+                             temperature: 0.7, stream: true, stream_options: { include_usage: true }, ...extraBody }),
     });
     if (r.status !== 200) {
       err = `HTTP ${r.status}: ${(await r.text()).slice(0, 200)}`;
@@ -48,10 +48,15 @@ async function one(client, n, stats) {
               chunks++;
               if (!first) first = performance.now();
             }
+            if (j.choices && j.choices[0] && j.choices[0].finish_reason) finish = j.choices[0].finish_reason;
+            if (j.usage) tokens = j.usage.completion_tokens;
           }
         }
       }
-      if (!chunks && !err) err = 'no tokens streamed';
+      // A stream that ends properly without text is an answer, not an error (a model may stop
+      // at once); one that never says why it ended is an error.
+      if (!err && !finish) err = 'the stream ended without a finish_reason';
+      if (!err && !chunks) { stats.empty++; if (stats.empty_samples.length < 3) stats.empty_samples.push({ finish, tokens }); }
     }
   } catch (e) {
     err = 'connection: ' + e.message;
@@ -63,7 +68,7 @@ async function one(client, n, stats) {
 }
 
 async function main() {
-  const stats = { requests: 0, errors: 0, samples: [], ttft: [], chunks: 0 };
+  const stats = { requests: 0, errors: 0, samples: [], ttft: [], chunks: 0, empty: 0, empty_samples: [] };
   const t0 = performance.now();
   const deadline = t0 + Number(seconds) * 1000;
   await Promise.all(Array.from({ length: Number(clients) }, async (_, c) => {
@@ -72,6 +77,7 @@ async function main() {
   const wall = (performance.now() - t0) / 1000;
   const q = (p) => { const s = [...stats.ttft].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : NaN; };
   console.log(JSON.stringify({ requests: stats.requests, errors: stats.errors, error_samples: stats.samples, wall_s: wall,
-                               ttft_p50_ms: q(0.5), ttft_p99_ms: q(0.99), content_chunks: stats.chunks }));
+                               ttft_p50_ms: q(0.5), ttft_p99_ms: q(0.99), content_chunks: stats.chunks,
+                               empty_answers: stats.empty, empty_samples: stats.empty_samples }));
 }
 main();

@@ -94,4 +94,35 @@ void progress_done() {
     }
 }
 
+std::unique_ptr<model> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
+                                  bool quiet, const char * smoke_note, int & exit_code,
+                                  bool * smoke) {
+    bool        generated = false;
+    std::string err_msg;
+    if (path.empty() && !default_model(path, generated, err_msg, quiet)) {
+        fprintf(stderr, "%s: %s\n", cmd, err_msg.c_str());
+        exit_code = EXIT_MODEL;
+        return nullptr;
+    }
+    if (generated && smoke_note) {
+        fputs(smoke_note, stderr);
+    }
+    if (smoke) {
+        *smoke = generated;
+    }
+    model_params mp;
+    mp.path        = path;
+    mp.mmproj_path = mmproj;
+    mp.n_threads   = threads;
+    mp.progress    = [](float p) { progress_line("loading", p); return true; };
+    error err;
+    auto  m = model::load(mp, err);
+    progress_done();
+    if (!m) {
+        fprintf(stderr, "%s: %s\n", cmd, err.message.c_str());
+        exit_code = exit_code_for(err.code);
+    }
+    return m;
+}
+
 }  // namespace muse::cli

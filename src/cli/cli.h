@@ -3,8 +3,10 @@
 
 #include "args.h"
 #include "engine/error.h"
+#include "engine/model.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,13 @@ int exit_code_for(error_code code);
 bool default_model(std::string & path, bool & generated, std::string & err, bool quiet);
 
 std::string cache_dir();
+
+// Loads a command's model with a progress line: `path` empty means the default model (then
+// `path` is set, and the smoke model gets `smoke_note` on stderr). On failure prints one line
+// prefixed with `cmd` and sets `exit_code`. `smoke`: set when the smoke model was used.
+std::unique_ptr<model> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
+                                  bool quiet, const char * smoke_note, int & exit_code,
+                                  bool * smoke = nullptr);
 
 // A one-line progress indicator on stderr when it is a terminal.
 void progress_line(const char * what, float fraction);

@@ -297,29 +297,15 @@ int cmd_ask(int argc, char ** argv) {
     }
 
     log_init(verbose);
-    bool        generated = false;
-    std::string err_msg;
-    if (model_path.empty() && !default_model(model_path, generated, err_msg, as_json)) {
-        fprintf(stderr, "muse ask: %s\n", err_msg.c_str());
-        return EXIT_MODEL;
-    }
-    if (generated) {
-        fprintf(stderr, "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
-                        "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n");
-    }
-
-    model_params mp;
-    mp.path        = model_path;
-    mp.mmproj_path = mmproj;
-    mp.n_threads   = threads;
-    mp.progress    = [](float p) { progress_line("loading", p); return true; };
-    error err;
-    auto  m = model::load(mp, err);
-    progress_done();
+    int  rc        = EXIT_OK;
+    bool generated = false;
+    auto m  = load_model("muse ask", model_path, mmproj, threads, as_json,
+                         "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
+                         "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated);
     if (!m) {
-        fprintf(stderr, "muse ask: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
+        return rc;
     }
+    error err;
     // The KV cache is shared by every agent: room for the prompt and each reasoning agent's
     // budget and answer, at least 4096 cells, at most what a user would sensibly allocate.
     const bool    many    = opt.mode == MODE_CONTEMPLATING || opt.mode == MODE_AUTO;

@@ -54,16 +54,10 @@ int cmd_info(int argc, char ** argv) {
     }
 
     log_init(verbose);
-    model_params mp;
-    mp.path        = path;
-    mp.mmproj_path = mmproj;
-    mp.progress    = [](float p) { progress_line("loading", p); return true; };
-    error err;
-    auto  m = model::load(mp, err);
-    progress_done();
+    int  rc = EXIT_OK;
+    auto m  = load_model("muse info", path, mmproj, 0, true, nullptr, rc);
     if (!m) {
-        fprintf(stderr, "muse info: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
+        return rc;
     }
     const model_info & i = m->info();
     if (as_json) {

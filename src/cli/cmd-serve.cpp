@@ -136,28 +136,14 @@ int cmd_serve(int argc, char ** argv) {
     }
 
     log_init(verbose);
-    bool        generated = false;
-    std::string err_msg;
-    if (model_path.empty() && !default_model(model_path, generated, err_msg, false)) {
-        fprintf(stderr, "muse serve: %s\n", err_msg.c_str());
-        return EXIT_MODEL;
-    }
-    if (generated) {
-        fprintf(stderr, "note: serving the generated smoke-test model (random weights: answers are meaningless).\n"
-                        "      For real answers: muse serve --model /path/to/model.gguf\n");
-    }
-    model_params mp;
-    mp.path        = model_path;
-    mp.mmproj_path = mmproj;
-    mp.n_threads   = threads;
-    mp.progress    = [](float p) { progress_line("loading", p); return true; };
-    error err;
-    auto  m = model::load(mp, err);
-    progress_done();
+    int  rc = EXIT_OK;
+    auto m  = load_model("muse serve", model_path, mmproj, threads, false,
+                         "note: serving the generated smoke-test model (random weights: answers are meaningless).\n"
+                         "      For real answers: muse serve --model /path/to/model.gguf\n", rc);
     if (!m) {
-        fprintf(stderr, "muse serve: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
+        return rc;
     }
+    error err;
     if (sp.model_id.empty()) {
         std::string name = model_path.substr(model_path.find_last_of('/') + 1);
         if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
