@@ -401,6 +401,10 @@ TEST_F(engine_test, prompt_cache_reuses_a_finished_prefix_and_decodes_the_same_t
     run_result a = drain(h1);
     ASSERT_FALSE(a.err) << a.err.message;
     EXPECT_EQ(a.use.prompt_tokens_reused, 0);
+    // The engine publishes its stats after the step that ended the request.
+    for (int i = 0; i < 100 && e->stats().prompt_cache_entries != 1; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
     EXPECT_EQ(e->stats().prompt_cache_entries, 1) << "the finished request stays as a cached prefix";
 
     auto h2 = e->submit(greedy(second, 12));
