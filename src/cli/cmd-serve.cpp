@@ -43,7 +43,7 @@ static const char * k_serve_help =
     "  --api-key KEY           require this key (Authorization: Bearer KEY); repeatable\n"
     "  --api-key-file FILE     keys, one per line: KEY or USER KEY; KEY may be sha256:<hex>\n"
     "                          so the file need not hold the secret. With keys, every route but\n"
-    "                          /health and the web chat page needs one\n"
+    "                          /health answers 401 without one (the web chat page then asks)\n"
     "  --allow-image-host H    let image_url fetch http:// images from host H (repeatable);\n"
     "                          otherwise only data: URIs are accepted\n"
     "  --no-web                do not serve the web chat\n"

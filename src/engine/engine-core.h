@@ -102,6 +102,7 @@ struct engine_core {
     // Everything below runs on the engine thread.
 
     void run();
+    void warmup();
     bool has_work() const;
     void handle(engine_command & c);
     void send_done(engine_sequence & s, finish_reason r, error err = {});

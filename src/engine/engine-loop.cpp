@@ -56,7 +56,22 @@ void engine_core::post(std::vector<engine_command> && cs) {
     cv.notify_one();
 }
 
+void engine_core::warmup() {
+    llama_token t = llama_vocab_bos(vocab);
+    if (t == LLAMA_TOKEN_NULL) {
+        t = 0;
+    }
+    llama_set_warmup(ctx.get(), true);
+    llama_decode(ctx.get(), llama_batch_get_one(&t, 1));
+    llama_set_warmup(ctx.get(), false);
+    llama_synchronize(ctx.get());
+    llama_memory_clear(mem, true);
+}
+
 void engine_core::run() {
+    if (params.warmup) {
+        warmup();
+    }
     for (;;) {
         std::deque<engine_command> todo;
         {

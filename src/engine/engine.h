@@ -35,6 +35,8 @@ struct engine_params {
     int32_t n_seq_max = 32;    // sequences alive at once
     int32_t n_threads = 0;     // 0: all hardware threads
     int32_t flash_attn = -1;   // -1: auto (off on CPU-only builds, else llama.cpp's choice), 0: off, 1: on
+    bool    warmup     = true; // one throw-away decode on the engine thread before the first request
+                               // (maps the weights in, starts the workers), as llama.cpp's tools do
 
     // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
     // used first out). A new sequence without a fork parent that shares at least

@@ -680,11 +680,19 @@ void server::impl::routes() {
     // Authentication before a body is read: a request without a key never makes the server
     // buffer its upload.
     svr.set_pre_request_handler([this](const httplib::Request & req, httplib::Response & res) {
-        if (req.path == "/health" || req.path == "/" || req.path == "/index.html" || keys.empty()) {
+        if (req.path == "/health" || keys.empty()) {
             return httplib::Server::HandlerResponse::Unhandled;
         }
         std::string user;
-        return authorized(req, res, user) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
+        if (authorized(req, res, user)) {
+            return httplib::Server::HandlerResponse::Unhandled;
+        }
+        if (params.web && (req.path == "/" || req.path == "/index.html")) {
+            // A browser cannot send a key when it opens the page: it gets the 401 with the page
+            // itself as the body, which holds no data and asks for the key for its API calls.
+            res.set_content(reinterpret_cast<const char *>(web_index_html), web_index_html_len, "text/html; charset=utf-8");
+        }
+        return httplib::Server::HandlerResponse::Handled;
     });
 
     auto chat = [this](const httplib::Request & req, httplib::Response & res) { handle_chat(req, res); };
@@ -778,6 +786,10 @@ error server::start() {
     const size_t n_threads = (size_t) p->params.parallel + (size_t) p->params.queue + 8;
     p->svr.new_task_queue  = [n_threads] { return new httplib::ThreadPool(n_threads); };
     p->svr.set_keep_alive_max_count(1000);
+    // httplib's default is SO_REUSEPORT, with which a second server on the same port starts
+    // without a word and the kernel splits the connections between the two. SO_REUSEADDR
+    // only: a busy port is an error the user sees.
+    p->svr.set_socket_options([](socket_t sock) { httplib::set_socket_opt(sock, SOL_SOCKET, SO_REUSEADDR, 1); });
     p->svr.set_read_timeout(60);
     p->svr.set_write_timeout(60);
     if (p->params.port == 0) {

@@ -8,7 +8,8 @@
 //
 // Routes: POST /v1/chat/completions (SSE or not), POST/GET/DELETE /v1/files, GET /v1/models,
 // GET /health, GET /metrics (Prometheus text), GET / (the web chat). With API keys, every
-// route but /health and the web chat's static page needs `Authorization: Bearer KEY`.
+// route but /health needs `Authorization: Bearer KEY` (GET / without one: 401 carrying the
+// page, which asks for the key).
 //
 // Admission: at most `parallel` requests run at once on the engine (each with all its
 // agents); up to `queue` more wait; beyond that 429 with Retry-After. A client that

@@ -4,6 +4,7 @@
 // usage: node test-server.cjs MUSE_BINARY WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
+const http = require('http');
 const path = require('path');
 const { execFileSync } = require('child_process');
 const OpenAI = require('openai');
@@ -26,7 +27,18 @@ async function expectError(name, promise, status, test) {
 }
 
 async function main() {
-  const srv = await startServer(muse, ['--api-key', KEY, '--threads', '2', '--max-tokens', '512', '--quiet'], env);
+  // A local host serving an image, allowed with --allow-image-host (the only remote images Muse fetches).
+  const png = path.join(work, 'note.png');
+  execFileSync('convert', ['-size', '520x120', 'xc:white', '-font', 'DejaVu-Sans', '-fill', 'black', '-pointsize', '34',
+    '-annotate', '+20+70', 'Invoice total 4821 EUR', png]);
+  const imageHost = http.createServer((req, res) => {
+    if (req.url === '/note.png') { res.writeHead(200, { 'Content-Type': 'image/png' }); res.end(fs.readFileSync(png)); }
+    else { res.writeHead(404); res.end(); }
+  });
+  await new Promise((r) => imageHost.listen(0, '127.0.0.1', r));
+  const imagePort = imageHost.address().port;
+  const srv = await startServer(muse, ['--api-key', KEY, '--threads', '2', '--max-tokens', '512', '--quiet',
+                                       '--allow-image-host', '127.0.0.1'], env);
   const url = srv.url;
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 120000 });
   try {
@@ -36,16 +48,26 @@ async function main() {
     check('models.list names the served model', model === 'smoke-muse-glimmer', models.data);
     const health = await fetch(`${url}/health`);
     check('/health needs no key', health.status === 200);
+    const port = new URL(url).port;
+    const second = await startServer(muse, ['--port', port, '--api-key', KEY], env).then((s) => { s.proc.kill('SIGKILL'); return 'started'; },
+      (e) => String(e.message));
+    check('a second server on a busy port fails and says so', /exited with 2/.test(second) && /port is in use/.test(second), second);
 
     // --- keys -------------------------------------------------------------------------
     const anon = await fetch(`${url}/v1/chat/completions`, { method: 'POST', body: '{}' });
     check('no key: 401', anon.status === 401);
     const anonBody = await anon.json();
     check('401 uses the OpenAI error shape', anonBody.error && anonBody.error.type === 'authentication_error', anonBody);
-    for (const route of ['/v1/models', '/metrics', '/v1/files']) {
+    for (const route of ['/v1/models', '/metrics', '/v1/files', '/v1/files/file-x']) {
       const r = await fetch(`${url}${route}`);
       check(`no key on ${route}: 401`, r.status === 401);
     }
+    const page = await fetch(`${url}/`);
+    const pageText = await page.text();
+    check('no key on /: 401 carrying the web chat page, which asks for the key', page.status === 401 &&
+          pageText.includes('<title>Muse</title>') && pageText.includes('key-dialog'), page.status);
+    const pageWithKey = await fetch(`${url}/`, { headers: { Authorization: `Bearer ${KEY}` } });
+    check('with a key, / is 200', pageWithKey.status === 200);
     const wrong = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'sk-wrong', maxRetries: 0 });
     await expectError('SDK with a wrong key: AuthenticationError', wrong.models.list(), 401);
 
@@ -176,9 +198,13 @@ async function main() {
     check('bad requests did not disturb the server', r2.choices[0].message.content.length > 0);
 
     // --- images and uploaded tables --------------------------------------------------------
-    const png = path.join(work, 'note.png');
-    execFileSync('convert', ['-size', '520x120', 'xc:white', '-font', 'DejaVu-Sans', '-fill', 'black', '-pointsize', '34',
-      '-annotate', '+20+70', 'Invoice total 4821 EUR', png]);
+    const ru = await client.chat.completions.create({ model, max_tokens: 4, mode: 'instant', messages: [{ role: 'user', content: [
+      { type: 'text', text: 'What does the note say?' }, { type: 'image_url', image_url: { url: `http://127.0.0.1:${imagePort}/note.png` } }] }] });
+    const fetched = ru.muse.attachments && ru.muse.attachments.find((a) => a.type === 'image');
+    check('image_url from an allowed host is fetched', fetched && /4821/.test(fetched.ocr_text), ru.muse.attachments);
+    await expectError('image_url 404 on the allowed host: 400 naming it', client.chat.completions.create({ model, max_tokens: 4, messages: [
+      { role: 'user', content: [{ type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: `http://127.0.0.1:${imagePort}/missing.png` } }] }] }),
+      400, (e) => /404/.test(e.message));
     const dataUri = 'data:image/png;base64,' + fs.readFileSync(png).toString('base64');
     const ri = await client.chat.completions.create({ model, max_tokens: 4, mode: 'instant', messages: [{ role: 'user', content: [
       { type: 'text', text: 'What does the note say?' }, { type: 'image_url', image_url: { url: dataUri } }] }] });
@@ -233,6 +259,7 @@ async function main() {
     srv.proc.kill('SIGTERM');
     const code = await waitExit(srv.proc, 30000);
     check('SIGTERM: exits 0', code === 0, code);
+    imageHost.close();
   }
 
   // --- a second server: a full queue answers 429; SIGTERM lets the running request finish ----
