@@ -627,6 +627,7 @@ std::string server::impl::metrics_text() {
     metric("muse_engine_batch_sequences_max", "gauge", "Most sequences sampled in one call.", (double) st.max_batch_seqs);
     metric("muse_engine_multi_sequence_calls_total", "counter", "Calls that sampled two or more sequences.", (double) st.multi_seq_calls);
     metric("muse_engine_decode_seconds_total", "counter", "Time inside llama_decode.", st.decode_us / 1e6);
+    metric("muse_engine_step_seconds_total", "counter", "Time of whole engine steps: batch building, decode, sampling, events.", st.step_us / 1e6);
     metric("muse_engine_live_sequences", "gauge", "Sequences alive in the engine.", st.live_sequences);
     metric("muse_engine_kv_full_total", "counter", "llama_decode calls that found the KV cache full.", (double) st.kv_full_events);
     metric("muse_prompt_cache_hits_total", "counter", "Sequences that started from a cached prompt.", (double) st.prompt_cache_hits);
