@@ -2,7 +2,7 @@
 // OpenAI-compatible /v1/chat/completions for a bounded time. Each client sends requests one
 // after another (a unique prompt each, so no prompt cache helps either server) and reads
 // the SSE stream to its end. Prints one JSON line: requests, errors (with samples), time to
-// first token p50/p99, wall time.
+// first token p50/p99, wall time, and the tokens of complete answers (their usage) per second.
 // usage: node serve-load.cjs URL SECONDS CLIENTS MAX_TOKENS [EXTRA_JSON]
 'use strict';
 const [url, seconds, clients, maxTokens, extra] = process.argv.slice(2);
@@ -63,12 +63,13 @@ async function one(client, n, stats) {
   }
   stats.requests++;
   if (err) { stats.errors++; if (stats.samples.length < 5) stats.samples.push(err); }
+  else if (tokens !== null) stats.good_tokens += tokens;  // delivered in a complete answer (usage)
   if (first) stats.ttft.push(first - t0);
   stats.chunks += chunks;
 }
 
 async function main() {
-  const stats = { requests: 0, errors: 0, samples: [], ttft: [], chunks: 0, empty: 0, empty_samples: [] };
+  const stats = { requests: 0, errors: 0, samples: [], ttft: [], chunks: 0, empty: 0, empty_samples: [], good_tokens: 0 };
   const t0 = performance.now();
   const deadline = t0 + Number(seconds) * 1000;
   await Promise.all(Array.from({ length: Number(clients) }, async (_, c) => {
@@ -78,6 +79,7 @@ async function main() {
   const q = (p) => { const s = [...stats.ttft].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))] : NaN; };
   console.log(JSON.stringify({ requests: stats.requests, errors: stats.errors, error_samples: stats.samples, wall_s: wall,
                                ttft_p50_ms: q(0.5), ttft_p99_ms: q(0.99), content_chunks: stats.chunks,
-                               empty_answers: stats.empty, empty_samples: stats.empty_samples }));
+                               empty_answers: stats.empty, empty_samples: stats.empty_samples, good_tokens: stats.good_tokens,
+                               good_tokens_per_s: stats.good_tokens / wall }));
 }
 main();
