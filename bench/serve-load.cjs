@@ -1,7 +1,11 @@
 // Load generator for bench/run-serve: C concurrent streaming clients against an
 // OpenAI-compatible /v1/chat/completions for a bounded time. Each client sends requests one
 // after another (a unique prompt each, so no prompt cache helps either server) and reads
-// the SSE stream to its end. Prints one JSON line: requests, errors (with samples), time to
+// the SSE stream to its end. Request n of client c asks for a length drawn from
+// [MAX_TOKENS/2, 3*MAX_TOKENS/2] by a fixed formula (mean MAX_TOKENS), the same sequence for
+// every server: with one fixed length all clients would finish and restart in lockstep, and a
+// server whose requests fail early (and so fall out of step) would be measured on a different
+// load. Prints one JSON line: requests, errors (with samples), time to
 // first token p50/p99, wall time, and the tokens of complete answers (their usage) per second.
 // usage: node serve-load.cjs URL SECONDS CLIENTS MAX_TOKENS [EXTRA_JSON]
 'use strict';
@@ -9,6 +13,12 @@ const [url, seconds, clients, maxTokens, extra] = process.argv.slice(2);
 const extraBody = extra ? JSON.parse(extra) : {};
 const words = ('the river carries light across stones while a quiet town counts its bridges and lanterns ' +
                'in the evening market where traders sell maps of distant harbours').split(' ');
+
+function length(client, n) {
+  const m = Number(maxTokens);
+  const lo = Math.max(1, Math.round(m / 2)), span = m + 1;
+  return lo + ((client * 37 + n * 101 + 13) % span);
+}
 
 function prompt(client, n) {
   const w = [];
@@ -22,7 +32,7 @@ async function one(client, n, stats) {
   try {
     const r = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ messages: [{ role: 'user', content: prompt(client, n) }], max_tokens: Number(maxTokens),
+      body: JSON.stringify({ messages: [{ role: 'user', content: prompt(client, n) }], max_tokens: length(client, n),
                              temperature: 0.7, stream: true, stream_options: { include_usage: true }, ...extraBody }),
     });
     if (r.status !== 200) {
