@@ -178,6 +178,25 @@ TEST_P(chat_test, bad_role_is_named) {
 INSTANTIATE_TEST_SUITE_P(families, chat_test, ::testing::Values(test::QWEN, test::GLIMMER),
                          [](const auto & info) { return info.param == test::QWEN ? "qwen" : "glimmer"; });
 
+// Streams pieces through a parser of the prompt's format and returns what it reported.
+struct parsed_stream {
+    std::string reasoning, content;
+};
+
+parsed_stream parse_pieces(chat_output_parser & p, const std::vector<std::string> & pieces) {
+    std::vector<chat_delta> deltas;
+    for (const auto & piece : pieces) {
+        p.update(piece, false, deltas);
+    }
+    p.update("", true, deltas);
+    parsed_stream out;
+    for (const auto & d : deltas) {
+        out.reasoning += d.reasoning;
+        out.content += d.content;
+    }
+    return out;
+}
+
 // The parser side of formats, on text a real model would write.
 TEST(chat_parse, glimmer_reasoning_content_and_tool_calls) {
     chat_prompt_options opts;
@@ -212,19 +231,10 @@ TEST(chat_parse, assistant_prefix_opens_the_reasoning) {
         ASSERT_TRUE(cp.reasoning);
         EXPECT_NE(cp.prompt.find("I am agent 1."), std::string::npos);
 
-        chat_output_parser      p(cp.parser);
-        std::vector<chat_delta> deltas;
-        for (const std::string & piece : { std::string(" Thinking."), cp.syntax.forced, std::string("Done.") }) {
-            p.update(piece, false, deltas);
-        }
-        p.update("", true, deltas);
-        std::string reasoning, content;
-        for (const auto & d : deltas) {
-            reasoning += d.reasoning;
-            content += d.content;
-        }
-        EXPECT_NE(reasoning.find("Thinking."), std::string::npos) << family << ": " << reasoning;
-        EXPECT_EQ(content, "Done.") << family << " (reasoning: " << reasoning << ")";
+        chat_output_parser p(cp.parser);
+        const parsed_stream out = parse_pieces(p, { " Thinking.", cp.syntax.forced, "Done." });
+        EXPECT_NE(out.reasoning.find("Thinking."), std::string::npos) << family << ": " << out.reasoning;
+        EXPECT_EQ(out.content, "Done.") << family << " (reasoning: " << out.reasoning << ")";
     }
 }
 
@@ -235,20 +245,11 @@ TEST(chat_parse, qwen_reasoning_is_separated_from_content_while_streaming) {
     chat_prompt cp;
     ASSERT_FALSE(format_chat(test::shared_model(test::QWEN), opts, cp));
 
-    chat_output_parser      p(cp.parser);
-    std::vector<chat_delta> deltas;
-    for (const char * piece : { "Let me ", "think.", "\n</think>", "\n\nHello", " there!" }) {
-        p.update(piece, false, deltas);
-    }
-    p.update("", true, deltas);
-    std::string reasoning, content;
-    for (const auto & d : deltas) {
-        reasoning += d.reasoning;
-        content += d.content;
-    }
+    chat_output_parser  p(cp.parser);
+    const parsed_stream out = parse_pieces(p, { "Let me ", "think.", "\n</think>", "\n\nHello", " there!" });
     // The template's own newline before </think> stays in the reasoning, as llama-server reports it.
-    EXPECT_EQ(reasoning, "Let me think.\n");
-    EXPECT_EQ(content, "Hello there!");
+    EXPECT_EQ(out.reasoning, "Let me think.\n");
+    EXPECT_EQ(out.content, "Hello there!");
 }
 
 
@@ -262,21 +263,12 @@ TEST(chat_parse, qwen_output_leaving_the_format_keeps_what_was_understood) {
     chat_prompt cp;
     ASSERT_FALSE(format_chat(test::shared_model(test::QWEN), opts, cp));
 
-    chat_output_parser      p(cp.parser);
-    std::vector<chat_delta> deltas;
-    for (const char * piece : { "Let me ", "think.", "x\xE1\xB2y", " more" }) {
-        p.update(piece, false, deltas);
-    }
-    p.update("", true, deltas);
-    std::string reasoning, content;
-    for (const auto & d : deltas) {
-        reasoning += d.reasoning;
-        content += d.content;
-    }
-    EXPECT_EQ(reasoning, "Let me think.");
-    EXPECT_EQ(content, "x\xE1\xB2y more");
-    EXPECT_EQ(p.message().reasoning_content, reasoning);
-    EXPECT_EQ(p.message().content, content);
+    chat_output_parser  p(cp.parser);
+    const parsed_stream out = parse_pieces(p, { "Let me ", "think.", "x\xE1\xB2y", " more" });
+    EXPECT_EQ(out.reasoning, "Let me think.");
+    EXPECT_EQ(out.content, "x\xE1\xB2y more");
+    EXPECT_EQ(p.message().reasoning_content, out.reasoning);
+    EXPECT_EQ(p.message().content, out.content);
 }
 
 }  // namespace

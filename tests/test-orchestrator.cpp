@@ -624,9 +624,17 @@ TEST(orchestrator, client_tools_stop_the_agent_and_come_back_as_calls) {
     r            = orch.run(req);
     EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
     EXPECT_TRUE(has(r.err.message, "client tools")) << r.err.message;
+    // A request the router sends to contemplating goes to thinking when client tools come with it.
+    const std::string hard =
+        "I need to design a caching layer for our API. 1. Write a C++ function that estimates the hit rate given "
+        "a Zipf distribution with exponent 1.2 over 10^6 keys. 2. Calculate the expected memory use for a cache of "
+        "50,000 entries of 2 KB each, and compare LRU versus LFU eviction. Which would you pick and why?";
+    ASSERT_EQ(route_request(hard, 0).mode, MODE_CONTEMPLATING) << "the test needs a request routed to contemplating";
     req.opt.mode = MODE_AUTO;
-    req.messages = { { "user", "Compare the weather in Oslo, Paris and Rome this week, step by step, and explain the trends in detail." } };
+    req.messages = { { "user", hard } };
     be.add(call);
     r = orch.run(req);
-    EXPECT_NE(r.mode, MODE_CONTEMPLATING);
+    EXPECT_EQ(r.mode, MODE_THINKING);
+    EXPECT_TRUE(has(r.mode_reason, "client tools")) << r.mode_reason;
+    EXPECT_EQ(r.finish, FINISH_TOOL_CALLS);
 }

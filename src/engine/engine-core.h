@@ -44,9 +44,6 @@ struct engine_sequence {
     int32_t                  chunk       = 0;   // prompt tokens in the current batch
     int32_t                  batch_idx   = -1;  // output row in the current batch
     llama_token              pending     = LLAMA_TOKEN_NULL;  // sampled, not yet decoded
-    llama_token              picked      = LLAMA_TOKEN_NULL;  // pick()'s token, for deliver()
-    float                    picked_logprob = 0.0f;
-    std::string              pick_error;                      // the sampler threw
 
     common_sampler_ptr smpl;
     bool               greedy = false;  // sample() may take the argmax of the logits directly
@@ -131,13 +128,8 @@ struct engine_core {
     float token_logprob(int32_t batch_idx, llama_token tok) const;
     void update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
                       clock_type::time_point t_step);  // under stats_mu
-    // Sampling in two halves: pick() draws the token (touches only the sequence's own
-    // sampler and the logits, so the sequences of a step pick in parallel); deliver() does
-    // the rest in order on the engine thread (events, stops, finishing).
     void sample(engine_sequence & s);
-    void pick(engine_sequence & s);
-    void deliver(engine_sequence & s);
-    void sample_all(const std::vector<engine_sequence *> & v);
+    void sample_or_fail(engine_sequence & s);  // sample(); a sampler that throws fails its sequence
     void on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch);
     void publish_stats();
 

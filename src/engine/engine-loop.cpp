@@ -600,7 +600,6 @@ void engine_core::step() {
     int32_t n_sampled = 0;
     int32_t n_prefill = 0;
     in_step           = true;
-    std::vector<engine_sequence *> to_sample;
     for (engine_sequence * s : in_batch) {
         if (s->state == SEQ_PREFILL) {
             s->n_past += s->chunk;
@@ -620,9 +619,8 @@ void engine_core::step() {
             s->n_past++;
         }
         n_sampled++;
-        to_sample.push_back(s);
+        sample_or_fail(*s);
     }
-    sample_all(to_sample);
     // Images are decoded in calls of their own (a batch holds tokens or embeddings, not both),
     // after the tokens of this step were sampled.
     for (engine_sequence * s : at_embedding) {
@@ -698,7 +696,17 @@ void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {
     }
     s.batch_idx = n - 1;
     n_sampled++;
-    sample(s);
+    sample_or_fail(s);
+}
+
+void engine_core::sample_or_fail(engine_sequence & s) {
+    try {
+        sample(s);
+    } catch (const std::exception & e) {
+        // A sampler that throws (e.g. a grammar with no way forward) ends its own sequence;
+        // the loop goes on.
+        fail(s, { ERROR_INTERNAL, std::string("sampling failed: ") + e.what() });
+    }
 }
 
 void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
@@ -720,73 +728,18 @@ void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_
 }
 
 void engine_core::sample(engine_sequence & s) {
-    pick(s);
-    deliver(s);
-}
-
-void engine_core::pick(engine_sequence & s) {
-    s.pick_error.clear();
-    try {
-        llama_token tok;
-        if (s.greedy) {
-            // Greedy with nothing that reshapes the logits: the argmax of the raw logits is
-            // what the sampler chain would pick, without copying the vocabulary into candidates.
-            const float * logits  = llama_get_logits_ith(ctx.get(), s.batch_idx);
-            const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-            tok                   = (llama_token) (std::max_element(logits, logits + n_vocab) - logits);
-        } else {
-            tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);
-        }
-        s.picked_logprob = s.req.logprobs ? token_logprob(s.batch_idx, tok) : 0.0f;
-        common_sampler_accept(s.smpl.get(), tok, true);
-        s.picked = tok;
-    } catch (const std::exception & e) {
-        // A sampler that throws (e.g. a grammar with no way forward) ends its own sequence.
-        s.pick_error = std::string("sampling failed: ") + e.what();
-    }
-}
-
-void engine_core::sample_all(const std::vector<engine_sequence *> & v) {
-    // Sampling a large vocabulary costs about a millisecond per sequence, all of it between
-    // two decode calls while the compute threads wait: the sequences of a step pick on up to
-    // n_threads threads. The first logits access (which synchronises the context and puts
-    // its outputs in order) happens here, before any helper reads them.
-    const size_t n_threads = params.n_threads > 0 ? (size_t) params.n_threads : std::max(1u, std::thread::hardware_concurrency());
-    const size_t n_workers = std::min(n_threads, v.size());
-    if (n_workers > 1) {
-        llama_synchronize(ctx.get());
-        llama_get_logits_ith(ctx.get(), v.front()->batch_idx);
-        std::vector<std::thread> helpers;
-        for (size_t w = 1; w < n_workers; ++w) {
-            helpers.emplace_back([this, &v, w, n_workers] {
-                for (size_t i = w; i < v.size(); i += n_workers) {
-                    pick(*v[i]);
-                }
-            });
-        }
-        for (size_t i = 0; i < v.size(); i += n_workers) {
-            pick(*v[i]);
-        }
-        for (auto & t : helpers) {
-            t.join();
-        }
+    llama_token tok;
+    if (s.greedy) {
+        // Greedy with nothing that reshapes the logits: the argmax of the raw logits is what
+        // the sampler chain would pick, without copying the whole vocabulary into candidates.
+        const float * logits  = llama_get_logits_ith(ctx.get(), s.batch_idx);
+        const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+        tok                   = (llama_token) (std::max_element(logits, logits + n_vocab) - logits);
     } else {
-        for (engine_sequence * s : v) {
-            pick(*s);
-        }
+        tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);
     }
-    for (engine_sequence * s : v) {
-        deliver(*s);
-    }
-}
-
-void engine_core::deliver(engine_sequence & s) {
-    if (!s.pick_error.empty()) {
-        fail(s, { ERROR_INTERNAL, s.pick_error });
-        return;
-    }
-    const llama_token tok     = s.picked;
-    const float       logprob = s.picked_logprob;
+    const float logprob = s.req.logprobs ? token_logprob(s.batch_idx, tok) : 0.0f;
+    common_sampler_accept(s.smpl.get(), tok, true);
     if (s.n_generated == 0) {
         s.t_first = clock_type::now();
     }

@@ -35,26 +35,6 @@ namespace muse {
 
 namespace {
 
-// The container by its first bytes.
-std::string sniff_format(const std::string & b) {
-    auto starts = [&](const char * magic, size_t n) { return b.size() >= n && std::memcmp(b.data(), magic, n) == 0; };
-    if (starts("\x89PNG\r\n\x1a\n", 8)) {
-        return "png";
-    }
-    if (starts("\xFF\xD8\xFF", 3)) {
-        return "jpeg";
-    }
-    if (starts("GIF87a", 6) || starts("GIF89a", 6)) {
-        return "gif";
-    }
-    if (starts("BM", 2) && b.size() >= 26) {
-        return "bmp";
-    }
-    if (b.size() >= 12 && std::memcmp(b.data(), "RIFF", 4) == 0 && std::memcmp(b.data() + 8, "WEBP", 4) == 0) {
-        return "webp";
-    }
-    return "";
-}
 
 uint32_t rd_be32(const std::string & b, size_t at) {
     return ((uint32_t) (uint8_t) b[at] << 24) | ((uint32_t) (uint8_t) b[at + 1] << 16) | ((uint32_t) (uint8_t) b[at + 2] << 8) |
@@ -115,6 +95,26 @@ const named_colour k_colours[] = {
 
 }  // namespace
 
+std::string image_format(const std::string & b) {
+    auto starts = [&](const char * magic, size_t n) { return b.size() >= n && std::memcmp(b.data(), magic, n) == 0; };
+    if (starts("\x89PNG\r\n\x1a\n", 8)) {
+        return "png";
+    }
+    if (starts("\xFF\xD8\xFF", 3)) {
+        return "jpeg";
+    }
+    if (starts("GIF87a", 6) || starts("GIF89a", 6)) {
+        return "gif";
+    }
+    if (starts("BM", 2) && b.size() >= 26) {
+        return "bmp";
+    }
+    if (b.size() >= 12 && std::memcmp(b.data(), "RIFF", 4) == 0 && std::memcmp(b.data() + 8, "WEBP", 4) == 0) {
+        return "webp";
+    }
+    return "";
+}
+
 error load_image_bytes(const std::string & name, const std::string & bytes, const image_limits & lim, image & out) {
     const std::string source = file_name(name);
     auto bad = [&](const std::string & why) { return error{ ERROR_BAD_INPUT, source + ": " + why }; };
@@ -125,7 +125,7 @@ error load_image_bytes(const std::string & name, const std::string & bytes, cons
         return bad(std::to_string(bytes.size()) + " bytes, over the " + std::to_string(lim.max_bytes) +
                    "-byte limit for an image; resize or recompress it");
     }
-    const std::string format = sniff_format(bytes);
+    const std::string format = image_format(bytes);
     if (format == "webp") {
         return bad("WebP images are not supported by this build's decoder; convert it to PNG or JPEG");
     }

@@ -36,6 +36,9 @@ struct image {
     std::vector<uint8_t> rgb;     // width * height * 3, row-major
 };
 
+// The container by its first bytes: png, jpeg, gif, bmp, webp, or "" when none of them.
+std::string image_format(const std::string & bytes);
+
 error load_image_file(const std::string & path, const image_limits & lim, image & out);
 error load_image_bytes(const std::string & name, const std::string & bytes, const image_limits & lim, image & out);
 // data:image/png;base64,.... (other media types and non-base64 URIs are refused).

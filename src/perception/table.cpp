@@ -531,18 +531,16 @@ error table_store::load_file(const std::string & path, table_info & out) {
     if (error e = read_file_capped(path, lim.max_bytes, "data file", "split it or filter it first", bytes)) {
         return e;
     }
-    std::string hint;
-    const std::string ext = lower(path.substr(path.find_last_of('.') == std::string::npos ? path.size() : path.find_last_of('.')));
-    if (ext == ".csv") {
-        hint = "csv";
-    } else if (ext == ".tsv" || ext == ".tab") {
-        hint = "tsv";
-    } else if (ext == ".json") {
-        hint = "json";
-    } else if (ext == ".jsonl" || ext == ".ndjson") {
-        hint = "jsonl";
-    }
-    return load_bytes(path, bytes, hint, out);
+    return load_bytes(path, bytes, table_format_for(path), out);
+}
+
+std::string table_format_for(const std::string & name) {
+    const std::string ext = lower(name.substr(name.find_last_of('.') == std::string::npos ? name.size() : name.find_last_of('.')));
+    if (ext == ".csv") return "csv";
+    if (ext == ".tsv" || ext == ".tab") return "tsv";
+    if (ext == ".json") return "json";
+    if (ext == ".jsonl" || ext == ".ndjson") return "jsonl";
+    return "";
 }
 
 error table_store::load_bytes(const std::string & name, const std::string & input, const std::string & format_hint,

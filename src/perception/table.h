@@ -78,6 +78,10 @@ struct query_limits {
     size_t  max_cell   = 80;     // bytes shown per cell
 };
 
+// The format a file name announces (.csv .tsv .tab .json .jsonl .ndjson), or "" (sniffed
+// from the content when loaded).
+std::string table_format_for(const std::string & name);
+
 class table_store {
   public:
     explicit table_store(table_limits limits = {});

@@ -381,9 +381,8 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     if (!body.is_object()) {
         return bad_request("", "the request body must be a JSON object");
     }
-    out = chat_api_request{};
+    out = chat_api_request{};  // ask_options' defaults: sampling, built-in tools
     ask_options & opt = out.ask.opt;
-    opt.sampling      = ask_options::default_sampling();
     bool   present    = false;
     double d          = 0;
     int64_t i         = 0;
@@ -499,7 +498,6 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     }
 
     if (api_error e = parse_tools(body, lim, opt)) return e;
-    opt.tools = { "calculator", "current_datetime" };
 
     // Uploaded files.
     if (auto at = body.find("attachments"); at != body.end() && !at->is_null()) {
@@ -551,12 +549,11 @@ const char * openai_finish_reason(finish_reason f) {
 }
 
 ojson usage_json(const std::vector<ask_result> & results) {
-    int64_t prompt = 0, cached = 0, completion = 0, reasoning = 0;
+    int64_t prompt = 0, cached = 0, completion = 0;
     for (const auto & r : results) {
         prompt += r.use.prompt_tokens_prefilled + r.use.prompt_tokens_reused;
         cached += r.use.prompt_tokens_reused;
         completion += r.use.completion_tokens;
-        (void) reasoning;
     }
     return { { "prompt_tokens", prompt },
              { "completion_tokens", completion },

@@ -196,28 +196,6 @@ std::string bearer_token(const httplib::Request & req) {
     return req.get_header_value("X-Api-Key");
 }
 
-// The kind and format of an uploaded file, from its bytes and name.
-bool classify_upload(const std::string & name, const std::string & bytes, std::string & kind, std::string & format) {
-    auto starts = [&](const char * magic, size_t n) { return bytes.size() >= n && memcmp(bytes.data(), magic, n) == 0; };
-    if (starts("\x89PNG", 4)) { kind = "image"; format = "png"; return true; }
-    if (starts("\xFF\xD8\xFF", 3)) { kind = "image"; format = "jpeg"; return true; }
-    if (starts("GIF8", 4)) { kind = "image"; format = "gif"; return true; }
-    if (starts("BM", 2) && bytes.size() > 26) { kind = "image"; format = "bmp"; return true; }
-    if (starts("RIFF", 4) && bytes.size() > 12 && bytes.compare(8, 4, "WEBP") == 0) { kind = "image"; format = "webp"; return true; }
-    std::string ext;
-    if (auto dot = name.rfind('.'); dot != std::string::npos) {
-        ext = name.substr(dot + 1);
-        std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-    }
-    kind = "table";
-    if (ext == "csv" || ext == "txt") format = "csv";
-    else if (ext == "tsv" || ext == "tab") format = "tsv";
-    else if (ext == "json") format = "json";
-    else if (ext == "jsonl" || ext == "ndjson") format = "jsonl";
-    else format = "";  // sniffed when loaded
-    return true;
-}
-
 }  // namespace
 
 struct server::impl {
@@ -466,10 +444,11 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
             if (job->err) {
                 s += "data: " + error_json(job->err).dump() + "\n\n";
             } else {
+                const ojson read = att->empty() ? ojson() : att->to_json();
                 for (int i = 0; i < n; ++i) {
                     for (auto & c : builder->finish(i, job->results[i])) {
-                        if (!att->empty() && c.contains("muse") && c["muse"].value("event", "") == "done") {
-                            c["muse"]["result"]["attachments"] = att->to_json();
+                        if (!read.is_null() && c.contains("muse") && c["muse"].value("event", "") == "done") {
+                            c["muse"]["result"]["attachments"] = read;
                         }
                         s += "data: " + c.dump() + "\n\n";
                     }
@@ -506,10 +485,11 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
         ojson out = completion_json(id, created, model, job->results);
         if (!att->empty()) {
             // What the model read for each image and table (OCR text, table summary).
+            const ojson read = att->to_json();
             if (out.contains("muse")) {
-                out["muse"]["attachments"] = att->to_json();
+                out["muse"]["attachments"] = read;
             } else {
-                for (auto & c : out["choices"]) c["muse"]["attachments"] = att->to_json();
+                for (auto & c : out["choices"]) c["muse"]["attachments"] = read;
             }
         }
         res.set_content(out.dump(), "application/json");
@@ -561,7 +541,9 @@ void server::impl::handle_file_upload(const httplib::Request & req, httplib::Res
     f.user     = user;
     f.filename = part.filename.empty() ? "upload" : part.filename.substr(0, 255);
     f.purpose  = req.form.has_field("purpose") ? req.form.get_field("purpose").substr(0, 64) : "user_data";
-    classify_upload(f.filename, part.content, f.kind, f.format);
+    const bool is_image = !image_format(part.content).empty();
+    f.kind              = is_image ? "image" : "table";
+    f.format            = is_image ? "" : table_format_for(f.filename);  // an image's comes from decoding
     // Check it now, so that a broken file is refused at upload and not in a later chat.
     error e;
     if (f.kind == "image") {
