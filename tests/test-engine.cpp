@@ -15,31 +15,8 @@ using namespace muse;
 
 namespace {
 
-struct run_result {
-    std::vector<llama_token> tokens;
-    std::string              text;
-    finish_reason            finish = FINISH_NONE;
-    usage                    use;
-    error                    err;
-};
-
-run_result drain(sequence_handle & h) {
-    run_result     r;
-    sequence_event ev;
-    while (h.next(ev)) {
-        if (ev.type == sequence_event::TOKEN) {
-            if (ev.token != LLAMA_TOKEN_NULL) {
-                r.tokens.push_back(ev.token);
-            }
-            r.text += ev.text;
-        } else {
-            r.finish = ev.finish;
-            r.use    = ev.use;
-            r.err    = ev.err;
-        }
-    }
-    return r;
-}
+using run_result = test::drained;
+using test::drain;
 
 sequence_request greedy(const std::string & prompt, int32_t max_tokens) {
     sequence_request r;

@@ -66,4 +66,23 @@ const model & shared_model(test_family f) {
     return *m;
 }
 
+drained drain(sequence_handle & h) {
+    drained        d;
+    sequence_event ev;
+    while (h.next(ev)) {
+        if (ev.type == sequence_event::TOKEN) {
+            if (ev.token != LLAMA_TOKEN_NULL) {  // a text-only event (held-back text) carries no token
+                d.tokens.push_back(ev.token);
+                d.logprobs.push_back(ev.logprob);
+            }
+            d.text += ev.text;
+        } else {
+            d.finish = ev.finish;
+            d.use    = ev.use;
+            d.err    = ev.err;
+        }
+    }
+    return d;
+}
+
 }  // namespace muse::test

@@ -1,10 +1,12 @@
 #pragma once
 // Generated random-weight models for tests, created on first use in the build tree.
 
+#include "engine/engine.h"
 #include "engine/model.h"
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace muse::test {
 
@@ -19,5 +21,17 @@ std::string scratch_dir();
 
 // The loaded model of a family, shared by the tests of one binary.
 const model & shared_model(test_family f);
+
+// A sequence read to its end: the tokens generated (with their log-probabilities when the
+// request asked for them), the text, and the DONE event's finish, usage and error.
+struct drained {
+    std::vector<llama_token> tokens;
+    std::vector<float>       logprobs;
+    std::string              text;
+    finish_reason            finish = FINISH_NONE;
+    usage                    use;
+    error                    err;
+};
+drained drain(sequence_handle & h);
 
 }  // namespace muse::test

@@ -112,27 +112,8 @@ TEST(vision, a_model_without_a_projector_says_what_to_do) {
     EXPECT_NE(err.message.find("--mmproj"), std::string::npos) << err.message;
 }
 
-struct drained {
-    std::vector<llama_token> tokens;
-    std::vector<float>       logprobs;
-    usage                    use;
-    error                    err;
-};
-
-drained drain(sequence_handle & h) {
-    drained        d;
-    sequence_event ev;
-    while (h.next(ev)) {
-        if (ev.type == sequence_event::TOKEN) {
-            d.tokens.push_back(ev.token);
-            d.logprobs.push_back(ev.logprob);
-        } else {
-            d.use = ev.use;
-            d.err = ev.err;
-        }
-    }
-    return d;
-}
+using test::drain;
+using test::drained;
 
 // A prompt of text, an image's embedding block, and more text, as tokens.
 sequence_request image_prompt(const engine & eng, const std::string & before, const image_embedding & img,
