@@ -52,6 +52,9 @@ struct options {
     int32_t     retries       = 5;
     int32_t     seed          = 42;
     bool        warmup        = true;
+    bool        contemplating = true;  // which tests run (--only)
+    bool        thinking      = true;
+    bool        thinking_seq  = true;
 };
 
 void print_usage(const char * argv0) {
@@ -75,6 +78,8 @@ void print_usage(const char * argv0) {
         "      --seed N            first sampling seed, 0-2147483647 (default: 42)\n"
         "      --prompt-out FILE   write the prompt text (the user message) to FILE\n"
         "      --no-warmup         skip the warm-up thinking run\n"
+        "      --only LIST         run only these tests, comma-separated: contemplating, thinking,\n"
+        "                          thinking_seq (default: all three)\n"
         "  -h, --help              this help\n"
         "\n"
         "stdout: JSON lines {\"test\": \"contemplating\" | \"contemplating_answers\" | \"thinking\" | \"thinking_seq\",\n"
@@ -101,6 +106,27 @@ bool parse_args(int argc, char ** argv, options & o) {
         if (a.int_value("--retries", 0, 100, o.retries)) continue;
         if (a.int_value("--seed", 0, 2147483647, o.seed)) continue;
         if (a.flag("--no-warmup")) { o.warmup = false; continue; }
+        if (std::string list; a.value("--only", list)) {
+            o.contemplating = o.thinking = o.thinking_seq = false;
+            for (size_t b = 0; b <= list.size() && a.error.empty();) {
+                size_t e = list.find(',', b);
+                if (e == std::string::npos) {
+                    e = list.size();
+                }
+                const std::string t = list.substr(b, e - b);
+                if (t == "contemplating") {
+                    o.contemplating = true;
+                } else if (t == "thinking") {
+                    o.thinking = true;
+                } else if (t == "thinking_seq") {
+                    o.thinking_seq = true;
+                } else {
+                    a.error = "--only: unknown test '" + t + "' (contemplating, thinking, thinking_seq)";
+                }
+                b = e + 1;
+            }
+            continue;
+        }
         a.error = "unknown option '" + a.peek() + "' (see --help)";
     }
     if (a.error.empty() && o.model.empty()) {
@@ -357,8 +383,8 @@ int main(int argc, char ** argv) {
     };
 
     for (int round = 1; round <= o.rounds; ++round) {
-        fprintf(stderr, "[modes-bench] round %d: contemplating K=%d\n", round, o.agents);
-        {
+        if (o.contemplating) {
+            fprintf(stderr, "[modes-bench] round %d: contemplating K=%d\n", round, o.agents);
             run_outcome r = measure(muse::MODE_CONTEMPLATING);
             emit("contemplating", round, r.wall_ms, { r });
             // The same run up to the moment all K solvers had answered: what llama-server's
@@ -370,13 +396,13 @@ int main(int argc, char ** argv) {
                 }
             }
         }
-        fprintf(stderr, "[modes-bench] round %d: thinking x1\n", round);
-        {
+        if (o.thinking) {
+            fprintf(stderr, "[modes-bench] round %d: thinking x1\n", round);
             run_outcome r = measure(muse::MODE_THINKING);
             emit("thinking", round, r.wall_ms, { r });
         }
-        fprintf(stderr, "[modes-bench] round %d: thinking x%d sequential\n", round, o.agents);
-        {
+        if (o.thinking_seq) {
+            fprintf(stderr, "[modes-bench] round %d: thinking x%d sequential\n", round, o.agents);
             // K independent requests one after the other: the sum of their wall times (a retry
             // after an early stop replaces a run, it is not added).
             std::vector<run_outcome> runs;

@@ -114,6 +114,44 @@ TEST_P(chat_test, budget_forcing_ends_reasoning_at_the_budget_and_the_answer_fol
     EXPECT_FALSE(reasoning_after_content);
 }
 
+// The engine's fast top-k sampler picks exactly the tokens llama.cpp's common sampler picks,
+// through a reasoning budget that forces the closing sequence mid-way.
+TEST_P(chat_test, fast_sampling_picks_the_tokens_of_llama_cpps_sampler) {
+    auto req                 = ask("Think about rivers, then answer.");
+    req.reasoning            = REASONING_ON;
+    req.reasoning_budget     = 10;
+    req.max_tokens           = 40;
+    req.sampling.temperature = 0.9f;
+    req.sampling.seed        = 11;
+    sequence_request sr;
+    chat_prompt      cp;
+    ASSERT_FALSE(be->build(req, sr, cp));
+
+    engine_params p;
+    p.n_ctx         = 4096;
+    p.n_seq_max     = 4;
+    p.n_threads     = 2;
+    p.fast_sampling = false;
+    error err;
+    auto  reference = engine::create(test::shared_model(GetParam()), p, err);
+    ASSERT_TRUE(reference) << err.message;
+
+    for (int i = 0; i < 2; ++i) {
+        sr.sampling.seed = 11 + i;
+        auto hf          = eng->submit(sr);
+        auto hs          = reference->submit(sr);
+        auto fast        = test::drain(hf);
+        auto slow        = test::drain(hs);
+        ASSERT_FALSE(fast.err) << fast.err.message;
+        ASSERT_FALSE(slow.err) << slow.err.message;
+        EXPECT_EQ(fast.tokens.size(), 40u);
+        EXPECT_EQ(fast.tokens, slow.tokens) << "seed " << sr.sampling.seed;
+        const auto forced = common_tokenize(llama_model_get_vocab(eng->get_model().get()), sr.reasoning_forced, false, true);
+        EXPECT_NE(std::search(fast.tokens.begin(), fast.tokens.end(), forced.begin(), forced.end()), fast.tokens.end())
+            << "the budget forced the end of the reasoning";
+    }
+}
+
 TEST_P(chat_test, unlimited_reasoning_keeps_going) {
     auto req       = ask("Think.");
     req.reasoning  = REASONING_ON;

@@ -127,11 +127,16 @@ TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
     ask_result   r = orch.run(contemplate("What is 3 + 4?"));
     ASSERT_FALSE(r.err) << r.err.message;
     auto reqs = be.requests();
-    ASSERT_EQ(reqs.size(), 5u);  // without a planner: one prefix (conversation + team), then 4 solvers
+    ASSERT_EQ(reqs.size(), 5u);  // without a planner: one prefix (conversation + answer format), then 4 solvers
     ASSERT_TRUE(is_prefix(reqs[0]));
     EXPECT_TRUE(reqs[0].retain);
-    EXPECT_TRUE(has(last_user(reqs[0]), "4 agents answer independently"));
-    EXPECT_TRUE(has(last_user(reqs[0]), "backward verifier")) << "every role is described once, in the shared part";
+    EXPECT_TRUE(has(last_user(reqs[0]), "Final answer:")) << "the answer format is in the shared part";
+    EXPECT_FALSE(has(last_user(reqs[0]), "backward verifier")) << "roles are each agent's own";
+    std::set<std::string> openings;
+    for (size_t i = 1; i < reqs.size(); ++i) {
+        openings.insert(reqs[i].assistant_prefix);
+    }
+    EXPECT_EQ(openings.count("I am agent 2 of 4, the backward verifier."), 1u) << "a role opens the agent's reasoning";
     int solvers = 0;
     for (size_t i = 1; i < reqs.size(); ++i) {
         ASSERT_TRUE(is_solver(reqs[i]));

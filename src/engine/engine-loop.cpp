@@ -434,20 +434,24 @@ void engine_core::submit(engine_command & c) {
         fail(*s, { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(s->req.parent) + " is not live or retained" }, false);
         return;
     }
-    try {
-        s->smpl.reset(make_sampler(s->req));
-    } catch (const std::exception & e) {
-        fail(*s, { ERROR_INVALID_ARGUMENT, std::string("sampler: ") + e.what() }, false);
-        return;
-    }
-    if (!s->smpl) {
-        fail(*s, { ERROR_INVALID_ARGUMENT, "the grammar could not be parsed" }, false);
-        return;
-    }
     int32_t n_suppress = 0;
     llama_vocab_get_suppress_tokens(vocab, &n_suppress);
     s->greedy = s->req.sampling.temperature <= 0 && s->req.sampling.repeat_penalty == 1.0f &&
                 s->req.grammar.grammar.empty() && s->req.reasoning_budget < 0 && n_suppress == 0;
+    try {
+        if (params.fast_sampling && !s->greedy && fast_sampler::supports(s->req, n_suppress)) {
+            s->fast = std::make_unique<fast_sampler>(vocab, llama_vocab_n_tokens(vocab), s->req);
+        } else {
+            s->smpl.reset(make_sampler(s->req));
+            if (!s->smpl) {
+                fail(*s, { ERROR_INVALID_ARGUMENT, "the grammar could not be parsed" }, false);
+                return;
+            }
+        }
+    } catch (const std::exception & e) {
+        fail(*s, { ERROR_INVALID_ARGUMENT, std::string("sampler: ") + e.what() }, false);
+        return;
+    }
     s->text.set_stops(s->req.stop);
     {
         std::lock_guard<std::mutex> lk(stats_mu);
@@ -735,11 +739,15 @@ void engine_core::sample(engine_sequence & s) {
         const float * logits  = llama_get_logits_ith(ctx.get(), s.batch_idx);
         const int32_t n_vocab = llama_vocab_n_tokens(vocab);
         tok                   = (llama_token) (std::max_element(logits, logits + n_vocab) - logits);
+    } else if (s.fast) {
+        tok = s.fast->sample(llama_get_logits_ith(ctx.get(), s.batch_idx));  // accepts it too
     } else {
         tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);
     }
     const float logprob = s.req.logprobs ? token_logprob(s.batch_idx, tok) : 0.0f;
-    common_sampler_accept(s.smpl.get(), tok, true);
+    if (!s.fast) {
+        common_sampler_accept(s.smpl.get(), tok, true);
+    }
     if (s.n_generated == 0) {
         s.t_first = clock_type::now();
     }

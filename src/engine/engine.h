@@ -37,6 +37,9 @@ struct engine_params {
     int32_t flash_attn = -1;   // -1: auto (off on CPU-only builds, else llama.cpp's choice), 0: off, 1: on
     bool    warmup     = true; // one throw-away decode on the engine thread before the first request
                                // (maps the weights in, starts the workers), as llama.cpp's tools do
+    // Top-k sampling straight from the logits (fast-sampler.h) where it applies: the same
+    // tokens as llama.cpp's common sampler, without its whole-vocabulary pass per token.
+    bool    fast_sampling = true;
 
     // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
     // used first out). A new sequence without a fork parent that shares at least
