@@ -25,14 +25,13 @@ std::string last_user(const chat_request & r) {
 
 bool is_prefix(const chat_request & r) { return r.max_tokens == 0; }
 bool is_planner(const chat_request & r) { return has(last_user(r), "Plan how a team"); }
-bool is_solver(const chat_request & r) { return has(r.assistant_prefix, "I am agent "); }
+bool is_solver(const chat_request & r) { return r.assistant_prefix.rfind("Agent ", 0) == 0; }
 bool is_refiner(const chat_request & r) { return has(last_user(r), "Your earlier answer"); }
 bool is_synth(const chat_request & r) { return has(last_user(r), "Write the one best answer"); }
 
-// The solver's position (0-based), from "You are agent N".
+// The solver's position (0-based), from "Agent N, <role>:".
 int solver_slot(const chat_request & r) {
-    const size_t pos = r.assistant_prefix.find("I am agent ");
-    return pos == std::string::npos ? -1 : std::atoi(r.assistant_prefix.c_str() + pos + 11) - 1;
+    return is_solver(r) ? std::atoi(r.assistant_prefix.c_str() + 6) - 1 : -1;
 }
 
 scripted_reply reply(std::string content, std::string reasoning = "", std::vector<float> lps = {}) {
@@ -136,7 +135,7 @@ TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
     for (size_t i = 1; i < reqs.size(); ++i) {
         openings.insert(reqs[i].assistant_prefix);
     }
-    EXPECT_EQ(openings.count("I am agent 2 of 4, the backward verifier."), 1u) << "a role opens the agent's reasoning";
+    EXPECT_EQ(openings.count("Agent 2, backward verifier:"), 1u) << "a role opens the agent's reasoning";
     int solvers = 0;
     for (size_t i = 1; i < reqs.size(); ++i) {
         ASSERT_TRUE(is_solver(reqs[i]));
