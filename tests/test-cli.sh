@@ -83,6 +83,9 @@ check "bad --mode exits 2" test $rc -eq 2
 check "bad --mode names the flag" grep -q -- "--mode" "$work/err.txt"
 "$muse" ask "hi" --agents 40 2> "$work/err.txt"; rc=$?
 check "--agents out of range exits 2" test $rc -eq 2
+"$muse" ask "hi" --presence-penalty 3 2> "$work/err.txt"; rc=$?
+check "--presence-penalty out of range exits 2" test $rc -eq 2
+check "--presence-penalty names the flag" grep -q -- "--presence-penalty" "$work/err.txt"
 "$muse" ask --model "$model" "Which is larger, 2^10 or 10^3? Compare them step by step." --mode contemplating --agents 4 \
   --budget 8 --max-tokens 8 --no-planner --seed 3 --json > "$work/contemplate.json" 2> "$work/err.txt"; rc=$?
 check "contemplating exits 0" test $rc -eq 0

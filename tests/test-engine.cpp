@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 using namespace muse;
@@ -304,9 +305,40 @@ TEST_F(engine_test, bad_fields_are_rejected_with_their_name) {
     h = eng->submit(req);
     EXPECT_EQ(drain(h).err.code, ERROR_INVALID_ARGUMENT);
 
+    req = greedy("hi", 4);
+    req.sampling.presence_penalty = 2.5f;
+    h = eng->submit(req);
+    r = drain(h);
+    EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(r.err.message.find("presence_penalty"), std::string::npos) << r.err.message;
+
     // The engine still serves after bad requests.
     h = eng->submit(greedy("hi", 4));
     EXPECT_FALSE(drain(h).err);
+}
+
+// OpenAI's presence and frequency penalties: a token already in the window loses logit, so a
+// greedy random-weight model that loops on a few tokens spreads out over more of them.
+TEST_F(engine_test, presence_and_frequency_penalties_discourage_repeats) {
+    auto eng = make();
+    auto distinct = [](const std::vector<llama_token> & t) { return std::set<llama_token>(t.begin(), t.end()).size(); };
+    auto run = [&](float presence, float frequency) {
+        auto req                       = greedy("Numbers: 1 2 3 4, then words.", 48);
+        req.sampling.presence_penalty  = presence;
+        req.sampling.frequency_penalty = frequency;
+        auto h                         = eng->submit(req);
+        auto r                         = drain(h);
+        EXPECT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.tokens.size(), 48u);
+        return r.tokens;
+    };
+    const auto plain     = run(0, 0);
+    const auto presence  = run(2, 0);
+    const auto frequency = run(0, 2);
+    EXPECT_LT(distinct(plain), 48u) << "the unpenalised greedy output repeats tokens";
+    EXPECT_GT(distinct(presence), distinct(plain));
+    EXPECT_GT(distinct(frequency), distinct(plain));
+    EXPECT_EQ(run(2, 0), presence) << "still deterministic";
 }
 
 TEST_F(engine_test, stop_string_ends_generation_and_is_not_shown) {

@@ -74,6 +74,16 @@ TEST(server_api, every_numeric_field_is_range_checked_and_named) {
     }
 }
 
+TEST(server_api, sampling_fields_reach_the_agents) {
+    chat_api_request r;
+    ASSERT_FALSE(parse(body(R"(,"temperature":0.3,"top_k":12,"frequency_penalty":0.5,"presence_penalty":-1.25,"repeat_penalty":1.1)"), r));
+    EXPECT_FLOAT_EQ(r.ask.opt.sampling.temperature, 0.3f);
+    EXPECT_EQ(r.ask.opt.sampling.top_k, 12);
+    EXPECT_FLOAT_EQ(r.ask.opt.sampling.frequency_penalty, 0.5f);
+    EXPECT_FLOAT_EQ(r.ask.opt.sampling.presence_penalty, -1.25f);
+    EXPECT_FLOAT_EQ(r.ask.opt.sampling.repeat_penalty, 1.1f);
+}
+
 TEST(server_api, bad_shapes_are_named) {
     chat_api_request r;
     EXPECT_EQ(parse(json::parse(R"({"messages":[]})"), r).param, "messages");

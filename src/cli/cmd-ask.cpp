@@ -68,6 +68,8 @@ static const char * k_ask_help =
     "  --temp T            sampling temperature, 0 = greedy (default 0.7)\n"
     "  --top-k N           (default 40)      --top-p P      (default 0.95)\n"
     "  --min-p P           (default 0.05)    --repeat-penalty R (default 1.0 = off)\n"
+    "  --frequency-penalty F, --presence-penalty P   OpenAI's, -2..2 (default 0 = off);\n"
+    "                      all three penalties look at the last 64 tokens\n"
     "  --seed N            sampling seed (default random)\n"
     "  --stop TEXT         stop the answer at TEXT (repeatable, at most 16)\n"
     "  --json-schema JSON  constrain the answer to this JSON schema (implies --mode instant)\n"
@@ -232,6 +234,8 @@ int cmd_ask(int argc, char ** argv) {
         if (a.float_value("--top-p", 1e-6, 1, opt.sampling.top_p)) continue;
         if (a.float_value("--min-p", 0, 1, opt.sampling.min_p)) continue;
         if (a.float_value("--repeat-penalty", 1e-6, 10, opt.sampling.repeat_penalty)) continue;
+        if (a.float_value("--frequency-penalty", -2, 2, opt.sampling.frequency_penalty)) continue;
+        if (a.float_value("--presence-penalty", -2, 2, opt.sampling.presence_penalty)) continue;
         if (a.int_value("--seed", -1, INT32_MAX, seed)) continue;
         if (a.int_value("--threads", 0, 1024, threads) || a.int_value("-t", 0, 1024, threads)) continue;
         if (a.int_value("--ctx", 16, 1 << 22, ctx) || a.int_value("-c", 16, 1 << 22, ctx)) continue;

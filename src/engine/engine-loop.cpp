@@ -381,6 +381,8 @@ common_sampler * engine_core::make_sampler(const sequence_request & r) const {
     sp.top_p          = r.sampling.top_p;
     sp.min_p          = r.sampling.min_p;
     sp.penalty_repeat = r.sampling.repeat_penalty;
+    sp.penalty_freq    = r.sampling.frequency_penalty;
+    sp.penalty_present = r.sampling.presence_penalty;
     sp.penalty_last_n = r.sampling.repeat_last_n;
     sp.no_perf        = true;
     sp.grammar        = r.grammar;
@@ -437,6 +439,7 @@ void engine_core::submit(engine_command & c) {
     int32_t n_suppress = 0;
     llama_vocab_get_suppress_tokens(vocab, &n_suppress);
     s->greedy = s->req.sampling.temperature <= 0 && s->req.sampling.repeat_penalty == 1.0f &&
+                s->req.sampling.frequency_penalty == 0.0f && s->req.sampling.presence_penalty == 0.0f &&
                 s->req.grammar.grammar.empty() && s->req.reasoning_budget < 0 && n_suppress == 0;
     try {
         if (params.fast_sampling && !s->greedy && fast_sampler::supports(s->req, n_suppress)) {

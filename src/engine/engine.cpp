@@ -39,6 +39,12 @@ std::string validate(const sampling_params & s) {
     if (!(s.repeat_penalty > 0.0f && s.repeat_penalty <= 10.0f)) {
         return "repeat_penalty must be in (0, 10]";
     }
+    if (!(s.frequency_penalty >= -2.0f && s.frequency_penalty <= 2.0f)) {
+        return "frequency_penalty must be in [-2, 2]";
+    }
+    if (!(s.presence_penalty >= -2.0f && s.presence_penalty <= 2.0f)) {
+        return "presence_penalty must be in [-2, 2]";
+    }
     if (s.repeat_last_n < -1 || s.repeat_last_n > 1000000) {
         return "repeat_last_n must be in [-1, 1000000]";
     }

@@ -91,6 +91,7 @@ void top_k_logits(const float * logits, int32_t n, int32_t k, std::vector<llama_
 bool fast_sampler::supports(const sequence_request & r, int32_t n_suppress) {
     const sampling_params & s = r.sampling;
     return s.temperature > 0 && s.top_k >= 1 && s.top_k <= k_max_top_k && s.repeat_penalty == 1.0f &&
+           s.frequency_penalty == 0.0f && s.presence_penalty == 0.0f &&
            r.grammar.grammar.empty() && !r.grammar_lazy && n_suppress == 0;
 }
 

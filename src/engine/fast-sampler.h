@@ -6,10 +6,10 @@
 // samplers (top-p, min-p, temperature, the seeded draw) on those k candidates, so that it picks
 // exactly the token the common sampler would pick from the same logits and seed.
 //
-// It covers the usual case: temperature > 0, 1 <= top_k <= 128, no repetition penalty, no
-// grammar, no suppressed tokens in the vocabulary; a reasoning budget is kept (its forced
-// tokens go through the whole-vocabulary path). engine_core uses llama.cpp's common sampler for
-// everything else.
+// It covers the usual case: temperature > 0, 1 <= top_k <= 128, no repetition, frequency or
+// presence penalty, no grammar, no suppressed tokens in the vocabulary; a reasoning budget is
+// kept (its forced tokens go through the whole-vocabulary path). engine_core uses llama.cpp's
+// common sampler for everything else.
 
 #include "sequence.h"
 

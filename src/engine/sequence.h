@@ -20,7 +20,9 @@ struct sampling_params {
     float    top_p          = 0.95f;  // 1: off
     float    min_p          = 0.05f;  // 0: off
     float    repeat_penalty = 1.0f;   // 1: off
-    int32_t  repeat_last_n  = 64;
+    float    frequency_penalty = 0.0f;  // -2..2, OpenAI's: minus this times the token's count
+    float    presence_penalty  = 0.0f;  // -2..2, OpenAI's: minus this once a token occurred
+    int32_t  repeat_last_n  = 64;       // the window of the three penalties, in tokens
     uint32_t seed           = 0xFFFFFFFF;  // 0xFFFFFFFF: random
 };
 

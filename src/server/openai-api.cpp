@@ -403,9 +403,10 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     if (present) opt.sampling.min_p = (float) d;
     if (api_error e = get_number(body, "repeat_penalty", 0.01, 10, present, d)) return e;
     if (present) opt.sampling.repeat_penalty = (float) d;
-    // Range-checked for compatibility; Muse's samplers do not use them (README says so).
     if (api_error e = get_number(body, "frequency_penalty", -2, 2, present, d)) return e;
+    if (present) opt.sampling.frequency_penalty = (float) d;
     if (api_error e = get_number(body, "presence_penalty", -2, 2, present, d)) return e;
+    if (present) opt.sampling.presence_penalty = (float) d;
     if (api_error e = get_int(body, "seed", 0, 4294967294LL, present, i)) return e;
     if (present) opt.sampling.seed = (uint32_t) i;
 
