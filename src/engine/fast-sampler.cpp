@@ -100,22 +100,22 @@ fast_sampler::fast_sampler(const llama_vocab * vocab, int32_t n_vocab_, const se
     top_k(r.sampling.top_k) {
     // The common sampler's chain for these parameters, less the samplers that do nothing
     // with them (penalties, DRY, top-n-sigma, typical, XTC at their neutral values).
-    chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
-    llama_sampler_chain_add(chain, llama_sampler_init_top_k(r.sampling.top_k));
-    llama_sampler_chain_add(chain, llama_sampler_init_top_p(r.sampling.top_p, 0));
-    llama_sampler_chain_add(chain, llama_sampler_init_min_p(r.sampling.min_p, 0));
-    llama_sampler_chain_add(chain, llama_sampler_init_temp_ext(r.sampling.temperature, 0.0f, 1.0f));
-    llama_sampler_chain_add(chain, llama_sampler_init_dist(r.sampling.seed));
+    chain.reset(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(r.sampling.top_k));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(r.sampling.top_p, 0));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(r.sampling.min_p, 0));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp_ext(r.sampling.temperature, 0.0f, 1.0f));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(r.sampling.seed));
 
     if (vocab && !r.reasoning_start.empty() && !r.reasoning_ends.empty() && r.reasoning_budget >= 0) {
         std::vector<llama_tokens> ends;
         for (const auto & e : r.reasoning_ends) {
             ends.push_back(common_tokenize(vocab, e, false, true));
         }
-        rbudget = common_reasoning_budget_init(
+        rbudget.reset(common_reasoning_budget_init(
             vocab, { common_tokenize(vocab, r.reasoning_start, false, true) }, ends,
             common_tokenize(vocab, r.reasoning_forced.empty() ? r.reasoning_ends.front() : r.reasoning_forced, false, true),
-            r.reasoning_budget);
+            r.reasoning_budget));
         // The generation prompt's tokens were "generated" already: they set the budget's state
         // (e.g. a prompt that opens the reasoning starts the count), as in the common sampler.
         if (!r.generation_prompt.empty()) {
@@ -126,42 +126,35 @@ fast_sampler::fast_sampler(const llama_vocab * vocab, int32_t n_vocab_, const se
                     !std::isspace((unsigned char) r.generation_prompt[0])) {
                     continue;  // a space some tokenizers put before the first special token
                 }
-                llama_sampler_accept(rbudget, toks[i]);
+                llama_sampler_accept(rbudget.get(), toks[i]);
             }
         }
     }
 }
 
-fast_sampler::~fast_sampler() {
-    if (rbudget) {
-        llama_sampler_free(rbudget);
-    }
-    llama_sampler_free(chain);
-}
-
 llama_token fast_sampler::sample(const float * logits) {
     llama_token_data_array arr;
-    if (rbudget && common_reasoning_budget_get_state(rbudget) == REASONING_BUDGET_FORCING) {
+    if (rbudget && common_reasoning_budget_get_state(rbudget.get()) == REASONING_BUDGET_FORCING) {
         // The budget forces a token: the whole vocabulary, as the common sampler sees it.
         cur.resize(n_vocab);
         for (int32_t i = 0; i < n_vocab; ++i) {
             cur[i] = { i, logits[i], 0.0f };
         }
         arr = { cur.data(), cur.size(), -1, false };
-        llama_sampler_apply(rbudget, &arr);
+        llama_sampler_apply(rbudget.get(), &arr);
     } else {
         top_k_logits(logits, n_vocab, top_k, cur);
         arr = { cur.data(), cur.size(), -1, true };
     }
-    llama_sampler_apply(chain, &arr);
+    llama_sampler_apply(chain.get(), &arr);
     if (arr.selected < 0 || arr.selected >= (int64_t) arr.size) {
         throw std::runtime_error("no token to sample (the logits are not numbers)");
     }
     const llama_token tok = arr.data[arr.selected].id;
     if (rbudget) {
-        llama_sampler_accept(rbudget, tok);
+        llama_sampler_accept(rbudget.get(), tok);
     }
-    llama_sampler_accept(chain, tok);
+    llama_sampler_accept(chain.get(), tok);
     return tok;
 }
 

@@ -13,7 +13,7 @@
 
 #include "sequence.h"
 
-#include "llama.h"
+#include "llama-cpp.h"
 
 #include <vector>
 
@@ -26,9 +26,6 @@ class fast_sampler {
 
     // vocab may be null (then there is no reasoning budget); n_vocab: logits per row.
     fast_sampler(const llama_vocab * vocab, int32_t n_vocab, const sequence_request & r);
-    ~fast_sampler();
-    fast_sampler(const fast_sampler &)             = delete;
-    fast_sampler & operator=(const fast_sampler &) = delete;
 
     // Picks the next token from one row of logits and advances the budget's state with it.
     llama_token sample(const float * logits);
@@ -36,8 +33,8 @@ class fast_sampler {
   private:
     int32_t                       n_vocab = 0;
     int32_t                       top_k   = 0;
-    llama_sampler *               chain   = nullptr;  // top-k, top-p, min-p, temperature, dist
-    llama_sampler *               rbudget = nullptr;  // reasoning budget, or null
+    llama_sampler_ptr             chain;    // top-k, top-p, min-p, temperature, dist
+    llama_sampler_ptr             rbudget;  // reasoning budget, or null
     std::vector<llama_token_data> cur;
 };
 
