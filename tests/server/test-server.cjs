@@ -90,6 +90,13 @@ async function main() {
     check('prompt cache: the same conversation again reuses its prompt', r1b.usage.prompt_tokens_details.cached_tokens >= r1.usage.prompt_tokens - 1,
           r1b.usage);
 
+    const rp = await client.chat.completions.create({
+      model, messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 8, temperature: 0.5, seed: 7,
+      reasoning_effort: 'none', frequency_penalty: 1.5, presence_penalty: 0.5,
+    });
+    check('chat: frequency and presence penalties are accepted', rp.choices[0].message.content.length > 0 &&
+          rp.usage.completion_tokens > 0, rp.choices[0]);
+
     const rn = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Name a colour.' }],
       max_tokens: 6, n: 2, mode: 'instant' });
     check('n = 2: two choices', rn.choices.length === 2 && rn.choices[1].index === 1, rn.choices.length);
