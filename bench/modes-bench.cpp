@@ -16,6 +16,7 @@
 // Output: one JSON object per line on stdout; progress and errors on stderr.
 
 #include "agents/tools.h"
+#include "common.h"
 #include "args.h"
 #include "backend/local-backend.h"
 #include "engine/engine.h"
@@ -108,12 +109,7 @@ bool parse_args(int argc, char ** argv, options & o) {
         if (a.flag("--no-warmup")) { o.warmup = false; continue; }
         if (std::string list; a.value("--only", list)) {
             o.contemplating = o.thinking = o.thinking_seq = false;
-            for (size_t b = 0; b <= list.size() && a.error.empty();) {
-                size_t e = list.find(',', b);
-                if (e == std::string::npos) {
-                    e = list.size();
-                }
-                const std::string t = list.substr(b, e - b);
+            for (const std::string & t : string_split<std::string>(list, ',')) {
                 if (t == "contemplating") {
                     o.contemplating = true;
                 } else if (t == "thinking") {
@@ -123,7 +119,6 @@ bool parse_args(int argc, char ** argv, options & o) {
                 } else {
                     a.error = "--only: unknown test '" + t + "' (contemplating, thinking, thinking_seq)";
                 }
-                b = e + 1;
             }
             continue;
         }

@@ -136,6 +136,7 @@ TEST_P(chat_test, fast_sampling_picks_the_tokens_of_llama_cpps_sampler) {
     auto  reference = engine::create(test::shared_model(GetParam()), p, err);
     ASSERT_TRUE(reference) << err.message;
 
+    const uint64_t fast_before = eng->stats().sequences_fast_sampled;
     for (int i = 0; i < 2; ++i) {
         sr.sampling.seed = 11 + i;
         auto hf          = eng->submit(sr);
@@ -150,6 +151,8 @@ TEST_P(chat_test, fast_sampling_picks_the_tokens_of_llama_cpps_sampler) {
         EXPECT_NE(std::search(fast.tokens.begin(), fast.tokens.end(), forced.begin(), forced.end()), fast.tokens.end())
             << "the budget forced the end of the reasoning";
     }
+    EXPECT_EQ(eng->stats().sequences_fast_sampled, fast_before + 2) << "the fast sampler picked these tokens";
+    EXPECT_EQ(reference->stats().sequences_fast_sampled, 0u) << "llama.cpp's sampler picked the reference's";
 }
 
 TEST_P(chat_test, unlimited_reasoning_keeps_going) {

@@ -25,12 +25,12 @@ std::vector<float> random_logits(std::mt19937 & rng, int32_t n, float scale) {
 // llama.cpp's chain for the same parameters on the whole vocabulary, as the common sampler runs it.
 struct reference_sampler {
     llama_sampler * chain;
-    explicit reference_sampler(const sampling_params & s) {
+    explicit reference_sampler(const common_params_sampling & s) {
         chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
         llama_sampler_chain_add(chain, llama_sampler_init_top_k(s.top_k));
         llama_sampler_chain_add(chain, llama_sampler_init_top_p(s.top_p, 0));
         llama_sampler_chain_add(chain, llama_sampler_init_min_p(s.min_p, 0));
-        llama_sampler_chain_add(chain, llama_sampler_init_temp_ext(s.temperature, 0.0f, 1.0f));
+        llama_sampler_chain_add(chain, llama_sampler_init_temp_ext(s.temp, 0.0f, 1.0f));
         llama_sampler_chain_add(chain, llama_sampler_init_dist(s.seed));
     }
     ~reference_sampler() { llama_sampler_free(chain); }
@@ -119,15 +119,15 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
     std::mt19937 rng(7);
     int          distinct_total = 0;
     for (const auto & c : cfgs) {
-        sequence_request r;
-        r.sampling.temperature = c.temp;
-        r.sampling.top_k       = c.top_k;
-        r.sampling.top_p       = c.top_p;
-        r.sampling.min_p       = c.min_p;
-        r.sampling.seed        = 1234;
-        ASSERT_TRUE(fast_sampler::supports(r, 0));
-        fast_sampler      fast(nullptr, 4096, r);
-        reference_sampler ref(r.sampling);
+        common_params_sampling sp;
+        sp.temp  = c.temp;
+        sp.top_k = c.top_k;
+        sp.top_p = c.top_p;
+        sp.min_p = c.min_p;
+        sp.seed  = 1234;
+        ASSERT_TRUE(fast_sampler::supports(sp, 0));
+        fast_sampler      fast(nullptr, 4096, sp);
+        reference_sampler ref(sp);
         std::vector<llama_token> seen;
         for (int i = 0; i < 300; ++i) {
             auto v = random_logits(rng, 4096, c.scale);
@@ -151,23 +151,28 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
 }
 
 TEST(fast_sampler, covers_only_what_it_can_sample_exactly) {
-    sequence_request r;
-    r.sampling.temperature = 0.8f;
-    EXPECT_TRUE(fast_sampler::supports(r, 0));
-    EXPECT_FALSE(fast_sampler::supports(r, 3)) << "suppressed tokens";
-    auto t = r;
-    t.sampling.temperature = 0;
+    common_params_sampling sp;  // llama.cpp's defaults: temperature 0.8, top-k 40
+    EXPECT_TRUE(fast_sampler::supports(sp, 0));
+    EXPECT_FALSE(fast_sampler::supports(sp, 3)) << "suppressed tokens";
+    auto t = sp;
+    t.temp = 0;
     EXPECT_FALSE(fast_sampler::supports(t, 0)) << "greedy has its own path";
-    t = r;
-    t.sampling.top_k = 0;
+    t       = sp;
+    t.top_k = 0;
     EXPECT_FALSE(fast_sampler::supports(t, 0)) << "the whole vocabulary";
-    t = r;
-    t.sampling.top_k = 129;
+    t       = sp;
+    t.top_k = 129;
     EXPECT_FALSE(fast_sampler::supports(t, 0));
-    t = r;
-    t.sampling.repeat_penalty = 1.1f;
+    t                = sp;
+    t.penalty_repeat = 1.1f;
     EXPECT_FALSE(fast_sampler::supports(t, 0));
-    t = r;
-    t.grammar.grammar = "root ::= \"a\"";
+    t              = sp;
+    t.penalty_freq = 0.5f;
+    EXPECT_FALSE(fast_sampler::supports(t, 0));
+    t                = sp;
+    t.dry_multiplier = 0.8f;
+    EXPECT_FALSE(fast_sampler::supports(t, 0)) << "a sampler the fast chain does not have";
+    t         = sp;
+    t.grammar = { COMMON_GRAMMAR_TYPE_USER, "root ::= \"a\"" };
     EXPECT_FALSE(fast_sampler::supports(t, 0));
 }

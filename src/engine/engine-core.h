@@ -120,7 +120,9 @@ struct engine_core {
     error check_request(const sequence_request & r) const;
     // Prefills the embedding block at s.n_past (or its next n_batch rows) in a call of its own.
     void  prefill_embedding(engine_sequence & s, int32_t & n_sampled);
-    common_sampler * make_sampler(const sequence_request & r) const;
+    // The request's sampling as llama.cpp's common parameters: what both the common sampler and
+    // the fast sampler are built from.
+    common_params_sampling sampling_for(const sequence_request & r) const;
     void submit(engine_command & c);
 
     // Gives waiting sequences a llama seq id and resolves forks whose parents are ready.

@@ -373,7 +373,7 @@ error engine_core::check_request(const sequence_request & r) const {
     return {};
 }
 
-common_sampler * engine_core::make_sampler(const sequence_request & r) const {
+common_params_sampling engine_core::sampling_for(const sequence_request & r) const {
     common_params_sampling sp;
     sp.seed           = r.sampling.seed;
     sp.temp           = r.sampling.temperature;
@@ -403,7 +403,7 @@ common_sampler * engine_core::make_sampler(const sequence_request & r) const {
         }
         sp.reasoning_budget_forced = common_tokenize(vocab, r.reasoning_forced.empty() ? r.reasoning_ends.front() : r.reasoning_forced, false, true);
     }
-    return common_sampler_init(mdl->get(), sp);
+    return sp;
 }
 
 void engine_core::submit(engine_command & c) {
@@ -436,16 +436,16 @@ void engine_core::submit(engine_command & c) {
         fail(*s, { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(s->req.parent) + " is not live or retained" }, false);
         return;
     }
-    int32_t n_suppress = 0;
+    common_params_sampling sp = sampling_for(s->req);
+    int32_t                n_suppress = 0;
     llama_vocab_get_suppress_tokens(vocab, &n_suppress);
-    s->greedy = s->req.sampling.temperature <= 0 && s->req.sampling.repeat_penalty == 1.0f &&
-                s->req.sampling.frequency_penalty == 0.0f && s->req.sampling.presence_penalty == 0.0f &&
-                s->req.grammar.grammar.empty() && s->req.reasoning_budget < 0 && n_suppress == 0;
+    s->greedy = sp.temp <= 0 && sp.penalty_repeat == 1.0f && sp.penalty_freq == 0.0f && sp.penalty_present == 0.0f &&
+                common_grammar_value(sp.grammar).empty() && sp.reasoning_budget_start.empty() && n_suppress == 0;
     try {
-        if (params.fast_sampling && !s->greedy && fast_sampler::supports(s->req, n_suppress)) {
-            s->fast = std::make_unique<fast_sampler>(vocab, llama_vocab_n_tokens(vocab), s->req);
+        if (params.fast_sampling && !s->greedy && fast_sampler::supports(sp, n_suppress)) {
+            s->fast = std::make_unique<fast_sampler>(vocab, llama_vocab_n_tokens(vocab), sp);
         } else {
-            s->smpl.reset(make_sampler(s->req));
+            s->smpl.reset(common_sampler_init(mdl->get(), sp));
             if (!s->smpl) {
                 fail(*s, { ERROR_INVALID_ARGUMENT, "the grammar could not be parsed" }, false);
                 return;
@@ -459,6 +459,7 @@ void engine_core::submit(engine_command & c) {
     {
         std::lock_guard<std::mutex> lk(stats_mu);
         st.sequences_started++;
+        st.sequences_fast_sampled += s->fast ? 1 : 0;
     }
     s->state = SEQ_WAIT_SLOT;
     const seq_handle_id id = s->id;
@@ -805,21 +806,11 @@ static inline float exp_nonpositive(float x) {
 float engine_core::token_logprob(int32_t batch_idx, llama_token tok) const {
     const float * logits  = llama_get_logits_ith(ctx.get(), batch_idx);
     const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-    constexpr int k_lanes = 16;  // independent accumulators let the loops vectorise
-    float         mx[k_lanes];
-    std::fill(mx, mx + k_lanes, logits[0]);
-    int32_t i = 0;
+    const float   m       = max_logit(logits, n_vocab);
+    constexpr int k_lanes = 16;  // independent accumulators let the loop vectorise
+    float         sum[k_lanes] = {};
+    int32_t       i            = 0;
     for (; i + k_lanes <= n_vocab; i += k_lanes) {
-        for (int k = 0; k < k_lanes; ++k) {
-            mx[k] = logits[i + k] > mx[k] ? logits[i + k] : mx[k];
-        }
-    }
-    float m = *std::max_element(mx, mx + k_lanes);
-    for (; i < n_vocab; ++i) {
-        m = std::max(m, logits[i]);
-    }
-    float sum[k_lanes] = {};
-    for (i = 0; i + k_lanes <= n_vocab; i += k_lanes) {
         for (int k = 0; k < k_lanes; ++k) {
             sum[k] += exp_nonpositive(logits[i + k] - m);
         }

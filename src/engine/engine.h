@@ -65,6 +65,7 @@ struct engine_stats {
     uint64_t mixed_calls         = 0;  // calls that carried prompt chunks and generated tokens together
     uint64_t sequences_started   = 0;
     uint64_t sequences_forked    = 0;  // started with a prefix copied from a parent
+    uint64_t sequences_fast_sampled = 0;  // sampled by the fast top-k sampler (fast-sampler.h)
     uint64_t sequences_failed    = 0;
     uint64_t kv_full_events      = 0;  // llama_decode returned 1
     uint64_t decode_us           = 0;  // wall time inside llama_decode, all calls

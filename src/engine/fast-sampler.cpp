@@ -17,9 +17,10 @@ namespace {
 // equal logits this does not reproduce.
 constexpr int32_t k_max_top_k = 128;
 
-// The largest of x[0, n), in independent lanes so that the loop vectorises.
-inline float block_max(const float * x, int32_t n) {
-    constexpr int k_lanes = 16;
+}  // namespace
+
+float max_logit(const float * x, int32_t n) {
+    constexpr int k_lanes = 16;  // independent lanes let the loop vectorise
     float         m[k_lanes];
     std::fill(m, m + k_lanes, -INFINITY);
     int32_t i = 0;
@@ -34,8 +35,6 @@ inline float block_max(const float * x, int32_t n) {
     }
     return r;
 }
-
-}  // namespace
 
 void top_k_logits(const float * logits, int32_t n, int32_t k, std::vector<llama_token_data> & out) {
     // llama.cpp takes the top k with std::partial_sort over the whole vocabulary (a heap of
@@ -70,7 +69,7 @@ void top_k_logits(const float * logits, int32_t n, int32_t k, std::vector<llama_
         constexpr int32_t k_block = 64;
         for (int32_t b = k; b < n; b += k_block) {
             const int32_t e = std::min(n, b + k_block);
-            if (!(block_max(logits + b, e - b) > thr)) {
+            if (!(max_logit(logits + b, e - b) > thr)) {
                 continue;
             }
             for (int32_t i = b; i < e; ++i) {
@@ -88,42 +87,38 @@ void top_k_logits(const float * logits, int32_t n, int32_t k, std::vector<llama_
     out.resize(k);
 }
 
-bool fast_sampler::supports(const sequence_request & r, int32_t n_suppress) {
-    const sampling_params & s = r.sampling;
-    return s.temperature > 0 && s.top_k >= 1 && s.top_k <= k_max_top_k && s.repeat_penalty == 1.0f &&
-           s.frequency_penalty == 0.0f && s.presence_penalty == 0.0f &&
-           r.grammar.grammar.empty() && !r.grammar_lazy && n_suppress == 0;
+bool fast_sampler::supports(const common_params_sampling & sp, int32_t n_suppress) {
+    return sp.temp > 0 && sp.top_k >= 1 && sp.top_k <= k_max_top_k && sp.min_keep == 0 && sp.mirostat == 0 &&
+           sp.penalty_repeat == 1.0f && sp.penalty_freq == 0.0f && sp.penalty_present == 0.0f &&
+           sp.dry_multiplier == 0.0f && sp.xtc_probability <= 0.0f && sp.typ_p >= 1.0f && sp.top_n_sigma <= 0.0f &&
+           sp.dynatemp_range == 0.0f && sp.logit_bias.empty() && common_grammar_value(sp.grammar).empty() &&
+           !sp.grammar_lazy && n_suppress == 0;
 }
 
-fast_sampler::fast_sampler(const llama_vocab * vocab, int32_t n_vocab_, const sequence_request & r) :
+fast_sampler::fast_sampler(const llama_vocab * vocab, int32_t n_vocab_, const common_params_sampling & sp) :
     n_vocab(n_vocab_),
-    top_k(r.sampling.top_k) {
-    // The common sampler's chain for these parameters, less the samplers that do nothing
+    top_k(sp.top_k) {
+    // common_sampler_init's chain for these parameters, less the samplers that do nothing
     // with them (penalties, DRY, top-n-sigma, typical, XTC at their neutral values).
     chain.reset(llama_sampler_chain_init(llama_sampler_chain_default_params()));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(r.sampling.top_k));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(r.sampling.top_p, 0));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(r.sampling.min_p, 0));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp_ext(r.sampling.temperature, 0.0f, 1.0f));
-    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(r.sampling.seed));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(sp.top_k));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(sp.top_p, sp.min_keep));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(sp.min_p, sp.min_keep));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_temp_ext(sp.temp, sp.dynatemp_range, sp.dynatemp_exponent));
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(sp.seed));
 
-    if (vocab && !r.reasoning_start.empty() && !r.reasoning_ends.empty() && r.reasoning_budget >= 0) {
-        std::vector<llama_tokens> ends;
-        for (const auto & e : r.reasoning_ends) {
-            ends.push_back(common_tokenize(vocab, e, false, true));
-        }
-        rbudget.reset(common_reasoning_budget_init(
-            vocab, { common_tokenize(vocab, r.reasoning_start, false, true) }, ends,
-            common_tokenize(vocab, r.reasoning_forced.empty() ? r.reasoning_ends.front() : r.reasoning_forced, false, true),
-            r.reasoning_budget));
+    // Its reasoning budget, also as common_sampler_init builds it (that one is private to it).
+    if (vocab && !sp.reasoning_budget_start.empty() && !sp.reasoning_budget_end.empty() && sp.reasoning_budget_tokens >= 0) {
+        rbudget.reset(common_reasoning_budget_init(vocab, { sp.reasoning_budget_start }, sp.reasoning_budget_end,
+                                                   sp.reasoning_budget_forced, sp.reasoning_budget_tokens));
         // The generation prompt's tokens were "generated" already: they set the budget's state
-        // (e.g. a prompt that opens the reasoning starts the count), as in the common sampler.
-        if (!r.generation_prompt.empty()) {
-            const auto toks = common_tokenize(vocab, r.generation_prompt, false, true);
+        // (e.g. a prompt that opens the reasoning starts the count).
+        if (!sp.generation_prompt.empty()) {
+            const auto toks = common_tokenize(vocab, sp.generation_prompt, false, true);
             for (size_t i = 0; i < toks.size(); ++i) {
                 const std::string piece = common_token_to_piece(vocab, toks[i], true);
                 if (i == 0 && !piece.empty() && std::isspace((unsigned char) piece[0]) &&
-                    !std::isspace((unsigned char) r.generation_prompt[0])) {
+                    !std::isspace((unsigned char) sp.generation_prompt[0])) {
                     continue;  // a space some tokenizers put before the first special token
                 }
                 llama_sampler_accept(rbudget.get(), toks[i]);

@@ -11,9 +11,8 @@
 // kept (its forced tokens go through the whole-vocabulary path). engine_core uses llama.cpp's
 // common sampler for everything else.
 
-#include "sequence.h"
-
 #include "llama-cpp.h"
+#include "sampling.h"
 
 #include <vector>
 
@@ -21,11 +20,12 @@ namespace muse {
 
 class fast_sampler {
   public:
-    // Whether r can be sampled here (see above); n_suppress: the vocabulary's suppressed tokens.
-    static bool supports(const sequence_request & r, int32_t n_suppress);
+    // Whether sp can be sampled here (see above); n_suppress: the vocabulary's suppressed tokens.
+    static bool supports(const common_params_sampling & sp, int32_t n_suppress);
 
-    // vocab may be null (then there is no reasoning budget); n_vocab: logits per row.
-    fast_sampler(const llama_vocab * vocab, int32_t n_vocab, const sequence_request & r);
+    // The sampler common_sampler_init(sp) would build, for parameters that supports(). vocab
+    // may be null when sp has no reasoning budget; n_vocab: logits per row.
+    fast_sampler(const llama_vocab * vocab, int32_t n_vocab, const common_params_sampling & sp);
 
     // Picks the next token from one row of logits and advances the budget's state with it.
     llama_token sample(const float * logits);
@@ -37,6 +37,9 @@ class fast_sampler {
     llama_sampler_ptr             rbudget;  // reasoning budget, or null
     std::vector<llama_token_data> cur;
 };
+
+// The largest of x[0, n) (-inf when n is 0), in a loop that vectorises.
+float max_logit(const float * x, int32_t n);
 
 // The k largest of logits[0, n), sorted by logit, descending, into out (resized to min(k, n)):
 // the same elements in the same order as llama.cpp's top-k on the whole array, ties included.

@@ -16,16 +16,12 @@ namespace muse {
 
 namespace {
 
-struct solver_role {
-    const char * name;
-};
-
 // Distinct angles make the votes independent; the list cycles when K is larger. A role is a
 // name that says how to work: it opens the agent's own reasoning, where every token is
 // computed once per agent before it reasons, so there is no longer directive.
-const solver_role k_solver_roles[] = {
-    { "direct solver" }, { "backward verifier" }, { "edge-case hunter" }, { "sceptic" },
-    { "first-principles thinker" }, { "estimator" }, { "simplifier" }, { "example tester" },
+const char * const k_solver_roles[] = {
+    "direct solver", "backward verifier", "edge-case hunter", "sceptic",
+    "first-principles thinker", "estimator", "simplifier", "example tester",
 };
 constexpr int k_n_solver_roles = (int) (sizeof(k_solver_roles) / sizeof(k_solver_roles[0]));
 
@@ -154,7 +150,7 @@ void run_contemplating(ask_context & ctx) {
     const std::string   request  = request_text(ctx.req.messages);
 
     // 1. The conversation, prefilled once for the planner and the sub-tasks. Without a planner
-    // the team prefix below is the only one.
+    // the solvers' shared prefix below is the only one.
     error                        err;
     std::unique_ptr<chat_stream> prefix_a;
     if (opt.planner) {
@@ -240,13 +236,12 @@ void run_contemplating(ask_context & ctx) {
     // 4. The solvers' shared prefix: the sub-task results and the answer format, prefilled once.
     // Each solver's role opens its own reasoning instead ("Agent 2, backward verifier:"), so
     // the shared prefix holds no role.
-    const int   K    = opt.agents;
-    std::string team = "---\n" + std::string(k_answer_format);
-    const std::string shared_suffix = join_suffix(results_block(p, results), team);
+    const int         K             = opt.agents;
+    const std::string shared_suffix = join_suffix(results_block(p, results), std::string("---\n") + k_answer_format);
     chat_request      rb            = base_request(ctx, REASONING_ON, strength);
     rb.messages                     = with_suffix(ctx.req.messages, shared_suffix);
     rb.fork_from                    = prefix_a ? prefix_a->id() : 0;
-    ctx.begin_step("team prefix");
+    ctx.begin_step("shared prefix");
     std::unique_ptr<chat_stream> prefix_b      = submit_prefix(ctx, rb);
     const uint64_t               solver_parent = prefix_b->id();
 
@@ -255,19 +250,19 @@ void run_contemplating(ask_context & ctx) {
     // step after it, so they start together and advance in the same decode calls.
     std::vector<int> solver_idx(K, -1);
     auto solver_spec = [&](int i, agent_kind kind, const std::string & extra) {
-        const solver_role & role = k_solver_roles[i % k_n_solver_roles];
+        const std::string role = k_solver_roles[i % k_n_solver_roles];
         agent_spec spec;
         spec.kind    = kind;
-        spec.role    = role.name;
+        spec.role    = role;
         spec.request = base_request(ctx, REASONING_ON, strength);
         if (extra.empty()) {
             // The prompt is the shared prefix itself; the agent's role opens its own reasoning,
             // so it computes a dozen tokens of its own and nothing of the shared prompt.
             spec.request.messages         = with_suffix(ctx.req.messages, shared_suffix);
-            spec.request.assistant_prefix = "Agent " + std::to_string(i + 1) + ", " + role.name + ":";
+            spec.request.assistant_prefix = "Agent " + std::to_string(i + 1) + ", " + role + ":";
         } else {
             spec.request.messages = with_suffix(ctx.req.messages,
-                join_suffix(shared_suffix, "You are agent " + std::to_string(i + 1) + " of " + std::to_string(K) + ", the " + role.name + "." + extra));
+                join_suffix(shared_suffix, "You are agent " + std::to_string(i + 1) + " of " + std::to_string(K) + ", the " + role + "." + extra));
         }
         spec.request.reasoning_budget     = opt.budget;
         spec.request.max_tokens           = opt.budget + opt.answer_tokens;
@@ -292,7 +287,7 @@ void run_contemplating(ask_context & ctx) {
     }
     int32_t n_b = 0;
     await_prefix(ctx, *prefix_b, n_b, err);
-    ctx.end_step("team prefix");
+    ctx.end_step("shared prefix");
     for (auto & t : solver_threads) {
         t.join();
     }
@@ -324,7 +319,7 @@ void run_contemplating(ask_context & ctx) {
         std::vector<int> refiner_idx(K, -1);
         for (int i = 0; i < K; ++i) {
             if (!(ts[i].pruned || ts[i].err || ts[i].answer.empty())) {
-                refiner_idx[i] = ctx.add_agent(AGENT_REFINER, k_solver_roles[i % k_n_solver_roles].name, "");
+                refiner_idx[i] = ctx.add_agent(AGENT_REFINER, k_solver_roles[i % k_n_solver_roles], "");
             }
         }
         parallel_for(K, [&](int i) {
