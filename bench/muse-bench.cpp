@@ -12,12 +12,21 @@
 //
 // Every time is wall-clock in the caller, from submit() to the last DONE event, so it covers
 // the engine's whole loop (batch building, decode, greedy sampling, detokenizing, events).
+//
+//   --vs-raw  for each B: the S_TG test through the engine and the same work as a bare
+//          llama.cpp loop on a second context of the same model (prefill, llama_memory_seq_cp,
+//          ntg decode calls of B tokens, greedy argmax per sequence), alternating in one
+//          process. Both runs of a round share the model's pages, the machine's state and
+//          nearly the same moment, so their ratio is the engine's own cost, free of the drift
+//          between two processes that bench/run has to average out.
 
 #include "args.h"
 #include "engine/engine.h"
 #include "engine/logging.h"
 #include "engine/model.h"
 
+#include "common.h"
+#include "llama-cpp.h"
 #include "llama.h"
 
 #include <algorithm>
@@ -54,6 +63,7 @@ struct options {
     int32_t              flash_attn = muse::engine_params().flash_attn;  // -1 auto, 0 off, 1 on
     bool                 warmup     = true;
     bool                 json       = false;
+    bool                 vs_raw     = false;
 };
 
 void print_usage(const char * argv0) {
@@ -75,6 +85,8 @@ void print_usage(const char * argv0) {
         "  -ub,  --ubatch-size N     physical batch size (default: 512)\n"
         "  -c,   --ctx-size N        KV cells (default: just enough for the tests)\n"
         "  -fa,  --flash-attn on|off|auto  flash attention (default: the engine's default)\n"
+        "        --vs-raw            batched test only: the engine against a bare llama.cpp loop doing the\n"
+        "                            same greedy decoding in this process, alternating, -r rounds per B\n"
         "        --no-warmup         skip the warm-up runs\n"
         "        --json              JSON Lines: one object per result\n"
         "  -h,   --help              this help\n",
@@ -128,6 +140,7 @@ bool parse_args(int argc, char ** argv, options & o) {
         if (a.int_value("-c", 0, 1 << 22, o.n_ctx) || a.int_value("--ctx-size", 0, 1 << 22, o.n_ctx)) continue;
         if (a.flag("--no-warmup")) { o.warmup = false; continue; }
         if (a.flag("--json")) { o.json = true; continue; }
+        if (a.flag("--vs-raw")) { o.vs_raw = true; continue; }
         if (a.value("-npl", npl)) {
             if (a.error.empty() && !parse_list(npl.c_str(), o.npl)) {
                 a.error = "-npl must be a comma-separated list of integers in [0, 256], got '" + npl + "'";
@@ -149,6 +162,10 @@ bool parse_args(int argc, char ** argv, options & o) {
     if (a.error.empty() && o.n_ubatch > o.n_batch) {
         a.error = "--ubatch-size (" + std::to_string(o.n_ubatch) + ") must not exceed --batch-size (" +
                   std::to_string(o.n_batch) + ")";
+    }
+    if (a.error.empty() && o.vs_raw && o.npp > o.n_batch) {
+        a.error = "--vs-raw prefills the shared prompt in one llama_decode call: -npp (" + std::to_string(o.npp) +
+                  ") must not exceed --batch-size (" + std::to_string(o.n_batch) + ")";
     }
     if (!a.error.empty()) {
         fprintf(stderr, "muse-bench: %s\n", a.error.c_str());
@@ -354,6 +371,52 @@ class bench {
         exit(1);
     }
 
+    // The S_TG test as a bare llama.cpp loop on rctx, llama-batched-bench -pps -kvu's loop with
+    // the greedy token of each sequence instead of token 0: a random shared prompt prefilled in
+    // sequence 0 and copied to the others, then ntg decode calls of pl tokens, each followed
+    // by an argmax per sequence. Timed from the first decode call to the last argmax.
+    double raw_batched(llama_context * rctx, int32_t pl) {
+        llama_memory_t mem     = llama_get_memory(rctx);
+        const int32_t  n_vocab = llama_vocab_n_tokens(vocab);
+        auto argmax = [&](int32_t idx) {
+            const float * l = llama_get_logits_ith(rctx, idx);
+            return (llama_token) (std::max_element(l, l + n_vocab) - l);
+        };
+        auto decode = [&](const llama_batch & b) {
+            if (const int32_t rc = llama_decode(rctx, b); rc != 0) {
+                fprintf(stderr, "muse-bench: the bare llama.cpp loop's llama_decode failed with %d\n", rc);
+                exit(1);
+            }
+        };
+        llama_memory_clear(mem, true);
+        struct owned_batch {
+            llama_batch b;
+            ~owned_batch() { llama_batch_free(b); }
+            llama_batch & operator*() { return b; }
+        } batch{ llama_batch_init(std::max(opt.npp, pl), 0, 1) };
+        const std::vector<llama_token> prompt = random_tokens(vocab, opt.npp);
+        for (int32_t i = 0; i < opt.npp; ++i) {
+            common_batch_add(*batch, prompt[i], i, { 0 }, i == opt.npp - 1);
+        }
+        decode(*batch);
+        std::vector<llama_token> next(pl, argmax(-1));
+        for (int32_t j = 1; j < pl; ++j) {
+            llama_memory_seq_cp(mem, 0, j, -1, -1);
+        }
+        const auto t0 = clock_type::now();
+        for (int32_t i = 0; i < opt.ntg; ++i) {
+            common_batch_clear(*batch);
+            for (int32_t j = 0; j < pl; ++j) {
+                common_batch_add(*batch, next[j], opt.npp + i, { j }, true);
+            }
+            decode(*batch);
+            for (int32_t j = 0; j < pl; ++j) {
+                next[j] = argmax(j);
+            }
+        }
+        return (double) pl * opt.ntg / seconds_since(t0);
+    }
+
   private:
     muse::engine &      eng;
     const options &     opt;
@@ -379,6 +442,85 @@ std::string json_escape(const std::string & s) {
 
 int32_t max_of(const std::vector<int32_t> & v) {
     return v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+}
+
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n == 0 ? 0.0 : n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// --vs-raw: per B, opt.reps rounds of the engine's S_TG test and the bare loop's, alternating
+// which goes first. The bare loop runs on a second context like the engine's.
+int run_vs_raw(bench & b, const muse::model & m, const options & opt, const std::string & header) {
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx                = opt.n_ctx;
+    cp.n_batch              = opt.n_batch;
+    cp.n_ubatch             = opt.n_ubatch;
+    cp.n_seq_max            = std::max(1, max_of(opt.npl));
+    cp.n_threads            = opt.n_threads;
+    cp.n_threads_batch      = opt.n_threads;
+    cp.kv_unified           = true;
+    cp.no_perf              = true;
+    // "auto" as the engine resolves it: llama.cpp's choice with a GPU, off on CPU-only builds.
+    const bool fa           = opt.flash_attn > 0 || (opt.flash_attn < 0 && llama_supports_gpu_offload());
+    cp.flash_attn_type      = opt.flash_attn < 0 && fa ? LLAMA_FLASH_ATTN_TYPE_AUTO
+                              : fa                     ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+                                                       : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    llama_context_ptr rctx(llama_init_from_model(m.get(), cp));
+    if (!rctx) {
+        fprintf(stderr, "muse-bench: cannot create the bare loop's context of %d cells\n", opt.n_ctx);
+        return 1;
+    }
+    if (!opt.json) {
+        printf("engine vs a bare llama.cpp loop in this process: S_TG t/s, shared %d-token prompt, %d tokens per "
+               "sequence, %d round(s) per B\n\n| %4s | %5s | %10s | %10s | %6s |\n| %s | %s | %s | %s | %s |\n",
+               opt.npp, opt.ntg, opt.reps, "B", "round", "engine", "bare loop", "ratio", "---:", "----:",
+               "---------:", "---------:", "-----:");
+    }
+    if (opt.warmup) {
+        b.prefill_once(16);
+        b.raw_batched(rctx.get(), 1);
+    }
+    for (int32_t pl : opt.npl) {
+        std::vector<double> ratios;
+        for (int32_t r = 0; r < opt.reps; ++r) {
+            double engine_tg = 0, raw_tg = 0;
+            auto   run_engine = [&] {
+                const auto br = b.run_batched(pl);
+                engine_tg     = (double) br.n_generated / br.t_tg;
+            };
+            if (r % 2 == 0) {
+                run_engine();
+                raw_tg = b.raw_batched(rctx.get(), pl);
+            } else {
+                raw_tg = b.raw_batched(rctx.get(), pl);
+                run_engine();
+            }
+            ratios.push_back(engine_tg / raw_tg);
+            if (opt.json) {
+                printf("{%s, \"test\": \"vs_raw\", \"pl\": %d, \"round\": %d, \"engine_speed_tg\": %.6f, "
+                       "\"raw_speed_tg\": %.6f, \"ratio\": %.6f}\n",
+                       header.c_str(), pl, r + 1, engine_tg, raw_tg, ratios.back());
+            } else {
+                printf("| %4d | %5d | %10.2f | %10.2f | %6.3f |\n", pl, r + 1, engine_tg, raw_tg, ratios.back());
+            }
+            fflush(stdout);
+        }
+        const double med = median_of(ratios);
+        const double lo  = *std::min_element(ratios.begin(), ratios.end());
+        const double hi  = *std::max_element(ratios.begin(), ratios.end());
+        if (opt.json) {
+            printf("{%s, \"test\": \"vs_raw_summary\", \"pl\": %d, \"rounds\": %d, \"ratio_median\": %.6f, "
+                   "\"ratio_min\": %.6f, \"ratio_max\": %.6f}\n",
+                   header.c_str(), pl, opt.reps, med, lo, hi);
+        } else {
+            printf("| %4d | %5s | %10s | %10s | %6.3f |  median of %d rounds (%.3f-%.3f)\n", pl, "all", "", "", med,
+                   opt.reps, lo, hi);
+        }
+        fflush(stdout);
+    }
+    return 0;
 }
 
 }  // namespace
@@ -464,6 +606,9 @@ int main(int argc, char ** argv) {
         fflush(stdout);
     };
 
+    if (opt.vs_raw) {
+        return run_vs_raw(b, *mdl, opt, header);
+    }
     if (!opt.json && (opt.n_prompt > 0 || opt.n_gen > 0)) {
         printf("| %-8s | %16s |\n| %s | %s |\n", "test", "t/s", "--------", "---------------:");
     }
