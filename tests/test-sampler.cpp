@@ -115,9 +115,11 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
         { 0.3f, 5, 0.5f, 0.1f, 4.0f },     // peaked
         { 1.0f, 128, 0.99f, 0.0f, 0.5f },
         { 0.7f, 1, 0.95f, 0.05f, 2.0f },   // top-1: always the argmax
+        { 0.0f, 40, 0.95f, 0.05f, 2.0f },  // greedy: among equal maxima, the one llama.cpp's top-k puts first
     };
     std::mt19937 rng(7);
     int          distinct_total = 0;
+    int          not_lowest_id  = 0;  // greedy draws where llama.cpp's choice is not the first maximum
     for (const auto & c : cfgs) {
         common_params_sampling sp;
         sp.temp  = c.temp;
@@ -139,8 +141,13 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
             const llama_token a = fast.sample(v.data());
             const llama_token b = ref.sample(v);
             ASSERT_EQ(a, b) << "draw " << i << " temp " << c.temp << " top_k " << c.top_k;
+            const llama_token first_max = (llama_token) (std::max_element(v.begin(), v.end()) - v.begin());
             if (c.top_k == 1) {
-                EXPECT_EQ(a, std::max_element(v.begin(), v.end()) - v.begin());
+                EXPECT_EQ(a, first_max);
+            }
+            if (c.temp == 0) {
+                EXPECT_EQ(v[a], v[first_max]) << "greedy takes a largest logit";
+                not_lowest_id += a != first_max;
             }
             seen.push_back(a);
         }
@@ -148,6 +155,7 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
         distinct_total += (int) (std::unique(seen.begin(), seen.end()) - seen.begin());
     }
     EXPECT_GT(distinct_total, 300) << "the draws are random, not one token over and over";
+    EXPECT_GT(not_lowest_id, 0) << "equal maxima where an argmax by lowest id would differ from llama.cpp";
 }
 
 TEST(fast_sampler, covers_only_what_it_can_sample_exactly) {
@@ -156,7 +164,7 @@ TEST(fast_sampler, covers_only_what_it_can_sample_exactly) {
     EXPECT_FALSE(fast_sampler::supports(sp, 3)) << "suppressed tokens";
     auto t = sp;
     t.temp = 0;
-    EXPECT_FALSE(fast_sampler::supports(t, 0)) << "greedy has its own path";
+    EXPECT_TRUE(fast_sampler::supports(t, 0)) << "greedy, with llama.cpp's tie order";
     t       = sp;
     t.top_k = 0;
     EXPECT_FALSE(fast_sampler::supports(t, 0)) << "the whole vocabulary";

@@ -46,9 +46,8 @@ struct engine_sequence {
     int32_t                  batch_idx   = -1;  // output row in the current batch
     llama_token              pending     = LLAMA_TOKEN_NULL;  // sampled, not yet decoded
 
-    common_sampler_ptr            smpl;   // llama.cpp's sampler, unless one of these two applies:
-    bool                          greedy = false;  // sample() may take the argmax of the logits directly
-    std::unique_ptr<fast_sampler> fast;            // top-k sampling without a whole-vocabulary array
+    common_sampler_ptr            smpl;  // llama.cpp's sampler, unless this one applies:
+    std::unique_ptr<fast_sampler> fast;  // top-k sampling without a whole-vocabulary array
     text_stream        text;
     usage                  use;
     clock_type::time_point t_admit;

@@ -439,10 +439,8 @@ void engine_core::submit(engine_command & c) {
     common_params_sampling sp = sampling_for(s->req);
     int32_t                n_suppress = 0;
     llama_vocab_get_suppress_tokens(vocab, &n_suppress);
-    s->greedy = sp.temp <= 0 && sp.penalty_repeat == 1.0f && sp.penalty_freq == 0.0f && sp.penalty_present == 0.0f &&
-                common_grammar_value(sp.grammar).empty() && sp.reasoning_budget_start.empty() && n_suppress == 0;
     try {
-        if (params.fast_sampling && !s->greedy && fast_sampler::supports(sp, n_suppress)) {
+        if (params.fast_sampling && fast_sampler::supports(sp, n_suppress)) {
             s->fast = std::make_unique<fast_sampler>(vocab, llama_vocab_n_tokens(vocab), sp);
         } else {
             s->smpl.reset(common_sampler_init(mdl->get(), sp));
@@ -737,13 +735,7 @@ void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_
 
 void engine_core::sample(engine_sequence & s) {
     llama_token tok;
-    if (s.greedy) {
-        // Greedy with nothing that reshapes the logits: the argmax of the raw logits is what
-        // the sampler chain would pick, without copying the whole vocabulary into candidates.
-        const float * logits  = llama_get_logits_ith(ctx.get(), s.batch_idx);
-        const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-        tok                   = (llama_token) (std::max_element(logits, logits + n_vocab) - logits);
-    } else if (s.fast) {
+    if (s.fast) {
         tok = s.fast->sample(llama_get_logits_ith(ctx.get(), s.batch_idx));  // accepts it too
     } else {
         tok = common_sampler_sample(s.smpl.get(), ctx.get(), s.batch_idx);

@@ -88,7 +88,7 @@ void top_k_logits(const float * logits, int32_t n, int32_t k, std::vector<llama_
 }
 
 bool fast_sampler::supports(const common_params_sampling & sp, int32_t n_suppress) {
-    return sp.temp > 0 && sp.top_k >= 1 && sp.top_k <= k_max_top_k && sp.min_keep == 0 && sp.mirostat == 0 &&
+    return sp.top_k >= 1 && sp.top_k <= k_max_top_k && sp.min_keep == 0 && sp.mirostat == 0 &&
            sp.penalty_repeat == 1.0f && sp.penalty_freq == 0.0f && sp.penalty_present == 0.0f &&
            sp.dry_multiplier == 0.0f && sp.xtc_probability <= 0.0f && sp.typ_p >= 1.0f && sp.top_n_sigma <= 0.0f &&
            sp.dynatemp_range == 0.0f && sp.logit_bias.empty() && common_grammar_value(sp.grammar).empty() &&

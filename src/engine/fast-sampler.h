@@ -6,10 +6,11 @@
 // samplers (top-p, min-p, temperature, the seeded draw) on those k candidates, so that it picks
 // exactly the token the common sampler would pick from the same logits and seed.
 //
-// It covers the usual case: temperature > 0, 1 <= top_k <= 128, no repetition, frequency or
-// presence penalty, no grammar, no suppressed tokens in the vocabulary; a reasoning budget is
-// kept (its forced tokens go through the whole-vocabulary path). engine_core uses llama.cpp's
-// common sampler for everything else.
+// It covers the usual case: 1 <= top_k <= 128, no repetition, frequency or presence penalty,
+// no grammar, no suppressed tokens in the vocabulary; a reasoning budget is kept (its forced
+// tokens go through the whole-vocabulary path). Temperature 0 included: the greedy token is
+// then the first of the top k, which among equal logits is not always the lowest id, the way
+// llama.cpp breaks the tie. engine_core uses llama.cpp's common sampler for everything else.
 
 #include "llama-cpp.h"
 #include "sampling.h"
