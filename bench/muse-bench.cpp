@@ -374,7 +374,9 @@ class bench {
     // The S_TG test as a bare llama.cpp loop on rctx, llama-batched-bench -pps -kvu's loop with
     // the greedy token of each sequence instead of token 0: a random shared prompt prefilled in
     // sequence 0 and copied to the others, then ntg decode calls of pl tokens, each followed
-    // by an argmax per sequence. Timed from the first decode call to the last argmax.
+    // by an argmax per sequence. Timed from the first decode call to the last argmax. (The
+    // argmax takes the lowest id among equal logits, where the engine follows llama.cpp's
+    // top-k order: the tokens may differ, the work per step does not.)
     double raw_batched(llama_context * rctx, int32_t pl) {
         llama_memory_t mem     = llama_get_memory(rctx);
         const int32_t  n_vocab = llama_vocab_n_tokens(vocab);
@@ -451,22 +453,10 @@ double median_of(std::vector<double> v) {
 }
 
 // --vs-raw: per B, opt.reps rounds of the engine's S_TG test and the bare loop's, alternating
-// which goes first. The bare loop runs on a second context like the engine's.
-int run_vs_raw(bench & b, const muse::model & m, const options & opt, const std::string & header) {
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx                = opt.n_ctx;
-    cp.n_batch              = opt.n_batch;
-    cp.n_ubatch             = opt.n_ubatch;
-    cp.n_seq_max            = std::max(1, max_of(opt.npl));
-    cp.n_threads            = opt.n_threads;
-    cp.n_threads_batch      = opt.n_threads;
-    cp.kv_unified           = true;
-    cp.no_perf              = true;
-    // "auto" as the engine resolves it: llama.cpp's choice with a GPU, off on CPU-only builds.
-    const bool fa           = opt.flash_attn > 0 || (opt.flash_attn < 0 && llama_supports_gpu_offload());
-    cp.flash_attn_type      = opt.flash_attn < 0 && fa ? LLAMA_FLASH_ATTN_TYPE_AUTO
-                              : fa                     ? LLAMA_FLASH_ATTN_TYPE_ENABLED
-                                                       : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+// which goes first. The bare loop runs on a second context with the engine's parameters.
+int run_vs_raw(bench & b, const muse::model & m, const muse::engine_params & ep, const options & opt,
+               const std::string & header) {
+    const llama_context_params cp = muse::engine::context_params(ep);
     llama_context_ptr rctx(llama_init_from_model(m.get(), cp));
     if (!rctx) {
         fprintf(stderr, "muse-bench: cannot create the bare loop's context of %d cells\n", opt.n_ctx);
@@ -607,7 +597,7 @@ int main(int argc, char ** argv) {
     };
 
     if (opt.vs_raw) {
-        return run_vs_raw(b, *mdl, opt, header);
+        return run_vs_raw(b, *mdl, ep, opt, header);
     }
     if (!opt.json && (opt.n_prompt > 0 || opt.n_gen > 0)) {
         printf("| %-8s | %16s |\n| %s | %s |\n", "test", "t/s", "--------", "---------------:");

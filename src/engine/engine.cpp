@@ -143,16 +143,7 @@ engine::~engine() {
     }
 }
 
-std::unique_ptr<engine> engine::create(const model & m, const engine_params & params, error & err) {
-    if (std::string msg = validate(params); !msg.empty()) {
-        err = { ERROR_INVALID_ARGUMENT, msg };
-        return nullptr;
-    }
-    auto c    = std::make_shared<engine_core>();
-    c->mdl    = &m;
-    c->vocab  = llama_model_get_vocab(m.get());
-    c->params = params;
-
+llama_context_params engine::context_params(const engine_params & params) {
     const int32_t n_threads = params.n_threads > 0 ? params.n_threads : (int32_t) std::max(1u, std::thread::hardware_concurrency());
 
     llama_context_params cp = llama_context_default_params();
@@ -172,8 +163,21 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
     } else {
         cp.flash_attn_type = params.flash_attn > 0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     }
-    cp.no_perf         = true;
+    cp.no_perf = true;
+    return cp;
+}
 
+std::unique_ptr<engine> engine::create(const model & m, const engine_params & params, error & err) {
+    if (std::string msg = validate(params); !msg.empty()) {
+        err = { ERROR_INVALID_ARGUMENT, msg };
+        return nullptr;
+    }
+    auto c    = std::make_shared<engine_core>();
+    c->mdl    = &m;
+    c->vocab  = llama_model_get_vocab(m.get());
+    c->params = params;
+
+    const llama_context_params cp = context_params(params);
     log_take_last_error();
     c->ctx.reset(llama_init_from_model(m.get(), cp));
     if (!c->ctx) {
@@ -189,7 +193,7 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
         auto *             tp_new = (decltype(ggml_threadpool_new) *) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
         c->threadpool_free        = (decltype(ggml_threadpool_free) *) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free");
         if (tp_new && c->threadpool_free) {
-            ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+            ggml_threadpool_params tpp = ggml_threadpool_params_default(cp.n_threads);
             c->threadpool              = tp_new(&tpp);
             if (c->threadpool) {
                 llama_attach_threadpool(c->ctx.get(), c->threadpool, nullptr);

@@ -19,6 +19,8 @@
 #include "error.h"
 #include "sequence.h"
 
+#include "llama.h"
+
 #include <atomic>
 #include <memory>
 #include <vector>
@@ -109,6 +111,11 @@ class engine {
   public:
     static std::unique_ptr<engine> create(const model & m, const engine_params & params, error & err);
     ~engine();
+
+    // The llama.cpp context parameters create() uses for params: threads resolved, one unified
+    // KV cache, Muse's flash-attention choice. For tools that compare a bare llama.cpp loop
+    // with the engine on equal terms.
+    static llama_context_params context_params(const engine_params & params);
 
     // Queues a sequence. Errors in the request (bad fields, prompt too long) arrive as its
     // DONE event with FINISH_ERROR.
