@@ -273,6 +273,47 @@ TEST(orchestrator, all_pruned_synthesises_from_partial_reasoning) {
     EXPECT_TRUE(has(last_user(be.requests().back()), "muddle"));
 }
 
+// Agents that run out of tokens before answering (a small max_tokens or budget) are a result,
+// not a server error: their reasoning is synthesised, or the answer is empty with "length".
+TEST(orchestrator, empty_answers_still_aggregate) {
+    {
+        scripted_backend be;
+        be.set_responder([](const chat_request & q) {
+            if (is_prefix(q)) return reply("");
+            if (is_synth(q)) return reply("From the notes.");
+            return reply("", "unfinished " + std::to_string(solver_slot(q)));
+        });
+        orchestrator orch(be, builtin_tools());
+        ask_result   r = orch.run(contemplate("q", 2));
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.aggregation, "synthesis_unfinished");
+        EXPECT_EQ(r.answer, "From the notes.");
+        EXPECT_TRUE(has(last_user(be.requests().back()), "unfinished 1"));
+    }
+    {
+        scripted_backend be;
+        be.set_responder([](const chat_request & q) { return reply(is_prefix(q) ? "" : ""); });
+        orchestrator orch(be, builtin_tools());
+        ask_result   r = orch.run(contemplate("q", 2));
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.aggregation, "none");
+        EXPECT_EQ(r.answer, "");
+        EXPECT_EQ(r.finish, FINISH_LENGTH);
+    }
+    {
+        scripted_backend be;  // a real failure stays an error
+        be.set_responder([](const chat_request & q) {
+            scripted_reply rp = reply("");
+            if (!is_prefix(q)) rp.err = { ERROR_DECODE, "decode failed" };
+            return rp;
+        });
+        orchestrator orch(be, builtin_tools());
+        ask_result   r = orch.run(contemplate("q", 2));
+        EXPECT_TRUE(r.err);
+        EXPECT_EQ(r.finish, FINISH_ERROR);
+    }
+}
+
 TEST(orchestrator, pruning_off_keeps_every_branch) {
     scripted_backend be;
     be.set_responder([](const chat_request & q) {

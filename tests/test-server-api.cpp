@@ -350,3 +350,56 @@ TEST(file_store, caps_and_isolation) {
     EXPECT_EQ(fs.list("alice").size(), 1u);
     EXPECT_EQ(fs.total_bytes(), 180u);
 }
+
+// Untrusted nesting is measured before anything recurses over it, and the 400 names where.
+TEST(server_api, deep_nesting_is_refused_with_the_field) {
+    auto nest = [](int n, const std::string & inner) {
+        std::string s;
+        for (int i = 0; i < n; ++i) s += R"({"type":"object","properties":{"a":)";
+        s += inner;
+        for (int i = 0; i < n; ++i) s += "}}";
+        return s;
+    };
+    const std::string msgs = R"({"messages":[{"role":"user","content":"Hi"}])";
+    struct tc { std::string body; std::string param; };
+    for (const tc & t : std::vector<tc>{
+             // 5,000 levels (the reproduction): caught by the body's depth cap, with its path.
+             { msgs + R"(,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":)" +
+                   nest(2500, "{}") + "}}}", "response_format.json_schema.schema.properties.a.properties..." },
+             { msgs + R"(,"tools":[{"type":"function","function":{"name":"f","parameters":)" + nest(2500, "{}") + "}}]}",
+               "tools[0].function.parameters.properties.a..." },
+             // Under the body's cap but over the schema's: the schema check names the field.
+             { msgs + R"(,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":)" +
+                   nest(40, "{}") + "}}}", "response_format.json_schema.schema" },
+             { msgs + R"(,"tools":[{"type":"function","function":{"name":"f","parameters":)" + nest(40, "{}") + "}}]}",
+               "tools[0].function.parameters" },
+             { R"({"messages":[{"role":"user","content":"Hi"}],"x":)" + std::string(200000, '[') + std::string(200000, ']') + "}",
+               "x[0][0][0][0][0]..." },
+         }) {
+        chat_api_request r;
+        api_error        e = parse_chat_body(t.body, {}, r);
+        EXPECT_EQ(e.status, 400) << t.param;
+        EXPECT_EQ(e.param, t.param) << e.message;
+        EXPECT_TRUE(has(e.message, "levels")) << e.message;
+    }
+    chat_api_request r;  // a modest schema still passes
+    EXPECT_FALSE(parse_chat_body(msgs + R"(,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":)" +
+                                     nest(10, "{}") + "}}}", {}, r));
+}
+
+// A field of the wrong type is the client's error (400), never an exception (500).
+TEST(server_api, wrong_types_anywhere_are_400s) {
+    for (const char * extra : { R"(,"response_format":{"type":5})", R"(,"tools":[{"type":7,"function":{"name":"f"}}])",
+                                R"(,"tool_choice":{"type":["function"],"function":{"name":"f"}})",
+                                R"(,"stream_options":"yes")", R"(,"stop":[1,2])", R"(,"mode":{})" }) {
+        chat_api_request r;
+        api_error        e = parse_chat_body(std::string(R"({"messages":[{"role":"user","content":"Hi"}])") + extra + "}", {}, r);
+        EXPECT_EQ(e.status, 400) << extra << ": " << e.message;
+    }
+    chat_api_request r;
+    api_error        e = parse_chat_body(R"({"messages":[{"role":"assistant","content":"x","tool_calls":[{"id":5,"function":{"name":"f"}}]},{"role":"user","content":"Hi"}]})", {}, r);
+    EXPECT_TRUE(!e || e.status == 400) << e.message;
+    for (const char * bad : { "", "{", "[1,2]", "\"x\"", "{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}" }) {
+        EXPECT_EQ(parse_chat_body(bad, {}, r).status, 400) << bad;
+    }
+}

@@ -1,5 +1,8 @@
 #include "plan.h"
 
+#include "core/json-depth.h"
+#include "core/limits.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -170,6 +173,10 @@ static std::string strip_fence(const std::string & text) {
 static bool parse_json(const std::string & text, json & j, std::string & why) {
     if (text.empty()) {
         why = "not JSON: empty output";
+        return false;
+    }
+    if (json_text_depth(text, k_max_json_depth) > k_max_json_depth) {
+        why = "not a plan: JSON nested more than " + std::to_string(k_max_json_depth) + " levels deep";
         return false;
     }
     try {

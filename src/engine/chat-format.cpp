@@ -2,6 +2,9 @@
 
 #include "model.h"
 
+#include "core/json-depth.h"
+#include "core/limits.h"
+
 #include "json-schema-to-grammar.h"
 #include "peg-parser.h"
 
@@ -85,6 +88,10 @@ error format_chat(const model & m, const chat_prompt_options & opts, chat_prompt
         if (!schema.is_object()) {
             return { ERROR_INVALID_ARGUMENT, "json_schema must be a JSON object" };
         }
+        if (json_text_depth(opts.json_schema, k_max_schema_depth) > k_max_schema_depth) {
+            return { ERROR_INVALID_ARGUMENT, "json_schema nests more than " + std::to_string(k_max_schema_depth) +
+                                                 " levels deep; flatten it (use $defs and $ref for shared parts)" };
+        }
     }
 
     common_chat_templates *    tmpls = m.templates();
@@ -106,6 +113,10 @@ error format_chat(const model & m, const chat_prompt_options & opts, chat_prompt
                 (void) common_json::parse(t.parameters);
             } catch (const std::exception & e) {
                 return { ERROR_INVALID_ARGUMENT, "tools." + t.name + ".parameters is not valid JSON: " + e.what() };
+            }
+            if (json_text_depth(t.parameters, k_max_schema_depth) > k_max_schema_depth) {
+                return { ERROR_INVALID_ARGUMENT, "tools." + t.name + ".parameters nests more than " +
+                                                     std::to_string(k_max_schema_depth) + " levels deep; flatten it" };
             }
         }
         in.tools.push_back({ t.name, t.description, t.parameters.empty() ? "{\"type\":\"object\",\"properties\":{}}" : t.parameters });

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include "core/file.h"
+
 #include "logging.h"
 
 #include "chat.h"
@@ -9,6 +11,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -49,12 +52,15 @@ error check_gguf_file(const std::string & path, std::string & arch) {
 
     char magic[4] = {};
     {
-        std::ifstream f(path, std::ios::binary);
-        if (!f) {
-            return { ERROR_FILE_NOT_FOUND, "cannot open " + path + " for reading" };
+        // Only a regular file: a FIFO or device would block or never end inside the loader.
+        std::string why;
+        const int   fd = open_regular_file(path, why);
+        if (fd < 0) {
+            return { ERROR_FILE_NOT_FOUND, why };
         }
-        f.read(magic, sizeof(magic));
-        if (f.gcount() != sizeof(magic) || std::memcmp(magic, "GGUF", 4) != 0) {
+        const ssize_t n = ::read(fd, magic, sizeof(magic));
+        ::close(fd);
+        if (n != (ssize_t) sizeof(magic) || std::memcmp(magic, "GGUF", 4) != 0) {
             return { ERROR_NOT_GGUF, path + " is not a GGUF model file (bad magic)" };
         }
     }

@@ -1,7 +1,8 @@
 #include "read-file.h"
 
-#include <cstdint>
-#include <fstream>
+#include "core/file.h"
+
+#include <unistd.h>
 
 namespace muse {
 
@@ -12,23 +13,29 @@ std::string file_name(const std::string & path) {
 
 error read_file_capped(const std::string & path, size_t max_bytes, const std::string & what, const std::string & fix,
                        std::string & out) {
-    std::ifstream f(path, std::ios::binary | std::ios::ate);
-    if (!f) {
-        return { ERROR_FILE_NOT_FOUND, path + ": cannot open the " + what + " (check the path and permissions)" };
+    std::string why;
+    uint64_t    size = 0;
+    const int   fd   = open_regular_file(path, why, &size);
+    if (fd < 0) {
+        return { ERROR_FILE_NOT_FOUND, why + " (the " + what + ")" };
     }
-    const std::streamoff size = f.tellg();
-    if (size < 0) {
-        return { ERROR_FILE_NOT_FOUND, path + ": cannot read the " + what };
+    auto too_big = [&](uint64_t n) {
+        return error{ ERROR_BAD_INPUT, file_name(path) + ": " + std::to_string(n) + " bytes, over the " +
+                                           std::to_string(max_bytes) + "-byte limit for " +
+                                           (what == "image" ? "an " : "a ") + what + "; " + fix };
+    };
+    if (size > max_bytes) {
+        ::close(fd);
+        return too_big(size);
     }
-    if ((uint64_t) size > max_bytes) {
-        return { ERROR_BAD_INPUT, file_name(path) + ": " + std::to_string(size) +
-                                      " bytes, over the " + std::to_string(max_bytes) + "-byte limit for " +
-                                      (what == "image" ? "an " : "a ") + what + "; " + fix };
-    }
-    out.assign((size_t) size, '\0');
-    f.seekg(0);
-    if (size > 0 && !f.read(&out[0], size)) {
+    out.reserve((size_t) size);
+    const bool ok = read_fd(fd, max_bytes, out);
+    ::close(fd);
+    if (!ok) {
         return { ERROR_FILE_NOT_FOUND, path + ": read failed" };
+    }
+    if (out.size() > max_bytes) {  // it grew while being read
+        return too_big(out.size());
     }
     return {};
 }

@@ -402,13 +402,15 @@ void run_contemplating(ask_context & ctx) {
     std::string method, answer, reasoning, summary;
     vote_result vr;
     double      confidence = 0;
-    error       final_err;
+    error         final_err;
+    finish_reason finish = FINISH_STOP;
     // A synthesiser's answer is the request's answer.
     auto take = [&](int idx) {
         const agent_trace t = trace(idx);
         answer              = t.answer;
         reasoning           = t.reasoning;
         final_err           = t.err;
+        finish              = t.finish == FINISH_LENGTH ? FINISH_LENGTH : FINISH_STOP;
     };
     // A vote needs extractable answers from at least half of the agents and two that agree;
     // answers that all differ are better merged by a synthesiser.
@@ -422,15 +424,32 @@ void run_contemplating(ask_context & ctx) {
         method  = "synthesis_all_pruned";
         summary = "all " + std::to_string(pruned.size()) + " agents were pruned; synthesised from their partial reasoning";
     } else if (answered.empty()) {
-        method    = "none";
-        final_err = { ERROR_INTERNAL, "no agent produced an answer" };
+        // No answer. An agent's error is the request's error; otherwise the agents ran out of
+        // tokens (max_tokens, a small budget) before answering, which is a result, not a
+        // failure: what they reasoned is synthesised, or the answer is empty with "length".
+        std::vector<agent_trace> unfinished;
+        bool                     cancelled = false;
         for (int idx : final_idx) {
-            if (agent_trace t = trace(idx); t.err) {
+            const agent_trace t = trace(idx);
+            if (t.err && !final_err) {
                 final_err = t.err;
-                break;
+            }
+            cancelled = cancelled || t.finish == FINISH_CANCELLED;
+            if (!t.reasoning.empty()) {
+                unfinished.push_back(t);
             }
         }
-        summary = final_err.message;
+        method = "none";
+        if (final_err) {
+            summary = final_err.message;
+        } else if (!unfinished.empty() && !cancelled) {
+            take(synthesize(unfinished, true));
+            method  = "synthesis_unfinished";
+            summary = "no agent answered within its tokens; synthesised from their reasoning";
+        } else {
+            finish  = FINISH_LENGTH;
+            summary = "no agent wrote an answer within its token limits";
+        }
     } else if (answered.size() == 1) {
         method     = "single";
         answer     = answered[0].answer;
@@ -466,7 +485,7 @@ void run_contemplating(ask_context & ctx) {
         res.vote         = vr;
         res.confidence   = confidence;
         res.err          = final_err;
-        res.finish       = final_err ? FINISH_ERROR : FINISH_STOP;
+        res.finish       = final_err ? FINISH_ERROR : finish;
     }
     ask_event ev;
     ev.type   = ask_event::AGGREGATE;

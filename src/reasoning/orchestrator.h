@@ -140,7 +140,8 @@ struct ask_result {
     bool        has_plan = false;
     plan        plan_used;
     std::vector<agent_trace> agents;
-    std::string aggregation;  // single, vote, synthesis (answer: the synthesiser's), synthesis_all_pruned
+    std::string aggregation;  // single, vote, synthesis (answer: the synthesiser's), synthesis_all_pruned,
+                              // synthesis_unfinished (no agent answered in its tokens), none
     vote_result vote;
     double      confidence = 0;  // vote: agreement; otherwise the answering agents' mean token probability
     ask_usage   use;

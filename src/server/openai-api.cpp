@@ -1,5 +1,7 @@
 #include "openai-api.h"
 
+#include "core/json-depth.h"
+#include "core/limits.h"
 #include "reasoning/result-json.h"
 
 #include <cmath>
@@ -64,6 +66,22 @@ const char * type_name(const json & v) {
         case json::value_t::number_unsigned: return "a number";
         default:                             return "something else";
     }
+}
+
+// obj[key] when it is a string, else "" (nlohmann's value() throws on another type).
+std::string string_member(const json & obj, const char * key) {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// A JSON schema from a request (response_format, a tool's parameters): nested at most
+// k_max_schema_depth levels, so that converting it to a grammar cannot exhaust the stack.
+api_error check_schema(const json & schema, const std::string & param) {
+    if (json_value_depth(schema, k_max_schema_depth) > k_max_schema_depth) {
+        return bad_request(param, param + " nests more than " + std::to_string(k_max_schema_depth) +
+                                      " levels deep; flatten the schema (use $defs and $ref for shared parts)");
+    }
+    return {};
 }
 
 std::string fmt_num(double v) {
@@ -225,7 +243,7 @@ api_error parse_tools(const json & body, const api_limits & lim, ask_options & o
         for (size_t i = 0; i < it->size(); ++i) {
             const json &      t = (*it)[i];
             const std::string w = "tools[" + std::to_string(i) + "]";
-            if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object()) {
+            if (!t.is_object() || string_member(t, "type") != "function" || !t.contains("function") || !t["function"].is_object()) {
                 return bad_request(w, w + " must be {type: \"function\", function: {...}}");
             }
             const json & f = t["function"];
@@ -243,6 +261,9 @@ api_error parse_tools(const json & body, const api_limits & lim, ask_options & o
             if (f.contains("parameters") && !f["parameters"].is_null()) {
                 if (!f["parameters"].is_object()) {
                     return bad_request(w + ".function.parameters", w + ".function.parameters must be a JSON schema object");
+                }
+                if (api_error e = check_schema(f["parameters"], w + ".function.parameters")) {
+                    return e;
                 }
                 ct.parameters = f["parameters"].dump();
             }
@@ -269,7 +290,7 @@ api_error parse_tools(const json & body, const api_limits & lim, ask_options & o
         opt.client_tool_choice = s;
         return {};
     }
-    if (tc->is_object() && tc->value("type", "") == "function" && tc->contains("function") && (*tc)["function"].is_object() &&
+    if (tc->is_object() && string_member(*tc, "type") == "function" && tc->contains("function") && (*tc)["function"].is_object() &&
         (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
         const std::string name = (*tc)["function"]["name"];
         std::vector<chat_tool> only;
@@ -342,7 +363,7 @@ api_error parse_messages(const json & body, const api_limits & lim, chat_api_req
                         return bad_request(cw, cw + " must be {id, type: function, function: {name, arguments}}");
                     }
                     chat_tool_call tc;
-                    tc.id   = c.value("id", "");
+                    tc.id   = string_member(c, "id");
                     tc.name = c["function"]["name"];
                     const json & a = c["function"].contains("arguments") ? c["function"]["arguments"] : json("{}");
                     tc.arguments   = a.is_string() ? a.get<std::string>() : a.dump();
@@ -366,6 +387,24 @@ api_error parse_messages(const json & body, const api_limits & lim, chat_api_req
 }
 
 }  // namespace
+
+api_error parse_chat_body(const std::string & text, const api_limits & lim, chat_api_request & out) {
+    std::string where;
+    if (json_text_depth(text, k_max_json_depth, &where) > k_max_json_depth) {
+        return bad_request(where, (where.empty() ? std::string("the request body") : where) + " nests more than " +
+                                      std::to_string(k_max_json_depth) + " levels of arrays and objects; send a flatter body");
+    }
+    const json body = json::parse(text, nullptr, false);
+    if (body.is_discarded()) {
+        return bad_request("", "the request body is not valid JSON (or not UTF-8)");
+    }
+    try {
+        return parse_chat_request(body, lim, out);
+    } catch (const json::exception & e) {
+        // A field of an unexpected type that a check above missed: still the client's error.
+        return bad_request("", std::string("malformed request: ") + e.what());
+    }
+}
 
 bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget) {
     if (effort == "none")    { mode = MODE_INSTANT;       budget = 0;    return true; }
@@ -484,13 +523,16 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
 
     // response_format
     if (auto rf = body.find("response_format"); rf != body.end() && !rf->is_null()) {
-        const std::string type = rf->is_object() ? rf->value("type", "") : "";
+        const std::string type = rf->is_object() ? string_member(*rf, "type") : "";
         if (type == "json_object") {
             opt.json_schema = R"({"type":"object"})";
         } else if (type == "json_schema") {
             const json * js = rf->contains("json_schema") ? &(*rf)["json_schema"] : nullptr;
             if (!js || !js->is_object() || !js->contains("schema") || !(*js)["schema"].is_object()) {
                 return bad_request("response_format.json_schema.schema", "response_format.json_schema.schema must be a JSON schema object");
+            }
+            if (api_error e = check_schema((*js)["schema"], "response_format.json_schema.schema")) {
+                return e;
             }
             opt.json_schema = (*js)["schema"].dump();
         } else if (type != "text") {

@@ -60,6 +60,9 @@ struct chat_api_request {
 // Parses and checks a /v1/chat/completions body. Every numeric field is range-checked; the
 // error names the field.
 api_error parse_chat_request(const nlohmann::json & body, const api_limits & lim, chat_api_request & out);
+// The same from the body's text: nesting over k_max_json_depth, text that is not JSON and
+// fields of the wrong type are 400s, never exceptions.
+api_error parse_chat_body(const std::string & text, const api_limits & lim, chat_api_request & out);
 
 // reasoning_effort -> mode and thinking budget (README documents the table).
 bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget);

@@ -292,13 +292,8 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
     if (!authorized(req, res, user)) return;
     const auto t0 = clock_type::now();
 
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) {
-        send_error(res, bad_request("", "the request body is not valid JSON (or not UTF-8)"));
-        return;
-    }
     auto in = std::make_shared<chat_api_request>();
-    if (api_error e = parse_chat_request(body, params.limits, *in)) {
+    if (api_error e = parse_chat_body(req.body, params.limits, *in)) {
         send_error(res, e);
         return;
     }

@@ -1,0 +1,15 @@
+#pragma once
+// Limits on untrusted input that more than one layer checks: one definition each.
+// (Per-request caps set by flags live in their layers' option structs.)
+
+namespace muse {
+
+// JSON schemas (response_format, tool parameters, --json-schema): llama.cpp's
+// json_schema_to_grammar recurses once or twice per level.
+constexpr int k_max_schema_depth = 64;
+
+// Any other JSON from outside: request bodies, uploaded tables, model-written plans and tool
+// arguments. Values are copied and dumped recursively, so nesting is capped before parsing.
+constexpr int k_max_json_depth = 128;
+
+}  // namespace muse
