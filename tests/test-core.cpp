@@ -6,7 +6,6 @@
 #include "core/json-depth.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -44,9 +43,22 @@ TEST(core, json_text_depth_measures_without_recursing) {
     where.clear();
     EXPECT_EQ(json_text_depth(R"({"a":{"b":{"c":{"d":{"e":{"f":{"g":[]}}}}}}})", 6, &where), 7);
     EXPECT_EQ(where, "a.b.c.d.e.f...");
-    nlohmann::json v = nlohmann::json::parse(std::string(200, '[') + std::string(200, ']'));
-    EXPECT_EQ(json_value_depth(v, 64), 65);
-    EXPECT_EQ(json_value_depth(nlohmann::json::parse(R"({"a":[1,{"b":2}]})"), 64), 3);
+}
+
+TEST(core, json_schema_problem_caps_depth_size_and_alternatives) {
+    EXPECT_EQ(json_schema_problem(R"({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]})"), "");
+    auto nest = [](int n) {
+        std::string s;
+        for (int i = 0; i < n; ++i) s += R"({"type":"array","items":)";
+        return s + "{}" + std::string(n, '}');
+    };
+    EXPECT_EQ(json_schema_problem(nest(60)), "");
+    EXPECT_NE(json_schema_problem(nest(70)).find("levels deep"), std::string::npos);
+    std::string en = R"({"enum":[)";
+    for (int i = 0; i < 2000; ++i) en += (i ? ",\"v" : "\"v") + std::to_string(i) + "\"";
+    EXPECT_NE(json_schema_problem(en + "]}").find("members and elements"), std::string::npos) << json_schema_problem(en + "]}");
+    EXPECT_EQ(json_schema_problem(R"({"enum":["a,b:c","d\",e"]})"), "") << "separators inside strings do not count";
+    EXPECT_NE(json_schema_problem(R"({"description":")" + std::string(70000, 'x') + "\"}").find("bytes"), std::string::npos);
 }
 
 TEST(core, only_regular_files_are_opened) {

@@ -382,6 +382,15 @@ TEST(server_api, deep_nesting_is_refused_with_the_field) {
         EXPECT_EQ(e.param, t.param) << e.message;
         EXPECT_TRUE(has(e.message, "levels")) << e.message;
     }
+    {
+        std::string en = R"({"enum":[)";  // 100,000 alternatives: over a minute per token before the cap
+        for (int i = 0; i < 100000; ++i) en += (i ? ",\"v" : "\"v") + std::to_string(i) + "\"";
+        chat_api_request r;
+        api_error e = parse_chat_body(msgs + R"(,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"x":)" +
+                                          en + "]}}}}}]}", {}, r);
+        EXPECT_EQ(e.status, 400);
+        EXPECT_EQ(e.param, "tools[0].function.parameters") << e.message;
+    }
     chat_api_request r;  // a modest schema still passes
     EXPECT_FALSE(parse_chat_body(msgs + R"(,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":)" +
                                      nest(10, "{}") + "}}}", {}, r));

@@ -1,5 +1,7 @@
 #include "json-depth.h"
 
+#include "limits.h"
+
 #include <vector>
 
 namespace muse {
@@ -98,6 +100,40 @@ int json_text_depth(std::string_view text, int stop_after, std::string * where) 
         }
     }
     return deepest;
+}
+
+std::string json_schema_problem(std::string_view text) {
+    if (text.size() > k_max_schema_bytes) {
+        return "is " + std::to_string(text.size()) + " bytes, over the " + std::to_string(k_max_schema_bytes) +
+               "-byte limit for a schema";
+    }
+    if (json_text_depth(text, k_max_schema_depth) > k_max_schema_depth) {
+        return "nests more than " + std::to_string(k_max_schema_depth) +
+               " levels deep; flatten it (use $defs and $ref for shared parts)";
+    }
+    // Members and elements: every ':' and ',' outside strings, plus one.
+    int64_t items = 1;
+    bool    in_string = false, escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ':' || c == ',') {
+            ++items;
+        }
+    }
+    if (items > k_max_schema_items) {
+        return "has " + std::to_string(items) + " members and elements, over the limit of " +
+               std::to_string(k_max_schema_items) + " (each becomes an alternative the grammar checks at every token)";
+    }
+    return "";
 }
 
 }  // namespace muse

@@ -4,8 +4,9 @@
 // first; nlohmann's parser itself is iterative, but copying, dumping and converting a value
 // (and llama.cpp's json_schema_to_grammar) recurse once per level.
 //
-//   if (int d = json_text_depth(body, 128); d > 128) { /* 400: nested d levels, limit 128 */ }
-//   if (json_value_depth(schema, 64) > 64) { /* 400 naming the field */ }
+//   std::string where;
+//   if (json_text_depth(body, 128, &where) > 128) { /* 400: "tools[0].function..." nests too deep */ }
+//   if (std::string why = json_schema_problem(schema_text); !why.empty()) { /* 400: "schema " + why */ }
 //
 // Thread safety: pure functions.
 
@@ -21,24 +22,11 @@ namespace muse {
 // as far as it goes (the parser reports the error).
 int json_text_depth(std::string_view text, int stop_after, std::string * where = nullptr);
 
-// The nesting depth of a parsed value (a scalar is 0), recursing at most stop_after + 1
-// levels: a deeper value returns stop_after + 1.
-template <typename Json> int json_value_depth(const Json & v, int stop_after) {
-    if (!v.is_object() && !v.is_array()) {
-        return 0;
-    }
-    if (stop_after <= 0) {
-        return 1;
-    }
-    int deepest = 0;
-    for (const auto & child : v) {
-        const int d = json_value_depth(child, stop_after - 1);
-        deepest     = d > deepest ? d : deepest;
-        if (deepest >= stop_after) {
-            break;
-        }
-    }
-    return 1 + deepest;
-}
+// Why a JSON schema from outside (response_format, tool parameters, --json-schema) is
+// refused, or "" when it is within k_max_schema_depth levels, k_max_schema_bytes and
+// k_max_schema_items (array elements plus object members: they become the grammar's
+// alternatives, and a grammar's cost per generated token grows with them; 2,000 enum values
+// took over a second per token on 2 cores).
+std::string json_schema_problem(std::string_view text);
 
 }  // namespace muse

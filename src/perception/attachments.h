@@ -10,7 +10,10 @@
 //   json j = att.to_json();     // what was attached and what the model read for it
 //
 // Caps: at most k_max_images images and table_limits::max_tables tables per request; each file
-// within image_limits / table_limits. A failed add leaves what was already attached as it was.
+// within image_limits / table_limits; and a memory budget for the whole request (decoded
+// pixels plus the tables' SQLite pages; default k_default_budget): an attachment that would
+// pass it is refused with what it would cost. A failed add leaves what was already attached
+// as it was.
 //
 // Thread safety: build it on one thread; after apply(), the query tool may run on many.
 
@@ -20,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,9 +32,10 @@ namespace muse {
 
 class attachments {
   public:
-    static constexpr int k_max_images = 16;
+    static constexpr int    k_max_images     = 16;
+    static constexpr size_t k_default_budget = 512u << 20;  // bytes: decoded images + tables
 
-    explicit attachments(image_limits il = {}, table_limits tl = {});
+    explicit attachments(image_limits il = {}, table_limits tl = {}, size_t memory_budget = k_default_budget);
 
     error add_image_file(const std::string & path);
     error add_image_bytes(const std::string & name, const std::string & bytes);
@@ -39,6 +44,9 @@ class attachments {
     error add_table_bytes(const std::string & name, const std::string & bytes, const std::string & format_hint);
 
     bool empty() const { return imgs.empty() && tables->tables().empty(); }
+
+    // Memory the attachments hold: decoded pixels and the tables' database.
+    size_t memory_used() const;
 
     // Appends the data blocks to the request's last user message (adding one when there is
     // none), registers query_table in `reg` when tables are attached, and lets the agents use
@@ -53,7 +61,7 @@ class attachments {
     std::string prompt_block(bool vision = false) const;
 
     // [{type: "image", source, format, width, height, sha256, ocr_text, ocr_confidence, ocr_error,
-    //   prompt_text}, {type: "table", name, source, format, encoding, rows, columns, summary}]
+    //   prompt_text}, {type: "table", name, source, format, encoding, rows, columns, warnings, summary}]
     nlohmann::ordered_json to_json() const;
 
   private:
@@ -64,8 +72,13 @@ class attachments {
     // The image's OCR, run once (thread-safe: agents may call read_image_text together).
     const ocr_result & ocr_of(size_t i) const;
     error add_image(image img);
+    error add_table(const std::function<error(table_info &)> & load);
+
+    // An error when `adding` more bytes on top of `used` would pass the budget.
+    error within_budget(const std::string & what, size_t used, size_t adding) const;
 
     image_limits                 ilim;
+    size_t                       budget;
     bool                         as_vision = false;  // how apply() delivered the images
     mutable std::vector<image_item> imgs;
     mutable std::mutex              ocr_mu;

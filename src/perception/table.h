@@ -11,14 +11,18 @@
 //   tool_output out = store.query("SELECT region, SUM(amount) FROM sales GROUP BY region");
 //
 // Input: CSV with RFC 4180 quoting (quoted delimiters, "" escapes, quoted newlines, CRLF),
-// the delimiter sniffed among , ; TAB | (TSV: tab), a header row detected, UTF-8 with or
-// without BOM, else Latin-1; JSON as an array of objects or an object of arrays; JSON Lines.
-// Nested JSON objects are flattened into dotted column names; arrays inside rows are refused.
-// Every size is capped (table_limits); a bad file fails with the line and what to do, and
-// leaves the tables already loaded as they were.
+// the delimiter sniffed among , ; TAB | (TSV: tab), a header row detected (repeated and
+// year-like names included; a title or metadata line above the table is skipped), UTF-8
+// with or without BOM, a value that is not UTF-8 read as Windows-1252; JSON as an array of
+// objects or an object of arrays; JSON Lines. Nested JSON objects are flattened into dotted
+// column names; arrays inside rows are refused. Integers beyond 64 bits make their column
+// TEXT, so they stay exact. What the loader guessed or repaired is listed in `warnings`.
+// Every size is capped (table_limits), nesting too; a bad file fails with the line and what
+// to do, and leaves the tables already loaded as they were.
 //
 // Queries: one SELECT (or WITH ... SELECT) per call; an authorizer denies writes, schema
-// changes, ATTACH, PRAGMA and functions with side effects; rows and time are limited.
+// changes, ATTACH, PRAGMA, functions with side effects and printf/format; rows, time,
+// value sizes and LIKE patterns are limited, and no single function call runs long.
 //
 // Thread safety: a table_store serialises its own use; agents may query it from many threads.
 
@@ -63,11 +67,12 @@ struct table_info {
     std::string name;       // the SQL table name
     std::string source;     // file name (no directories)
     std::string format;     // csv, tsv, json, jsonl
-    std::string encoding;   // utf-8, utf-8 with BOM, latin-1
+    std::string encoding;   // utf-8 or utf-8 with BOM, then "; N values read as windows-1252"
     std::string delimiter;  // csv / tsv
     bool        header = false;
     int64_t     rows   = 0;
     std::vector<column_info> columns;
+    std::vector<std::string> warnings;  // what was guessed or repaired (a skipped line, an uncertain header)
     std::string summary;    // compact, delimited text for the prompt (marked as data)
 };
 
@@ -97,6 +102,12 @@ class table_store {
                      table_info & out);
 
     std::vector<table_info> tables() const;
+
+    // Drops a loaded table (false when there is none of that name).
+    bool drop(const std::string & name);
+
+    // Bytes the database holds in memory (its page cache: all of an in-memory database).
+    size_t memory_used() const;
 
     // Runs one read-only SELECT; ok=false with a message the model can act on otherwise.
     tool_output query(const std::string & sql, const query_limits & lim = {}) const;

@@ -4,8 +4,9 @@
 #include "core/limits.h"
 #include "reasoning/result-json.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
-#include <regex>
 
 namespace muse {
 
@@ -74,12 +75,11 @@ std::string string_member(const json & obj, const char * key) {
     return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// A JSON schema from a request (response_format, a tool's parameters): nested at most
-// k_max_schema_depth levels, so that converting it to a grammar cannot exhaust the stack.
+// A JSON schema from a request (response_format, a tool's parameters): within the caps on
+// nesting, size and alternatives (core/json-depth.h), checked here to name the field.
 api_error check_schema(const json & schema, const std::string & param) {
-    if (json_value_depth(schema, k_max_schema_depth) > k_max_schema_depth) {
-        return bad_request(param, param + " nests more than " + std::to_string(k_max_schema_depth) +
-                                      " levels deep; flatten the schema (use $defs and $ref for shared parts)");
+    if (const std::string why = json_schema_problem(schema.dump()); !why.empty()) {
+        return bad_request(param, param + " " + why);
     }
     return {};
 }
@@ -227,8 +227,8 @@ api_error parse_content(const json & c, const std::string & where, bool allow_im
 }
 
 bool valid_tool_name(const std::string & s) {
-    static const std::regex re("^[A-Za-z0-9_-]{1,64}$");
-    return std::regex_match(s, re);
+    return !s.empty() && s.size() <= 64 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum((unsigned char) c) || c == '_' || c == '-'; });
 }
 
 api_error parse_tools(const json & body, const api_limits & lim, ask_options & opt) {

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
-    if (size > 4096) {
+    if (size > (1u << 16)) {
         return 0;
     }
     (void) muse::calculate(std::string((const char *) data, size));
