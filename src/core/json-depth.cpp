@@ -30,9 +30,9 @@ std::string path_of(const std::vector<level> & st) {
     return st.size() > k_path_levels ? p + "..." : p;
 }
 
-}  // namespace
-
-int json_text_depth(std::string_view text, int stop_after, std::string * where) {
+// The scan behind both functions: nesting (with the path when `where` is given) and, when
+// `items` is given, the members and elements seen (every ':' and ',' outside strings, plus one).
+int scan(std::string_view text, int stop_after, std::string * where, int64_t * items) {
     std::vector<level> st;  // only kept when a path is wanted
     int                depth = 0, deepest = 0;
     bool               in_string = false, escaped = false;
@@ -85,11 +85,17 @@ int json_text_depth(std::string_view text, int stop_after, std::string * where) 
                 }
                 break;
             case ':':
+                if (items) {
+                    ++*items;
+                }
                 if (where && !st.empty() && st.back().object) {
                     st.back().want_key = false;
                 }
                 break;
             case ',':
+                if (items) {
+                    ++*items;
+                }
                 if (where && !st.empty()) {
                     st.back().want_key = st.back().object;
                     st.back().index += st.back().object ? 0 : 1;
@@ -102,32 +108,21 @@ int json_text_depth(std::string_view text, int stop_after, std::string * where) 
     return deepest;
 }
 
+}  // namespace
+
+int json_text_depth(std::string_view text, int stop_after, std::string * where) {
+    return scan(text, stop_after, where, nullptr);
+}
+
 std::string json_schema_problem(std::string_view text) {
     if (text.size() > k_max_schema_bytes) {
         return "is " + std::to_string(text.size()) + " bytes, over the " + std::to_string(k_max_schema_bytes) +
                "-byte limit for a schema";
     }
-    if (json_text_depth(text, k_max_schema_depth) > k_max_schema_depth) {
+    int64_t items = 1;
+    if (scan(text, k_max_schema_depth, nullptr, &items) > k_max_schema_depth) {
         return "nests more than " + std::to_string(k_max_schema_depth) +
                " levels deep; flatten it (use $defs and $ref for shared parts)";
-    }
-    // Members and elements: every ':' and ',' outside strings, plus one.
-    int64_t items = 1;
-    bool    in_string = false, escaped = false;
-    for (const char c : text) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == ':' || c == ',') {
-            ++items;
-        }
     }
     if (items > k_max_schema_items) {
         return "has " + std::to_string(items) + " members and elements, over the limit of " +

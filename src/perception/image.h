@@ -1,7 +1,11 @@
 #pragma once
-// Images for agents: PNG, JPEG, BMP and GIF (first frame) from a file, raw bytes or a base64
-// `data:` URI, checked before decoding (byte size, pixel count against decompression bombs,
-// dimensions), decoded to RGB; OCR with Tesseract; and the delimited, untrusted text block
+// Images for agents: PNG, JPEG, GIF (first frame), BMP and WebP from a file, raw bytes or a
+// base64 `data:` URI, decoded to RGB by Debian's libpng, libjpeg-turbo, giflib and libwebp (BMP
+// by a small reader of its own) with every allocation bounded by image_limits: the size a
+// header announces is checked before a pixel is decoded, decoders read row by row into the one
+// RGB buffer, and a truncated or corrupt file is refused, never decoded half black. Transparent
+// pixels are composited onto a background that contrasts with the opaque ones. OCR with
+// Tesseract (orientation, deskew, small text upscaled), and the delimited, untrusted text block
 // that stands in for an image when the model has no vision projector.
 //
 //   image img;
@@ -9,9 +13,7 @@
 //   ocr_result text = ocr_image(img);          // words in reading order, or an error
 //   prompt += image_text_block(img, text);      // "<image ...> size, colours, OCR text </image>"
 //
-// WebP is recognised and refused with what to do (the decoder at hand has no WebP support).
-//
-// Thread safety: the functions are reentrant; ocr_image creates its own Tesseract instance.
+// Thread safety: the functions are reentrant; ocr_image creates its own Tesseract instances.
 
 #include "engine/error.h"
 
@@ -25,11 +27,12 @@ struct image_limits {
     size_t  max_bytes  = 32u << 20;    // encoded size
     int64_t max_pixels = 50000000;     // width x height, checked from the header before decoding
     int32_t max_side   = 16384;        // either dimension
+    size_t  max_decode = 224u << 20;   // memory decoding may hold: RGB, alpha, the decoder's buffers
 };
 
 struct image {
     std::string          source;  // file name or "data: URI" / caller's name
-    std::string          format;  // png, jpeg, bmp, gif
+    std::string          format;  // png, jpeg, gif, bmp, webp
     std::string          hash;    // SHA-256 of the encoded bytes (cache key)
     int32_t              width  = 0;
     int32_t              height = 0;
@@ -50,7 +53,11 @@ struct ocr_result {
     int32_t     confidence = 0;  // mean word confidence, 0-100
 };
 
-// OCR in English. Images are upscaled when small (Tesseract reads ~30 px high text best).
+// OCR in English. The image is read as grey, light text on dark turned dark on light, pages
+// turned 90/180/270 degrees set upright (Tesseract's OSD data) and skewed ones straightened
+// (up to 15 degrees); it is scaled so that glyphs are ~20 px high (~30 px lines, what Tesseract
+// reads best) within 16 million pixels, so OCR of the largest image stays near 100 MB. Sparse
+// layouts (charts, labels) are also read as scattered text, and the better reading is kept.
 ocr_result ocr_image(const image & img);
 
 // The most common colours (quantised), as names with shares: "white 71%, black 20%, red 9%".
@@ -58,7 +65,8 @@ std::string dominant_colours(const image & img, int n = 3);
 
 // The text that represents an image in a prompt for a model without a projector: size,
 // dominant colours and the OCR text, delimited and marked as data so that text inside an
-// image is never taken as an instruction.
+// image is never taken as an instruction. Everything inside is escaped (block_text,
+// block_attr), so neither the text nor a file name can close the block or open another.
 std::string image_text_block(const image & img, const ocr_result & ocr, size_t max_text = 4000);
 
 }  // namespace muse
