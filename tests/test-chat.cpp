@@ -11,6 +11,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
+#include <iostream>
+#include <regex>
 
 using namespace muse;
 
@@ -218,6 +222,157 @@ TEST_P(chat_test, bad_role_is_named) {
     EXPECT_NE(r.err.message.find("wizard"), std::string::npos);
 }
 
+// Tool calls that follow their schemas. The tool has two required parameters, a string and a
+// bounded integer, and an optional enum; maxLength keeps random weights' strings short (they
+// seldom close one by chance).
+const char * k_weather_parameters = R"({"type": "object", "properties": {
+    "city": {"type": "string", "maxLength": 12},
+    "days": {"type": "integer", "minimum": 1, "maximum": 14},
+    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+    "required": ["city", "days"]})";
+
+chat_tool weather_tool(const std::string & name) {
+    return { name, "Weather forecast for a city", k_weather_parameters };
+}
+
+// Why a call's arguments break k_weather_parameters; empty when they fit.
+std::string weather_arguments_error(const std::string & arguments) {
+    const common_json j = common_json::parse_no_throw(arguments);
+    if (j.is_discarded() || !j.is_object()) {
+        return "arguments are not a JSON object: " + arguments;
+    }
+    if (!j.contains("city") || !j.at("city").is_string()) {
+        return "no string city: " + arguments;
+    }
+    if (!j.contains("days") || !j.at("days").is_number_integer() || j.at("days").get<int64_t>() < 1 ||
+        j.at("days").get<int64_t>() > 14) {
+        return "no integer days in 1..14: " + arguments;
+    }
+    if (j.contains("unit") && j.at("unit") != "celsius" && j.at("unit") != "fahrenheit") {
+        return "unit outside its enum: " + arguments;
+    }
+    for (const auto & [key, value] : j.items()) {
+        if (key != "city" && key != "days" && key != "unit") {
+            return "unknown argument " + key + ": " + arguments;
+        }
+    }
+    return "";
+}
+
+// A run of a request that must end in one call to one of `names`.
+struct call_run {
+    chat_request             req;
+    std::vector<std::string> names;
+};
+
+// How the runs ended: those that ended in exactly one call, to one of their names, and of those
+// the ones whose arguments fit k_weather_parameters.
+struct call_tally {
+    int         calls = 0, valid = 0;
+    std::string failures;
+};
+
+// The runs go to the engine together, to share its decoding steps: each samples about a hundred
+// tokens through a grammar that llama.cpp checks against the whole vocabulary.
+call_tally run_calls(backend & be, const std::vector<call_run> & runs) {
+    std::vector<std::unique_ptr<chat_stream>> streams;
+    for (const auto & run : runs) {
+        streams.push_back(be.start(run.req));
+    }
+    call_tally t;
+    for (size_t i = 0; i < runs.size(); ++i) {
+        const chat_result r = collect(*streams[i]);
+        const auto &      names = runs[i].names;
+        std::string       why;
+        if (r.err) {
+            why = r.err.message;
+        } else if (r.tool_calls.size() != 1) {
+            why = std::to_string(r.tool_calls.size()) + " calls, finish " + finish_reason_name(r.finish) + ", content '" +
+                  r.content + "'";
+        } else if (std::find(names.begin(), names.end(), r.tool_calls[0].name) == names.end()) {
+            why = "a call to '" + r.tool_calls[0].name + "'";
+        } else {
+            t.calls++;
+            why = weather_arguments_error(r.tool_calls[0].arguments);
+            t.valid += why.empty();
+        }
+        if (!why.empty()) {
+            t.failures += "\n  run " + std::to_string(i) + " (seed " + std::to_string(runs[i].req.sampling.seed) + "): " + why;
+        }
+    }
+    return t;
+}
+
+chat_request weather_request(const chat_request & base, reasoning_mode mode, const std::string & tool_choice, uint32_t seed) {
+    chat_request req         = base;
+    req.tools                = { weather_tool("get_weather") };
+    req.tool_choice          = tool_choice;
+    req.reasoning            = mode;
+    // Random weights seldom end their reasoning themselves: the budget ends it.
+    req.reasoning_budget     = mode == REASONING_ON ? 8 : -1;
+    req.max_tokens           = 256;
+    req.sampling.temperature = 1.0f;
+    req.sampling.seed        = seed;
+    return req;
+}
+
+const char * mode_name(reasoning_mode mode) {
+    return mode == REASONING_ON ? "thinking" : "instant";
+}
+
+TEST_P(chat_test, required_tool_choice_always_calls_with_arguments_that_fit_the_schema) {
+    const int n = 8;
+    for (auto mode : { REASONING_OFF, REASONING_ON }) {
+        std::vector<call_run> runs;
+        for (int seed = 1; seed <= n; ++seed) {
+            runs.push_back({ weather_request(ask("What will the weather be in Paris for the next 3 days?"), mode, "required", seed),
+                             { "get_weather" } });
+        }
+        const call_tally t = run_calls(*be, runs);
+        std::cout << "[required, " << mode_name(mode) << "] calls " << t.calls << "/" << n << ", valid arguments " << t.valid
+                  << "/" << n << "\n";
+        EXPECT_EQ(t.calls, n) << mode_name(mode) << t.failures;
+        EXPECT_EQ(t.valid, n) << mode_name(mode) << t.failures;
+    }
+}
+
+// Two tools and required: a call to either. A named tool_choice reaches the backend as
+// required with that tool alone (the API keeps only the named one).
+TEST_P(chat_test, required_call_goes_to_an_offered_tool_and_a_named_one_to_that_tool) {
+    std::vector<call_run> runs;
+    for (uint32_t seed = 1; seed <= 4; ++seed) {
+        auto both  = weather_request(ask("Weather or forecast for Oslo?"), REASONING_OFF, "required", seed);
+        both.tools = { weather_tool("get_weather"), weather_tool("get_forecast") };
+        runs.push_back({ both, { "get_weather", "get_forecast" } });
+        auto named  = weather_request(ask("Weather or forecast for Oslo?"), REASONING_ON, "required", seed);
+        named.tools = { weather_tool("get_forecast") };
+        runs.push_back({ named, { "get_forecast" } });
+    }
+    const call_tally t = run_calls(*be, runs);
+    EXPECT_EQ(t.valid, (int) runs.size()) << t.failures;
+}
+
+// With auto the model may answer in text; a call it makes follows the schema.
+TEST_P(chat_test, auto_tool_choice_answers_in_text_or_calls_with_arguments_that_fit) {
+    std::vector<std::unique_ptr<chat_stream>> streams;
+    for (auto mode : { REASONING_OFF, REASONING_ON }) {
+        for (uint32_t seed = 1; seed <= 4; ++seed) {
+            auto req       = weather_request(ask("What will the weather be in Paris?"), mode, "auto", seed);
+            req.max_tokens = 48;
+            streams.push_back(be->start(req));
+        }
+    }
+    for (auto & s : streams) {
+        const chat_result r = collect(*s);
+        ASSERT_FALSE(r.err) << r.err.message;
+        for (const auto & call : r.tool_calls) {
+            EXPECT_EQ(call.name, "get_weather");
+            EXPECT_EQ(weather_arguments_error(call.arguments), "");
+        }
+        EXPECT_TRUE(!r.tool_calls.empty() || !r.content.empty() || !r.reasoning.empty());
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(families, chat_test, ::testing::Values(test::QWEN, test::GLIMMER),
                          [](const auto & info) { return info.param == test::QWEN ? "qwen" : "glimmer"; });
 
@@ -355,6 +510,151 @@ TEST(chat_glimmer, reasoning_strength_and_answer_channel) {
     const error bad_choice = be.build(req, sr, cp);
     ASSERT_TRUE(bad_choice);
     EXPECT_NE(bad_choice.message.find("tool_choice"), std::string::npos) << bad_choice.message;
+}
+
+}  // namespace
+
+
+namespace {
+
+// Whether a required call's grammar (not lazy) lets the model write `text` after its prompt,
+// token by token, and end there.
+bool grammar_accepts(const chat_prompt & cp, test::test_family family, const std::string & text) {
+    const llama_vocab * vocab = llama_model_get_vocab(test::shared_model(family).get());
+    llama_sampler *     g     = llama_sampler_init_grammar(vocab, cp.grammar.grammar.c_str(), "root");
+    if (!g) {
+        return false;
+    }
+    auto allowed = [&](llama_token t) {
+        llama_token_data       d = { t, 0.0f, 0.0f };
+        llama_token_data_array a = { &d, 1, -1, false };
+        llama_sampler_apply(g, &a);
+        return d.logit != -INFINITY;
+    };
+    bool ok = true;
+    for (llama_token t : common_tokenize(vocab, text, false, true)) {
+        if (!(ok = allowed(t))) {
+            break;
+        }
+        llama_sampler_accept(g, t);
+    }
+    ok = ok && allowed(llama_vocab_eot(vocab));
+    llama_sampler_free(g);
+    return ok;
+}
+
+struct call_syntax {
+    test::test_family family;
+    std::string       open;       // how the model opens its reasoning when the prompt left it to it
+    std::string       reasoning;  // reasoning that ends and leads to the call, after an opened reasoning block
+    std::function<std::string(const std::string & args)> call;
+    std::function<std::string(const std::string & name, const std::string & value, bool json)> arg;
+    std::string       sep;    // between arguments
+    std::string       again;  // between two calls
+};
+
+std::vector<call_syntax> call_syntaxes() {
+    return {
+        { test::GLIMMER, " to=self<|message|>", "Paris, 3 days.<|eom|><|start|>assistant",
+          [](const std::string & args) {
+              return " to=get_weather<|message|><atem:function_calls>\n<atem:invoke name=\"get_weather\">\n" + args +
+                     "</atem:invoke>\n</atem:function_calls>";
+          },
+          [](const std::string & name, const std::string & value, bool) {
+              return "<atem:parameter name=\"" + name + "\">" + value + "</atem:parameter>\n";
+          },
+          "", "<|eom|><|start|>assistant" },
+        { test::QWEN, "<think>", "Paris, 3 days.\n</think>\n\n",
+          [](const std::string & args) {
+              return "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {" + args + "}}\n</tool_call>";
+          },
+          [](const std::string & name, const std::string & value, bool json) {
+              return "\"" + name + "\": " + (json ? value : "\"" + value + "\"");
+          },
+          ", ", "\n" },
+    };
+}
+
+// The grammar of a required call, on texts written out: a call that fits the schema passes and
+// parses to arguments that fit; a missing required parameter, a value outside its schema,
+// another recipient or text instead of the call do not pass.
+TEST(chat_tool_grammar, a_required_call_follows_the_schema) {
+    for (const auto & s : call_syntaxes()) {
+        for (auto mode : { REASONING_OFF, REASONING_ON, REASONING_AUTO }) {
+            chat_prompt_options opts;
+            opts.messages    = { { "user", "Weather in Paris for 3 days?" } };
+            opts.tools       = { weather_tool("get_weather") };
+            opts.tool_choice = "required";
+            opts.reasoning   = mode;
+            chat_prompt cp;
+            ASSERT_FALSE(format_chat(test::shared_model(s.family), opts, cp));
+            ASSERT_FALSE(cp.grammar_lazy);
+            const std::string lead = mode == REASONING_ON ? s.reasoning : mode == REASONING_AUTO ? s.open + s.reasoning : "";
+            const std::string city = s.arg("city", "Paris", false), days = s.arg("days", "3", true);
+            const std::string good = lead + s.call(city + s.sep + days);
+            const std::string what = std::to_string(s.family) + "/" + std::to_string(mode) + ": ";
+            EXPECT_TRUE(grammar_accepts(cp, s.family, good)) << what << good;
+            EXPECT_TRUE(grammar_accepts(cp, s.family, lead + s.call(city + s.sep + days + s.sep + s.arg("unit", "celsius", false))))
+                << what;
+            EXPECT_EQ(grammar_accepts(cp, s.family, s.call(city + s.sep + days)), mode != REASONING_ON)
+                << what << "a call without reasoning";
+            EXPECT_FALSE(grammar_accepts(cp, s.family, lead + s.call(city))) << what << "days is required";
+            EXPECT_FALSE(grammar_accepts(cp, s.family, lead + s.call(city + s.sep + s.arg("days", "15", true)))) << what;
+            EXPECT_FALSE(grammar_accepts(cp, s.family, lead + s.call(city + s.sep + days + s.sep + s.arg("unit", "kelvin", false))))
+                << what;
+            EXPECT_FALSE(grammar_accepts(cp, s.family, lead + "Sunny. " + s.call(city + s.sep + days))) << what;
+            EXPECT_FALSE(grammar_accepts(cp, s.family, good + s.again + s.call(city + s.sep + days))) << what << "one call";
+            if (s.family == test::GLIMMER) {
+                std::string other = good;
+                other.replace(other.find(" to=get_weather"), 15, " to=weather");
+                EXPECT_FALSE(grammar_accepts(cp, s.family, other)) << what << "the recipient is the tool";
+                EXPECT_FALSE(grammar_accepts(cp, s.family, lead + " to=user<|message|>Sunny.")) << what;
+            }
+
+            chat_output_parser      p(cp.parser);
+            std::vector<chat_delta> deltas;
+            p.update(good, true, deltas);
+            ASSERT_EQ(p.message().tool_calls.size(), 1u) << what << good;
+            EXPECT_EQ(p.message().tool_calls[0].name, "get_weather");
+            EXPECT_EQ(weather_arguments_error(p.message().tool_calls[0].arguments), "") << what;
+        }
+    }
+}
+
+// Glimmer with tool_choice auto: a lazy grammar that a complete recipient naming a tool starts,
+// after the reasoning or the answer, and that then holds the call to its schema.
+TEST(chat_tool_grammar, glimmer_auto_call_starts_the_grammar_at_a_tool_recipient) {
+    chat_prompt_options opts;
+    opts.messages = { { "user", "Weather in Paris for 3 days?" } };
+    opts.tools    = { weather_tool("get_weather") };
+    chat_prompt cp;
+    ASSERT_FALSE(format_chat(test::shared_model(test::GLIMMER), opts, cp));
+    ASSERT_TRUE(cp.grammar_lazy);
+    auto triggered = [&](const std::string & text) {
+        for (const auto & t : cp.grammar_triggers) {
+            if (std::regex_search(text, std::regex(t.value))) {
+                return true;
+            }
+        }
+        return false;
+    };
+    EXPECT_TRUE(triggered("Hmm.<|eom|><|start|>assistant to=get_weather<|message|>"));
+    EXPECT_FALSE(triggered("Hmm.<|eom|><|start|>assistant to=user<|message|>"));
+    EXPECT_FALSE(triggered("Hmm.<|eom|><|start|>assistant to=get_weather2<|message|>"));
+
+    const call_syntax s    = call_syntaxes()[0];
+    const std::string city = s.arg("city", "Paris", false);
+    EXPECT_TRUE(grammar_accepts(cp, test::GLIMMER, s.call(city + s.arg("days", "3", true))));
+    EXPECT_FALSE(grammar_accepts(cp, test::GLIMMER, s.call(city)));
+}
+
+TEST(chat_tool_grammar, required_without_tools_is_an_error) {
+    chat_prompt_options opts;
+    opts.messages    = { { "user", "hi" } };
+    opts.tool_choice = "required";
+    chat_prompt cp;
+    const error err = format_chat(test::shared_model(test::QWEN), opts, cp);
+    EXPECT_EQ(err.code, ERROR_INVALID_ARGUMENT);
 }
 
 }  // namespace

@@ -125,16 +125,17 @@ async function main() {
     check('stream: include_usage', usage && usage.completion_tokens > 0, usage);
 
     // --- tools (the client's own) --------------------------------------------------------
+    // The arguments follow the schema (a random-weight model rarely ends a free string: city is capped).
     const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Current weather in a city',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] } } }];
     const rtool = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Weather in Oslo?' }],
-      tools, tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 64, mode: 'instant', temperature: 0 });
+      tools, tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 160, mode: 'instant', temperature: 0 });
     const call = rtool.choices[0].message.tool_calls && rtool.choices[0].message.tool_calls[0];
     let args = null;
     try { args = call && JSON.parse(call.function.arguments); } catch (e) { /* checked below */ }
     check('tools: finish_reason tool_calls', rtool.choices[0].finish_reason === 'tool_calls', rtool.choices[0]);
-    check('tools: the call names the function with JSON arguments', call && call.type === 'function' &&
-          call.function.name === 'get_weather' && args && typeof args === 'object', call);
+    check('tools: the call names the function with arguments that follow its schema', call && call.type === 'function' &&
+          call.function.name === 'get_weather' && args && typeof args.city === 'string', call);
     if (call) {
       const follow = await client.chat.completions.create({ model, max_tokens: 8, mode: 'instant', tools, messages: [
         { role: 'user', content: 'Weather in Oslo?' }, rtool.choices[0].message,
@@ -143,7 +144,7 @@ async function main() {
             ['stop', 'length', 'tool_calls'].includes(follow.choices[0].finish_reason), follow.choices[0]);
     }
     const stool = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Weather in Oslo?' }],
-      tools, tool_choice: 'required', max_tokens: 64, mode: 'instant', temperature: 0, stream: true });
+      tools, tool_choice: 'required', max_tokens: 160, mode: 'instant', temperature: 0, stream: true });
     let streamedCall = null;
     for await (const chunk of stool) {
       const d = chunk.choices[0] && chunk.choices[0].delta;
