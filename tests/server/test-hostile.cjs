@@ -123,7 +123,7 @@ async function post(url, body) {
 const user = (content) => [{ role: 'user', content }];
 const image = (uri) => user([{ type: 'text', text: 'What does it say?' }, { type: 'image_url', image_url: { url: uri } }]);
 
-async function serverSuite(bombs) {
+async function serverSuite(bombs, broken) {
   const srv = await startServer(muse, ['--model', model, '--threads', '2', '--max-tokens', '64', '--quiet'], env);
   const { url } = srv;
   const pid = srv.proc.pid;
@@ -174,6 +174,17 @@ async function serverSuite(bombs) {
               `${r.status} ${r.text.slice(0, 300)}`);
         refused += r.status === 400 || r.status === 413 ? 1 : 0;
       });
+    }
+
+    // 4. Broken files are refused, not decoded to half-black pictures; OS/2 bitmaps are read right.
+    for (const [name, buf, status] of broken) {
+      const r = await post(url, { messages: image(dataUri(buf)), max_tokens: 4, mode: 'instant' });
+      check(`${name}: ${status}`, r.status === status, `${r.status} ${r.text.slice(0, 300)}`);
+      refused += r.status === 400 ? 1 : 0;
+      if (status === 200) {
+        const img = r.json.muse.attachments.find((a) => a.type === 'image');
+        check(`${name}: read at its real size`, img && img.width === 64 && img.height === 32, img);
+      }
     }
 
     // 6. Data cannot close its block: a CSV cell and a file name that try.
@@ -273,7 +284,13 @@ async function main() {
   }
   const deepJson = path.join(work, 'deep.json');
   fs.writeFileSync(deepJson, '{"a":' + '['.repeat(150000) + ']'.repeat(150000) + '}');
-  await serverSuite(bombs);
+  // Whole pictures cut short, and an OS/2 bitmap (12-byte header with 16-bit sizes).
+  const pic = (fmt) => execFileSync('convert', ['-size', '64x32', 'gradient:red-blue', '-fill', 'black', '-draw', 'rectangle 8,8 40,20', `${fmt}:-`]);
+  const cut = (b) => b.subarray(0, Math.floor(b.length * 0.6));
+  const broken = [['a truncated GIF', cut(pic('GIF')), 400], ['a truncated BMP', cut(pic('BMP3')), 400],
+                  ['a truncated PNG', cut(pic('PNG')), 400], ['a truncated JPEG', cut(pic('JPEG')), 400],
+                  ['an OS/2 BMP', execFileSync('convert', ['-size', '64x32', 'gradient:red-blue', '-define', 'bmp:format=bmp2', 'BMP2:-']), 200]];
+  await serverSuite(bombs, broken);
   await cliSuite(files, deepJson);
 }
 
