@@ -137,7 +137,9 @@ check "truncated --image says so" grep -q "cut.png: corrupt or truncated png ima
 # Ctrl-C cancels cleanly: exit 130 and a note, no crash.
 "$muse" ask --model "$model" "Go on" --max-tokens -1 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &
 pid=$!
-sleep 1.5
+# Interrupt once the answer is streaming (the model has loaded), however long loading takes.
+for _ in $(seq 1 1200); do [ -s "$work/out.txt" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+check "the answer streams before Ctrl-C" test -s "$work/out.txt"
 kill -INT $pid
 wait $pid; rc=$?
 check "Ctrl-C exits 130" test $rc -eq 130
