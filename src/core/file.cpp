@@ -24,7 +24,7 @@ const char * kind_of(mode_t m) {
     if (S_ISCHR(m) || S_ISBLK(m)) {
         return "a device";
     }
-    return "not a regular file";
+    return "a special file";
 }
 
 }  // namespace
@@ -37,9 +37,13 @@ int open_regular_file(const std::string & path, std::string & why, uint64_t * si
         return -1;
     }
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        why = path + ": " + (S_ISREG(st.st_mode) ? "cannot stat it" : kind_of(st.st_mode)) +
-              ", not a regular file; give the path of a file";
+    if (::fstat(fd, &st) != 0) {
+        why = path + ": cannot read its status (" + std::strerror(errno) + ")";
+        ::close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        why = path + ": " + kind_of(st.st_mode) + ", not a regular file; give the path of a file";
         ::close(fd);
         return -1;
     }
