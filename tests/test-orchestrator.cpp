@@ -2,10 +2,12 @@
 // in which order, and how their answers are combined.
 
 #include "backend/scripted-backend.h"
+#include "engine/text-stream.h"
 #include "perception/table.h"
 #include "reasoning/orchestrator.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -682,4 +684,24 @@ TEST(orchestrator, client_tools_stop_the_agent_and_come_back_as_calls) {
     EXPECT_EQ(r.mode, MODE_THINKING);
     EXPECT_TRUE(has(r.mode_reason, "client tools")) << r.mode_reason;
     EXPECT_EQ(r.finish, FINISH_TOOL_CALLS);
+}
+
+// What a tool returns enters JSON (traces, streamed events): it is made valid UTF-8 and cut on
+// a character boundary, so a long or broken output cannot make serialisation throw.
+TEST(orchestrator, tool_output_is_valid_utf8_when_cut) {
+    tool_registry reg;
+    reg.add({ { "blob", "returns a lot", R"({"type":"object","properties":{}})" },
+              [](const std::string &) { return tool_output{ true, std::string(9001, 'x') + std::string(3000, '\xc3') + "\xa9" }; } });
+    reg.add({ { "accents", "returns a lot", R"({"type":"object","properties":{}})" },
+              [](const std::string &) {
+                  std::string s = "x";
+                  for (int i = 0; i < 6000; ++i) s += "\xc3\xa9";
+                  return tool_output{ true, s };
+              } });
+    for (const char * name : { "blob", "accents" }) {
+        const tool_output out = reg.call(name, "{}");
+        EXPECT_TRUE(utf8_valid(out.text)) << name;
+        EXPECT_NO_THROW((void) nlohmann::json(out.text).dump()) << name;
+        EXPECT_LT(out.text.size(), 9000u) << name;
+    }
 }

@@ -412,3 +412,20 @@ TEST(server_api, wrong_types_anywhere_are_400s) {
         EXPECT_EQ(parse_chat_body(bad, {}, r).status, 400) << bad;
     }
 }
+
+// Upload names are stored as valid UTF-8 without directories or control characters, cut on a
+// character boundary: a hostile name can never make listing or serialising the file fail.
+TEST(server_api, upload_names_are_normalised_before_storing) {
+    EXPECT_EQ(normalize_file_name("sales.csv"), "sales.csv");
+    EXPECT_EQ(normalize_file_name("../../etc/passwd"), "passwd");
+    EXPECT_EQ(normalize_file_name("C:\\Users\\me\\data.csv"), "data.csv");
+    EXPECT_EQ(normalize_file_name("a\nb\r\x01.csv"), "ab.csv");
+    EXPECT_EQ(normalize_file_name(""), "upload");
+    EXPECT_EQ(normalize_file_name("   "), "upload");
+    const std::string bad = std::string(300, 'x') + "\xff\xfe.csv";
+    EXPECT_LE(normalize_file_name(bad).size(), 255u);
+    EXPECT_TRUE(nlohmann::json(normalize_file_name("caf\xe9\xff.csv")).dump().size() > 0) << "valid UTF-8, so it serialises";
+    const std::string accents = std::string(254, 'a') + "\xc3\xa9\xc3\xa9";  // 'é' straddles byte 255
+    const std::string cut     = normalize_file_name(accents);
+    EXPECT_EQ(cut, std::string(254, 'a')) << "cut before the character, not inside it";
+}

@@ -5,6 +5,7 @@
 #include "core/data-block.h"
 #include "core/json-depth.h"
 #include "core/limits.h"
+#include "engine/text-stream.h"
 
 #include <nlohmann/json.hpp>
 
@@ -83,8 +84,9 @@ tool_output tool_registry::call(const std::string & name, const std::string & ar
     } catch (const std::exception & e) {
         out = { false, name + " failed: " + e.what() };
     }
+    out.text = utf8_sanitize(out.text);  // what a tool returns goes into JSON: valid UTF-8 only
     if (out.text.size() > k_max_output) {
-        out.text.resize(k_max_output);
+        out.text = utf8_head(out.text, k_max_output);  // never half a character
         out.text += "\n[cut: the result was longer than " + std::to_string(k_max_output) + " bytes]";
     }
     return out;

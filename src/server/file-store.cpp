@@ -1,22 +1,34 @@
 #include "file-store.h"
 
-#include <chrono>
-#include <random>
+#include "core/random.h"
+#include "engine/text-stream.h"
+
 
 namespace muse {
 
 namespace {
 
 std::string new_file_id() {
-    static std::mutex   mu;
-    static std::mt19937_64 rng{ std::random_device{}() ^ (uint64_t) std::chrono::steady_clock::now().time_since_epoch().count() };
-    std::lock_guard<std::mutex> lk(mu);
-    char buf[40];
-    snprintf(buf, sizeof(buf), "file-%016llx%08x", (unsigned long long) rng(), (unsigned) (rng() & 0xFFFFFFFFu));
-    return buf;
+    return "file-" + random_hex(24);
 }
 
 }  // namespace
+
+std::string normalize_file_name(const std::string & raw, size_t max_bytes) {
+    std::string s = utf8_sanitize(raw);
+    if (const size_t slash = s.find_last_of("/\\"); slash != std::string::npos) {
+        s = s.substr(slash + 1);
+    }
+    std::string out;
+    for (const char c : s) {
+        if ((unsigned char) c >= 0x20 && c != 0x7f) {
+            out += c;
+        }
+    }
+    const size_t a = out.find_first_not_of(' '), b = out.find_last_not_of(' ');
+    out = a == std::string::npos ? "" : utf8_head(out.substr(a, b - a + 1), max_bytes);
+    return out.empty() ? "upload" : out;
+}
 
 error file_store::put(stored_file & f) {
     const size_t n = f.bytes ? f.bytes->size() : 0;

@@ -35,6 +35,11 @@ struct file_store_limits {
     size_t max_total_bytes    = 512u << 20;
 };
 
+// A name as a client sent it, made safe to store and show: valid UTF-8 (invalid bytes
+// replaced), no directories or control characters, at most max_bytes on a character
+// boundary; "upload" when nothing is left.
+std::string normalize_file_name(const std::string & raw, size_t max_bytes = 255);
+
 class file_store {
   public:
     explicit file_store(file_store_limits lim = {}) : lim(lim) {}

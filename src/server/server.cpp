@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include "core/random.h"
+
 #include "backend/backend.h"
 #include "engine/engine.h"
 #include "engine/model.h"
@@ -46,22 +48,15 @@ int64_t unix_now() {
     return (int64_t) std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string random_hex(int n) {
-    static std::mutex      mu;
-    static std::mt19937_64 rng{ std::random_device{}() };
-    std::lock_guard<std::mutex> lk(mu);
-    std::string s;
-    while ((int) s.size() < n) {
-        char buf[17];
-        snprintf(buf, sizeof(buf), "%016llx", (unsigned long long) rng());
-        s += buf;
-    }
-    return s.substr(0, n);
+// JSON for the wire: text that is not valid UTF-8 (a model's byte fallback cut mid-character,
+// a tool's output) is replaced with U+FFFD instead of throwing on a thread with no handler.
+std::string wire(const ojson & j) {
+    return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
 }
 
 void send_error(httplib::Response & res, const api_error & e) {
     res.status = e.status;
-    res.set_content(error_json(e).dump(), "application/json");
+    res.set_content(wire(error_json(e)), "application/json");
 }
 
 api_error make_error(int status, std::string message, std::string type = "invalid_request_error", std::string code = "") {
@@ -371,7 +366,7 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
     auto push = [job](const std::vector<ojson> & chunks) {
         std::string s;
         for (const auto & c : chunks) {
-            s += "data: " + c.dump() + "\n\n";
+            s += "data: " + wire(c) + "\n\n";
         }
         std::lock_guard<std::mutex> lk(job->mu);
         job->out += s;
@@ -437,7 +432,7 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
         if (stream) {
             std::string s;
             if (job->err) {
-                s += "data: " + error_json(job->err).dump() + "\n\n";
+                s += "data: " + wire(error_json(job->err)) + "\n\n";
             } else {
                 const ojson read = att->empty() ? ojson() : att->to_json();
                 for (int i = 0; i < n; ++i) {
@@ -445,10 +440,10 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
                         if (!read.is_null() && c.contains("muse") && c["muse"].value("event", "") == "done") {
                             c["muse"]["result"]["attachments"] = read;
                         }
-                        s += "data: " + c.dump() + "\n\n";
+                        s += "data: " + wire(c) + "\n\n";
                     }
                 }
-                if (in->include_usage) s += "data: " + builder->usage(job->results).dump() + "\n\n";
+                if (in->include_usage) s += "data: " + wire(builder->usage(job->results)) + "\n\n";
             }
             s += "data: [DONE]\n\n";
             std::lock_guard<std::mutex> lk(job->mu);
@@ -487,7 +482,7 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
                 for (auto & c : out["choices"]) c["muse"]["attachments"] = read;
             }
         }
-        res.set_content(out.dump(), "application/json");
+        res.set_content(wire(out), "application/json");
         return;
     }
 
@@ -534,8 +529,8 @@ void server::impl::handle_file_upload(const httplib::Request & req, httplib::Res
     const httplib::FormData part = req.form.get_file("file");
     stored_file f;
     f.user     = user;
-    f.filename = part.filename.empty() ? "upload" : part.filename.substr(0, 255);
-    f.purpose  = req.form.has_field("purpose") ? req.form.get_field("purpose").substr(0, 64) : "user_data";
+    f.filename = normalize_file_name(part.filename);
+    f.purpose  = req.form.has_field("purpose") ? normalize_file_name(req.form.get_field("purpose"), 64) : "user_data";
     const bool is_image = !image_format(part.content).empty();
     f.kind              = is_image ? "image" : "table";
     f.format            = is_image ? "" : table_format_for(f.filename);  // an image's comes from decoding
@@ -560,7 +555,7 @@ void server::impl::handle_file_upload(const httplib::Request & req, httplib::Res
         send_error(res, make_error(pe.message.find("full") != std::string::npos ? 507 : 400, pe.message));
         return;
     }
-    res.set_content(file_json(f).dump(), "application/json");
+    res.set_content(wire(file_json(f)), "application/json");
 }
 
 std::string server::impl::metrics_text() {
@@ -627,7 +622,7 @@ void server::impl::routes() {
         std::string msg = httplib::status_message(res.status);
         if (res.status == 413) msg = "request body too large: send smaller images or split the request";
         if (res.status == 404) msg = "no route " + req.method + " " + req.path + " (see GET /v1/models, POST /v1/chat/completions)";
-        res.set_content(error_json(make_error(res.status, msg, res.status >= 500 ? "server_error" : "invalid_request_error")).dump(),
+        res.set_content(wire(error_json(make_error(res.status, msg, res.status >= 500 ? "server_error" : "invalid_request_error"))),
                         "application/json");
     });
     svr.set_exception_handler([](const httplib::Request &, httplib::Response & res, std::exception_ptr ep) {
@@ -686,7 +681,7 @@ void server::impl::routes() {
                     { "meta", { { "architecture", mi.architecture }, { "description", mi.description }, { "n_params", mi.n_params },
                                 { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() }, { "chat_template", mi.template_family },
                                 { "reasoning", mi.supports_reasoning }, { "vision", mi.has_projector && mi.projector_vision } } } };
-        res.set_content(ojson({ { "object", "list" }, { "data", ojson::array({ m }) } }).dump(), "application/json");
+        res.set_content(wire(ojson({ { "object", "list" }, { "data", ojson::array({ m }) } })), "application/json");
     };
     svr.Get("/v1/models", models);
     svr.Get("/models", models);
@@ -697,8 +692,8 @@ void server::impl::routes() {
             res.set_content(R"({"status":"draining"})", "application/json");
             return;
         }
-        res.set_content(ojson({ { "status", "ok" }, { "model", params.model_id }, { "running", adm.running() },
-                                { "queued", adm.waiting() } }).dump(), "application/json");
+        res.set_content(wire(ojson({ { "status", "ok" }, { "model", params.model_id }, { "running", adm.running() },
+                                     { "queued", adm.waiting() } })), "application/json");
     });
     svr.Get("/metrics", [this](const httplib::Request & req, httplib::Response & res) {
         std::string user;
@@ -712,7 +707,7 @@ void server::impl::routes() {
         if (!authorized(req, res, user)) return;
         ojson data = ojson::array();
         for (const auto & f : files.list(user)) data.push_back(file_json(f));
-        res.set_content(ojson({ { "object", "list" }, { "data", data } }).dump(), "application/json");
+        res.set_content(wire(ojson({ { "object", "list" }, { "data", data } })), "application/json");
     });
     svr.Get("/v1/files/:id", [this](const httplib::Request & req, httplib::Response & res) {
         std::string user;
@@ -722,7 +717,7 @@ void server::impl::routes() {
             send_error(res, make_error(404, "no file '" + req.path_params.at("id") + "'", "invalid_request_error", "file_not_found"));
             return;
         }
-        res.set_content(file_json(f).dump(), "application/json");
+        res.set_content(wire(file_json(f)), "application/json");
     });
     svr.Delete("/v1/files/:id", [this](const httplib::Request & req, httplib::Response & res) {
         std::string user;
@@ -732,7 +727,7 @@ void server::impl::routes() {
             send_error(res, make_error(404, "no file '" + id + "'", "invalid_request_error", "file_not_found"));
             return;
         }
-        res.set_content(ojson({ { "id", id }, { "object", "file" }, { "deleted", true } }).dump(), "application/json");
+        res.set_content(wire(ojson({ { "id", id }, { "object", "file" }, { "deleted", true } })), "application/json");
     });
 
     if (params.web) {
