@@ -1,7 +1,8 @@
 #include "agent-runner.h"
 
+#include "core/random.h"
+
 #include <algorithm>
-#include <random>
 
 namespace muse {
 
@@ -202,9 +203,7 @@ int run_agent(ask_context & ctx, const agent_spec & spec) {
             for (size_t i = 0; i < r.tool_calls.size(); ++i) {
                 chat_tool_call tc = r.tool_calls[i];
                 if (tc.id.empty()) {
-                    char id[32];
-                    snprintf(id, sizeof(id), "call_%08x%08x", (unsigned) std::random_device{}(), (unsigned) std::random_device{}());
-                    tc.id = id;
+                    tc.id = "call_" + random_hex(16);
                 }
                 t.client_calls.push_back(std::move(tc));
             }
