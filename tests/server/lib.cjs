@@ -47,4 +47,12 @@ async function metric(url, key, name) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-module.exports = { check, summary, startServer, waitExit, metric, sleep };
+// Polls cond() (async) until it is true or `ms` pass; resolves with whether it became true.
+async function waitFor(cond, ms) {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
+    if (await cond()) return true;
+  }
+  return false;
+}
+
+module.exports = { check, summary, startServer, waitExit, metric, waitFor };

@@ -9,7 +9,7 @@ const path = require('path');
 const { execFileSync } = require('child_process');
 const OpenAI = require('openai');
 const { toFile } = require('openai');
-const { check, summary, startServer, waitExit, metric, sleep } = require('./lib.cjs');
+const { check, summary, startServer, waitExit, metric, waitFor } = require('./lib.cjs');
 
 const [muse, work] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });
@@ -248,12 +248,11 @@ async function main() {
     await reader.read();
     ac.abort();
     let live = NaN, cancelled = NaN;
-    for (let i = 0; i < 50; i++) {
-      await sleep(100);
+    await waitFor(async () => {
       cancelled = await metric(url, KEY, 'muse_requests_cancelled_total');
       live = await metric(url, KEY, 'muse_engine_live_sequences');
-      if (cancelled > cancelledBefore && live === 0) break;
-    }
+      return cancelled > cancelledBefore && live === 0;
+    }, 30000);
     check('disconnect: the request is cancelled and its sequences freed', cancelled > cancelledBefore && live === 0, { cancelled, live });
 
     // --- metrics ---------------------------------------------------------------------------
@@ -275,10 +274,11 @@ async function main() {
   const body = (tokens) => JSON.stringify({ messages: [{ role: 'user', content: 'Tell me everything.' }], max_tokens: tokens, mode: 'instant' });
   const post = (tokens) => fetch(`${small.url}/v1/chat/completions`, { method: 'POST', body: body(tokens) })
     .then(async (r) => ({ status: r.status, retry: r.headers.get('retry-after'), json: await r.json() }));
+  // The first runs and the second waits in the queue (seen on /metrics) before the third comes.
   const first = post(400);
-  await sleep(300);
+  await waitFor(async () => await metric(small.url, '', 'muse_requests_running') >= 1, 60000);
   const second = post(8);
-  await sleep(300);
+  await waitFor(async () => await metric(small.url, '', 'muse_queue_depth') >= 1, 60000);
   const third = await post(8);
   check('queue full: 429 with Retry-After', third.status === 429 && Number(third.retry) >= 1 && third.json.error.code === 'server_busy', third);
   small.proc.kill('SIGTERM');
