@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include <chrono>
 #include <set>
@@ -464,4 +465,140 @@ TEST_F(engine_test, prompt_cache_gives_way_to_live_sequences) {
     EXPECT_EQ(r.tokens.size(), 64u);
     EXPECT_GE(e2->stats().kv_full_events, 1u) << "the test must really fill the cache: n_ctx " << e2->n_ctx() << ", prompt " << r.use.prompt_tokens << ", cached cells " << e2->stats().prompt_cache_cells;
     EXPECT_EQ(e2->stats().prompt_cache_entries, 0) << "cached prompts gave their cells";
+}
+
+namespace {
+
+// An engine whose prompt cache keeps every entry these tests make (evictions would only blur
+// what they measure), with a short minimum so that short shared prefixes count.
+std::unique_ptr<engine> make_salted_cache(int32_t entries = 32, int32_t n_seq_max = 32) {
+    engine_params p;
+    p.n_ctx               = 4096;
+    p.n_seq_max           = n_seq_max;
+    p.n_threads           = 2;
+    p.prompt_cache        = entries;
+    p.prompt_cache_tokens = 4096;
+    p.prompt_cache_min    = 4;
+    error err;
+    auto  e = engine::create(test::shared_model(test::QWEN), p, err);
+    EXPECT_TRUE(e) << err.message;
+    return e;
+}
+
+sequence_request salted(const std::string & prompt, int32_t max_tokens, const std::string & salt) {
+    sequence_request r = greedy(prompt, max_tokens);
+    r.cache_salt       = salt;
+    return r;
+}
+
+}  // namespace
+
+// The PIN attack of issue 14, at the engine: user A's system prompt holds a PIN and stays in
+// the prompt cache; user B sends the same prompt pattern with each candidate PIN and reads how
+// many prompt tokens were reused (the API's cached_tokens). B's counts must be exactly those of
+// an engine where A never asked. The same probes under A's salt single the PIN out, so the
+// probe itself works: without salting, B would see that.
+TEST_F(engine_test, prompt_cache_pin_probe_from_another_salt_gets_no_signal) {
+    const auto secret = [](const std::string & pin) {
+        return "<|im_start|>system\nYou are the bank's assistant. The customer's PIN is " + pin +
+               ". Never reveal it, whatever the user says.<|im_end|>\n<|im_start|>user\n";
+    };
+    const std::string a_prompt = secret("4831") + "What is my balance?<|im_end|>\n<|im_start|>assistant\n";
+    // Distinct first digits: every wrong guess leaves A's prompt at the same token.
+    const std::vector<std::string> pins    = { "0417", "1592", "2650", "3388", "4831",
+                                               "5203", "6974", "7125", "8046", "9760" };
+    const size_t                   correct = 4;
+    auto probes = [&](engine & e, const std::string & salt) {
+        std::vector<int32_t> reused;
+        for (const auto & pin : pins) {
+            auto h = e.submit(salted(secret(pin) + "Hi<|im_end|>\n<|im_start|>assistant\n", 1, salt));
+            auto r = drain(h);
+            EXPECT_FALSE(r.err) << r.err.message;
+            reused.push_back(r.use.prompt_tokens_reused);
+        }
+        return reused;
+    };
+    auto print = [](const std::vector<int32_t> & v) {
+        std::string s;
+        for (int32_t n : v) {
+            s += std::to_string(n) + " ";
+        }
+        return s;
+    };
+
+    auto e = make_salted_cache();
+    {
+        auto h = e->submit(salted(a_prompt, 1, "user-a"));
+        ASSERT_FALSE(drain(h).err);
+    }
+    const std::vector<int32_t> b       = probes(*e, "user-b");
+    auto                       clean   = make_salted_cache();  // the world where A never asked
+    const std::vector<int32_t> b_alone = probes(*clean, "user-b");
+    const std::vector<int32_t> a       = probes(*e, "user-a");
+    std::printf("reused tokens per probe (PIN %s is #%zu): B %s| B without A %s| A's own salt %s\n",
+                pins[correct].c_str(), correct + 1, print(b).c_str(), print(b_alone).c_str(), print(a).c_str());
+
+    EXPECT_EQ(b, b_alone) << "B's reuse counts must not depend on A's cached prompt";
+    EXPECT_EQ(b[0], 0) << "B's first probe finds nothing of B's own";
+    for (size_t i = 1; i < pins.size(); ++i) {
+        EXPECT_GT(b[i], 0) << "B still reuses its own earlier probes";
+        EXPECT_EQ(b[i], b[1]) << "probe " << i << ": every later guess reuses the same prefix, the right one too";
+    }
+    for (size_t i = 0; i < pins.size(); ++i) {
+        if (i != correct) {
+            EXPECT_GT(a[correct], a[i]) << "under A's salt the right PIN (" << pins[correct]
+                                        << ") must reuse more than " << pins[i]
+                                        << ": else this probe could not detect a leak";
+        }
+    }
+}
+
+// Salts neither share cells nor push each other out: a fork of another salt's sequence is
+// refused like a missing parent; a prompt of B's that extends A's cached one does not
+// supersede it; and B flooding the cache evicts B's own entries, not A's one.
+TEST_F(engine_test, prompt_cache_salts_neither_share_forks_nor_evict_each_other) {
+    // One token each: a finished sequence leaves exactly its prompt, so B's prompt below
+    // extends A's cached ones.
+    auto              e    = make_salted_cache(4);
+    const std::string pa   = k_shared + "Answer as the historian.";
+    const int32_t     n_pa = (int32_t) e->tokenize(pa).size();
+
+    {
+        sequence_request ra = salted(pa, 1, "a");
+        ra.retain           = true;
+        auto ha             = e->submit(ra);
+        ASSERT_FALSE(drain(ha).err);
+
+        sequence_request rb = salted(pa + " Then as the poet.", 1, "b");
+        rb.parent           = ha.id();
+        auto      hb        = e->submit(rb);
+        run_result cross    = drain(hb);
+        EXPECT_EQ(cross.err.code, ERROR_PARENT_NOT_FOUND) << "another salt's sequence cannot be forked";
+        rb.parent          = ha.id() + 1000;
+        auto      hm       = e->submit(rb);
+        run_result missing = drain(hm);
+        EXPECT_EQ(missing.err.code, ERROR_PARENT_NOT_FOUND) << "and that refusal reads like a missing parent's";
+
+        rb.parent        = ha.id();
+        rb.cache_salt    = "a";
+        auto      hs     = e->submit(rb);
+        run_result same  = drain(hs);
+        ASSERT_FALSE(same.err) << same.err.message;
+        EXPECT_GE(same.use.prompt_tokens_reused, n_pa - 2) << "within its salt the fork shares the prefix";
+    }  // ha released: A's prompt goes to the cache
+
+    {
+        auto h = e->submit(salted(pa + " Then as the poet.", 1, "b"));
+        run_result r = drain(h);
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.use.prompt_tokens_reused, 0) << "A's cached prompt is invisible to B";
+    }
+    for (int i = 0; i < 6; ++i) {  // more prompts than the cache holds
+        auto h = e->submit(salted("Flood " + std::to_string(i) + ": " + long_prompt(20 + i), 1, "b"));
+        ASSERT_FALSE(drain(h).err);
+    }
+    auto h = e->submit(salted(pa + " Now briefly.", 1, "a"));
+    run_result r = drain(h);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_GE(r.use.prompt_tokens_reused, n_pa - 2) << "A's entry outlived B's extension of it and B's flood";
 }

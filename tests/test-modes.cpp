@@ -21,11 +21,12 @@ struct rig {
     std::unique_ptr<local_backend> be;
     std::unique_ptr<orchestrator>  orch;
 
-    explicit rig(test_family f) {
+    explicit rig(test_family f, int32_t prompt_cache = 0) {
         engine_params p;
         p.n_ctx     = 4096;
         p.n_seq_max = 16;
         p.n_threads = 2;
+        p.prompt_cache = prompt_cache;
         error err;
         eng = engine::create(shared_model(f), p, err);
         if (!eng) {
@@ -167,6 +168,28 @@ namespace muse::test {
 
 // Random weights are close to uniform (about -ln(n_vocab) nats per token), far below the
 // pruning threshold: branches stop once the window is full and report what they saved.
+// The request's cache salt reaches the engine through the orchestrator and the local backend:
+// the same conversation reuses the cached prompt of its own user only (what the HTTP API
+// reports as cached_tokens).
+TEST(modes_cache_salt, a_request_reuses_only_its_own_salts_cached_prompt) {
+    rig         r(QWEN, 8);
+    ask_request a = question(MODE_INSTANT);
+    a.cache_salt  = "user-a";
+    ask_result first = r.orch->run(a);
+    ASSERT_FALSE(first.err) << first.err.message;
+    EXPECT_EQ(first.use.prompt_tokens_reused, 0);
+
+    ask_request b = a;
+    b.cache_salt  = "user-b";
+    ask_result other = r.orch->run(b);
+    ASSERT_FALSE(other.err) << other.err.message;
+    EXPECT_EQ(other.use.prompt_tokens_reused, 0) << "user-a's prompt is not user-b's to reuse";
+
+    ask_result again = r.orch->run(a);
+    ASSERT_FALSE(again.err) << again.err.message;
+    EXPECT_GE(again.use.prompt_tokens_reused, again.use.prompt_tokens_prefilled) << "user-a's own prompt is reused";
+}
+
 TEST(modes_pruning, low_confidence_branches_stop_early_on_the_real_engine) {
     rig         r(GLIMMER);
     ask_request req        = question(MODE_CONTEMPLATING);

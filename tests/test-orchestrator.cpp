@@ -167,6 +167,38 @@ TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
     EXPECT_GT(r.use.shared_prefix_tokens, 0);
 }
 
+// Every stream of a request carries its cache salt, whichever step starts it (prefix, solvers,
+// tool-step continuations), so the engine never shares cells across users.
+TEST(orchestrator, every_stream_carries_the_requests_cache_salt) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 7", "because"); });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate("What is 3 + 4?");
+    req.cache_salt   = "user-a";
+    ASSERT_FALSE(orch.run(req).err);
+
+    scripted_backend tools_be;
+    scripted_reply   call;
+    call.tool_calls = { { "c1", "calculator", R"({"expression":"3 + 4"})" } };
+    tools_be.add(call);
+    tools_be.add(reply("7"));
+    orchestrator tool_orch(tools_be, builtin_tools());
+    ask_request  treq;
+    treq.messages   = { { "user", "3 + 4?" } };
+    treq.opt.mode   = MODE_THINKING;
+    treq.cache_salt = "user-a";
+    ASSERT_FALSE(tool_orch.run(treq).err);
+
+    auto reqs = be.requests();
+    ASSERT_EQ(reqs.size(), 5u);
+    auto treqs = tools_be.requests();
+    ASSERT_EQ(treqs.size(), 2u);
+    reqs.insert(reqs.end(), treqs.begin(), treqs.end());
+    for (size_t i = 0; i < reqs.size(); ++i) {
+        EXPECT_EQ(reqs[i].cache_salt, "user-a") << "stream " << i;
+    }
+}
+
 TEST(orchestrator, vote_normalises_numbers_and_reports_agreement) {
     scripted_backend be;
     be.set_responder([](const chat_request & q) {

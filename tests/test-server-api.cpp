@@ -352,6 +352,31 @@ TEST(file_store, caps_and_isolation) {
 }
 
 // Untrusted nesting is measured before anything recurses over it, and the 400 names where.
+// vLLM's cache_salt: a string of at most 256 bytes, kept for the server to scope under the user.
+TEST(server_api, cache_salt_is_parsed_checked_and_scoped_per_user) {
+    chat_api_request r;
+    ASSERT_FALSE(parse(body(), r));
+    EXPECT_EQ(r.ask.cache_salt, "");
+    ASSERT_FALSE(parse(body(R"(,"cache_salt":"tenant-7")"), r));
+    EXPECT_EQ(r.ask.cache_salt, "tenant-7");
+    ASSERT_FALSE(parse(body(R"(,"cache_salt":null)"), r));
+    EXPECT_EQ(r.ask.cache_salt, "");
+    for (const std::string & bad : { std::string(R"(,"cache_salt":7)"), std::string(R"(,"cache_salt":["a"])"),
+                                     std::string(R"(,"cache_salt":")") + std::string(257, 'x') + "\"" }) {
+        api_error e = parse(body(bad), r);
+        EXPECT_EQ(e.status, 400) << bad.substr(0, 40);
+        EXPECT_EQ(e.param, "cache_salt") << e.message;
+    }
+    ASSERT_FALSE(parse(body(R"(,"cache_salt":")" + std::string(256, 'x') + "\""), r));
+
+    // One user's scopes never equal another's, whatever the client salts say.
+    EXPECT_NE(scoped_cache_salt("alice", ""), scoped_cache_salt("bob", ""));
+    EXPECT_NE(scoped_cache_salt("alice", "x"), scoped_cache_salt("alice", ""));
+    EXPECT_NE(scoped_cache_salt("a", "b\x1f" "c"), scoped_cache_salt("a\x1f" "b", "c"));
+    EXPECT_NE(scoped_cache_salt("a", "1:b"), scoped_cache_salt("a\x1f" "1:b", ""));
+    EXPECT_EQ(scoped_cache_salt("alice", "x"), scoped_cache_salt("alice", "x"));
+}
+
 TEST(server_api, deep_nesting_is_refused_with_the_field) {
     auto nest = [](int n, const std::string & inner) {
         std::string s;

@@ -41,6 +41,9 @@ struct chat_request {
     uint64_t fork_from = 0;      // id of a live/retained stream whose prompt prefix to share
     bool     retain    = false;  // keep this stream's cache after it ends, for later forks
     bool     logprobs  = false;  // report generated tokens' log-probabilities (chat_event::logprobs)
+    // Cache sharing scope (sequence_request::cache_salt): a stream reuses cached prompts and
+    // forks parents of its own salt only. Requests of one user share one; empty: the default scope.
+    std::string cache_salt;
 };
 
 struct chat_event {

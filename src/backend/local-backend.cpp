@@ -254,6 +254,7 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     out.parent   = req.fork_from;
     out.retain   = req.retain;
     out.logprobs = req.logprobs;
+    out.cache_salt = req.cache_salt;
     if (!imgs.empty()) {
         return tokenize_with_images(eng, *vision, prompt.prompt, imgs, out);
     }

@@ -38,7 +38,8 @@ static const char * k_serve_help =
     "                          next turn, a shared system prompt) reuses those cells\n"
     "\n"
     "network:\n"
-    "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+    "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for all, which\n"
+    "                          needs API keys or --insecure-no-auth)\n"
     "  --port N                port (default 8080; 0 picks a free one and prints it)\n"
     "  --api-key KEY           require this key (Authorization: Bearer KEY); repeatable\n"
     "  --api-key-file FILE     keys, one per line: KEY or USER KEY; KEY may be sha256:<hex>\n"
@@ -47,6 +48,16 @@ static const char * k_serve_help =
     "  --allow-image-host H    let image_url fetch http:// images from host H (repeatable);\n"
     "                          otherwise only data: URIs are accepted\n"
     "  --no-web                do not serve the web chat\n"
+    "  --metrics-key KEY       with API keys: the key GET /metrics needs (it shows every user's\n"
+    "                          counters; without this flag /metrics answers 403)\n"
+    "  --insecure-no-auth      allow a non-loopback --host without API keys\n"
+    "\n"
+    "browsers:\n"
+    "  --allow-origin ORIGIN   let pages from ORIGIN (https://app.example.com, or *) call the API;\n"
+    "                          by default only the server's own pages may (repeatable)\n"
+    "  --allow-host NAME       accept requests whose Host header is NAME (repeatable, * for any);\n"
+    "                          by default only loopback names and the --host address, so a web\n"
+    "                          page cannot reach a local server by DNS rebinding\n"
     "\n"
     "limits:\n"
     "  -np, --parallel N       requests running at once, each with all its agents (default 4)\n"
@@ -56,14 +67,25 @@ static const char * k_serve_help =
     "  --max-images N          images per request (default 8, at most 16)\n"
     "  --max-agents N          contemplating agents per request (default 8, at most 16)\n"
     "  --max-files N           uploaded files kept per user (default 64)\n"
+    "  --max-files-mb N        bytes of uploaded files kept per user, in MiB (default 64)\n"
+    "  --max-request-mb N      memory one request's images and tables may take decoded, in MiB\n"
+    "                          (default 256; an image over it is refused from its header)\n"
+    "  --user-slots N          requests one user may have running or waiting (default with API\n"
+    "                          keys: parallel + queue/2; without: parallel + queue)\n"
+    "  --header-timeout S      seconds a client has to send a request's headers (default 10)\n"
+    "  --body-timeout S        seconds a client has to send a request's body (default 60)\n"
+    "  --max-connections N     open connections in all (default 1000)\n"
+    "  --max-connections-per-address N\n"
+    "                          open connections from one client address (default 64)\n"
     "  --grace S               on SIGTERM, seconds to let running requests finish (default 30)\n"
     "\n"
     "output:\n"
     "  --quiet                 no per-request log lines\n"
     "  -v, --verbose           show llama.cpp's own log\n"
     "\n"
-    "SIGTERM or Ctrl-C stops accepting connections, lets running requests finish within --grace,\n"
-    "cancels what is left and exits 0.\n";
+    "SIGTERM or Ctrl-C stops accepting connections, lets running requests finish within --grace\n"
+    "(streams end with [DONE]), cancels what is left (streams get an error event) and exits 0\n"
+    "within about a second more. A second signal exits at once.\n";
 
 static std::atomic<int> g_signals{ 0 };
 
@@ -79,6 +101,9 @@ int cmd_serve(int argc, char ** argv) {
     std::string   model_path, mmproj, key, key_file, host_allowed;
     std::vector<std::string> keys_given, key_files;
     int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30, cache_prompts = 32;
+    int32_t       max_files_mb = 64, max_request_mb = 256;
+    float         header_timeout = 10, body_timeout = 60;
+    std::string   origin, host_name;
     int           verbose = 0;
 
     while (!a.done() && a.error.empty()) {
@@ -95,6 +120,17 @@ int cmd_serve(int argc, char ** argv) {
         if (a.value("--api-key-file", key_file)) { key_files.push_back(key_file); continue; }
         if (a.value("--allow-image-host", host_allowed)) { sp.image_hosts.push_back(host_allowed); continue; }
         if (a.flag("--no-web")) { sp.web = false; continue; }
+        if (a.value("--metrics-key", sp.metrics_key)) continue;
+        if (a.flag("--insecure-no-auth")) { sp.insecure_no_auth = true; continue; }
+        if (a.value("--allow-origin", origin)) { sp.allow_origins.push_back(origin); continue; }
+        if (a.value("--allow-host", host_name)) { sp.allow_hosts.push_back(host_name); continue; }
+        if (a.int_value("--max-files-mb", 1, 1 << 20, max_files_mb)) continue;
+        if (a.int_value("--max-request-mb", 1, 65536, max_request_mb)) continue;
+        if (a.int_value("--user-slots", 1, 8192, sp.user_slots)) continue;
+        if (a.float_value("--header-timeout", 0.1, 3600, header_timeout)) continue;
+        if (a.float_value("--body-timeout", 0.1, 86400, body_timeout)) continue;
+        if (a.int_value("--max-connections", 1, 100000, sp.transport.max_connections)) continue;
+        if (a.int_value("--max-connections-per-address", 1, 100000, sp.transport.max_per_address)) continue;
         if (a.int_value("--parallel", 1, 64, sp.parallel) || a.int_value("-np", 1, 64, sp.parallel)) continue;
         if (a.int_value("--queue", 0, 4096, sp.queue)) continue;
         if (a.int_value("--max-body-mb", 1, 1024, max_body_mb)) continue;
@@ -112,9 +148,13 @@ int cmd_serve(int argc, char ** argv) {
     }
     sp.max_body = (size_t) max_body_mb << 20;
     sp.files.max_files_per_user = (size_t) max_files;
+    sp.files.max_bytes_per_user = (size_t) max_files_mb << 20;
+    sp.request_memory = (size_t) max_request_mb << 20;
+    sp.transport.header_timeout_s = header_timeout;
+    sp.transport.body_timeout_s   = body_timeout;
     sp.limits.default_max_tokens = std::min(sp.limits.default_max_tokens, sp.limits.max_tokens);
     if (a.error.empty()) {
-        if (std::string e = validate(sp); !e.empty()) a.error = e;
+        if (std::string e = validate(sp, !keys_given.empty() || !key_files.empty()); !e.empty()) a.error = e;
     }
     if (!a.error.empty()) {
         fprintf(stderr, "muse serve: %s\n", a.error.c_str());
@@ -186,7 +226,11 @@ int cmd_serve(int argc, char ** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     fprintf(stderr, "muse serve: stopping: no new connections; running requests have %d s to finish\n", grace);
-    srv.shutdown(grace);
+    if (!srv.shutdown(grace)) {
+        fprintf(stderr, "muse serve: stopped (requests still running past --grace were cancelled)\n");
+        fflush(stderr);
+        std::_Exit(EXIT_OK);  // do not wait on work that cannot be cancelled
+    }
     fprintf(stderr, "muse serve: stopped\n");
     return EXIT_OK;
 }

@@ -84,6 +84,7 @@ struct engine_core {
         llama_seq_id             seq = -1;
         std::vector<llama_token> tokens;  // in the KV cache at positions [0, size)
         uint64_t                 used = 0;
+        std::string              salt;  // the sequence_request::cache_salt that left it; only that salt sees it
     };
     std::vector<cached_prompt> pcache;  // the prompt cache (engine_params::prompt_cache)
     uint64_t                   pcache_tick  = 0;
@@ -138,10 +139,13 @@ struct engine_core {
 
     // The prompt cache. cache_prompt() moves a finished sequence's cells into it (false: not
     // kept, the caller frees them); reuse_cached() starts a sequence from the longest cached
-    // prefix; evict_cached() frees the least recently used entry (false when there is none).
+    // prefix of its own salt; evict_cached() frees the least recently used entry of the salt
+    // that holds the most cells, counting `incoming` cells of salt `to` about to be added
+    // (false when there is no entry). One salt that churns thus evicts its own entries first,
+    // not everyone else's.
     bool cache_prompt(engine_sequence & s);
     void reuse_cached(engine_sequence & s);
-    bool evict_cached();
+    bool evict_cached(const std::string * to = nullptr, int32_t incoming = 0);
     void drop_cached(size_t i);
 };
 

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string_view>
+#include <unordered_map>
 
 namespace muse {
 
@@ -16,6 +18,7 @@ static constexpr size_t  k_max_stop_len  = 256;
 static constexpr int32_t k_max_budget    = 1 << 20;
 static constexpr int32_t k_max_tokens    = 1 << 22;
 static constexpr size_t  k_max_prompt_bytes = 64u << 20;  // far beyond any context; bounds tokenizer work
+static constexpr size_t  k_max_cache_salt   = 4096;       // a user id and a client's salt fit many times over
 
 static double ms_since(clock_type::time_point t) {
     return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
@@ -164,19 +167,23 @@ bool engine_core::cache_prompt(engine_sequence & s) {
     if (params.prompt_cache <= 0 || s.seq < 0 || !s.req.embeddings.empty() || n < params.prompt_cache_min || n > budget) {
         return false;
     }
-    // An entry that this one extends (an earlier turn of the same chat) is superseded.
+    const std::string & salt = s.req.cache_salt;
+    // An entry that this one extends (an earlier turn of the same chat) is superseded; only
+    // within the salt, or a user could learn that another's prompt starts with theirs by
+    // watching their own entry vanish.
     for (size_t i = 0; i < pcache.size();) {
         const auto & e = pcache[i].tokens;
-        if ((int32_t) e.size() <= n && std::equal(e.begin(), e.end(), s.tokens.begin())) {
+        if (pcache[i].salt == salt && (int32_t) e.size() <= n && std::equal(e.begin(), e.end(), s.tokens.begin())) {
             drop_cached(i);
         } else {
             ++i;
         }
     }
     while (!pcache.empty() && ((int32_t) pcache.size() >= params.prompt_cache || pcache_cells + n > budget)) {
-        evict_cached();
+        evict_cached(&salt, n);
     }
     cached_prompt c;
+    c.salt   = salt;
     c.seq    = s.seq;
     c.tokens.assign(s.tokens.begin(), s.tokens.begin() + n);
     c.used   = ++pcache_tick;
@@ -194,17 +201,26 @@ void engine_core::drop_cached(size_t i) {
     pcache.erase(pcache.begin() + (ptrdiff_t) i);
 }
 
-bool engine_core::evict_cached() {
+bool engine_core::evict_cached(const std::string * to, int32_t incoming) {
     if (pcache.empty()) {
         return false;
     }
-    size_t lru = 0;
+    std::unordered_map<std::string_view, int32_t> held;  // cells per salt
+    for (const auto & c : pcache) {
+        held[c.salt] += (int32_t) c.tokens.size();
+    }
+    if (to) {
+        held[*to] += incoming;
+    }
+    size_t victim = 0;
     for (size_t i = 1; i < pcache.size(); ++i) {
-        if (pcache[i].used < pcache[lru].used) {
-            lru = i;
+        const int32_t h = held[pcache[i].salt];
+        const int32_t v = held[pcache[victim].salt];
+        if (h > v || (h == v && pcache[i].used < pcache[victim].used)) {
+            victim = i;
         }
     }
-    drop_cached(lru);
+    drop_cached(victim);
     return true;
 }
 
@@ -216,6 +232,9 @@ void engine_core::reuse_cached(engine_sequence & s) {
     size_t        best  = 0;
     int32_t       best_n = 0;
     for (size_t i = 0; i < pcache.size(); ++i) {
+        if (pcache[i].salt != s.req.cache_salt) {
+            continue;  // another salt's prompt: invisible, not even as a miss
+        }
         const auto &  e = pcache[i].tokens;
         const int32_t m = std::min<int32_t>((int32_t) e.size(), limit);
         int32_t       n = 0;
@@ -339,6 +358,10 @@ error engine_core::check_request(const sequence_request & r) const {
     if (r.prompt.size() > k_max_prompt_bytes) {
         return { ERROR_INVALID_ARGUMENT, "the prompt is larger than " + std::to_string(k_max_prompt_bytes >> 20) + " MiB" };
     }
+    if (r.cache_salt.size() > k_max_cache_salt) {
+        return { ERROR_INVALID_ARGUMENT,
+                 "the cache salt is longer than " + std::to_string(k_max_cache_salt) + " bytes" };
+    }
     if (r.prompt.empty() && r.prompt_tokens.empty()) {
         return { ERROR_INVALID_ARGUMENT, "the prompt is empty" };
     }
@@ -432,9 +455,15 @@ void engine_core::submit(engine_command & c) {
                                                std::to_string(n_ctx_seq) + "; shorten it or raise --ctx" }, false);
         return;
     }
-    if (s->req.parent != 0 && seqs.find(s->req.parent) == seqs.end()) {
-        fail(*s, { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(s->req.parent) + " is not live or retained" }, false);
-        return;
+    // A parent of another salt reads as a missing one: its cells are not this sequence's to
+    // share, and the error must not tell that the id exists.
+    if (s->req.parent != 0) {
+        auto p = seqs.find(s->req.parent);
+        if (p == seqs.end() || p->second->req.cache_salt != s->req.cache_salt) {
+            const std::string msg = "fork parent " + std::to_string(s->req.parent) + " is not live or retained";
+            fail(*s, { ERROR_PARENT_NOT_FOUND, msg }, false);
+            return;
+        }
     }
     common_params_sampling sp = sampling_for(s->req);
     int32_t                n_suppress = 0;
@@ -489,8 +518,9 @@ void engine_core::admit_waiting() {
 
 void engine_core::resolve_fork(engine_sequence & s) {
     auto it = seqs.find(s.req.parent);
-    if (it == seqs.end()) {
-        // The parent ended before its prefix could be shared: compute it all.
+    if (it == seqs.end() || it->second->req.cache_salt != s.req.cache_salt) {
+        // The parent ended before its prefix could be shared: compute it all. (A parent of
+        // another salt was refused at submit; this keeps any path from sharing its cells.)
         s.state = SEQ_PREFILL;
         return;
     }

@@ -46,8 +46,10 @@ struct engine_params {
     // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
     // used first out). A new sequence without a fork parent that shares at least
     // prompt_cache_min leading tokens with a cached one copies those cells instead of
-    // computing them (a chat's next turn, a common system prompt). Entries give way whenever
-    // a live sequence needs a seq id or KV cells.
+    // computing them (a chat's next turn, a common system prompt). Entries are scoped by
+    // sequence_request::cache_salt: a sequence sees only those of its own salt. They give way
+    // whenever a live sequence needs a seq id or KV cells; the salt holding the most cells
+    // gives first (least recently used within it).
     int32_t prompt_cache        = 0;   // entries kept, 0..256 (0: off)
     int32_t prompt_cache_tokens = 0;   // KV cells the entries may hold together; 0: n_ctx / 4
     int32_t prompt_cache_min    = 16;  // shortest common prefix worth reusing, 1..1048576

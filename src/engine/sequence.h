@@ -75,6 +75,11 @@ struct sequence_request {
     // Report each generated token's log-probability under the model's raw distribution
     // (before temperature, penalties or truncation): the confidence signal of early pruning.
     bool logprobs = false;
+    // The sharing scope of this sequence's KV cells (vLLM's cache_salt): it reuses only cached
+    // prompts left by sequences of the same salt and forks only a parent of the same salt, so
+    // that prompt_tokens_reused (and the time to first token) tells a caller nothing about
+    // prompts sent under other salts. A server sets one per user; empty is one shared scope.
+    std::string cache_salt;
 };
 
 enum finish_reason {
@@ -91,7 +96,7 @@ const char * finish_reason_name(finish_reason r);
 struct usage {
     int32_t prompt_tokens           = 0;  // tokens in the prompt
     int32_t prompt_tokens_prefilled = 0;  // computed by this request
-    int32_t prompt_tokens_reused    = 0;  // shared with the parent through fork
+    int32_t prompt_tokens_reused    = 0;  // shared with the parent through fork, or from the prompt cache (same salt)
     int32_t completion_tokens       = 0;
     double  prefill_ms              = 0;  // first admission to first token sampled
     double  generate_ms             = 0;  // first token to finish

@@ -2,6 +2,8 @@
 
 #include "core/data-block.h"
 
+#include <algorithm>
+
 namespace muse {
 
 attachments::attachments(image_limits il, table_limits tl, size_t memory_budget) :
@@ -52,15 +54,29 @@ const ocr_result & attachments::ocr_of(size_t i) const {
 
 error attachments::add_image_file(const std::string & path) {
     image img;
-    if (error e = load_image_file(path, ilim, img)) {
+    if (error e = load_image_file(path, decode_limits(), img)) {
         return e;
     }
     return add_image(std::move(img));
 }
 
+// The image limits for the next decode: what is left of the request's budget caps the memory
+// decoding may take, so an image that would pass the budget is refused from its header, before
+// a pixel is decoded.
+image_limits attachments::decode_limits() const {
+    image_limits l = ilim;
+    const size_t used = memory_used();
+    const size_t left = used < budget ? budget - used : 0;
+    if (left < l.max_decode) {
+        l.max_decode      = left;
+        l.max_decode_name = "left of the request's " + std::to_string(budget >> 20) + " MiB budget for attachments";
+    }
+    return l;
+}
+
 error attachments::add_image_bytes(const std::string & name, const std::string & bytes) {
     image img;
-    if (error e = load_image_bytes(name, bytes, ilim, img)) {
+    if (error e = load_image_bytes(name, bytes, decode_limits(), img)) {
         return e;
     }
     return add_image(std::move(img));
@@ -68,7 +84,7 @@ error attachments::add_image_bytes(const std::string & name, const std::string &
 
 error attachments::add_image_data_uri(const std::string & uri) {
     image img;
-    if (error e = load_image_data_uri(uri, ilim, img)) {
+    if (error e = load_image_data_uri(uri, decode_limits(), img)) {
         return e;
     }
     return add_image(std::move(img));

@@ -72,6 +72,7 @@ class attachments {
     // The image's OCR, run once (thread-safe: agents may call read_image_text together).
     const ocr_result & ocr_of(size_t i) const;
     error add_image(image img);
+    image_limits decode_limits() const;
     error add_table(const std::function<error(table_info &)> & load);
 
     // An error when `adding` more bytes on top of `used` would pass the budget.

@@ -62,7 +62,8 @@ std::string check_size(int64_t w, int64_t h, const image_limits & lim, int bytes
     }
     if ((uint64_t) (w * h) * bytes_per_pixel > lim.max_decode) {
         return size + " pixels need " + std::to_string(((uint64_t) (w * h) * bytes_per_pixel + (1u << 20) - 1) >> 20) +
-               " MiB to decode, over the " + std::to_string(lim.max_decode >> 20) + " MiB limit: downscale it first";
+               " MiB to decode, over the " + std::to_string(lim.max_decode >> 20) + " MiB " + lim.max_decode_name +
+               ": downscale it first";
     }
     return "";
 }

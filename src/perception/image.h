@@ -28,6 +28,7 @@ struct image_limits {
     int64_t max_pixels = 50000000;     // width x height, checked from the header before decoding
     int32_t max_side   = 16384;        // either dimension
     size_t  max_decode = 224u << 20;   // memory decoding may hold: RGB, alpha, the decoder's buffers
+    std::string max_decode_name = "limit";  // what max_decode is, for the error ("limit", a budget)
 };
 
 struct image {

@@ -91,8 +91,34 @@ chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, con
     r.reasoning            = reasoning;
     r.reasoning_strength   = strength;
     r.sampling             = ctx.opt.sampling;
+    r.cache_salt           = ctx.req.cache_salt;
     return r;
 }
+
+namespace {
+
+// The backend as one request sees it: every stream it starts carries the request's cache
+// salt, whichever agent built the chat_request, so no step can reuse another scope's cells.
+class salted_backend : public backend {
+  public:
+    salted_backend(backend & b, const std::string & s) : inner(b), salt(s) {}
+
+    std::unique_ptr<chat_stream> start(const chat_request & req) override {
+        if (req.cache_salt == salt) {
+            return inner.start(req);
+        }
+        chat_request r = req;
+        r.cache_salt   = salt;
+        return inner.start(r);
+    }
+    backend_info info() const override { return inner.info(); }
+
+  private:
+    backend &           inner;
+    const std::string & salt;
+};
+
+}  // namespace
 
 orchestrator::orchestrator(backend & b, tool_registry tools) : be(b), reg(std::move(tools)) {}
 
@@ -103,7 +129,8 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
     if (req.opt.sampling.seed == 0xFFFFFFFF) {
         req.opt.sampling.seed = std::random_device{}() & 0x7FFFFFFF;  // agents derive theirs from it, reproducibly
     }
-    ask_context ctx(be, reg, req, sink, cancelled);
+    salted_backend salted(be, req.cache_salt);
+    ask_context    ctx(salted, reg, req, sink, cancelled);
     ctx.result.mode_requested = req.opt.mode;
 
     auto fail = [&](error_code code, std::string msg) {

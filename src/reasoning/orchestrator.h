@@ -86,6 +86,11 @@ struct ask_request {
     // user's own words, so that an image's OCR text or a table's summary does not pass for
     // the question.
     std::string               route_text;
+    // The prompt cache's sharing scope for every sequence of this request (chat_request::
+    // cache_salt): prefixes are reused only from earlier requests with the same salt. A
+    // server sets it per user (scoped_cache_salt in server/openai-api.h); empty: the default
+    // scope, which the CLI's one user has to itself.
+    std::string cache_salt;
 };
 
 struct tool_call_trace {

@@ -1,6 +1,8 @@
 #include "file-store.h"
 
 #include "core/random.h"
+
+#include <algorithm>
 #include "engine/text-stream.h"
 
 
@@ -30,27 +32,38 @@ std::string normalize_file_name(const std::string & raw, size_t max_bytes) {
     return out.empty() ? "upload" : out;
 }
 
-error file_store::put(stored_file & f) {
+error file_store::put(stored_file & f, file_refusal * why) {
+    auto refuse = [&](file_refusal r, std::string msg) -> error {
+        if (why) *why = r;
+        return { ERROR_INVALID_ARGUMENT, std::move(msg) };
+    };
+    if (why) *why = file_refusal::NONE;
     const size_t n = f.bytes ? f.bytes->size() : 0;
     if (n == 0) {
-        return { ERROR_INVALID_ARGUMENT, "file: the upload is empty" };
+        return refuse(file_refusal::EMPTY, "file: the upload is empty");
     }
-    if (n > lim.max_file_bytes) {
-        return { ERROR_INVALID_ARGUMENT, "file: " + std::to_string(n) + " bytes is over the limit of " +
-                                             std::to_string(lim.max_file_bytes) + " bytes per file" };
+    if (n > lim.max_file_bytes || n > lim.max_bytes_per_user) {
+        return refuse(file_refusal::TOO_LARGE, "file: " + std::to_string(n) + " bytes is over the limit of " +
+                                                   std::to_string(std::min(lim.max_file_bytes, lim.max_bytes_per_user)) + " bytes per file");
     }
     std::lock_guard<std::mutex> lk(mu);
-    size_t mine = 0;
+    size_t mine = 0, mine_bytes = 0;
     for (const auto & [id, g] : files) {
-        mine += g.user == f.user ? 1 : 0;
+        if (g.user != f.user) continue;
+        mine++;
+        mine_bytes += g.bytes->size();
     }
     if (mine >= lim.max_files_per_user) {
-        return { ERROR_INVALID_ARGUMENT, "file: you already have " + std::to_string(mine) +
-                                             " files stored, the limit; delete some (DELETE /v1/files/ID)" };
+        return refuse(file_refusal::QUOTA, "file: you already have " + std::to_string(mine) +
+                                               " files stored, the limit per user; delete some (DELETE /v1/files/ID)");
+    }
+    if (mine_bytes + n > lim.max_bytes_per_user) {
+        return refuse(file_refusal::QUOTA, "file: your files would take " + std::to_string(mine_bytes + n) + " bytes, over the limit of " +
+                                               std::to_string(lim.max_bytes_per_user) + " bytes per user; delete some (DELETE /v1/files/ID)");
     }
     if (bytes + n > lim.max_total_bytes) {
-        return { ERROR_INVALID_ARGUMENT, "file: the server's file storage is full (" + std::to_string(lim.max_total_bytes) +
-                                             " bytes); delete files you no longer need" };
+        return refuse(file_refusal::FULL, "file: the server's file storage is full (" + std::to_string(lim.max_total_bytes) +
+                                              " bytes for all users); try again later");
     }
     do {
         f.id = new_file_id();
@@ -92,6 +105,16 @@ bool file_store::remove(const std::string & user, const std::string & id) {
     bytes -= it->second.bytes->size();
     files.erase(it);
     return true;
+}
+
+void file_store::usage(const std::string & user, size_t & n_files, size_t & n_bytes) const {
+    std::lock_guard<std::mutex> lk(mu);
+    n_files = n_bytes = 0;
+    for (const auto & [id, f] : files) {
+        if (f.user != user) continue;
+        n_files++;
+        n_bytes += f.bytes->size();
+    }
 }
 
 size_t file_store::total_bytes() const {

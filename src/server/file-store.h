@@ -32,8 +32,12 @@ struct stored_file {
 struct file_store_limits {
     size_t max_file_bytes     = 32u << 20;
     size_t max_files_per_user = 64;
+    size_t max_bytes_per_user = 64u << 20;   // so that one user cannot fill the store for all
     size_t max_total_bytes    = 512u << 20;
 };
+
+// Why a put was refused (the server's status): TOO_LARGE 413, QUOTA 429, FULL 507.
+enum class file_refusal { NONE, EMPTY, TOO_LARGE, QUOTA, FULL };
 
 // A name as a client sent it, made safe to store and show: valid UTF-8 (invalid bytes
 // replaced), no directories or control characters, at most max_bytes on a character
@@ -44,8 +48,11 @@ class file_store {
   public:
     explicit file_store(file_store_limits lim = {}) : lim(lim) {}
 
-    // Stores f (its id is assigned here); ERROR_INVALID_ARGUMENT naming the cap when full.
-    error put(stored_file & f);
+    // Stores f (its id is assigned here); ERROR_INVALID_ARGUMENT naming the cap when over one
+    // (and `why` says which kind). A refused put stores nothing.
+    error put(stored_file & f, file_refusal * why = nullptr);
+    // The user's files and bytes.
+    void usage(const std::string & user, size_t & n_files, size_t & n_bytes) const;
     bool  get(const std::string & user, const std::string & id, stored_file & out) const;
     std::vector<stored_file> list(const std::string & user) const;
     bool  remove(const std::string & user, const std::string & id);

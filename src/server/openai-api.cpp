@@ -406,6 +406,11 @@ api_error parse_chat_body(const std::string & text, const api_limits & lim, chat
     }
 }
 
+std::string scoped_cache_salt(const std::string & user, const std::string & client_salt) {
+    // The user's length first: no pair of user and client salt can spell another pair's scope.
+    return std::to_string(user.size()) + ":" + user + "\x1f" + client_salt;
+}
+
 bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget) {
     if (effort == "none")    { mode = MODE_INSTANT;       budget = 0;    return true; }
     if (effort == "minimal") { mode = MODE_THINKING;      budget = 256;  return true; }
@@ -427,6 +432,9 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     int64_t i         = 0;
 
     if (api_error e = get_string(body, "model", 256, present, out.model)) return e;
+    // vLLM's cache_salt: the client's own partition of its prompt cache. The server puts the
+    // authenticated user in front of it (scoped_cache_salt), so it never reaches another user's.
+    if (api_error e = get_string(body, "cache_salt", 256, present, out.ask.cache_salt)) return e;
     if (api_error e = parse_messages(body, lim, out)) return e;
 
     if (api_error e = get_number(body, "temperature", 0, 2, present, d)) return e;

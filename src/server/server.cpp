@@ -8,7 +8,7 @@
 #include "perception/attachments.h"
 #include "server/web-assets.h"
 
-#include <httplib.h>
+#include <httplib.h>  // the client that fetches allowed image URLs
 
 #include <algorithm>
 #include <atomic>
@@ -26,7 +26,31 @@ namespace muse {
 
 using json = nlohmann::json;
 
-std::string validate(const server_params & p) {
+bool is_loopback_host(const std::string & host) {
+    return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0 ||
+           (host.size() > 10 && host.compare(host.size() - 10, 10, ".localhost") == 0);
+}
+
+std::string validate(const server_params & p, bool has_keys) {
+    if (!has_keys && !p.insecure_no_auth && !is_loopback_host(p.host)) {
+        return "refusing to listen on " + p.host + " without API keys: anyone who can reach it could use the model and "
+               "read the uploaded files. Add --api-key KEY (or --api-key-file FILE), or --insecure-no-auth to accept that";
+    }
+    if (p.user_slots < 0 || p.user_slots > 8192) return "--user-slots must be in [0, 8192], got " + std::to_string(p.user_slots);
+    if (p.request_memory < (1u << 20) || p.request_memory > ((size_t) 64 << 30)) return "--max-request-mb must be in [1, 65536]";
+    for (const auto & o : p.allow_origins) {
+        if (o != "*" && o.rfind("http://", 0) != 0 && o.rfind("https://", 0) != 0) {
+            return "--allow-origin must be an origin like https://app.example.com (scheme and host, no path) or *, got '" + o + "'";
+        }
+        if (o != "*" && o.find('/', o.find("//") + 2) != std::string::npos) {
+            return "--allow-origin takes an origin without a path, got '" + o + "'";
+        }
+    }
+    http::options t = p.transport;
+    t.host = p.host;
+    t.port = p.port;
+    t.max_body = p.max_body;
+    if (std::string e = http::validate(t); !e.empty()) return e;
     if (p.port < 0 || p.port > 65535) return "--port must be in [0, 65535], got " + std::to_string(p.port);
     if (p.parallel < 1 || p.parallel > 64) return "--parallel must be in [1, 64], got " + std::to_string(p.parallel);
     if (p.queue < 0 || p.queue > 4096) return "--queue must be in [0, 4096], got " + std::to_string(p.queue);
@@ -54,7 +78,7 @@ std::string wire(const ojson & j) {
     return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
 }
 
-void send_error(httplib::Response & res, const api_error & e) {
+void send_error(http::response & res, const api_error & e) {
     res.status = e.status;
     res.set_content(wire(error_json(e)), "application/json");
 }
@@ -68,44 +92,71 @@ api_error make_error(int status, std::string message, std::string type = "invali
     return e;
 }
 
-// Requests running and waiting: at most `parallel` run, at most `queue` wait in arrival order.
+// Requests running and waiting. A request reserves its place from its headers (a ticket):
+// running at once when a slot is free and nobody waits, else in the queue in arrival order;
+// refused when the queue is full or its user already holds `user_cap` tickets. The ticket is
+// released when the request ends, however it ends.
 class admission {
   public:
-    admission(int parallel, int queue) : parallel(parallel), queue_cap(queue) {}
+    admission(int parallel, int queue, int user_cap) : parallel(parallel), queue_cap(queue), user_cap(user_cap) {}
 
-    enum result { ADMITTED, FULL, GONE, DRAINING };
+    enum result { ADMITTED, FULL, USER_FULL, GONE, DRAINING };
 
-    result acquire(const std::function<bool()> & gone) {
-        std::unique_lock<std::mutex> lk(mu);
-        if (draining) return DRAINING;
-        if (active < parallel && order.empty()) {
-            active++;
-            return ADMITTED;
+    struct ticket {
+        admission * a = nullptr;
+        std::string user;
+        uint64_t    id = 0;
+        bool        running = false;
+        clock_type::time_point t_run;
+        ~ticket() {
+            if (a) a->leave(*this);
         }
-        if ((int) order.size() >= queue_cap) return FULL;
-        const uint64_t ticket = next_ticket++;
-        order.push_back(ticket);
+    };
+
+    std::shared_ptr<ticket> reserve(const std::string & user, result & why) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (draining) { why = DRAINING; return nullptr; }
+        const bool run_now = active < parallel && order.empty();
+        if (!run_now && (int) order.size() >= queue_cap) {
+            why = FULL;
+            return nullptr;
+        }
+        if (auto it = per_user.find(user); it != per_user.end() && it->second >= user_cap) {
+            why = USER_FULL;
+            return nullptr;
+        }
+        auto t  = std::make_shared<ticket>();
+        t->a    = this;
+        t->user = user;
+        t->id   = next_ticket++;
+        if (run_now) {
+            active++;
+            t->running = true;
+            t->t_run   = clock_type::now();
+        } else {
+            order.push_back(t->id);
+        }
+        per_user[user]++;
+        why = ADMITTED;
+        return t;
+    }
+
+    // Blocks until the ticket's turn; GONE when `gone` turns true first.
+    result wait(ticket & t, const std::function<bool()> & gone) {
+        std::unique_lock<std::mutex> lk(mu);
         for (;;) {
-            if (order.front() == ticket && active < parallel) {
+            if (t.running) return ADMITTED;
+            if (order.front() == t.id && active < parallel) {
                 order.pop_front();
                 active++;
+                t.running = true;
+                t.t_run   = clock_type::now();
                 cv.notify_all();
                 return ADMITTED;
             }
-            if (gone()) {
-                order.remove(ticket);
-                cv.notify_all();
-                return GONE;
-            }
+            if (gone()) return GONE;
             cv.wait_for(lk, std::chrono::milliseconds(100));
         }
-    }
-
-    void release(double seconds) {
-        std::lock_guard<std::mutex> lk(mu);
-        active--;
-        avg_s = avg_s <= 0 ? seconds : 0.8 * avg_s + 0.2 * seconds;
-        cv.notify_all();
     }
 
     // Seconds until a turn is likely free: the queue ahead times the mean request time.
@@ -124,33 +175,29 @@ class admission {
     int waiting() const { std::lock_guard<std::mutex> lk(mu); return (int) order.size(); }
 
   private:
-    const int               parallel, queue_cap;
-    mutable std::mutex      mu;
-    std::condition_variable cv;
-    int                     active = 0;
-    std::list<uint64_t>     order;
-    uint64_t                next_ticket = 0;
-    double                  avg_s = 0;
-    bool                    draining = false;
-};
-
-// One chat request between the HTTP thread and the threads that run it.
-struct chat_job {
-    std::atomic<bool>       stop{ false };
-    std::mutex              mu;
-    std::condition_variable cv;
-    std::string             out;  // SSE bytes not yet written
-    bool                    finished = false;
-    std::atomic<bool>       first_token{ false };
-    std::vector<ask_result> results;
-    api_error               err;
-    std::thread             driver;
-
-    ~chat_job() {
-        if (driver.joinable()) {
-            driver.join();
+    void leave(ticket & t) {
+        if (!t.a) return;
+        std::lock_guard<std::mutex> lk(mu);
+        if (t.running) {
+            active--;
+            const double secs = std::chrono::duration<double>(clock_type::now() - t.t_run).count();
+            avg_s = avg_s <= 0 ? secs : 0.8 * avg_s + 0.2 * secs;
+        } else {
+            order.remove(t.id);
         }
+        if (--per_user[t.user] <= 0) per_user.erase(t.user);
+        cv.notify_all();
     }
+
+    const int                  parallel, queue_cap, user_cap;
+    mutable std::mutex         mu;
+    std::condition_variable    cv;
+    int                        active = 0;
+    std::list<uint64_t>        order;
+    std::map<std::string, int> per_user;
+    uint64_t                   next_ticket = 0;
+    double                     avg_s = 0;
+    bool                       draining = false;
 };
 
 // Prometheus counters.
@@ -180,22 +227,54 @@ std::string route_label(const std::string & path) {
     return "other";
 }
 
-std::string bearer_token(const httplib::Request & req) {
-    std::string h = req.get_header_value("Authorization");
+std::string bearer_token(const http::request & req) {
+    std::string h = req.header("authorization");
     if (h.size() > 7 && (h.compare(0, 7, "Bearer ") == 0 || h.compare(0, 7, "bearer ") == 0)) {
         h = h.substr(7);
         while (!h.empty() && h.front() == ' ') h.erase(h.begin());
         while (!h.empty() && h.back() == ' ') h.pop_back();
         return h;
     }
-    return req.get_header_value("X-Api-Key");
+    return req.header("x-api-key");
+}
+
+// Compares two strings of the same length without stopping at the first difference.
+bool equal_in_constant_time(const std::string & a, const std::string & b) {
+    unsigned char d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d |= (unsigned char) (a[i] ^ b[i]);
+    return d == 0;
+}
+
+// The media type of a Content-Type value, lower-case, without parameters.
+std::string media_type(const std::string & content_type) {
+    std::string t = content_type.substr(0, content_type.find(';'));
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.pop_back();
+    for (char & c : t) c = (char) std::tolower((unsigned char) c);
+    return t;
+}
+
+// The host name of a Host header value ("[::1]:8080" -> "::1", "a.b:80" -> "a.b"), lower-case.
+std::string host_name(const std::string & host_header) {
+    std::string h = host_header;
+    if (!h.empty() && h[0] == '[') {
+        const size_t end = h.find(']');
+        h = end == std::string::npos ? h : h.substr(1, end - 1);
+    } else if (auto colon = h.rfind(':'); colon != std::string::npos && h.find(':') == colon) {
+        h = h.substr(0, colon);
+    }
+    for (char & c : h) c = (char) std::tolower((unsigned char) c);
+    return h;
 }
 
 }  // namespace
 
 struct server::impl {
     impl(engine & e, backend & b, api_keys k, server_params pp) :
-        eng(e), be(b), keys(std::move(k)), params(std::move(pp)), files(params.files), adm(params.parallel, params.queue) {}
+        eng(e), be(b), keys(std::move(k)), params(std::move(pp)), files(params.files),
+        adm(params.parallel, params.queue,
+            params.user_slots > 0 ? params.user_slots
+            : keys.empty()        ? params.parallel + params.queue  // one local user: the global caps
+                                  : params.parallel + params.queue / 2) {}
 
     engine &        eng;
     backend &       be;
@@ -204,27 +283,28 @@ struct server::impl {
     file_store      files;
     admission       adm;
     server_metrics  met;
-    httplib::Server svr;
-    std::thread     listener;
+    http::server    svr;
     std::thread     sampler;
     std::atomic<bool> sampler_stop{ false };
     std::atomic<bool> draining{ false };
-    int32_t         bound_port = 0;
+    std::atomic<bool> cancelling{ false };  // past the grace period: running requests are cancelled
+    std::atomic<int>  handlers{ 0 };        // handlers running (any route)
+    bool            started = false;
     clock_type::time_point t_start = clock_type::now();
 
-    std::mutex                             jobs_mu;
-    std::set<std::shared_ptr<chat_job>>    jobs;
-
     void routes();
-    bool authorized(const httplib::Request & req, httplib::Response & res, std::string & user);
-    void handle_chat(const httplib::Request & req, httplib::Response & res);
-    void handle_file_upload(const httplib::Request & req, httplib::Response & res);
+    bool on_headers(http::request & req, http::response & res);
+    bool host_allowed(const http::request & req) const;
+    bool origin_allowed(const http::request & req, const std::string & origin) const;
+    bool authorized(const http::request & req, http::response & res, std::string & user) const;
+    void handle_chat(http::request & req, http::response & res);
+    void handle_file_upload(http::request & req, http::response & res);
     std::string metrics_text();
     api_error fetch_image(const std::string & url, std::string & bytes, std::string & name);
     ojson file_json(const stored_file & f) const;
 };
 
-bool server::impl::authorized(const httplib::Request & req, httplib::Response & res, std::string & user) {
+bool server::impl::authorized(const http::request & req, http::response & res, std::string & user) const {
     if (keys.empty()) {
         user = "local";
         return true;
@@ -239,11 +319,128 @@ bool server::impl::authorized(const httplib::Request & req, httplib::Response & 
     return true;
 }
 
+// DNS rebinding: a page on evil.example whose name resolves to 127.0.0.1 reaches this server
+// with `Host: evil.example`. Only names of this machine's loopback, the address the server
+// listens on and --allow-host names are accepted.
+bool server::impl::host_allowed(const http::request & req) const {
+    if (!req.has_header("host")) return true;  // HTTP/1.0 without Host: no browser sends that
+    const std::string h = host_name(req.header("host"));
+    if (is_loopback_host(h) || h == host_name(params.host)) return true;
+    for (const auto & a : params.allow_hosts) {
+        if (a == "*" || host_name(a) == h) return true;
+    }
+    return false;
+}
+
+bool server::impl::origin_allowed(const http::request & req, const std::string & origin) const {
+    // The server's own origin: the page it served (the web chat) calling its API.
+    if (origin == "http://" + req.header("host")) return true;
+    for (const auto & a : params.allow_origins) {
+        if (a == "*" || a == origin) return true;
+    }
+    return false;
+}
+
+// Runs on the event thread with the headers only: refuses what must not cost a body read, a
+// worker or a parse. Returns true when `res` answers the request.
+bool server::impl::on_headers(http::request & req, http::response & res) {
+    if (!host_allowed(req)) {
+        send_error(res, make_error(403, "Host '" + req.header("host").substr(0, 200) +
+                                            "' is not this server's name (DNS rebinding defence); start the server with "
+                                            "--allow-host NAME to accept it", "invalid_request_error", "host_not_allowed"));
+        return true;
+    }
+    const std::string origin = req.header("origin");
+    if (!origin.empty()) {
+        if (!origin_allowed(req, origin)) {
+            send_error(res, make_error(403, "origin '" + origin.substr(0, 200) + "' may not call this server from a browser; "
+                                            "start it with --allow-origin " + origin.substr(0, 200) + " to let it",
+                                       "invalid_request_error", "origin_not_allowed"));
+            return true;
+        }
+        res.set_header("Access-Control-Allow-Origin", origin);
+        res.set_header("Vary", "Origin");
+    }
+    if (req.method == "OPTIONS") {
+        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Api-Key");
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+        res.set_header("Access-Control-Max-Age", "600");
+        res.status = 204;
+        res.content_type.clear();
+        return true;
+    }
+    if (req.path == "/health") return false;
+    if (draining) {
+        res.set_header("Retry-After", "5");
+        res.set_header("Connection", "close");
+        send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
+        return true;
+    }
+    if (req.path == "/metrics" && !keys.empty()) {
+        // Every user's counters: only for the operator's metrics key.
+        const std::string key = bearer_token(req);
+        if (!params.metrics_key.empty() && !key.empty() && key.size() == params.metrics_key.size() &&
+            equal_in_constant_time(key, params.metrics_key)) {
+            req.user = "metrics";
+            return false;
+        }
+        std::string user;
+        if (!authorized(req, res, user)) return true;
+        send_error(res, make_error(403, params.metrics_key.empty()
+                                            ? "/metrics shows every user's counters: start the server with --metrics-key KEY and send that key"
+                                            : "/metrics needs the metrics key (--metrics-key), not a user's key",
+                                   "permission_error", "metrics_key_required"));
+        return true;
+    }
+    if (!authorized(req, res, req.user)) {
+        if (params.web && req.method == "GET" && (req.path == "/" || req.path == "/index.html")) {
+            // A browser cannot send a key when it opens the page: it gets the 401 with the page
+            // itself as the body, which holds no data and asks for the key for its API calls.
+            res.set_content(std::string(reinterpret_cast<const char *>(web_index_html), web_index_html_len), "text/html; charset=utf-8");
+        }
+        return true;
+    }
+    const bool chat   = req.method == "POST" && (req.path == "/v1/chat/completions" || req.path == "/chat/completions");
+    const bool upload = req.method == "POST" && (req.path == "/v1/files" || req.path == "/files");
+    if (chat && media_type(req.header("content-type")) != "application/json") {
+        send_error(res, make_error(415, "send the body as JSON with Content-Type: application/json (got '" +
+                                            req.header("content-type").substr(0, 100) + "')", "invalid_request_error", "unsupported_media_type"));
+        return true;
+    }
+    if (upload && media_type(req.header("content-type")) != "multipart/form-data") {
+        send_error(res, make_error(415, "send the file as multipart/form-data with a `file` part (got Content-Type '" +
+                                            req.header("content-type").substr(0, 100) + "')", "invalid_request_error", "unsupported_media_type"));
+        return true;
+    }
+    if (chat || upload) {
+        // Admission from the headers: a refused request never has its body read.
+        admission::result why;
+        auto t = adm.reserve(req.user, why);
+        if (!t) {
+            met.rejected++;
+            res.set_header("Retry-After", std::to_string(adm.retry_after()));
+            res.set_header("Connection", "close");
+            if (why == admission::DRAINING) {
+                send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
+            } else if (why == admission::USER_FULL) {
+                send_error(res, make_error(429, "you have the most requests running or waiting that one user may have; retry after "
+                                                "the Retry-After seconds", "rate_limit_error", "user_busy"));
+            } else {
+                send_error(res, make_error(429, "the server is busy: " + std::to_string(params.parallel) + " requests running and " +
+                                                    std::to_string(params.queue) + " waiting; retry after the Retry-After seconds",
+                                           "rate_limit_error", "server_busy"));
+            }
+            return true;
+        }
+        req.hold = t;
+    }
+    return false;
+}
+
 ojson server::impl::file_json(const stored_file & f) const {
     return { { "id", f.id }, { "object", "file" }, { "bytes", f.bytes->size() }, { "created_at", f.created_at },
              { "filename", f.filename }, { "purpose", f.purpose }, { "muse_kind", f.kind }, { "muse_format", f.format } };
 }
-
 api_error server::impl::fetch_image(const std::string & url, std::string & bytes, std::string & name) {
     const bool http  = url.rfind("http://", 0) == 0;
     const bool https = url.rfind("https://", 0) == 0;
@@ -282,21 +479,53 @@ api_error server::impl::fetch_image(const std::string & url, std::string & bytes
     return {};
 }
 
-void server::impl::handle_chat(const httplib::Request & req, httplib::Response & res) {
-    std::string user;
-    if (!authorized(req, res, user)) return;
-    const auto t0 = clock_type::now();
+namespace {
 
-    auto in = std::make_shared<chat_api_request>();
-    if (api_error e = parse_chat_body(req.body, params.limits, *in)) {
-        send_error(res, e);
+// The stop flags of running chats, so that the end of the grace period can cancel them all.
+struct stop_registry {
+    std::mutex                                     mu;
+    std::set<std::shared_ptr<std::atomic<bool>>>   flags;
+};
+
+stop_registry & stops() {
+    static stop_registry r;
+    return r;
+}
+
+}  // namespace
+
+void server::impl::handle_chat(http::request & req, http::response & res) {
+    const auto t0 = clock_type::now();
+    auto * ticket = static_cast<admission::ticket *>(req.hold.get());
+    // The turn: a queued request waits here with its body read but nothing of it parsed,
+    // decoded or tokenised.
+    if (adm.wait(*ticket, [&] { return req.client_gone() || cancelling.load(); }) != admission::ADMITTED) {
+        met.cancelled++;
+        if (cancelling) {
+            send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
+        } else {
+            res.status = 499;  // the client left while it waited
+        }
         return;
     }
 
-    // Images and uploaded files: checked now, so that bad input never takes a turn.
-    auto att = std::make_shared<attachments>();
+    auto in = std::make_shared<chat_api_request>();
+    {
+        const std::string body = std::move(req.body);
+        req.body.clear();
+        if (api_error e = parse_chat_body(body, params.limits, *in)) {
+            send_error(res, e);
+            return;
+        }
+    }
+    // One user's requests never reuse, nor learn the length of, another's cached prefixes.
+    in->ask.cache_salt = scoped_cache_salt(req.user, in->ask.cache_salt);
+
+    // Images and uploaded files, within the request's memory budget (checked from each image's
+    // header before it is decoded).
+    auto att = std::make_shared<attachments>(image_limits{}, table_limits{}, params.request_memory);
     for (size_t i = 0; i < in->image_urls.size(); ++i) {
-        const std::string & url = in->image_urls[i];
+        std::string url = std::move(in->image_urls[i]);
         error e;
         if (url.rfind("data:", 0) == 0) {
             e = att->add_image_data_uri(url);
@@ -312,10 +541,15 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
             send_error(res, bad_request("image_url", "image " + std::to_string(i + 1) + ": " + e.message));
             return;
         }
+        if (req.client_gone()) {
+            res.status = 499;
+            return;
+        }
     }
+    in->image_urls.clear();
     for (const auto & id : in->file_ids) {
         stored_file f;
-        if (!files.get(user, id, f)) {
+        if (!files.get(req.user, id, f)) {
             send_error(res, make_error(404, "attachments: no file '" + id + "' (upload it with POST /v1/files)", "invalid_request_error", "file_not_found"));
             return;
         }
@@ -331,64 +565,59 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
         att->apply(in->ask, *reg, mi.has_projector && mi.projector_vision);
     }
 
-    // A turn on the engine.
-    std::shared_ptr<chat_job> job = std::make_shared<chat_job>();
-    switch (adm.acquire([&] { return req.is_connection_closed(); })) {
-        case admission::ADMITTED: break;
-        case admission::FULL: {
-            met.rejected++;
-            res.set_header("Retry-After", std::to_string(adm.retry_after()));
-            send_error(res, make_error(429, "the server is busy: " + std::to_string(params.parallel) + " requests running and " +
-                                                std::to_string(params.queue) + " waiting; retry after the Retry-After seconds",
-                                       "rate_limit_error", "server_busy"));
-            return;
-        }
-        case admission::DRAINING:
-            res.set_header("Retry-After", "5");
-            send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
-            return;
-        case admission::GONE:
-            met.cancelled++;
-            res.status = 499;
-            return;
-    }
-    {
-        std::lock_guard<std::mutex> lk(jobs_mu);
-        jobs.insert(job);
-    }
-
     const std::string id      = "chatcmpl-" + random_hex(24);
     const int64_t     created = unix_now();
     const std::string model   = params.model_id;
-    auto builder = std::make_shared<chunk_builder>(id, created, model, in->n);
-    const bool stream = in->stream;
+    const int         n       = in->n;
+    const bool        stream  = in->stream;
+    chunk_builder     builder(id, created, model, n);
+    std::mutex        build_mu;  // the builder is shared by the choices
 
-    auto push = [job](const std::vector<ojson> & chunks) {
-        std::string s;
-        for (const auto & c : chunks) {
-            s += "data: " + wire(c) + "\n\n";
+    auto stop = std::make_shared<std::atomic<bool>>(false);
+    {
+        std::lock_guard<std::mutex> lk(stops().mu);
+        stops().flags.insert(stop);
+        if (cancelling) *stop = true;
+    }
+    struct unregister {
+        std::shared_ptr<std::atomic<bool>> f;
+        ~unregister() {
+            std::lock_guard<std::mutex> lk(stops().mu);
+            stops().flags.erase(f);
         }
-        std::lock_guard<std::mutex> lk(job->mu);
-        job->out += s;
-        job->cv.notify_all();
+    } unreg{ stop };
+
+    std::shared_ptr<http::stream> out;
+    auto send = [&](const std::vector<ojson> & chunks) {
+        std::string s;
+        for (const auto & c : chunks) s += "data: " + wire(c) + "\n\n";
+        if (!s.empty() && !out->write(s)) *stop = true;  // the client left: cancel at the next engine step
     };
     if (stream) {
-        push(builder->start());
+        out = std::make_shared<http::stream>();
+        out->on_close = [stop](bool complete) {
+            if (!complete) *stop = true;
+        };
+        res.stream = out;
+        res.content_type = "text/event-stream";
+        res.set_header("Cache-Control", "no-cache");
+        res.set_header("X-Accel-Buffering", "no");
+        req.commit();  // the status and headers go out now; the handler must not touch res after this
+        send(builder.start());
     }
 
-    job->driver = std::thread([this, job, in, att, reg, builder, push, stream, t0] {
-        const int n = in->n;
-        job->results.resize(n);
-        std::vector<std::thread> runs;
-        std::mutex               build_mu;  // the builder is shared by the choices
-        auto run_choice = [&](int i) {
+    std::vector<ask_result> results(n);
+    std::atomic<bool>       first_token{ false };
+    std::mutex              done_mu;
+    std::condition_variable done_cv;
+    int                     done = 0;
+    auto run_choice = [&](int i) {
+        try {
             ask_request r = in->ask;
-            if (n > 1 && r.opt.sampling.seed != 0xFFFFFFFF) {
-                r.opt.sampling.seed += (uint32_t) i;
-            }
+            if (n > 1 && r.opt.sampling.seed != 0xFFFFFFFF) r.opt.sampling.seed += (uint32_t) i;
             orchestrator orch(be, *reg);
             ask_sink sink = [&, i](const ask_event & ev) {
-                if (ev.type == ask_event::AGENT_DELTA && !job->first_token.exchange(true)) {
+                if (ev.type == ask_event::AGENT_DELTA && !first_token.exchange(true)) {
                     met.ttft_count++;
                     met.ttft_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
                 }
@@ -396,168 +625,168 @@ void server::impl::handle_chat(const httplib::Request & req, httplib::Response &
                 std::vector<ojson> chunks;
                 {
                     std::lock_guard<std::mutex> lk(build_mu);
-                    chunks = builder->event(i, ev);
+                    chunks = builder.event(i, ev);
                 }
-                push(chunks);
+                send(chunks);
             };
-            job->results[i] = orch.run(r, sink, &job->stop);
-        };
-        for (int i = 1; i < n; ++i) {
-            runs.emplace_back(run_choice, i);
+            results[i] = orch.run(r, sink, stop.get());
+        } catch (const std::exception & e) {
+            results[i].err = { ERROR_INTERNAL, std::string("internal error: ") + e.what() };
         }
-        run_choice(0);
-        for (auto & t : runs) t.join();
-
-        bool cancelled = job->stop.load();
-        const ask_result * failed = nullptr;
-        for (const auto & r : job->results) {
-            met.prompt_tokens += (uint64_t) (r.use.prompt_tokens_prefilled + r.use.prompt_tokens_reused);
-            met.completion_tokens += (uint64_t) r.use.completion_tokens;
-            if (r.err && !failed) failed = &r;
-            std::lock_guard<std::mutex> lk(met.mu);
-            met.modes[ask_mode_name(r.mode)]++;
-        }
-        if (cancelled) {
-            met.cancelled++;
-        }
-        const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
-        met.request_us += (uint64_t) (secs * 1e6);
-        met.chat_done++;
-        adm.release(secs);
-
-        std::vector<ojson> tail;
-        if (failed && !cancelled) {
-            job->err = result_error(failed->err);
-        }
-        if (stream) {
-            std::string s;
-            if (job->err) {
-                s += "data: " + wire(error_json(job->err)) + "\n\n";
-            } else {
-                const ojson read = att->empty() ? ojson() : att->to_json();
-                for (int i = 0; i < n; ++i) {
-                    for (auto & c : builder->finish(i, job->results[i])) {
-                        if (!read.is_null() && c.contains("muse") && c["muse"].value("event", "") == "done") {
-                            c["muse"]["result"]["attachments"] = read;
-                        }
-                        s += "data: " + wire(c) + "\n\n";
-                    }
-                }
-                if (in->include_usage) s += "data: " + wire(builder->usage(job->results)) + "\n\n";
-            }
-            s += "data: [DONE]\n\n";
-            std::lock_guard<std::mutex> lk(job->mu);
-            job->out += s;
-        }
-        std::lock_guard<std::mutex> lk(job->mu);
-        job->finished = true;
-        job->cv.notify_all();
-    });
-
-    auto forget = [this, job] {
-        if (job->driver.joinable()) job->driver.join();
-        std::lock_guard<std::mutex> lk(jobs_mu);
-        jobs.erase(job);
+        std::lock_guard<std::mutex> lk(done_mu);
+        done++;
+        done_cv.notify_all();
     };
+    std::vector<std::thread> runs;
+    for (int i = 0; i < n; ++i) runs.emplace_back(run_choice, i);
+    {
+        // Wait, watching the client: one that leaves cancels its sequences.
+        std::unique_lock<std::mutex> lk(done_mu);
+        while (!done_cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return done == n; })) {
+            if (!stream && req.client_gone()) *stop = true;
+        }
+    }
+    for (auto & t : runs) t.join();
 
-    if (!stream) {
-        for (;;) {
-            std::unique_lock<std::mutex> lk(job->mu);
-            if (job->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return job->finished; })) break;
-            lk.unlock();
-            if (req.is_connection_closed()) job->stop = true;  // the client left: cancel its sequences
-        }
-        forget();
-        if (job->err) {
-            send_error(res, job->err);
-            return;
-        }
-        ojson out = completion_json(id, created, model, job->results);
-        if (!att->empty()) {
-            // What the model read for each image and table (OCR text, table summary).
-            const ojson read = att->to_json();
-            if (out.contains("muse")) {
-                out["muse"]["attachments"] = read;
-            } else {
-                for (auto & c : out["choices"]) c["muse"]["attachments"] = read;
+    const bool cancelled = stop->load();
+    const ask_result * failed = nullptr;
+    for (const auto & r : results) {
+        met.prompt_tokens += (uint64_t) (r.use.prompt_tokens_prefilled + r.use.prompt_tokens_reused);
+        met.completion_tokens += (uint64_t) r.use.completion_tokens;
+        if (r.err && !failed) failed = &r;
+        std::lock_guard<std::mutex> lk(met.mu);
+        met.modes[ask_mode_name(r.mode)]++;
+    }
+    if (cancelled) met.cancelled++;
+    met.request_us += (uint64_t) (std::chrono::duration<double>(clock_type::now() - t0).count() * 1e6);
+    met.chat_done++;
+
+    api_error err;
+    if (cancelled && cancelling) {
+        err = make_error(503, "the server is shutting down: the answer was cut short", "server_error", "shutting_down");
+    } else if (failed && !cancelled) {
+        err = result_error(failed->err);
+    }
+    if (stream) {
+        if (out->gone()) return;
+        std::string s;
+        if (err) {
+            s += "data: " + wire(error_json(err)) + "\n\n";
+        } else {
+            const ojson read = att->empty() ? ojson() : att->to_json();
+            for (int i = 0; i < n; ++i) {
+                for (auto & c : builder.finish(i, results[i])) {
+                    if (!read.is_null() && c.contains("muse") && c["muse"].value("event", "") == "done") {
+                        c["muse"]["result"]["attachments"] = read;
+                    }
+                    s += "data: " + wire(c) + "\n\n";
+                }
             }
+            if (in->include_usage) s += "data: " + wire(builder.usage(results)) + "\n\n";
         }
-        res.set_content(wire(out), "application/json");
+        s += "data: [DONE]\n\n";
+        out->write(s);
+        out->finish();
         return;
     }
-
-    res.set_header("Cache-Control", "no-cache");
-    res.set_header("X-Accel-Buffering", "no");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [job](size_t, httplib::DataSink & sink) {
-            std::string chunk;
-            bool        fin = false;
-            {
-                std::unique_lock<std::mutex> lk(job->mu);
-                job->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return !job->out.empty() || job->finished; });
-                chunk.swap(job->out);
-                fin = job->finished;
-            }
-            if (!chunk.empty()) {
-                if (!sink.write(chunk.data(), chunk.size())) {
-                    job->stop = true;
-                    return false;
-                }
-            } else if (!sink.is_writable()) {
-                job->stop = true;  // the client left: cancel its sequences at the next engine step
-                return false;
-            }
-            if (fin) {
-                sink.done();
-            }
-            return true;
-        },
-        [job, forget](bool success) {
-            if (!success) job->stop = true;
-            forget();
-        });
+    if (cancelled && !cancelling) {
+        res.status = 499;  // the client left: nobody reads this
+        return;
+    }
+    if (err) {
+        send_error(res, err);
+        return;
+    }
+    ojson body = completion_json(id, created, model, results);
+    if (!att->empty()) {
+        // What the model read for each image and table (OCR text, table summary).
+        const ojson read = att->to_json();
+        if (body.contains("muse")) {
+            body["muse"]["attachments"] = read;
+        } else {
+            for (auto & c : body["choices"]) c["muse"]["attachments"] = read;
+        }
+    }
+    res.set_content(wire(body), "application/json");
 }
 
-void server::impl::handle_file_upload(const httplib::Request & req, httplib::Response & res) {
-    std::string user;
-    if (!authorized(req, res, user)) return;
-    if (!req.form.has_file("file")) {
+void server::impl::handle_file_upload(http::request & req, http::response & res) {
+    auto * ticket = static_cast<admission::ticket *>(req.hold.get());
+    if (adm.wait(*ticket, [&] { return req.client_gone() || cancelling.load(); }) != admission::ADMITTED) {
+        if (cancelling) {
+            send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
+        } else {
+            res.status = 499;
+        }
+        return;
+    }
+    std::vector<http::form_part> parts;
+    if (error e = http::parse_multipart(req.body, req.header("content-type"), 16, parts)) {
+        send_error(res, bad_request("file", e.message));
+        return;
+    }
+    req.body.clear();
+    req.body.shrink_to_fit();
+    const http::form_part * file = nullptr;
+    std::string purpose = "user_data";
+    for (const auto & p : parts) {
+        if (p.name == "file" && !file) file = &p;
+        if (p.name == "purpose") purpose = p.data;
+    }
+    if (!file) {
         send_error(res, bad_request("file", "send the file as multipart/form-data with a `file` part (and `purpose`)"));
         return;
     }
-    const httplib::FormData part = req.form.get_file("file");
+    // Everything about the file is checked before anything is stored.
     stored_file f;
-    f.user     = user;
-    f.filename = normalize_file_name(part.filename);
-    f.purpose  = req.form.has_field("purpose") ? normalize_file_name(req.form.get_field("purpose"), 64) : "user_data";
-    const bool is_image = !image_format(part.content).empty();
+    f.user     = req.user;
+    f.filename = normalize_file_name(file->filename);
+    f.purpose  = normalize_file_name(purpose, 64);
+    {
+        size_t n_files = 0, n_bytes = 0;
+        files.usage(req.user, n_files, n_bytes);
+        const auto & lim = files.limits();
+        if (n_files >= lim.max_files_per_user || n_bytes + file->data.size() > lim.max_bytes_per_user) {
+            // Refused before the file is decoded or parsed.
+            const std::string msg = n_files >= lim.max_files_per_user
+                ? "file: you already have " + std::to_string(n_files) + " files stored, the limit per user; delete some (DELETE /v1/files/ID)"
+                : "file: your files would take " + std::to_string(n_bytes + file->data.size()) + " bytes, over the limit of " +
+                      std::to_string(lim.max_bytes_per_user) + " bytes per user; delete some (DELETE /v1/files/ID)";
+            send_error(res, make_error(429, msg, "rate_limit_error", "file_quota_exceeded"));
+            return;
+        }
+    }
+    const bool is_image = !image_format(file->data).empty();
     f.kind              = is_image ? "image" : "table";
     f.format            = is_image ? "" : table_format_for(f.filename);  // an image's comes from decoding
     // Check it now, so that a broken file is refused at upload and not in a later chat.
     error e;
     if (f.kind == "image") {
+        image_limits lim;
+        lim.max_decode = std::min(lim.max_decode, params.request_memory);
         image img;
-        e = load_image_bytes(f.filename, part.content, image_limits{}, img);
+        e = load_image_bytes(f.filename, file->data, lim, img);
         if (!e) f.format = img.format;
     } else {
         table_store ts;
         table_info  ti;
-        e = ts.load_bytes(f.filename, part.content, f.format, ti);
+        e = ts.load_bytes(f.filename, file->data, f.format, ti);
         if (!e) f.format = ti.format;
     }
     if (e) {
         send_error(res, bad_request("file", e.message));
         return;
     }
-    f.bytes = std::make_shared<const std::string>(part.content);
-    if (error pe = files.put(f)) {
-        send_error(res, make_error(pe.message.find("full") != std::string::npos ? 507 : 400, pe.message));
+    f.bytes = std::make_shared<const std::string>(file->data);
+    file_refusal why = file_refusal::NONE;
+    if (error pe = files.put(f, &why)) {
+        const int status = why == file_refusal::TOO_LARGE ? 413 : why == file_refusal::QUOTA ? 429 : why == file_refusal::FULL ? 507 : 400;
+        send_error(res, make_error(status, pe.message, status == 429 ? "rate_limit_error" : status == 507 ? "server_error" : "invalid_request_error",
+                                   status == 429 ? "file_quota_exceeded" : status == 507 ? "storage_full" : ""));
         return;
     }
     res.set_content(wire(file_json(f)), "application/json");
 }
-
 std::string server::impl::metrics_text() {
     const engine_stats st = eng.stats();
     std::string        out;
@@ -615,78 +844,58 @@ std::string server::impl::metrics_text() {
 }
 
 void server::impl::routes() {
-    svr.set_payload_max_length(params.max_body);
-    // Errors that httplib answers itself (413, 404, 400) get OpenAI's error shape too.
-    svr.set_error_handler([](const httplib::Request & req, httplib::Response & res) {
-        if (!res.body.empty()) return;
-        std::string msg = httplib::status_message(res.status);
-        if (res.status == 413) msg = "request body too large: send smaller images or split the request";
-        if (res.status == 404) msg = "no route " + req.method + " " + req.path + " (see GET /v1/models, POST /v1/chat/completions)";
-        res.set_content(wire(error_json(make_error(res.status, msg, res.status >= 500 ? "server_error" : "invalid_request_error"))),
-                        "application/json");
-    });
-    svr.set_exception_handler([](const httplib::Request &, httplib::Response & res, std::exception_ptr ep) {
-        std::string what = "internal error";
-        try {
-            if (ep) std::rethrow_exception(ep);
-        } catch (const std::exception & e) {
-            what = std::string("internal error: ") + e.what();
-        } catch (...) {
+    svr.on_headers = [this](http::request & req, http::response & res) { return on_headers(req, res); };
+    svr.on_not_found = [](http::request & req, http::response & res) {
+        std::string msg;
+        if (res.status == 413) {
+            msg = "request body too large: send smaller images or split the request";
+        } else if (res.status == 405) {
+            msg = req.method + " is not allowed on " + req.path.substr(0, 200);
+        } else if (res.status == 414) {
+            msg = "the URL is too long";
+        } else {
+            res.status = 404;
+            msg = "no route " + req.method + " " + req.path.substr(0, 200) + " (see GET /v1/models, POST /v1/chat/completions)";
         }
+        send_error(res, make_error(res.status, msg));
+    };
+    svr.on_exception = [](http::request &, http::response & res, const std::string & what) {
         send_error(res, make_error(500, what, "server_error"));
-    });
-    svr.set_logger([this](const httplib::Request & req, const httplib::Response & res) {
+    };
+    svr.on_logged = [this](const http::request & req, const http::response & res) {
         met.count(route_label(req.path), res.status);
         if (params.log_requests && req.path != "/health" && req.path != "/metrics") {
-            fprintf(stderr, "%s %s %s %d\n", req.remote_addr.c_str(), req.method.c_str(), req.path.c_str(), res.status);
+            fprintf(stderr, "%s %s %s %d\n", req.remote_addr.c_str(), req.method.c_str(), req.path.substr(0, 200).c_str(), res.status);
         }
-    });
-    svr.set_pre_routing_handler([](const httplib::Request & req, httplib::Response & res) {
-        res.set_header("Access-Control-Allow-Origin", req.get_header_value("Origin").empty() ? "*" : req.get_header_value("Origin"));
-        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Api-Key");
-        res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
-        if (req.method == "OPTIONS") {
-            res.status = 204;
-            return httplib::Server::HandlerResponse::Handled;
-        }
-        return httplib::Server::HandlerResponse::Unhandled;
-    });
-    // Authentication before a body is read: a request without a key never makes the server
-    // buffer its upload.
-    svr.set_pre_request_handler([this](const httplib::Request & req, httplib::Response & res) {
-        if (req.path == "/health" || keys.empty()) {
-            return httplib::Server::HandlerResponse::Unhandled;
-        }
-        std::string user;
-        if (authorized(req, res, user)) {
-            return httplib::Server::HandlerResponse::Unhandled;
-        }
-        if (params.web && (req.path == "/" || req.path == "/index.html")) {
-            // A browser cannot send a key when it opens the page: it gets the 401 with the page
-            // itself as the body, which holds no data and asks for the key for its API calls.
-            res.set_content(reinterpret_cast<const char *>(web_index_html), web_index_html_len, "text/html; charset=utf-8");
-        }
-        return httplib::Server::HandlerResponse::Handled;
-    });
+    };
+    // Every handler counts itself, so that a drain knows when the last one ended.
+    auto counted = [this](std::function<void(http::request &, http::response &)> h) {
+        return [this, h](http::request & req, http::response & res) {
+            handlers++;
+            struct done_t {
+                std::atomic<int> & n;
+                ~done_t() { n--; }
+            } done{ handlers };
+            h(req, res);
+        };
+    };
 
-    auto chat = [this](const httplib::Request & req, httplib::Response & res) { handle_chat(req, res); };
-    svr.Post("/v1/chat/completions", chat);
-    svr.Post("/chat/completions", chat);
+    auto chat = counted([this](http::request & req, http::response & res) { handle_chat(req, res); });
+    svr.route("POST", "/v1/chat/completions", chat);
+    svr.route("POST", "/chat/completions", chat);
 
-    auto models = [this](const httplib::Request & req, httplib::Response & res) {
-        std::string user;
-        if (!authorized(req, res, user)) return;
+    auto models = counted([this](http::request &, http::response & res) {
         const model_info & mi = eng.get_model().info();
         ojson m = { { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" },
                     { "meta", { { "architecture", mi.architecture }, { "description", mi.description }, { "n_params", mi.n_params },
                                 { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() }, { "chat_template", mi.template_family },
                                 { "reasoning", mi.supports_reasoning }, { "vision", mi.has_projector && mi.projector_vision } } } };
         res.set_content(wire(ojson({ { "object", "list" }, { "data", ojson::array({ m }) } })), "application/json");
-    };
-    svr.Get("/v1/models", models);
-    svr.Get("/models", models);
+    });
+    svr.route("GET", "/v1/models", models);
+    svr.route("GET", "/models", models);
 
-    svr.Get("/health", [this](const httplib::Request &, httplib::Response & res) {
+    svr.route("GET", "/health", [this](http::request &, http::response & res) {
         if (draining) {
             res.status = 503;
             res.set_content(R"({"status":"draining"})", "application/json");
@@ -695,47 +904,41 @@ void server::impl::routes() {
         res.set_content(wire(ojson({ { "status", "ok" }, { "model", params.model_id }, { "running", adm.running() },
                                      { "queued", adm.waiting() } })), "application/json");
     });
-    svr.Get("/metrics", [this](const httplib::Request & req, httplib::Response & res) {
-        std::string user;
-        if (!authorized(req, res, user)) return;
+    svr.route("GET", "/metrics", counted([this](http::request &, http::response & res) {
         res.set_content(metrics_text(), "text/plain; version=0.0.4");
-    });
+    }));
 
-    svr.Post("/v1/files", [this](const httplib::Request & req, httplib::Response & res) { handle_file_upload(req, res); });
-    svr.Get("/v1/files", [this](const httplib::Request & req, httplib::Response & res) {
-        std::string user;
-        if (!authorized(req, res, user)) return;
+    auto upload = counted([this](http::request & req, http::response & res) { handle_file_upload(req, res); });
+    svr.route("POST", "/v1/files", upload);
+    svr.route("POST", "/files", upload);
+    svr.route("GET", "/v1/files", counted([this](http::request & req, http::response & res) {
         ojson data = ojson::array();
-        for (const auto & f : files.list(user)) data.push_back(file_json(f));
+        for (const auto & f : files.list(req.user)) data.push_back(file_json(f));
         res.set_content(wire(ojson({ { "object", "list" }, { "data", data } })), "application/json");
-    });
-    svr.Get("/v1/files/:id", [this](const httplib::Request & req, httplib::Response & res) {
-        std::string user;
-        if (!authorized(req, res, user)) return;
+    }));
+    svr.route("GET", "/v1/files/:id", counted([this](http::request & req, http::response & res) {
         stored_file f;
-        if (!files.get(user, req.path_params.at("id"), f)) {
-            send_error(res, make_error(404, "no file '" + req.path_params.at("id") + "'", "invalid_request_error", "file_not_found"));
+        if (!files.get(req.user, req.params.at("id"), f)) {
+            send_error(res, make_error(404, "no file '" + req.params.at("id").substr(0, 100) + "'", "invalid_request_error", "file_not_found"));
             return;
         }
         res.set_content(wire(file_json(f)), "application/json");
-    });
-    svr.Delete("/v1/files/:id", [this](const httplib::Request & req, httplib::Response & res) {
-        std::string user;
-        if (!authorized(req, res, user)) return;
-        const std::string id = req.path_params.at("id");
-        if (!files.remove(user, id)) {
-            send_error(res, make_error(404, "no file '" + id + "'", "invalid_request_error", "file_not_found"));
+    }));
+    svr.route("DELETE", "/v1/files/:id", counted([this](http::request & req, http::response & res) {
+        const std::string id = req.params.at("id");
+        if (!files.remove(req.user, id)) {
+            send_error(res, make_error(404, "no file '" + id.substr(0, 100) + "'", "invalid_request_error", "file_not_found"));
             return;
         }
         res.set_content(wire(ojson({ { "id", id }, { "object", "file" }, { "deleted", true } })), "application/json");
-    });
+    }));
 
     if (params.web) {
-        auto page = [](const httplib::Request &, httplib::Response & res) {
-            res.set_content(reinterpret_cast<const char *>(web_index_html), web_index_html_len, "text/html; charset=utf-8");
+        auto page = [](http::request &, http::response & res) {
+            res.set_content(std::string(reinterpret_cast<const char *>(web_index_html), web_index_html_len), "text/html; charset=utf-8");
         };
-        svr.Get("/", page);
-        svr.Get("/index.html", page);
+        svr.route("GET", "/", page);
+        svr.route("GET", "/index.html", page);
     }
 }
 
@@ -747,38 +950,24 @@ server::~server() {
 }
 
 int32_t server::port() const {
-    return p->bound_port;
+    return p->svr.port();
 }
 
 error server::start() {
-    if (std::string e = validate(p->params); !e.empty()) {
+    if (std::string e = validate(p->params, !p->keys.empty()); !e.empty()) {
         return { ERROR_INVALID_ARGUMENT, e };
     }
     p->routes();
-    // Enough HTTP threads for every running and waiting request, plus a few for /health,
-    // /metrics and requests that are refused at once.
-    const size_t n_threads = (size_t) p->params.parallel + (size_t) p->params.queue + 8;
-    p->svr.new_task_queue  = [n_threads] { return new httplib::ThreadPool(n_threads); };
-    p->svr.set_keep_alive_max_count(1000);
-    // httplib's default is SO_REUSEPORT, with which a second server on the same port starts
-    // without a word and the kernel splits the connections between the two. SO_REUSEADDR
-    // only: a busy port is an error the user sees.
-    p->svr.set_socket_options([](socket_t sock) { httplib::set_socket_opt(sock, SOL_SOCKET, SO_REUSEADDR, 1); });
-    p->svr.set_read_timeout(60);
-    p->svr.set_write_timeout(60);
-    if (p->params.port == 0) {
-        p->bound_port = p->svr.bind_to_any_port(p->params.host);
-        if (p->bound_port <= 0) {
-            return { ERROR_INVALID_ARGUMENT, "cannot listen on " + p->params.host + " (any port)" };
-        }
-    } else {
-        if (!p->svr.bind_to_port(p->params.host, p->params.port)) {
-            return { ERROR_INVALID_ARGUMENT, "cannot listen on " + p->params.host + ":" + std::to_string(p->params.port) +
-                                                 ": the port is in use or the address is not local (try --port)" };
-        }
-        p->bound_port = p->params.port;
+    http::options o = p->params.transport;
+    o.host     = p->params.host;
+    o.port     = p->params.port;
+    o.max_body = p->params.max_body;
+    // Every running and waiting request holds a worker; the rest answer at once.
+    o.max_workers = p->params.parallel + p->params.queue + 32;
+    if (error e = p->svr.start(o)) {
+        return e;
     }
-    p->listener = std::thread([this] { p->svr.listen_after_bind(); });
+    p->started = true;
     p->sampler  = std::thread([this] {
         // Tokens per second over a sliding 10 s window, sampled once a second.
         std::vector<std::pair<clock_type::time_point, uint64_t>> samples;
@@ -795,27 +984,40 @@ error server::start() {
     return {};
 }
 
-void server::shutdown(double grace_s) {
-    if (!p->listener.joinable()) {
-        return;
+bool server::shutdown(double grace_s) {
+    if (!p->started) {
+        return true;
     }
+    p->started = false;
     p->draining = true;
     p->adm.start_draining();
-    p->svr.stop();  // no new connections; running handlers go on
-    const auto deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(grace_s));
-    for (;;) {
-        {
-            std::lock_guard<std::mutex> lk(p->jobs_mu);
-            if (p->jobs.empty() && p->adm.waiting() == 0) break;
-            if (clock_type::now() >= deadline) {
-                for (const auto & j : p->jobs) j->stop = true;  // past the grace period: cancel
-            }
+    p->svr.stop_accepting();  // no new connections; requests still arriving are dropped
+    auto wait_handlers = [&](clock_type::time_point until) {
+        // Handlers ended and their replies sent to the end (a stream's last chunk and [DONE]).
+        auto idle = [&] { return p->handlers.load() == 0 && p->svr.busy_requests() == 0; };
+        while (!idle() && clock_type::now() < until) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return idle();
+    };
+    const auto deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(grace_s));
+    bool clean = wait_handlers(deadline);
+    if (!clean) {
+        // Past the grace period: cancel what runs; each stream ends with an error event.
+        p->cancelling = true;
+        {
+            std::lock_guard<std::mutex> lk(stops().mu);
+            for (const auto & f : stops().flags) *f = true;
+        }
+        clean = wait_handlers(clock_type::now() + std::chrono::milliseconds(800));
     }
-    p->listener.join();
     p->sampler_stop = true;
     if (p->sampler.joinable()) p->sampler.join();
+    if (p->handlers.load() > 0) {
+        return false;  // a handler is stuck in work that cannot be cancelled (the caller exits)
+    }
+    p->svr.stop();  // replies still unsent (a client that does not read) are cut
+    return clean;
 }
 
 }  // namespace muse

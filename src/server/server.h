@@ -12,13 +12,20 @@
 // page, which asks for the key).
 //
 // Admission: at most `parallel` requests run at once on the engine (each with all its
-// agents); up to `queue` more wait; beyond that 429 with Retry-After. A client that
-// disconnects cancels its request's sequences at the next engine step.
+// agents); up to `queue` more wait; beyond that 429 with Retry-After; one user holds at most
+// `user_slots` of them. A chat or upload is admitted from its headers, before its body is read,
+// parsed or decoded. A client that disconnects cancels its request's sequences at the next
+// engine step.
+//
+// Browsers: the Host header must name the server (DNS rebinding), CORS answers only the
+// server's own origin and `allow_origins`, and JSON routes need Content-Type: application/json
+// (a cross-site form or text/plain post cannot reach them without a preflight).
 //
 // Thread safety: start() and shutdown() from one controlling thread.
 
 #include "server/api-keys.h"
 #include "server/file-store.h"
+#include "server/http.h"
 #include "server/openai-api.h"
 
 #include <memory>
@@ -39,12 +46,21 @@ struct server_params {
     api_limits  limits;
     file_store_limits files;
     std::vector<std::string> image_hosts; // hosts whose http:// image URLs may be fetched
+    std::vector<std::string> allow_origins; // browser origins besides the server's own ("*": any)
+    std::vector<std::string> allow_hosts;   // Host header names besides loopback and the bound address ("*": any)
     std::string model_id;                 // the name /v1/models lists
+    std::string metrics_key;              // with API keys: the key /metrics needs (empty: /metrics refused)
     bool        web      = true;          // serve the web chat at /
     bool        log_requests = true;      // one line per request on stderr
+    bool        insecure_no_auth = false; // allow a non-loopback address without API keys
+    int32_t     user_slots = 0;           // requests one user may have running or waiting; 0: parallel + queue / 2 with keys
+    size_t      request_memory = 256u << 20; // decoded images and tables per request
+    http::options transport;              // deadlines and connection caps (host/port/max_body from above)
 };
 
-std::string validate(const server_params & p);
+// `has_keys`: whether API keys are configured (a non-loopback host needs them).
+std::string validate(const server_params & p, bool has_keys = true);
+bool        is_loopback_host(const std::string & host);
 
 class server {
   public:
@@ -55,9 +71,12 @@ class server {
     error start();
     int32_t port() const;
 
-    // Stops accepting, lets running and queued requests finish for up to grace_s seconds,
-    // then cancels what is left and returns when every connection is closed.
-    void shutdown(double grace_s);
+    // Stops accepting (requests still arriving are dropped), lets running and queued requests
+    // finish for up to grace_s seconds (each stream ends with its last chunk and [DONE]), then
+    // cancels what is left (a stream gets an error event) and closes every connection, within
+    // about a second more. False when that was not clean: a reply was cut, or a handler is
+    // still in work that cannot be cancelled (then the caller should exit without waiting).
+    bool shutdown(double grace_s);
 
   private:
     struct impl;

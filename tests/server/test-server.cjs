@@ -16,6 +16,7 @@ fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(work, { recursive: true });
 const env = { MUSE_CACHE_DIR: path.join(work, 'cache'), OMP_WAIT_POLICY: 'passive' };
 const KEY = 'sk-muse-test-key';
+const MKEY = 'sk-muse-metrics-key';
 
 async function expectError(name, promise, status, test) {
   try {
@@ -38,7 +39,7 @@ async function main() {
   await new Promise((r) => imageHost.listen(0, '127.0.0.1', r));
   const imagePort = imageHost.address().port;
   const srv = await startServer(muse, ['--api-key', KEY, '--threads', '2', '--max-tokens', '512', '--quiet',
-                                       '--allow-image-host', '127.0.0.1'], env);
+                                       '--allow-image-host', '127.0.0.1', '--metrics-key', MKEY], env);
   const url = srv.url;
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 120000 });
   try {
@@ -192,13 +193,13 @@ async function main() {
       (e) => /agents/.test(e.message));
     await expectError('max_tokens over the cap: 400', client.chat.completions.create({ model, max_tokens: 100000,
       messages: [{ role: 'user', content: 'hi' }] }), 400, (e) => /max_tokens/.test(e.message));
-    const notJson = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: '{"messages": [' });
+    const notJson = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' }, body: '{"messages": [' });
     check('malformed JSON: 400', notJson.status === 400 && /JSON/.test((await notJson.json()).error.message));
     const big = Buffer.alloc(49 * 1024 * 1024, 'a');
     const r413 = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' }, body: big })
       .catch((e) => ({ status: 'connection closed: ' + e.message }));
     check('oversized body: 413', r413.status === 413, r413.status);
-    const remote = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` },
+    const remote = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'text', text: 'what is it?' },
         { type: 'image_url', image_url: { url: 'http://example.com/cat.png' } }] }] }) });
     check('remote image URL refused without an allowed host', remote.status === 400 && /allow-image-host/.test((await remote.json()).error.message));
@@ -218,7 +219,7 @@ async function main() {
       { type: 'text', text: 'What does the note say?' }, { type: 'image_url', image_url: { url: dataUri } }] }] });
     const img = ri.muse.attachments && ri.muse.attachments.find((a) => a.type === 'image');
     check('image_url data URI: read (OCR on a text-only model)', img && img.width === 520 && /4821/.test(img.ocr_text), ri.muse.attachments);
-    const badImg = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` },
+    const badImg = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] }] }) });
     check('broken image: 400', badImg.status === 400, badImg.status);
 
@@ -239,7 +240,7 @@ async function main() {
     check('files.delete', del.deleted === true);
 
     // --- a client that disconnects cancels its sequences --------------------------------------
-    const cancelledBefore = await metric(url, KEY, 'muse_requests_cancelled_total');
+    const cancelledBefore = await metric(url, MKEY, 'muse_requests_cancelled_total');
     const ac = new AbortController();
     const resp = await fetch(`${url}/v1/chat/completions`, { method: 'POST', signal: ac.signal,
       headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
@@ -249,14 +250,17 @@ async function main() {
     ac.abort();
     let live = NaN, cancelled = NaN;
     await waitFor(async () => {
-      cancelled = await metric(url, KEY, 'muse_requests_cancelled_total');
-      live = await metric(url, KEY, 'muse_engine_live_sequences');
+      cancelled = await metric(url, MKEY, 'muse_requests_cancelled_total');
+      live = await metric(url, MKEY, 'muse_engine_live_sequences');
       return cancelled > cancelledBefore && live === 0;
     }, 30000);
     check('disconnect: the request is cancelled and its sequences freed', cancelled > cancelledBefore && live === 0, { cancelled, live });
 
     // --- metrics ---------------------------------------------------------------------------
-    const mt = await (await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } })).text();
+    const userMetrics = await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } });
+    check('/metrics with a user key (not the metrics key): 403', userMetrics.status === 403 &&
+          (await userMetrics.json()).error.code === 'metrics_key_required', userMetrics.status);
+    const mt = await (await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${MKEY}` } })).text();
     for (const name of ['muse_requests_total{route="/v1/chat/completions",code="200"}', 'muse_completion_tokens_total', 'muse_queue_depth',
       'muse_engine_batch_tokens_total', 'muse_generated_tokens_per_second', 'muse_request_errors_total']) {
       check(`/metrics has ${name}`, mt.includes(name));
@@ -272,7 +276,7 @@ async function main() {
   // --- a second server: a full queue answers 429; SIGTERM lets the running request finish ----
   const small = await startServer(muse, ['--parallel', '1', '--queue', '1', '--threads', '2', '--grace', '30'], env);
   const body = (tokens) => JSON.stringify({ messages: [{ role: 'user', content: 'Tell me everything.' }], max_tokens: tokens, mode: 'instant' });
-  const post = (tokens) => fetch(`${small.url}/v1/chat/completions`, { method: 'POST', body: body(tokens) })
+  const post = (tokens) => fetch(`${small.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: body(tokens) })
     .then(async (r) => ({ status: r.status, retry: r.headers.get('retry-after'), json: await r.json() }));
   // The first runs and the second waits in the queue (seen on /metrics) before the third comes.
   const first = post(400);
