@@ -16,4 +16,9 @@ constexpr int    k_max_schema_items = 1024;  // array elements and object member
 // arguments. Values are copied and dumped recursively, so nesting is capped before parsing.
 constexpr int k_max_json_depth = 128;
 
+// A prompt's text: far beyond any context, it bounds the tokenizer's work and memory. (Prompts
+// that the context cannot hold are refused from their size before tokenizing when the bytes
+// prove it: see engine::submit.)
+constexpr size_t k_max_prompt_bytes = 64u << 20;
+
 }  // namespace muse

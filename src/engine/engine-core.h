@@ -59,11 +59,13 @@ struct engine_command {
     seq_handle_id                  id = 0;
     sequence_request               req;
     std::shared_ptr<event_channel> chan;
+    bool                           over_context = false;  // the prompt's bytes alone prove it cannot fit
 };
 
 struct engine_core {
     const model *      mdl   = nullptr;
     const llama_vocab * vocab = nullptr;
+    size_t             max_piece_bytes = 1;  // the longest token's text: a prompt of B bytes has >= B / this tokens
     engine_params      params;
     ggml_threadpool *  threadpool = nullptr;  // persistent CPU workers (freed after ctx)
     void (*threadpool_free)(ggml_threadpool *) = nullptr;

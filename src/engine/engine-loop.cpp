@@ -5,6 +5,8 @@
 
 #include "common.h"
 
+#include "core/limits.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -17,7 +19,6 @@ static constexpr size_t  k_max_stops     = 16;
 static constexpr size_t  k_max_stop_len  = 256;
 static constexpr int32_t k_max_budget    = 1 << 20;
 static constexpr int32_t k_max_tokens    = 1 << 22;
-static constexpr size_t  k_max_prompt_bytes = 64u << 20;  // far beyond any context; bounds tokenizer work
 static constexpr size_t  k_max_cache_salt   = 4096;       // a user id and a client's salt fit many times over
 
 static double ms_since(clock_type::time_point t) {
@@ -438,6 +439,11 @@ void engine_core::submit(engine_command & c) {
 
     if (error err = check_request(s->req)) {
         fail(*s, std::move(err), false);
+        return;
+    }
+    if (c.over_context) {
+        fail(*s, { ERROR_CONTEXT_OVERFLOW, "the prompt (" + std::to_string(s->req.prompt.size()) + " bytes) cannot fit the context of " +
+                                               std::to_string(n_ctx_seq) + " tokens; shorten it or raise --ctx" }, false);
         return;
     }
     s->tokens   = s->req.prompt_tokens.empty() ? common_tokenize(vocab, s->req.prompt, true, true) : s->req.prompt_tokens;

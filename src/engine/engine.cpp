@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include "core/limits.h"
+
 #include "engine-core.h"
 #include "logging.h"
 #include "model.h"
@@ -203,6 +205,14 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
     c->mem       = llama_get_memory(c->ctx.get());
     c->n_ctx_seq = (int32_t) llama_n_ctx_seq(c->ctx.get());
     c->batch     = llama_batch_init(params.n_batch, 0, 1);
+    {
+        char buf[1024];
+        const int32_t n_vocab = llama_vocab_n_tokens(c->vocab);
+        for (int32_t t = 0; t < n_vocab; ++t) {
+            const int32_t n = llama_token_to_piece(c->vocab, t, buf, sizeof(buf), 0, true);
+            c->max_piece_bytes = std::max(c->max_piece_bytes, (size_t) (n < 0 ? -n : n));
+        }
+    }
     for (int32_t i = params.n_seq_max - 1; i >= 0; --i) {
         c->free_ids.push_back(i);
     }
@@ -219,6 +229,9 @@ sequence_handle engine::submit(const sequence_request & req) {
     return std::move(submit(std::vector<sequence_request>{ req }).front());
 }
 
+// Prompts are tokenised here, on the caller's thread, so that a long one never holds the
+// engine thread (and every other request's next token) while it is split. A prompt whose bytes
+// alone prove it cannot fit the context is not tokenised at all.
 std::vector<sequence_handle> engine::submit(const std::vector<sequence_request> & reqs) {
     std::vector<sequence_handle> hs(reqs.size());
     std::vector<engine_command>         cs;
@@ -226,6 +239,14 @@ std::vector<sequence_handle> engine::submit(const std::vector<sequence_request> 
         hs[i].core = core;
         hs[i].chan = std::make_shared<event_channel>();
         cs.push_back({ engine_command::SUBMIT, 0, reqs[i], hs[i].chan });
+        sequence_request & r = cs.back().req;
+        if (r.prompt_tokens.empty() && !r.prompt.empty() && r.prompt.size() <= k_max_prompt_bytes) {
+            if (r.prompt.size() > max_prompt_bytes()) {
+                cs.back().over_context = true;
+            } else {
+                r.prompt_tokens = common_tokenize(core->vocab, r.prompt, true, true);
+            }
+        }
     }
     core->post(std::move(cs));
     for (auto & h : hs) {
@@ -244,6 +265,11 @@ engine_stats engine::stats() const {
 const model & engine::get_model() const { return *core->mdl; }
 
 int32_t engine::n_ctx() const { return core->n_ctx_seq; }
+
+size_t engine::max_prompt_bytes() const {
+    // Even if normalisation shrank text 4-fold, B bytes need B / (4 * longest piece) tokens.
+    return std::min(k_max_prompt_bytes, 4 * ((size_t) core->n_ctx_seq + 1) * core->max_piece_bytes);
+}
 
 std::vector<llama_token> engine::tokenize(const std::string & text) const {
     return common_tokenize(core->vocab, text, true, true);

@@ -129,6 +129,9 @@ class engine {
 
     engine_stats stats() const;
     const model & get_model() const;
+    // Prompt bytes past which a prompt certainly cannot fit n_ctx() tokens, so that callers can
+    // refuse it without rendering or tokenising it.
+    size_t        max_prompt_bytes() const;
     int32_t       n_ctx() const;
 
     // Tokenizes like the engine does (special tokens parsed); for tests and usage counting.

@@ -518,6 +518,18 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
             return;
         }
     }
+    {
+        // A conversation whose text alone proves it cannot fit the context is refused before it is
+        // rendered, tokenised or copied for the agents.
+        size_t text = 0;
+        for (const auto & m : in->ask.messages) text += m.content.size() + m.reasoning_content.size();
+        if (text > eng.max_prompt_bytes()) {
+            send_error(res, make_error(400, "the messages (" + std::to_string(text) + " bytes of text) cannot fit the model's context of " +
+                                                std::to_string(eng.n_ctx()) + " tokens: shorten them (or start the server with a larger --ctx)",
+                                       "invalid_request_error", "context_length_exceeded"));
+            return;
+        }
+    }
     // One user's requests never reuse, nor learn the length of, another's cached prefixes.
     in->ask.cache_salt = scoped_cache_salt(req.user, in->ask.cache_salt);
 
@@ -838,6 +850,7 @@ std::string server::impl::metrics_text() {
     metric("muse_prompt_cache_cells", "gauge", "KV cells the prompt cache holds.", st.prompt_cache_cells);
     metric("muse_files_stored", "gauge", "Uploaded files kept.", (double) files.count());
     metric("muse_files_bytes", "gauge", "Bytes of uploaded files kept.", (double) files.total_bytes());
+    metric("muse_http_connections_open", "gauge", "Client connections open (idle, arriving or being answered).", svr.open_connections());
     metric("muse_uptime_seconds", "gauge", "Seconds since the server started.",
            std::chrono::duration<double>(clock_type::now() - t_start).count());
     return out;
