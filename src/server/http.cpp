@@ -1,5 +1,7 @@
 #include "http.h"
 
+#include "engine/text-stream.h"
+
 #include <microhttpd.h>
 
 #include <arpa/inet.h>
@@ -81,7 +83,13 @@ class worker_pool {
             auto f = std::move(tasks.front());
             tasks.pop_front();
             lk.unlock();
-            f();
+            try {
+                f();
+            } catch (const std::exception & e) {
+                fprintf(stderr, "muse serve: a worker task failed: %s\n", e.what());
+            } catch (...) {
+                fprintf(stderr, "muse serve: a worker task failed\n");
+            }
             lk.lock();
         }
     }
@@ -199,7 +207,7 @@ std::string header_param(const std::string & value, const std::string & param) {
 error parse_multipart(const std::string & body, const std::string & content_type, size_t max_parts, std::vector<form_part> & parts) {
     parts.clear();
     if (lower(content_type).rfind("multipart/form-data", 0) != 0) {
-        return { ERROR_INVALID_ARGUMENT, "the body is not multipart/form-data (Content-Type: " + content_type.substr(0, 80) + ")" };
+        return { ERROR_INVALID_ARGUMENT, "the body is not multipart/form-data (Content-Type: " + utf8_head(content_type, 80) + ")" };
     }
     const std::string boundary = header_param(content_type, "boundary");
     if (boundary.empty() || boundary.size() > 200) {
@@ -329,7 +337,16 @@ struct transport {
     explicit transport(server & s) : owner(s) {}
 
     // --- MHD callbacks ---
+    // The callbacks below are called by C code: nothing may be thrown through it.
     static void on_connection(void * cls, MHD_Connection * c, void ** socket_context, MHD_ConnectionNotificationCode code) {
+        try {
+            on_connection_impl(cls, c, socket_context, code);
+        } catch (const std::exception & e) {
+            fprintf(stderr, "muse serve: connection bookkeeping failed: %s\n", e.what());
+        }
+    }
+
+    static void on_connection_impl(void * cls, MHD_Connection * c, void ** socket_context, MHD_ConnectionNotificationCode code) {
         auto & t = *static_cast<transport *>(cls);
         if (code == MHD_CONNECTION_NOTIFY_STARTED) {
             auto * cs = new conn_state;
@@ -397,6 +414,14 @@ struct transport {
     MHD_Result queue(MHD_Connection * c, req_ctx & rc) {
         response &     res = rc.res;
         MHD_Response * r   = nullptr;
+        {
+            // Being answered: no header or body deadline applies any more.
+            std::lock_guard<std::mutex> lk(mu);
+            if (rc.cs && rc.cs->phase != conn_state::BUSY) {
+                rc.cs->phase = conn_state::BUSY;
+                rc.cs->since = clock_type::now();
+            }
+        }
         if (res.stream) {
             {
                 std::lock_guard<std::mutex> lk(res.stream->mu);
@@ -419,8 +444,18 @@ struct transport {
         return ok;
     }
 
-    static MHD_Result on_access(void * cls, MHD_Connection * c, const char * url, const char * method, const char *,
+    static MHD_Result on_access(void * cls, MHD_Connection * c, const char * url, const char * method, const char * version,
                                 const char * upload, size_t * upload_size, void ** con_cls) {
+        try {
+            return on_access_impl(cls, c, url, method, version, upload, upload_size, con_cls);
+        } catch (const std::exception & e) {
+            fprintf(stderr, "muse serve: request handling failed: %s\n", e.what());
+            return MHD_NO;  // the connection is closed
+        }
+    }
+
+    static MHD_Result on_access_impl(void * cls, MHD_Connection * c, const char * url, const char * method, const char *,
+                                     const char * upload, size_t * upload_size, void ** con_cls) {
         auto & t = *static_cast<transport *>(cls);
         auto * holder = static_cast<std::shared_ptr<req_ctx> *>(*con_cls);
         if (!holder) {
@@ -516,7 +551,15 @@ struct transport {
         return MHD_YES;
     }
 
-    static void on_completed(void * cls, MHD_Connection *, void ** con_cls, MHD_RequestTerminationCode toe) {
+    static void on_completed(void * cls, MHD_Connection * c, void ** con_cls, MHD_RequestTerminationCode toe) {
+        try {
+            on_completed_impl(cls, c, con_cls, toe);
+        } catch (const std::exception & e) {
+            fprintf(stderr, "muse serve: request completion failed: %s\n", e.what());
+        }
+    }
+
+    static void on_completed_impl(void * cls, MHD_Connection *, void ** con_cls, MHD_RequestTerminationCode toe) {
         auto & t = *static_cast<transport *>(cls);
         auto * holder = static_cast<std::shared_ptr<req_ctx> *>(*con_cls);
         if (!holder) return;
@@ -643,32 +686,42 @@ struct transport {
         MHD_resume_connection(rc->conn);
     }
 
+    // Every 100 ms: cuts connections past their header or body deadline (or all unfinished ones
+    // when draining), and notices streamed replies whose client has gone.
     void watch() {
         while (!watchdog_stop) {
-            std::vector<std::shared_ptr<stream>> gone;
-            {
-                std::lock_guard<std::mutex> lk(mu);
-                const auto now = clock_type::now();
-                for (conn_state * cs : conns) {
-                    if (cs->shut || !cs->sock || cs->sock->fd < 0) continue;
-                    const double age = std::chrono::duration<double>(now - cs->since).count();
-                    bool         cut = false;
-                    if (cs->phase == conn_state::HEADERS) {
-                        cut = drop_unfinished || age > opt.header_timeout_s;
-                    } else if (cs->phase == conn_state::BODY) {
-                        cut = drop_unfinished || age > opt.body_timeout_s;
-                    } else if (auto st = cs->st.lock()) {
-                        if (cs->sock->peer_closed()) gone.push_back(st);
-                    }
-                    if (cut) {
-                        shutdown(cs->sock->fd, SHUT_RDWR);
-                        cs->shut = true;
-                    }
-                }
+            try {
+                watch_once();
+            } catch (const std::exception & e) {
+                fprintf(stderr, "muse serve: connection watchdog: %s\n", e.what());
             }
-            for (auto & st : gone) mark_gone(*st);
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
+    }
+
+    void watch_once() {
+        std::vector<std::shared_ptr<stream>> gone;
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            const auto now = clock_type::now();
+            for (conn_state * cs : conns) {
+                if (cs->shut || !cs->sock || cs->sock->fd < 0) continue;
+                const double age = std::chrono::duration<double>(now - cs->since).count();
+                bool         cut = false;
+                if (cs->phase == conn_state::HEADERS) {
+                    cut = drop_unfinished || age > opt.header_timeout_s;
+                } else if (cs->phase == conn_state::BODY) {
+                    cut = drop_unfinished || age > opt.body_timeout_s;
+                } else if (auto st = cs->st.lock()) {
+                    if (cs->sock->peer_closed()) gone.push_back(st);
+                }
+                if (cut) {
+                    shutdown(cs->sock->fd, SHUT_RDWR);
+                    cs->shut = true;
+                }
+            }
+        }
+        for (auto & st : gone) mark_gone(*st);
     }
 
     static void mark_gone(stream & s) {

@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "engine/engine.h"
 #include "engine/model.h"
+#include "engine/text-stream.h"
 #include "perception/attachments.h"
 #include "server/web-assets.h"
 
@@ -345,7 +346,7 @@ bool server::impl::origin_allowed(const http::request & req, const std::string &
 // worker or a parse. Returns true when `res` answers the request.
 bool server::impl::on_headers(http::request & req, http::response & res) {
     if (!host_allowed(req)) {
-        send_error(res, make_error(403, "Host '" + req.header("host").substr(0, 200) +
+        send_error(res, make_error(403, "Host '" + utf8_head(req.header("host"), 200) +
                                             "' is not this server's name (DNS rebinding defence); start the server with "
                                             "--allow-host NAME to accept it", "invalid_request_error", "host_not_allowed"));
         return true;
@@ -353,8 +354,8 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
     const std::string origin = req.header("origin");
     if (!origin.empty()) {
         if (!origin_allowed(req, origin)) {
-            send_error(res, make_error(403, "origin '" + origin.substr(0, 200) + "' may not call this server from a browser; "
-                                            "start it with --allow-origin " + origin.substr(0, 200) + " to let it",
+            send_error(res, make_error(403, "origin '" + utf8_head(origin, 200) + "' may not call this server from a browser; "
+                                            "start it with --allow-origin " + utf8_head(origin, 200) + " to let it",
                                        "invalid_request_error", "origin_not_allowed"));
             return true;
         }
@@ -404,12 +405,12 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
     const bool upload = req.method == "POST" && (req.path == "/v1/files" || req.path == "/files");
     if (chat && media_type(req.header("content-type")) != "application/json") {
         send_error(res, make_error(415, "send the body as JSON with Content-Type: application/json (got '" +
-                                            req.header("content-type").substr(0, 100) + "')", "invalid_request_error", "unsupported_media_type"));
+                                            utf8_head(req.header("content-type"), 100) + "')", "invalid_request_error", "unsupported_media_type"));
         return true;
     }
     if (upload && media_type(req.header("content-type")) != "multipart/form-data") {
         send_error(res, make_error(415, "send the file as multipart/form-data with a `file` part (got Content-Type '" +
-                                            req.header("content-type").substr(0, 100) + "')", "invalid_request_error", "unsupported_media_type"));
+                                            utf8_head(req.header("content-type"), 100) + "')", "invalid_request_error", "unsupported_media_type"));
         return true;
     }
     if (chat || upload) {
@@ -659,6 +660,8 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         }
     }
     for (auto & t : runs) t.join();
+    // The work is done: the turn is free before the client can see the end and send its next.
+    req.hold.reset();
 
     const bool cancelled = stop->load();
     const ask_result * failed = nullptr;
@@ -863,12 +866,12 @@ void server::impl::routes() {
         if (res.status == 413) {
             msg = "request body too large: send smaller images or split the request";
         } else if (res.status == 405) {
-            msg = req.method + " is not allowed on " + req.path.substr(0, 200);
+            msg = req.method + " is not allowed on " + utf8_head(req.path, 200);
         } else if (res.status == 414) {
             msg = "the URL is too long";
         } else {
             res.status = 404;
-            msg = "no route " + req.method + " " + req.path.substr(0, 200) + " (see GET /v1/models, POST /v1/chat/completions)";
+            msg = "no route " + req.method + " " + utf8_head(req.path, 200) + " (see GET /v1/models, POST /v1/chat/completions)";
         }
         send_error(res, make_error(res.status, msg));
     };
@@ -878,7 +881,12 @@ void server::impl::routes() {
     svr.on_logged = [this](const http::request & req, const http::response & res) {
         met.count(route_label(req.path), res.status);
         if (params.log_requests && req.path != "/health" && req.path != "/metrics") {
-            fprintf(stderr, "%s %s %s %d\n", req.remote_addr.c_str(), req.method.c_str(), req.path.substr(0, 200).c_str(), res.status);
+            // The path as a client sent it: control characters would forge log lines.
+            std::string path = utf8_head(req.path, 200);
+            for (char & c : path) {
+                if ((unsigned char) c < 0x20 || c == 0x7f) c = '?';
+            }
+            fprintf(stderr, "%s %s %s %d\n", req.remote_addr.c_str(), req.method.c_str(), path.c_str(), res.status);
         }
     };
     // Every handler counts itself, so that a drain knows when the last one ended.
@@ -890,6 +898,7 @@ void server::impl::routes() {
                 ~done_t() { n--; }
             } done{ handlers };
             h(req, res);
+            req.hold.reset();  // an admission ticket is free once the handler is done
         };
     };
 
@@ -932,7 +941,7 @@ void server::impl::routes() {
     svr.route("GET", "/v1/files/:id", counted([this](http::request & req, http::response & res) {
         stored_file f;
         if (!files.get(req.user, req.params.at("id"), f)) {
-            send_error(res, make_error(404, "no file '" + req.params.at("id").substr(0, 100) + "'", "invalid_request_error", "file_not_found"));
+            send_error(res, make_error(404, "no file '" + utf8_head(req.params.at("id"), 100) + "'", "invalid_request_error", "file_not_found"));
             return;
         }
         res.set_content(wire(file_json(f)), "application/json");
@@ -940,7 +949,7 @@ void server::impl::routes() {
     svr.route("DELETE", "/v1/files/:id", counted([this](http::request & req, http::response & res) {
         const std::string id = req.params.at("id");
         if (!files.remove(req.user, id)) {
-            send_error(res, make_error(404, "no file '" + id.substr(0, 100) + "'", "invalid_request_error", "file_not_found"));
+            send_error(res, make_error(404, "no file '" + utf8_head(id, 100) + "'", "invalid_request_error", "file_not_found"));
             return;
         }
         res.set_content(wire(ojson({ { "id", id }, { "object", "file" }, { "deleted", true } })), "application/json");
