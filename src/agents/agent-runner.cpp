@@ -3,6 +3,7 @@
 #include "core/random.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace muse {
 
@@ -125,8 +126,40 @@ bool contains(const std::vector<std::string> & v, const std::string & x) {
 
 }  // namespace
 
+static int run_agent_steps(ask_context & ctx, const agent_spec & spec, int idx);
+
+// Agents run on their own threads: an exception (out of memory, a bug) fails this agent with
+// an error the caller sees, instead of terminating the process.
 int run_agent(ask_context & ctx, const agent_spec & spec) {
     const int idx = spec.index >= 0 ? spec.index : ctx.add_agent(spec.kind, spec.role, spec.task_id);
+    std::string what;
+    try {
+        return run_agent_steps(ctx, spec, idx);
+    } catch (const std::exception & e) {
+        what = e.what();
+    } catch (...) {
+        what = "unknown exception";
+    }
+    fprintf(stderr, "muse: agent %d failed: %s\n", idx, what.c_str());
+    {
+        std::lock_guard<std::mutex> lk(ctx.mu);
+        agent_trace & t = ctx.result.agents[idx];
+        t.err    = { ERROR_INTERNAL, "internal error: " + what };
+        t.end_ms = ctx.now_ms();
+    }
+    ask_event ev;
+    ev.type   = ask_event::AGENT_END;
+    ev.agent  = idx;
+    ev.kind   = spec.kind;
+    ev.detail = "failed: internal error: " + what;
+    try {
+        ctx.emit(ev);
+    } catch (...) {
+    }
+    return idx;
+}
+
+static int run_agent_steps(ask_context & ctx, const agent_spec & spec, int idx) {
 
     chat_request rq = spec.request;
     rq.retain       = true;  // a tool step's continuation forks this step's cache

@@ -108,6 +108,8 @@ struct engine_core {
     void run();
     void warmup();
     bool has_work() const;
+    void fail_command(engine_command & c, const std::shared_ptr<event_channel> & chan, const std::string & what);
+    void fail_all(const std::string & what);
     void handle(engine_command & c);
     void send_done(engine_sequence & s, finish_reason r, error err = {});
     void free_seq(engine_sequence & s);

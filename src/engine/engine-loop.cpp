@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
@@ -86,15 +87,26 @@ void engine_core::run() {
             }
             todo.swap(commands);
         }
+        // Nothing may escape this thread (that would end the process): a command that throws
+        // fails its sequence; a step that throws fails the sequences it was running.
         for (auto & c : todo) {
-            handle(c);
+            auto chan = c.chan;  // submit() moves the command's own
+            try {
+                handle(c);
+            } catch (const std::exception & e) {
+                fail_command(c, chan, e.what());
+            }
         }
-        admit_waiting();
-        if (has_work()) {
-            step();
-            // A step that finished a parent's prefill lets its waiting forks in now; without
-            // this they would wait for the next command while the loop sleeps.
+        try {
             admit_waiting();
+            if (has_work()) {
+                step();
+                // A step that finished a parent's prefill lets its waiting forks in now; without
+                // this they would wait for the next command while the loop sleeps.
+                admit_waiting();
+            }
+        } catch (const std::exception & e) {
+            fail_all(e.what());
         }
         publish_stats();
     }
@@ -113,6 +125,36 @@ bool engine_core::has_work() const {
         }
     }
     return false;
+}
+
+void engine_core::fail_command(engine_command & c, const std::shared_ptr<event_channel> & chan, const std::string & what) {
+    fprintf(stderr, "muse: engine: a command failed: %s\n", what.c_str());
+    if (c.type != engine_command::SUBMIT || !chan) {
+        return;
+    }
+    error err{ ERROR_INTERNAL, "internal error: " + what };
+    auto it = seqs.find(c.id);
+    if (it != seqs.end()) {
+        fail(*it->second, std::move(err), true);
+        return;
+    }
+    sequence_event ev;
+    ev.type   = sequence_event::DONE;
+    ev.finish = FINISH_ERROR;
+    ev.err    = std::move(err);
+    chan->push(std::move(ev));
+}
+
+void engine_core::fail_all(const std::string & what) {
+    fprintf(stderr, "muse: engine: a step failed: %s\n", what.c_str());
+    std::vector<seq_handle_id> ids;
+    for (const auto & [id, s] : seqs) {
+        if (s->state != SEQ_RETAINED) ids.push_back(id);
+    }
+    for (auto id : ids) {
+        auto it = seqs.find(id);
+        if (it != seqs.end()) fail(*it->second, { ERROR_INTERNAL, "internal error: " + what }, true);
+    }
 }
 
 void engine_core::handle(engine_command & c) {

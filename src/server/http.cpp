@@ -771,9 +771,19 @@ error server::start(const options & o) {
 
     // Two descriptors per connection (MHD's and our duplicate): raise the soft limit.
     rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+        // Two per connection, and room for the model, logs and the engine.
+        const rlim_t fit = rl.rlim_cur > 128 ? (rl.rlim_cur - 128) / 2 : 1;
+        if (rl.rlim_cur != RLIM_INFINITY && (rlim_t) t->opt.max_connections > fit) {
+            fprintf(stderr, "muse serve: note: the open-file limit (%llu) allows %llu connections, not %d; raise it with ulimit -n\n",
+                    (unsigned long long) rl.rlim_cur, (unsigned long long) fit, t->opt.max_connections);
+            t->opt.max_connections = (int32_t) fit;
+        }
     }
 
     addrinfo hints{};
