@@ -229,6 +229,39 @@ sequence_handle engine::submit(const sequence_request & req) {
     return std::move(submit(std::vector<sequence_request>{ req }).front());
 }
 
+// A long prompt is counted in 64 KiB pieces first: the tokenizer's memory grows with the
+// longest run it is given (hundreds of bytes per byte of a 4 MB word), and a prompt that is
+// far over the context is refused without tokenising the rest. Pieces can only split merges,
+// so their count runs a little over the whole's: the margin keeps prompts near the limit.
+bool engine::surely_over_context(const std::string & prompt) const {
+    constexpr size_t k_piece = 64u << 10;
+    if (prompt.size() <= 4 * k_piece) {
+        return false;
+    }
+    const size_t limit = (size_t) core->n_ctx_seq + core->n_ctx_seq / 4 + 64;
+    size_t       count = 0;
+    for (size_t at = 0; at < prompt.size();) {
+        size_t end = std::min(prompt.size(), at + k_piece);
+        if (end < prompt.size()) {
+            // End the piece after a space or newline where there is one near, then on a UTF-8
+            // character boundary.
+            const size_t ws = prompt.find_last_of(" \n", end - 1);
+            if (ws != std::string::npos && ws > at + k_piece / 2) {
+                end = ws + 1;
+            }
+            while (end > at + 1 && ((unsigned char) prompt[end] & 0xC0) == 0x80) {
+                end--;
+            }
+        }
+        count += common_tokenize(core->vocab, prompt.substr(at, end - at), at == 0, true).size();
+        if (count > limit) {
+            return true;
+        }
+        at = end;
+    }
+    return false;
+}
+
 // Prompts are tokenised here, on the caller's thread, so that a long one never holds the
 // engine thread (and every other request's next token) while it is split. A prompt whose bytes
 // alone prove it cannot fit the context is not tokenised at all.
@@ -241,7 +274,7 @@ std::vector<sequence_handle> engine::submit(const std::vector<sequence_request> 
         cs.push_back({ engine_command::SUBMIT, 0, reqs[i], hs[i].chan });
         sequence_request & r = cs.back().req;
         if (r.prompt_tokens.empty() && !r.prompt.empty() && r.prompt.size() <= k_max_prompt_bytes) {
-            if (r.prompt.size() > max_prompt_bytes()) {
+            if (r.prompt.size() > max_prompt_bytes() || surely_over_context(r.prompt)) {
                 cs.back().over_context = true;
             } else {
                 r.prompt_tokens = common_tokenize(core->vocab, r.prompt, true, true);

@@ -139,6 +139,7 @@ class engine {
 
   private:
     engine();
+    bool surely_over_context(const std::string & prompt) const;
     std::shared_ptr<engine_core> core;
 };
 

@@ -261,21 +261,26 @@ error parse_multipart(const std::string & body, const std::string & content_type
 
 struct route_entry {
     std::string              method;
+    std::string              pattern;
     std::vector<std::string> segments;
     handler                  h;
 };
 
 namespace {
 
+// "/v1/files/x" -> {"v1", "files", "x"}. Empty segments are kept ("/v1//files", "/v1/files/"
+// have one), so that only the exact path matches a route and a ":id" is never empty.
 std::vector<std::string> split_path(const std::string & path) {
     std::vector<std::string> out;
-    size_t i = 0;
-    while (i <= path.size()) {
-        size_t j = path.find('/', i);
-        if (j == std::string::npos) j = path.size();
-        if (j > i) out.push_back(path.substr(i, j - i));
+    if (path.empty() || path[0] != '/') return { path };
+    size_t i = 1;
+    for (;;) {
+        const size_t j = path.find('/', i);
+        out.push_back(path.substr(i, j == std::string::npos ? std::string::npos : j - i));
+        if (j == std::string::npos) break;
         i = j + 1;
     }
+    if (out.size() == 1 && out[0].empty()) out.clear();  // "/"
     return out;
 }
 
@@ -284,6 +289,7 @@ bool match(const route_entry & r, const std::vector<std::string> & segs, std::ma
     std::map<std::string, std::string> got;
     for (size_t i = 0; i < segs.size(); ++i) {
         if (!r.segments[i].empty() && r.segments[i][0] == ':') {
+            if (segs[i].empty()) return false;
             got[r.segments[i].substr(1)] = segs[i];
         } else if (segs[i] != r.segments[i]) {
             return false;
@@ -624,6 +630,7 @@ struct transport {
             path_known = true;
             if (r.method == req.method || (req.method == "HEAD" && r.method == "GET")) {
                 rc.r       = &r;
+                req.route  = r.pattern;
                 req.params = std::move(params);
                 break;
             }
@@ -752,7 +759,8 @@ server::~server() {
 }
 
 void server::route(std::string method, std::string pattern, handler h) {
-    t->routes.push_back({ std::move(method), split_path(pattern), std::move(h) });
+    auto segs = split_path(pattern);
+    t->routes.push_back({ std::move(method), std::move(pattern), std::move(segs), std::move(h) });
 }
 
 int32_t server::port() const {

@@ -66,6 +66,7 @@ class stream {
 struct request {
     std::string method;
     std::string path;         // without the query string, percent-decoded
+    std::string route;        // the pattern of the route it matched ("/v1/files/:id")
     std::string remote_addr;
     std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
     std::map<std::string, std::string>               params;   // ":id" segments of the route

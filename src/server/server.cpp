@@ -93,10 +93,12 @@ api_error make_error(int status, std::string message, std::string type = "invali
     return e;
 }
 
-// Requests running and waiting. A request reserves its place from its headers (a ticket):
-// running at once when a slot is free and nobody waits, else in the queue in arrival order;
-// refused when the queue is full or its user already holds `user_cap` tickets. The ticket is
-// released when the request ends, however it ends.
+// Requests running and waiting. A request reserves its place from its headers (a ticket): at
+// most parallel + queue tickets exist, and one user holds at most `user_cap`; beyond that it is
+// refused before its body is read. Once its body is in, the ticket joins the queue, in order of
+// arrival of complete requests, for one of `parallel` running slots (so a client that trickles
+// its body holds a reservation, never a running slot). The ticket is released when the
+// request ends, however it ends.
 class admission {
   public:
     admission(int parallel, int queue, int user_cap) : parallel(parallel), queue_cap(queue), user_cap(user_cap) {}
@@ -107,6 +109,7 @@ class admission {
         admission * a = nullptr;
         std::string user;
         uint64_t    id = 0;
+        bool        queued  = false;
         bool        running = false;
         clock_type::time_point t_run;
         ~ticket() {
@@ -116,9 +119,11 @@ class admission {
 
     std::shared_ptr<ticket> reserve(const std::string & user, result & why) {
         std::lock_guard<std::mutex> lk(mu);
-        if (draining) { why = DRAINING; return nullptr; }
-        const bool run_now = active < parallel && order.empty();
-        if (!run_now && (int) order.size() >= queue_cap) {
+        if (draining) {
+            why = DRAINING;
+            return nullptr;
+        }
+        if (reserved >= parallel + queue_cap) {
             why = FULL;
             return nullptr;
         }
@@ -130,28 +135,28 @@ class admission {
         t->a    = this;
         t->user = user;
         t->id   = next_ticket++;
-        if (run_now) {
-            active++;
-            t->running = true;
-            t->t_run   = clock_type::now();
-        } else {
-            order.push_back(t->id);
-        }
+        reserved++;
         per_user[user]++;
         why = ADMITTED;
         return t;
     }
 
-    // Blocks until the ticket's turn; GONE when `gone` turns true first.
+    // Queues the ticket (its request has fully arrived) and blocks until its turn to run; GONE
+    // when `gone` turns true first.
     result wait(ticket & t, const std::function<bool()> & gone) {
         std::unique_lock<std::mutex> lk(mu);
+        if (!t.queued && !t.running) {
+            order.push_back(t.id);
+            t.queued = true;
+        }
         for (;;) {
             if (t.running) return ADMITTED;
             if (order.front() == t.id && active < parallel) {
                 order.pop_front();
-                active++;
+                t.queued  = false;
                 t.running = true;
                 t.t_run   = clock_type::now();
+                active++;
                 cv.notify_all();
                 return ADMITTED;
             }
@@ -177,15 +182,15 @@ class admission {
 
   private:
     void leave(ticket & t) {
-        if (!t.a) return;
         std::lock_guard<std::mutex> lk(mu);
         if (t.running) {
             active--;
             const double secs = std::chrono::duration<double>(clock_type::now() - t.t_run).count();
             avg_s = avg_s <= 0 ? secs : 0.8 * avg_s + 0.2 * secs;
-        } else {
+        } else if (t.queued) {
             order.remove(t.id);
         }
+        reserved--;
         if (--per_user[t.user] <= 0) per_user.erase(t.user);
         cv.notify_all();
     }
@@ -193,8 +198,9 @@ class admission {
     const int                  parallel, queue_cap, user_cap;
     mutable std::mutex         mu;
     std::condition_variable    cv;
-    int                        active = 0;
-    std::list<uint64_t>        order;
+    int                        active   = 0;  // running
+    int                        reserved = 0;  // tickets alive: arriving, queued or running
+    std::list<uint64_t>        order;         // queued, in order
     std::map<std::string, int> per_user;
     uint64_t                   next_ticket = 0;
     double                     avg_s = 0;
@@ -216,16 +222,14 @@ struct server_metrics {
     }
 };
 
-std::string route_label(const std::string & path) {
-    for (const char * r : { "/v1/chat/completions", "/v1/models", "/health", "/metrics" }) {
-        if (path == r) return r;
-    }
-    if (path == "/chat/completions") return "/v1/chat/completions";
-    if (path == "/models") return "/v1/models";
-    if (path == "/v1/files" || path == "/files") return "/v1/files";
-    if (path.rfind("/v1/files/", 0) == 0) return "/v1/files/{id}";
-    if (path == "/" || path == "/index.html") return "/";
-    return "other";
+// The metrics label of a route pattern (aliases without /v1 count with their /v1 route).
+std::string route_label(const std::string & route) {
+    if (route.empty()) return "other";
+    std::string r = route.rfind("/v1/", 0) == 0 || route == "/" || route == "/index.html" || route == "/health" || route == "/metrics"
+                        ? route : "/v1" + route;
+    if (r == "/index.html") r = "/";
+    if (const size_t c = r.find(":id"); c != std::string::npos) r.replace(c, 3, "{id}");
+    return r;
 }
 
 std::string bearer_token(const http::request & req) {
@@ -370,14 +374,14 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
         res.content_type.clear();
         return true;
     }
-    if (req.path == "/health") return false;
+    if (req.route == "/health") return false;
     if (draining) {
         res.set_header("Retry-After", "5");
         res.set_header("Connection", "close");
         send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
         return true;
     }
-    if (req.path == "/metrics" && !keys.empty()) {
+    if (req.route == "/metrics" && !keys.empty()) {
         // Every user's counters: only for the operator's metrics key.
         const std::string key = bearer_token(req);
         if (!params.metrics_key.empty() && !key.empty() && key.size() == params.metrics_key.size() &&
@@ -394,15 +398,16 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
         return true;
     }
     if (!authorized(req, res, req.user)) {
-        if (params.web && req.method == "GET" && (req.path == "/" || req.path == "/index.html")) {
+        if (params.web && req.method == "GET" && (req.route == "/" || req.route == "/index.html")) {
             // A browser cannot send a key when it opens the page: it gets the 401 with the page
             // itself as the body, which holds no data and asks for the key for its API calls.
             res.set_content(std::string(reinterpret_cast<const char *>(web_index_html), web_index_html_len), "text/html; charset=utf-8");
         }
         return true;
     }
-    const bool chat   = req.method == "POST" && (req.path == "/v1/chat/completions" || req.path == "/chat/completions");
-    const bool upload = req.method == "POST" && (req.path == "/v1/files" || req.path == "/files");
+    // By the route matched, never by the path's spelling.
+    const bool chat   = req.method == "POST" && (req.route == "/v1/chat/completions" || req.route == "/chat/completions");
+    const bool upload = req.method == "POST" && (req.route == "/v1/files" || req.route == "/files");
     if (chat && media_type(req.header("content-type")) != "application/json") {
         send_error(res, make_error(415, "send the body as JSON with Content-Type: application/json (got '" +
                                             utf8_head(req.header("content-type"), 100) + "')", "invalid_request_error", "unsupported_media_type"));
@@ -498,6 +503,10 @@ stop_registry & stops() {
 void server::impl::handle_chat(http::request & req, http::response & res) {
     const auto t0 = clock_type::now();
     auto * ticket = static_cast<admission::ticket *>(req.hold.get());
+    if (!ticket) {
+        send_error(res, make_error(500, "internal error: the request was not admitted", "server_error"));
+        return;
+    }
     // The turn: a queued request waits here with its body read but nothing of it parsed,
     // decoded or tokenised.
     if (adm.wait(*ticket, [&] { return req.client_gone() || cancelling.load(); }) != admission::ADMITTED) {
@@ -727,6 +736,10 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
 
 void server::impl::handle_file_upload(http::request & req, http::response & res) {
     auto * ticket = static_cast<admission::ticket *>(req.hold.get());
+    if (!ticket) {
+        send_error(res, make_error(500, "internal error: the request was not admitted", "server_error"));
+        return;
+    }
     if (adm.wait(*ticket, [&] { return req.client_gone() || cancelling.load(); }) != admission::ADMITTED) {
         if (cancelling) {
             send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
@@ -879,7 +892,7 @@ void server::impl::routes() {
         send_error(res, make_error(500, what, "server_error"));
     };
     svr.on_logged = [this](const http::request & req, const http::response & res) {
-        met.count(route_label(req.path), res.status);
+        met.count(route_label(req.route), res.status);
         if (params.log_requests && req.path != "/health" && req.path != "/metrics") {
             // The path as a client sent it: control characters would forge log lines.
             std::string path = utf8_head(req.path, 200);
@@ -916,6 +929,17 @@ void server::impl::routes() {
     });
     svr.route("GET", "/v1/models", models);
     svr.route("GET", "/models", models);
+    auto one_model = counted([this](http::request & req, http::response & res) {
+        if (req.params.at("id") != params.model_id) {
+            send_error(res, make_error(404, "no model '" + utf8_head(req.params.at("id"), 100) + "': this server serves '" + params.model_id + "'",
+                                       "invalid_request_error", "model_not_found"));
+            return;
+        }
+        res.set_content(wire(ojson({ { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" } })),
+                        "application/json");
+    });
+    svr.route("GET", "/v1/models/:id", one_model);
+    svr.route("GET", "/models/:id", one_model);
 
     svr.route("GET", "/health", [this](http::request &, http::response & res) {
         if (draining) {
@@ -933,27 +957,33 @@ void server::impl::routes() {
     auto upload = counted([this](http::request & req, http::response & res) { handle_file_upload(req, res); });
     svr.route("POST", "/v1/files", upload);
     svr.route("POST", "/files", upload);
-    svr.route("GET", "/v1/files", counted([this](http::request & req, http::response & res) {
+    auto list_files = counted([this](http::request & req, http::response & res) {
         ojson data = ojson::array();
         for (const auto & f : files.list(req.user)) data.push_back(file_json(f));
         res.set_content(wire(ojson({ { "object", "list" }, { "data", data } })), "application/json");
-    }));
-    svr.route("GET", "/v1/files/:id", counted([this](http::request & req, http::response & res) {
+    });
+    svr.route("GET", "/v1/files", list_files);
+    svr.route("GET", "/files", list_files);
+    auto get_file = counted([this](http::request & req, http::response & res) {
         stored_file f;
         if (!files.get(req.user, req.params.at("id"), f)) {
             send_error(res, make_error(404, "no file '" + utf8_head(req.params.at("id"), 100) + "'", "invalid_request_error", "file_not_found"));
             return;
         }
         res.set_content(wire(file_json(f)), "application/json");
-    }));
-    svr.route("DELETE", "/v1/files/:id", counted([this](http::request & req, http::response & res) {
+    });
+    svr.route("GET", "/v1/files/:id", get_file);
+    svr.route("GET", "/files/:id", get_file);
+    auto delete_file = counted([this](http::request & req, http::response & res) {
         const std::string id = req.params.at("id");
         if (!files.remove(req.user, id)) {
             send_error(res, make_error(404, "no file '" + utf8_head(id, 100) + "'", "invalid_request_error", "file_not_found"));
             return;
         }
         res.set_content(wire(ojson({ { "id", id }, { "object", "file" }, { "deleted", true } })), "application/json");
-    }));
+    });
+    svr.route("DELETE", "/v1/files/:id", delete_file);
+    svr.route("DELETE", "/files/:id", delete_file);
 
     if (params.web) {
         auto page = [](http::request &, http::response & res) {
