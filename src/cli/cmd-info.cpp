@@ -18,6 +18,12 @@ static const char * k_info_help =
     "Loads MODEL and prints its architecture, parameter count, context length, chat-template\n"
     "family, reasoning support and whether a vision projector is attached.\n"
     "\n"
+    "Downloaded models are untrusted: before loading, Muse checks the metadata llama.cpp would\n"
+    "stop on (layer, head and expert counts, epsilons, vocabulary vs tensor shapes) and tries\n"
+    "the model and its chat template in a child process with CPU, memory and time limits. A\n"
+    "model that fails (a template that crashes, loops or eats memory included) is refused with\n"
+    "one line on stderr and exit status 3.\n"
+    "\n"
     "  --mmproj FILE  also load this vision projector and report it\n"
     "  --json         print one JSON object instead of text\n"
     "  --verbose      show llama.cpp's own log\n";

@@ -2,10 +2,13 @@
 
 #include "core/file.h"
 
+#include "gguf-check.h"
 #include "logging.h"
+#include "model-probe.h"
 
 #include "chat.h"
 #include "gguf.h"
+#include "ggml-cpp.h"
 #include "llama-cpp.h"
 #include "mtmd.h"
 
@@ -72,7 +75,7 @@ error check_gguf_file(const std::string & path, std::string & arch) {
         return { ERROR_CORRUPT_MODEL, path + " is damaged or truncated: its GGUF header cannot be read" +
                                           (detail.empty() ? std::string() : " (" + detail + ")") };
     }
-    std::unique_ptr<gguf_context, decltype(&gguf_free)> guard(gctx, gguf_free);
+    gguf_context_ptr guard(gctx);
 
     // gguf only reads the header; a file cut short in its tensor data still parses. Check
     // that every tensor lies inside the file so the loader never reads past its end.
@@ -92,7 +95,7 @@ error check_gguf_file(const std::string & path, std::string & arch) {
     } else {
         arch = gguf_get_val_str(gctx, key);
     }
-    return {};
+    return check_gguf_metadata(gctx, path);
 }
 
 static std::string template_family(const std::string & src) {
@@ -144,6 +147,13 @@ std::unique_ptr<model> model::load(const model_params & params, error & err) {
 
     llama_backend_init();
 
+    // llama.cpp asserts (stopping the process) where the checks above cannot see, and the
+    // chat template is untrusted code: try both in a child process with limits first.
+    err = probe_model(params.path, arch, params.probe);
+    if (err) {
+        return nullptr;
+    }
+
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers       = params.n_gpu_layers;
     struct progress_ctx {
@@ -159,17 +169,7 @@ std::unique_ptr<model> model::load(const model_params & params, error & err) {
     log_take_last_error();
     llama_model_ptr llm(llama_model_load_from_file(params.path.c_str(), mp));
     if (!llm) {
-        const std::string detail = log_take_last_error();
-        if (detail.find("unknown model architecture") != std::string::npos) {
-            err = { ERROR_UNSUPPORTED_ARCH, params.path + ": architecture '" + arch + "' is not supported by this llama.cpp build" };
-        } else {
-            err = { ERROR_MODEL_LOAD, "failed to load " + params.path + (detail.empty() ? std::string() : ": " + detail) };
-            // A loader complaint about keys or tensors means the file, not the build, is at fault.
-            if (detail.find("tensor") != std::string::npos || detail.find("key") != std::string::npos ||
-                detail.find("gguf") != std::string::npos) {
-                err.code = ERROR_CORRUPT_MODEL;
-            }
-        }
+        err = model_load_error(params.path, arch, log_take_last_error());
         return nullptr;
     }
 

@@ -10,6 +10,7 @@
 // from any thread. The engine thread is the only one that decodes with it.
 
 #include "error.h"
+#include "model-probe.h"
 
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,8 @@ struct model_params {
     int32_t     n_threads    = 0;   // projector threads; 0 = hardware concurrency
     // Load progress in [0, 1]; return false to abort.
     std::function<bool(float)> progress;
+    // Limits for trying the model (and its chat template) in a child process first.
+    probe_limits probe;
 };
 
 struct model_info {
@@ -70,8 +73,8 @@ class model {
     std::unique_ptr<impl> pimpl;
 };
 
-// Checks that `path` is a readable, complete GGUF file without loading its weights.
-// Fills arch with general.architecture. Used by load() and by `muse info`.
+// Checks that `path` is a readable, complete GGUF file whose metadata llama.cpp can load
+// safely (gguf-check.h), without loading its weights. Fills arch with general.architecture.
 error check_gguf_file(const std::string & path, std::string & arch);
 
 }  // namespace muse
