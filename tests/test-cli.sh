@@ -135,7 +135,7 @@ check "truncated --image exits 2" test $rc -eq 2
 check "truncated --image says so" grep -q "cut.png: corrupt or truncated png image" "$work/err.txt"
 
 # Ctrl-C cancels cleanly: exit 130 and a note, no crash.
-"$muse" ask --model "$model" "Go on" --max-tokens -1 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &
+"$muse" ask --model "$model" "Go on" --max-tokens 60000 --ctx 100000 > "$work/out.txt" 2> "$work/err.txt" &
 pid=$!
 # Interrupt once the answer is streaming (the model has loaded), however long loading takes.
 for _ in $(seq 1 1200); do [ -s "$work/out.txt" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
@@ -144,6 +144,26 @@ kill -INT $pid
 wait $pid; rc=$?
 check "Ctrl-C exits 130" test $rc -eq 130
 check "Ctrl-C says cancelled" grep -q "cancelled" "$work/err.txt"
+
+# Ctrl-C while the model loads: the handler is in place from the start (seen in the process's
+# caught-signal mask), so even a background job, which starts with SIGINT ignored, leaves at
+# once with 130 (or, had loading already finished, cancels cleanly with 130).
+"$muse" ask --model "$model" "Go on" --max-tokens 60000 --ctx 100000 > "$work/out2.txt" 2> "$work/err2.txt" &
+pid=$!
+caught=0
+for _ in $(seq 1 1200); do
+  mask=$(awk '/^SigCgt:/ {print $2}' /proc/$pid/status 2>/dev/null) || break
+  [ -n "$mask" ] && [ $(( 0x$mask & 2 )) -ne 0 ] && { caught=1; break; }
+  sleep 0.005
+done
+check "muse ask catches SIGINT from its start" test $caught -eq 1
+mapped=$(grep -c "$(basename "$model")" /proc/$pid/maps 2>/dev/null)
+check "... before the model is loaded (mapped $mapped times)" test "${mapped:-0}" -eq 0
+t0=$(date +%s%N)
+kill -INT $pid
+wait $pid; rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "Ctrl-C during loading exits 130 (after $ms ms, within 1000)" test $rc -eq 130 -a $ms -lt 1000
 
 echo "$pass passed, $fails failed"
 test $fails -eq 0

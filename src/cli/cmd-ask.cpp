@@ -85,11 +85,14 @@ static const char * k_ask_help =
     "Ctrl-C stops generation cleanly and prints what was produced.\n";
 
 static std::atomic<bool> g_interrupted{ false };
+static std::atomic<bool> g_generating{ false };  // before: nothing to stop cleanly
 static_assert(std::atomic<bool>::is_always_lock_free);
 
+// Installed before anything slow (reading attachments, loading the model): Ctrl-C then leaves
+// at once; once the answer is being generated, the first stops it cleanly.
 static void on_sigint(int) {
-    if (g_interrupted.exchange(true)) {
-        std::_Exit(EXIT_CANCELLED);  // second Ctrl-C: leave at once
+    if (!g_generating.load() || g_interrupted.exchange(true)) {
+        std::_Exit(EXIT_CANCELLED);
     }
 }
 
@@ -194,6 +197,9 @@ class agent_view {
 };
 
 int cmd_ask(int argc, char ** argv) {
+    // A background job of a non-interactive shell starts with SIGINT ignored: the handler is set
+    // here, before the model loads, so Ctrl-C (or kill -INT) is never lost.
+    std::signal(SIGINT, on_sigint);
     args        a(argc, argv, 2);
     std::string prompt, model_path, mmproj, system_prompt, reasoning, mode_name, stop, data_path, image_path;
     std::vector<std::string> data_files, image_files;
@@ -338,7 +344,7 @@ int cmd_ask(int argc, char ** argv) {
     local_backend be(*eng);
     orchestrator  orch(be, registry);
 
-    std::signal(SIGINT, on_sigint);
+    g_generating               = true;
     const bool tty             = stdout_is_tty();
     const bool show_reasoning  = !hide_reasoning && !as_json && tty;
     bool       in_reasoning    = false;

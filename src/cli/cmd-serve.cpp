@@ -89,13 +89,20 @@ static const char * k_serve_help =
 
 static std::atomic<int> g_signals{ 0 };
 
+static std::atomic<bool> g_serving{ false };
+
+// Installed before the model loads: until the server is up a signal leaves at once; then the
+// first drains (see --grace) and a second leaves at once.
 static void on_signal(int) {
-    if (g_signals.fetch_add(1) >= 1) {
-        std::_Exit(EXIT_CANCELLED);  // a second signal: leave at once
+    if (!g_serving.load() || g_signals.fetch_add(1) >= 1) {
+        std::_Exit(EXIT_CANCELLED);
     }
 }
 
 int cmd_serve(int argc, char ** argv) {
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
     args          a(argc, argv, 2);
     server_params sp;
     std::string   model_path, mmproj, key, key_file, host_allowed;
@@ -207,9 +214,7 @@ int cmd_serve(int argc, char ** argv) {
         fprintf(stderr, "muse serve: %s\n", e.message.c_str());
         return EXIT_USAGE;
     }
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    std::signal(SIGPIPE, SIG_IGN);
+    g_serving = true;
 
     const std::string host = sp.host == "0.0.0.0" ? "127.0.0.1" : sp.host;
     const std::string url  = "http://" + host + ":" + std::to_string(srv.port());
