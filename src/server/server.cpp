@@ -23,6 +23,10 @@
 #include <set>
 #include <thread>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 namespace muse {
 
 using json = nlohmann::json;
@@ -1023,6 +1027,7 @@ error server::start() {
     p->sampler  = std::thread([this] {
         // Tokens per second over a sliding 10 s window, sampled once a second.
         std::vector<std::pair<clock_type::time_point, uint64_t>> samples;
+        uint64_t ticks = 0;
         while (!p->sampler_stop) {
             samples.emplace_back(clock_type::now(), p->eng.stats().generated_tokens);
             if (samples.size() > 11) samples.erase(samples.begin());
@@ -1030,6 +1035,11 @@ error server::start() {
                 const double dt = std::chrono::duration<double>(samples.back().first - samples.front().first).count();
                 p->met.tokens_per_s = dt > 0 ? (double) (samples.back().second - samples.front().second) / dt : 0;
             }
+#ifdef __GLIBC__
+            // Give freed memory back to the system now and then (small blocks freed on worker
+            // threads stay in their arenas otherwise).
+            if (++ticks % 10 == 0) malloc_trim(0);
+#endif
             for (int i = 0; i < 10 && !p->sampler_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
     });
