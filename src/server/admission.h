@@ -1,0 +1,141 @@
+#pragma once
+// Admission for `muse serve`: which requests run, which wait, which are refused (429).
+//
+//   admission adm(parallel, queue, user_cap);
+//   admission::result why;
+//   auto t = adm.reserve(user, why);           // from the headers; nullptr: refused (why)
+//   ...                                        // the body arrives
+//   if (adm.wait(*t, client_gone) == admission::ADMITTED) { ... run ... }
+//   t.reset();                                 // the turn is free
+//
+// Thread safety: every method may be called from any thread.
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace muse {
+
+// Requests running and waiting. A request reserves its place from its headers (a ticket): at
+// most parallel + queue tickets exist, and one user holds at most `user_cap`; beyond that it is
+// refused before its body is read. Once its body is in, the ticket joins the queue, in order of
+// arrival of complete requests, for one of `parallel` running slots (so a client that trickles
+// its body holds a reservation, never a running slot). The ticket is released when the
+// request ends, however it ends.
+class admission {
+    using clock_type = std::chrono::steady_clock;
+
+
+  public:
+    admission(int parallel, int queue, int user_cap) : parallel(parallel), queue_cap(queue), user_cap(user_cap) {}
+
+    enum result { ADMITTED, FULL, USER_FULL, GONE, DRAINING };
+
+    struct ticket {
+        admission * a = nullptr;
+        std::string user;
+        uint64_t    id = 0;
+        bool        queued  = false;
+        bool        running = false;
+        clock_type::time_point t_run;
+        ~ticket() {
+            if (a) a->leave(*this);
+        }
+    };
+
+    std::shared_ptr<ticket> reserve(const std::string & user, result & why) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (draining) {
+            why = DRAINING;
+            return nullptr;
+        }
+        if (reserved >= parallel + queue_cap) {
+            why = FULL;
+            return nullptr;
+        }
+        if (auto it = per_user.find(user); it != per_user.end() && it->second >= user_cap) {
+            why = USER_FULL;
+            return nullptr;
+        }
+        auto t  = std::make_shared<ticket>();
+        t->a    = this;
+        t->user = user;
+        t->id   = next_ticket++;
+        reserved++;
+        per_user[user]++;
+        why = ADMITTED;
+        return t;
+    }
+
+    // Queues the ticket (its request has fully arrived) and blocks until its turn to run; GONE
+    // when `gone` turns true first.
+    result wait(ticket & t, const std::function<bool()> & gone) {
+        std::unique_lock<std::mutex> lk(mu);
+        if (!t.queued && !t.running) {
+            order.push_back(t.id);
+            t.queued = true;
+        }
+        for (;;) {
+            if (t.running) return ADMITTED;
+            if (order.front() == t.id && active < parallel) {
+                order.pop_front();
+                t.queued  = false;
+                t.running = true;
+                t.t_run   = clock_type::now();
+                active++;
+                cv.notify_all();
+                return ADMITTED;
+            }
+            if (gone()) return GONE;
+            cv.wait_for(lk, std::chrono::milliseconds(100));
+        }
+    }
+
+    // Seconds until a turn is likely free: the queue ahead times the mean request time.
+    int retry_after() const {
+        std::lock_guard<std::mutex> lk(mu);
+        const double s = std::max(1.0, avg_s) * (1.0 + (double) order.size() / parallel);
+        return (int) std::clamp(std::ceil(s), 1.0, 120.0);
+    }
+
+    void start_draining() {
+        std::lock_guard<std::mutex> lk(mu);
+        draining = true;
+    }
+
+    int running() const { std::lock_guard<std::mutex> lk(mu); return active; }
+    int waiting() const { std::lock_guard<std::mutex> lk(mu); return (int) order.size(); }
+
+  private:
+    void leave(ticket & t) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (t.running) {
+            active--;
+            const double secs = std::chrono::duration<double>(clock_type::now() - t.t_run).count();
+            avg_s = avg_s <= 0 ? secs : 0.8 * avg_s + 0.2 * secs;
+        } else if (t.queued) {
+            order.remove(t.id);
+        }
+        reserved--;
+        if (--per_user[t.user] <= 0) per_user.erase(t.user);
+        cv.notify_all();
+    }
+
+    const int                  parallel, queue_cap, user_cap;
+    mutable std::mutex         mu;
+    std::condition_variable    cv;
+    int                        active   = 0;  // running
+    int                        reserved = 0;  // tickets alive: arriving, queued or running
+    std::list<uint64_t>        order;         // queued, in order
+    std::map<std::string, int> per_user;
+    uint64_t                   next_ticket = 0;
+    double                     avg_s = 0;
+    bool                       draining = false;
+};
+
+}  // namespace muse

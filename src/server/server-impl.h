@@ -1,0 +1,152 @@
+#pragma once
+// The inside of `muse serve`, shared by its files: server.cpp (hooks, start, drain) and one file
+// per route group (routes-chat.cpp, routes-files.cpp, routes-info.cpp; image-fetch.cpp holds
+// the one HTTP client).
+
+#include "server.h"
+
+#include "server/admission.h"
+
+#include "engine/engine.h"
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+namespace muse {
+
+using clock_type = std::chrono::steady_clock;
+
+inline int64_t unix_now() {
+    return (int64_t) std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// JSON for the wire: text that is not valid UTF-8 (a model's byte fallback cut mid-character,
+// a tool's output) is replaced with U+FFFD instead of throwing on a thread with no handler.
+inline std::string wire(const ojson & j) {
+    return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
+}
+
+inline void send_error(http::response & res, const api_error & e) {
+    res.status = e.status;
+    res.set_content(wire(error_json(e)), "application/json");
+}
+
+inline api_error make_error(int status, std::string message, std::string type = "invalid_request_error", std::string code = "") {
+    api_error e;
+    e.status  = status;
+    e.message = std::move(message);
+    e.type    = std::move(type);
+    e.code    = std::move(code);
+    return e;
+}
+
+// Prometheus counters.
+struct server_metrics {
+    std::mutex                                  mu;
+    std::map<std::pair<std::string, int>, uint64_t> requests;  // (route, status)
+    std::atomic<uint64_t> prompt_tokens{ 0 }, completion_tokens{ 0 }, rejected{ 0 }, cancelled{ 0 }, chat_done{ 0 };
+    std::atomic<uint64_t> ttft_count{ 0 }, ttft_us{ 0 }, request_us{ 0 };
+    std::map<std::string, uint64_t> modes;
+    double tokens_per_s = 0;
+
+    void count(const std::string & route, int status) {
+        std::lock_guard<std::mutex> lk(mu);
+        requests[{ route, status }]++;
+    }
+};
+
+// The metrics label of a route pattern (aliases without /v1 count with their /v1 route).
+inline std::string route_label(const std::string & route) {
+    if (route.empty()) return "other";
+    std::string r = route.rfind("/v1/", 0) == 0 || route == "/" || route == "/index.html" || route == "/health" || route == "/metrics"
+                        ? route : "/v1" + route;
+    if (r == "/index.html") r = "/";
+    if (const size_t c = r.find(":id"); c != std::string::npos) r.replace(c, 3, "{id}");
+    return r;
+}
+
+inline std::string bearer_token(const http::request & req) {
+    std::string h = req.header("authorization");
+    if (h.size() > 7 && (h.compare(0, 7, "Bearer ") == 0 || h.compare(0, 7, "bearer ") == 0)) {
+        h = h.substr(7);
+        while (!h.empty() && h.front() == ' ') h.erase(h.begin());
+        while (!h.empty() && h.back() == ' ') h.pop_back();
+        return h;
+    }
+    return req.header("x-api-key");
+}
+
+// Compares two strings of the same length without stopping at the first difference.
+inline bool equal_in_constant_time(const std::string & a, const std::string & b) {
+    unsigned char d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d |= (unsigned char) (a[i] ^ b[i]);
+    return d == 0;
+}
+
+// The media type of a Content-Type value, lower-case, without parameters.
+inline std::string media_type(const std::string & content_type) {
+    std::string t = content_type.substr(0, content_type.find(';'));
+    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.pop_back();
+    for (char & c : t) c = (char) std::tolower((unsigned char) c);
+    return t;
+}
+
+// The host name of a Host header value ("[::1]:8080" -> "::1", "a.b:80" -> "a.b"), lower-case.
+inline std::string host_name(const std::string & host_header) {
+    std::string h = host_header;
+    if (!h.empty() && h[0] == '[') {
+        const size_t end = h.find(']');
+        h = end == std::string::npos ? h : h.substr(1, end - 1);
+    } else if (auto colon = h.rfind(':'); colon != std::string::npos && h.find(':') == colon) {
+        h = h.substr(0, colon);
+    }
+    for (char & c : h) c = (char) std::tolower((unsigned char) c);
+    return h;
+}
+
+struct server::impl {
+    impl(engine & e, backend & b, api_keys k, server_params pp);
+
+    engine &        eng;
+    backend &       be;
+    api_keys        keys;
+    server_params   params;
+    file_store      files;
+    admission       adm;
+    server_metrics  met;
+    http::server    svr;
+    std::thread     sampler;
+    std::atomic<bool> sampler_stop{ false };
+    std::atomic<bool> draining{ false };
+    std::atomic<bool> cancelling{ false };  // past the grace period: running requests are cancelled
+    std::atomic<int>  handlers{ 0 };        // handlers running (any route)
+    bool            started = false;
+    // The stop flags of running chats, so that the end of the grace period can cancel them all.
+    std::mutex                                   stops_mu;
+    std::set<std::shared_ptr<std::atomic<bool>>> stops;
+    clock_type::time_point t_start = clock_type::now();
+
+    void routes();        // the hooks, then each group:
+    void routes_chat();   // routes-chat.cpp
+    void routes_files();  // routes-files.cpp
+    void routes_info();   // routes-info.cpp: models, health, metrics, the web chat
+    // Wraps a handler so that a drain can tell when the last one ended.
+    http::handler counted(http::handler h);
+    bool on_headers(http::request & req, http::response & res);
+    bool host_allowed(const http::request & req) const;
+    bool origin_allowed(const http::request & req, const std::string & origin) const;
+    bool authorized(const http::request & req, http::response & res, std::string & user) const;
+    void handle_chat(http::request & req, http::response & res);
+    void handle_file_upload(http::request & req, http::response & res);
+    std::string metrics_text();
+    api_error fetch_image(const std::string & url, std::string & bytes, std::string & name);
+    ojson file_json(const stored_file & f) const;
+};
+
+}  // namespace muse
