@@ -1,6 +1,5 @@
 #include "server-impl.h"
 
-#include "engine/model.h"
 #include "engine/text-stream.h"
 #include "perception/attachments.h"
 #include "server/web-assets.h"
