@@ -142,10 +142,14 @@ async function slowClients() {
   }
 
   // The cap per client address: the 9th connection from one address is refused; others are not.
-  const capped = await startServer(muse, ['--threads', '2', '--quiet', '--max-connections-per-address', '8'], env);
+  // (A header deadline longer than the test, so that the 8 held sockets stay.)
+  const capped = await startServer(muse, ['--threads', '2', '--quiet', '--max-connections-per-address', '8', '--header-timeout', '120'], env);
   try {
     const held = await Promise.all(Array.from({ length: 8 }, () => openSocket(capped.url)));
-    await waitFor(async () => (await request(`${capped.url}/metrics`, { localAddress: '127.0.0.2' })).text.includes('muse_http_connections_open 8'), 10000);
+    // The server holds them all: 8, plus the connection that asks.
+    const open = async () => Number(((await request(`${capped.url}/metrics`, { localAddress: '127.0.0.2' })).text
+      .match(/^muse_http_connections_open (\d+)$/m) || [0, 0])[1]);
+    check('the 8 held connections are open on the server', await waitFor(async () => await open() >= 9, 20000));
     const ninth = await openSocket(capped.url);
     const ninthClosed = await Promise.race([ninth.closedAt.then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
     check('per-address cap: the 9th connection from 127.0.0.1 is closed', ninthClosed);
