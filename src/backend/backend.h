@@ -14,6 +14,8 @@
 #include "engine/error.h"
 #include "engine/sequence.h"
 
+#include <nlohmann/json.hpp>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,19 +82,37 @@ class chat_stream {
     virtual void cancel() = 0;
 };
 
-struct backend_info {
-    std::string name;        // "local", "scripted", ...
-    std::string model;       // model description
-    bool        supports_reasoning = false;
-    bool        supports_fork      = false;
-    int32_t     n_ctx              = 0;
+// What a backend can do: modes, routes and the API read this, never the implementation.
+struct backend_caps {
+    std::string name;              // "local", "scripted", ...
+    std::string model;             // the model's description
+    bool        fork      = false; // chat_request::fork_from shares a prefix (else it is recomputed)
+    bool        reasoning = false; // the model has a reasoning mode
+    bool        vision    = false; // messages may carry images as pictures
+    bool        grammar   = false; // json_schema / grammar constraints
+    bool        logprobs  = false; // chat_event::logprobs
+    int32_t     n_ctx     = 0;     // tokens one request's sequence may hold
+    // A prompt of more bytes than this cannot fit n_ctx tokens (so front ends can refuse it
+    // before rendering or tokenising it); 0: unknown.
+    size_t      max_prompt_bytes = 0;
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();  // model details (/v1/models)
+};
+
+// One counter or gauge of a backend's own (Prometheus naming: muse_engine_..., with its help).
+struct backend_metric {
+    std::string name;
+    std::string type;  // counter or gauge
+    std::string help;
+    double      value = 0;
 };
 
 class backend {
   public:
     virtual ~backend() = default;
     virtual std::unique_ptr<chat_stream> start(const chat_request & req) = 0;
-    virtual backend_info                 info() const = 0;
+    virtual backend_caps                 caps() const = 0;
+    // What /metrics shows of this backend.
+    virtual std::vector<backend_metric>  stats() const { return {}; }
 };
 
 // The whole answer of a stream, read to its end.

@@ -270,9 +270,44 @@ std::unique_ptr<chat_stream> local_backend::start(const chat_request & req) {
     return std::make_unique<local_stream>(eng.submit(sr), prompt.parser, req.logprobs);
 }
 
-backend_info local_backend::info() const {
+backend_caps local_backend::caps() const {
     const auto & mi = eng.get_model().info();
-    return { "local", mi.description, mi.supports_reasoning, true, eng.n_ctx() };
+    backend_caps c;
+    c.name             = "local";
+    c.model            = mi.description;
+    c.fork             = true;
+    c.reasoning        = mi.supports_reasoning;
+    c.vision           = mi.has_projector && mi.projector_vision;
+    c.grammar          = true;
+    c.logprobs         = true;
+    c.n_ctx            = eng.n_ctx();
+    c.max_prompt_bytes = eng.max_prompt_bytes();
+    c.meta = { { "architecture", mi.architecture }, { "description", mi.description }, { "n_params", mi.n_params },
+               { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() }, { "chat_template", mi.template_family },
+               { "reasoning", mi.supports_reasoning }, { "vision", c.vision } };
+    return c;
+}
+
+std::vector<backend_metric> local_backend::stats() const {
+    const engine_stats st = eng.stats();
+    return {
+        { "muse_engine_generated_tokens_total", "counter", "Tokens sampled by the engine.", (double) st.generated_tokens },
+        { "muse_engine_prefill_tokens_total", "counter", "Prompt tokens decoded by the engine.", (double) st.prefill_tokens },
+        { "muse_engine_decode_calls_total", "counter", "llama_decode calls.", (double) st.decode_calls },
+        { "muse_engine_batch_tokens_total", "counter", "Tokens passed to llama_decode, all calls (batch size = this / calls).", (double) st.batch_tokens },
+        { "muse_engine_batch_tokens_max", "gauge", "Most tokens in one llama_decode call.", (double) st.max_batch_tokens },
+        { "muse_engine_batch_sequences_max", "gauge", "Most sequences sampled in one call.", (double) st.max_batch_seqs },
+        { "muse_engine_multi_sequence_calls_total", "counter", "Calls that sampled two or more sequences.", (double) st.multi_seq_calls },
+        { "muse_engine_fast_sampled_sequences_total", "counter", "Sequences sampled by the fast top-k sampler.", (double) st.sequences_fast_sampled },
+        { "muse_engine_decode_seconds_total", "counter", "Time inside llama_decode.", st.decode_us / 1e6 },
+        { "muse_engine_step_seconds_total", "counter", "Time of whole engine steps: batch building, decode, sampling, events.", st.step_us / 1e6 },
+        { "muse_engine_live_sequences", "gauge", "Sequences alive in the engine.", (double) st.live_sequences },
+        { "muse_engine_kv_full_total", "counter", "llama_decode calls that found the KV cache full.", (double) st.kv_full_events },
+        { "muse_prompt_cache_hits_total", "counter", "Sequences that started from a cached prompt.", (double) st.prompt_cache_hits },
+        { "muse_prompt_cache_tokens_reused_total", "counter", "Prompt tokens taken from the prompt cache.", (double) st.prompt_cache_tokens_reused },
+        { "muse_prompt_cache_entries", "gauge", "Finished prompts kept for reuse.", (double) st.prompt_cache_entries },
+        { "muse_prompt_cache_cells", "gauge", "KV cells the prompt cache holds.", (double) st.prompt_cache_cells },
+    };
 }
 
 }  // namespace muse

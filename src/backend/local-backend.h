@@ -18,7 +18,8 @@ class local_backend : public backend {
     ~local_backend() override;
 
     std::unique_ptr<chat_stream> start(const chat_request & req) override;
-    backend_info                 info() const override;
+    backend_caps                 caps() const override;
+    std::vector<backend_metric>  stats() const override;
 
     // Image encodings done and served from the cache (zero without a projector).
     vision_stats vision_counters() const;

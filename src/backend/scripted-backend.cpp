@@ -191,6 +191,16 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
     return std::make_unique<scripted_stream>(id, std::move(evs));
 }
 
-backend_info scripted_backend::info() const { return { "scripted", "scripted replies", true, true, 1 << 20 }; }
+backend_caps scripted_backend::caps() const {
+    backend_caps c;
+    c.name      = "scripted";
+    c.model     = "scripted replies";
+    c.fork      = true;
+    c.reasoning = true;
+    c.grammar   = true;
+    c.logprobs  = true;
+    c.n_ctx     = 1 << 20;
+    return c;
+}
 
 }  // namespace muse

@@ -31,7 +31,7 @@ class scripted_backend : public backend {
     void set_responder(std::function<scripted_reply(const chat_request &)> fn);
 
     std::unique_ptr<chat_stream> start(const chat_request & req) override;
-    backend_info                 info() const override;
+    backend_caps                 caps() const override;
 
     std::vector<chat_request> requests() const;  // every request seen, in order
 

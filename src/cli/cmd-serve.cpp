@@ -220,7 +220,7 @@ int cmd_serve(int argc, char ** argv) {
         return exit_code_for(err.code);
     }
     local_backend be(*eng);
-    server        srv(*eng, be, std::move(keys), sp);
+    server        srv(be, std::move(keys), sp);
     if (error e = srv.start()) {
         fprintf(stderr, "muse serve: %s\n", e.message.c_str());
         return EXIT_USAGE;

@@ -111,7 +111,8 @@ class salted_backend : public backend {
         r.cache_salt   = salt;
         return inner.start(r);
     }
-    backend_info info() const override { return inner.info(); }
+    backend_caps caps() const override { return inner.caps(); }
+    std::vector<backend_metric> stats() const override { return inner.stats(); }
 
   private:
     backend &           inner;

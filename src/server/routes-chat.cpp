@@ -6,7 +6,6 @@
 #include "core/random.h"
 
 #include "backend/backend.h"
-#include "engine/model.h"
 #include "perception/attachments.h"
 
 #include <condition_variable>
@@ -53,9 +52,10 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         // rendered, tokenised or copied for the agents.
         size_t text = 0;
         for (const auto & m : in->ask.messages) text += m.content.size() + m.reasoning_content.size();
-        if (text > eng.max_prompt_bytes()) {
+        const backend_caps caps = be.caps();
+        if (caps.max_prompt_bytes > 0 && text > caps.max_prompt_bytes) {
             send_error(res, make_error(400, "the messages (" + std::to_string(text) + " bytes of text) cannot fit the model's context of " +
-                                                std::to_string(eng.n_ctx()) + " tokens: shorten them (or start the server with a larger --ctx)",
+                                                std::to_string(caps.n_ctx) + " tokens: shorten them (or start the server with a larger --ctx)",
                                        "invalid_request_error", "context_length_exceeded"));
             return;
         }
@@ -103,8 +103,7 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
     }
     auto reg = std::make_shared<tool_registry>(builtin_tools());
     if (!att->empty()) {
-        const model_info & mi = eng.get_model().info();
-        att->apply(in->ask, *reg, mi.has_projector && mi.projector_vision);
+        att->apply(in->ask, *reg, be.caps().vision);
     }
 
     const std::string id      = "chatcmpl-" + random_hex(24);

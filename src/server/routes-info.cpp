@@ -2,7 +2,7 @@
 
 #include "server-impl.h"
 
-#include "engine/model.h"
+#include "backend/backend.h"
 #include "engine/text-stream.h"
 #include "server/web-assets.h"
 
@@ -10,11 +10,8 @@ namespace muse {
 
 void server::impl::routes_info() {
     auto models = counted([this](http::request &, http::response & res) {
-        const model_info & mi = eng.get_model().info();
-        ojson m = { { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" },
-                    { "meta", { { "architecture", mi.architecture }, { "description", mi.description }, { "n_params", mi.n_params },
-                                { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() }, { "chat_template", mi.template_family },
-                                { "reasoning", mi.supports_reasoning }, { "vision", mi.has_projector && mi.projector_vision } } } };
+        const backend_caps c = be.caps();
+        ojson m = { { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" }, { "meta", c.meta } };
         res.set_content(wire(ojson({ { "object", "list" }, { "data", ojson::array({ m }) } })), "application/json");
     });
     svr.route("GET", "/v1/models", models);
@@ -54,8 +51,7 @@ void server::impl::routes_info() {
 }
 
 std::string server::impl::metrics_text() {
-    const engine_stats st = eng.stats();
-    std::string        out;
+    std::string out;
     auto metric = [&](const char * name, const char * type, const char * help, double v) {
         char buf[512];
         snprintf(buf, sizeof(buf), "# HELP %s %s\n# TYPE %s %s\n%s %.10g\n", name, help, name, type, name, v);
@@ -86,22 +82,12 @@ std::string server::impl::metrics_text() {
     metric("muse_chat_request_seconds_sum", "counter", "Chat request durations, summed.", met.request_us / 1e6);
     metric("muse_chat_request_seconds_count", "counter", "Chat requests finished.", (double) met.chat_done);
     metric("muse_generated_tokens_per_second", "gauge", "Engine tokens generated per second over the last 10 s.", met.tokens_per_s);
-    metric("muse_engine_generated_tokens_total", "counter", "Tokens sampled by the engine.", (double) st.generated_tokens);
-    metric("muse_engine_prefill_tokens_total", "counter", "Prompt tokens decoded by the engine.", (double) st.prefill_tokens);
-    metric("muse_engine_decode_calls_total", "counter", "llama_decode calls.", (double) st.decode_calls);
-    metric("muse_engine_batch_tokens_total", "counter", "Tokens passed to llama_decode, all calls (batch size = this / calls).", (double) st.batch_tokens);
-    metric("muse_engine_batch_tokens_max", "gauge", "Most tokens in one llama_decode call.", (double) st.max_batch_tokens);
-    metric("muse_engine_batch_sequences_max", "gauge", "Most sequences sampled in one call.", (double) st.max_batch_seqs);
-    metric("muse_engine_multi_sequence_calls_total", "counter", "Calls that sampled two or more sequences.", (double) st.multi_seq_calls);
-    metric("muse_engine_fast_sampled_sequences_total", "counter", "Sequences sampled by the fast top-k sampler.", (double) st.sequences_fast_sampled);
-    metric("muse_engine_decode_seconds_total", "counter", "Time inside llama_decode.", st.decode_us / 1e6);
-    metric("muse_engine_step_seconds_total", "counter", "Time of whole engine steps: batch building, decode, sampling, events.", st.step_us / 1e6);
-    metric("muse_engine_live_sequences", "gauge", "Sequences alive in the engine.", st.live_sequences);
-    metric("muse_engine_kv_full_total", "counter", "llama_decode calls that found the KV cache full.", (double) st.kv_full_events);
-    metric("muse_prompt_cache_hits_total", "counter", "Sequences that started from a cached prompt.", (double) st.prompt_cache_hits);
-    metric("muse_prompt_cache_tokens_reused_total", "counter", "Prompt tokens taken from the prompt cache.", (double) st.prompt_cache_tokens_reused);
-    metric("muse_prompt_cache_entries", "gauge", "Finished prompts kept for reuse.", st.prompt_cache_entries);
-    metric("muse_prompt_cache_cells", "gauge", "KV cells the prompt cache holds.", st.prompt_cache_cells);
+    for (const auto & m : be.stats()) {
+        out += "# HELP " + m.name + " " + m.help + "\n# TYPE " + m.name + " " + m.type + "\n";
+        char v[64];
+        snprintf(v, sizeof(v), " %.10g\n", m.value);
+        out += m.name + v;
+    }
     metric("muse_files_stored", "gauge", "Uploaded files kept.", (double) files.count());
     metric("muse_files_bytes", "gauge", "Bytes of uploaded files kept.", (double) files.total_bytes());
     metric("muse_http_connections_open", "gauge", "Client connections open (idle, arriving or being answered).", svr.open_connections());

@@ -7,7 +7,7 @@
 
 #include "server/admission.h"
 
-#include "engine/engine.h"
+#include "backend/backend.h"
 
 #include <atomic>
 #include <chrono>
@@ -111,9 +111,8 @@ inline std::string host_name(const std::string & host_header) {
 }
 
 struct server::impl {
-    impl(engine & e, backend & b, api_keys k, server_params pp);
+    impl(backend & b, api_keys k, server_params pp);
 
-    engine &        eng;
     backend &       be;
     api_keys        keys;
     server_params   params;

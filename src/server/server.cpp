@@ -51,8 +51,8 @@ std::string validate(const server_params & p, bool has_keys) {
     return "";
 }
 
-server::impl::impl(engine & e, backend & b, api_keys k, server_params pp) :
-    eng(e), be(b), keys(std::move(k)), params(std::move(pp)), files(params.files),
+server::impl::impl(backend & b, api_keys k, server_params pp) :
+    be(b), keys(std::move(k)), params(std::move(pp)), files(params.files),
     adm(params.parallel, params.queue,
         params.user_slots > 0 ? params.user_slots
         : keys.empty()        ? params.parallel + params.queue  // one local user: the global caps
@@ -239,8 +239,8 @@ http::handler server::impl::counted(http::handler h) {
     };
 }
 
-server::server(engine & eng, backend & be, api_keys keys, server_params params) :
-    p(std::make_unique<impl>(eng, be, std::move(keys), std::move(params))) {}
+server::server(backend & be, api_keys keys, server_params params) :
+    p(std::make_unique<impl>(be, std::move(keys), std::move(params))) {}
 
 server::~server() {
     shutdown(0);
@@ -270,7 +270,11 @@ error server::start() {
         std::vector<std::pair<clock_type::time_point, uint64_t>> samples;
         uint64_t ticks = 0;
         while (!p->sampler_stop) {
-            samples.emplace_back(clock_type::now(), p->eng.stats().generated_tokens);
+            double generated = 0;
+            for (const auto & m : p->be.stats()) {
+                if (m.name == "muse_engine_generated_tokens_total") generated = m.value;
+            }
+            samples.emplace_back(clock_type::now(), (uint64_t) generated);
             if (samples.size() > 11) samples.erase(samples.begin());
             if (samples.size() >= 2) {
                 const double dt = std::chrono::duration<double>(samples.back().first - samples.front().first).count();

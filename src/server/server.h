@@ -1,7 +1,7 @@
 #pragma once
-// `muse serve`: the OpenAI-compatible HTTP API and the web chat over one engine.
+// `muse serve`: the OpenAI-compatible HTTP API and the web chat over one backend.
 //
-//   muse::server srv(engine, backend, keys, params);
+//   muse::server srv(backend, keys, params);
 //   if (error e = srv.start()) { ... }     // binds and serves on its own threads
 //   ...                                     // SIGTERM:
 //   srv.shutdown(30.0);                     // stop accepting, finish in-flight, then cancel
@@ -35,7 +35,6 @@
 namespace muse {
 
 class backend;
-class engine;
 
 struct server_params {
     std::string host = "127.0.0.1";
@@ -64,8 +63,8 @@ bool        is_loopback_host(const std::string & host);
 
 class server {
   public:
-    // The engine (and its model) and the backend must outlive the server.
-    server(engine & eng, backend & be, api_keys keys, server_params params);
+    // The backend must outlive the server.
+    server(backend & be, api_keys keys, server_params params);
     ~server();
 
     error start();
