@@ -1,6 +1,7 @@
 // The server's pieces that need no model: the OpenAI request parser and range checks, the
 // response and chunk shapes, API keys, and the file store's caps.
 
+#include "app/assistant.h"
 #include "server/api-keys.h"
 #include "server/file-store.h"
 #include "server/openai-api.h"

@@ -1,5 +1,7 @@
 #include "openai-api.h"
 
+#include "app/assistant.h"
+
 #include "core/json-depth.h"
 #include "core/limits.h"
 #include "reasoning/result-json.h"
@@ -406,11 +408,6 @@ api_error parse_chat_body(const std::string & text, const api_limits & lim, chat
     }
 }
 
-std::string scoped_cache_salt(const std::string & user, const std::string & client_salt) {
-    // The user's length first: no pair of user and client salt can spell another pair's scope.
-    return std::to_string(user.size()) + ":" + user + "\x1f" + client_salt;
-}
-
 bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget) {
     if (effort == "none")    { mode = MODE_INSTANT;       budget = 0;    return true; }
     if (effort == "minimal") { mode = MODE_THINKING;      budget = 256;  return true; }
@@ -565,28 +562,11 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
         }
     }
 
-    // Combinations.
-    if (!opt.json_schema.empty()) {
-        if (out.mode_given && opt.mode == MODE_CONTEMPLATING) {
-            return bad_request("response_format", "a JSON answer comes from one agent: response_format cannot be combined with contemplating");
-        }
-        if (opt.mode != MODE_THINKING) {
-            opt.mode = MODE_INSTANT;  // the schema constrains the whole output, so no reasoning
-        }
-    }
-    if (!opt.client_tools.empty() && opt.mode == MODE_CONTEMPLATING) {
-        return bad_request("tools", "client tools are answered by one agent: use mode instant, thinking or auto, not contemplating");
-    }
-    if (out.n > 1 && opt.mode == MODE_CONTEMPLATING) {
-        return bad_request("n", "n > 1 is for instant and thinking; contemplating already runs `agents` solvers");
-    }
-    // Instant is a direct answer: no tool steps unless the client brought its own tools or
-    // attachments bring the table tool (the server adds it).
-    if (opt.mode == MODE_INSTANT) {
-        opt.tools.clear();
-    }
-    if (std::string e = validate(opt); !e.empty()) {
-        return bad_request("", e);
+    // Combinations: the rules every front end shares (app/assistant.h).
+    ask_refusal why;
+    if (error e = check_ask_rules(out.ask, out.n, lim.max_n, &why)) {
+        const std::string param = why.field == "json_schema" ? "response_format" : why.field;
+        return bad_request(param, e.message);
     }
     return {};
 }

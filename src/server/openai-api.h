@@ -64,13 +64,6 @@ api_error parse_chat_request(const nlohmann::json & body, const api_limits & lim
 // fields of the wrong type are 400s, never exceptions.
 api_error parse_chat_body(const std::string & text, const api_limits & lim, chat_api_request & out);
 
-// The prompt-cache scope of a request: the authenticated user's, partitioned further by the
-// client's optional `cache_salt` (parsed into chat_api_request::ask.cache_salt). The server
-// replaces ask.cache_salt with this before running the request, so that one user's requests
-// never reuse (or measure, through usage.prompt_tokens_details.cached_tokens) another's prefixes:
-//   in->ask.cache_salt = scoped_cache_salt(user, in->ask.cache_salt);
-std::string scoped_cache_salt(const std::string & user, const std::string & client_salt);
-
 // reasoning_effort -> mode and thinking budget (README documents the table).
 bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget);
 

@@ -5,8 +5,8 @@
 
 #include "core/random.h"
 
+#include "app/assistant.h"
 #include "backend/backend.h"
-#include "perception/attachments.h"
 
 #include <condition_variable>
 
@@ -47,72 +47,42 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
             return;
         }
     }
-    {
-        // A conversation whose text alone proves it cannot fit the context is refused before it is
-        // rendered, tokenised or copied for the agents.
-        size_t text = 0;
-        for (const auto & m : in->ask.messages) text += m.content.size() + m.reasoning_content.size();
-        const backend_caps caps = be.caps();
-        if (caps.max_prompt_bytes > 0 && text > caps.max_prompt_bytes) {
-            send_error(res, make_error(400, "the messages (" + std::to_string(text) + " bytes of text) cannot fit the model's context of " +
-                                                std::to_string(caps.n_ctx) + " tokens: shorten them (or start the server with a larger --ctx)",
-                                       "invalid_request_error", "context_length_exceeded"));
-            return;
-        }
-    }
-    // One user's requests never reuse, nor learn the length of, another's cached prefixes.
-    in->ask.cache_salt = scoped_cache_salt(req.user, in->ask.cache_salt);
-
-    // Images and uploaded files, within the request's memory budget (checked from each image's
-    // header before it is decoded).
-    auto att = std::make_shared<attachments>(image_limits{}, table_limits{}, params.request_memory);
+    // Images and uploaded files as received: the assistant reads them within the request's
+    // memory budget. Remote image URLs are fetched here, with the server's own client.
+    ask_input ai;
+    ai.session.user = req.user;
+    ai.request      = std::move(in->ask);
+    ai.n            = in->n;
     for (size_t i = 0; i < in->image_urls.size(); ++i) {
-        std::string url = std::move(in->image_urls[i]);
-        error e;
-        if (url.rfind("data:", 0) == 0) {
-            e = att->add_image_data_uri(url);
+        attachment_input a;
+        a.kind  = attachment_input::IMAGE;
+        a.name  = "image " + std::to_string(i + 1);
+        a.field = "image_url";
+        if (in->image_urls[i].rfind("data:", 0) == 0) {
+            a.bytes = std::move(in->image_urls[i]);
         } else {
-            std::string bytes, name;
-            if (api_error fe = fetch_image(url, bytes, name)) {
+            std::string name;
+            if (api_error fe = fetch_image(in->image_urls[i], a.bytes, name)) {
                 send_error(res, fe);
                 return;
             }
-            e = att->add_image_bytes(name, bytes);
         }
-        if (e) {
-            send_error(res, bad_request("image_url", "image " + std::to_string(i + 1) + ": " + e.message));
-            return;
-        }
-        if (req.client_gone()) {
-            res.status = 499;
-            return;
-        }
+        ai.attachments.push_back(std::move(a));
     }
     in->image_urls.clear();
-    for (const auto & id : in->file_ids) {
+    for (const auto & fid : in->file_ids) {
         stored_file f;
-        if (!files.get(req.user, id, f)) {
-            send_error(res, make_error(404, "attachments: no file '" + id + "' (upload it with POST /v1/files)", "invalid_request_error", "file_not_found"));
+        if (!files.get(req.user, fid, f)) {
+            send_error(res, make_error(404, "attachments: no file '" + fid + "' (upload it with POST /v1/files)", "invalid_request_error", "file_not_found"));
             return;
         }
-        error e = f.kind == "image" ? att->add_image_bytes(f.filename, *f.bytes) : att->add_table_bytes(f.filename, *f.bytes, f.format);
-        if (e) {
-            send_error(res, bad_request("attachments", id + ": " + e.message));
-            return;
-        }
+        attachment_input a;
+        a.kind   = f.kind == "image" ? attachment_input::IMAGE : attachment_input::TABLE;
+        a.name   = f.filename;
+        a.shared = f.bytes;
+        a.format = f.format;
+        ai.attachments.push_back(std::move(a));
     }
-    auto reg = std::make_shared<tool_registry>(builtin_tools());
-    if (!att->empty()) {
-        att->apply(in->ask, *reg, be.caps().vision);
-    }
-
-    const std::string id      = "chatcmpl-" + random_hex(24);
-    const int64_t     created = unix_now();
-    const std::string model   = params.model_id;
-    const int         n       = in->n;
-    const bool        stream  = in->stream;
-    chunk_builder     builder(id, created, model, n);
-    std::mutex        build_mu;  // the builder is shared by the choices
 
     auto stop = std::make_shared<std::atomic<bool>>(false);
     {
@@ -128,6 +98,32 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
             s.stops.erase(f);
         }
     } unreg{ *this, stop };
+
+    // The one door: the rules, the hooks, the attachments. A refusal is a status, before any
+    // byte of a stream.
+    prepared_ask prep;
+    ask_refusal  why;
+    if (error e = asst.prepare(std::move(ai), prep, &why, stop.get())) {
+        if (e.code == ERROR_CONTEXT_OVERFLOW) {
+            send_error(res, make_error(400, e.message, "invalid_request_error", "context_length_exceeded"));
+        } else if (e.code == ERROR_INTERNAL) {
+            send_error(res, make_error(500, e.message, "server_error"));
+        } else if (e.code == ERROR_ENGINE_STOPPED) {
+            if (cancelling) send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
+            else res.status = 499;
+        } else {
+            send_error(res, bad_request(why.field == "json_schema" ? "response_format" : why.field, e.message));
+        }
+        return;
+    }
+
+    const std::string id      = "chatcmpl-" + random_hex(24);
+    const int64_t     created = unix_now();
+    const std::string model   = params.model_id;
+    const int         n       = in->n;
+    const bool        stream  = in->stream;
+    chunk_builder     builder(id, created, model, n);
+    std::mutex        build_mu;  // the builder is shared by the choices
 
     std::shared_ptr<http::stream> out;
     auto send = [&](const std::vector<ojson> & chunks) {
@@ -148,47 +144,39 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         send(builder.start());
     }
 
-    std::vector<ask_result> results(n);
-    std::atomic<bool>       first_token{ false };
+    std::atomic<bool> first_token{ false };
+    choice_sink sink = [&](int i, const ask_event & ev) {
+        if (ev.type == ask_event::AGENT_DELTA && !first_token.exchange(true)) {
+            met.ttft_count++;
+            met.ttft_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
+        }
+        if (!stream) return;
+        std::vector<ojson> chunks;
+        {
+            std::lock_guard<std::mutex> lk(build_mu);
+            chunks = builder.event(i, ev);
+        }
+        send(chunks);
+    };
+    ask_output              result;
     std::mutex              done_mu;
     std::condition_variable done_cv;
-    int                     done = 0;
-    auto run_choice = [&](int i) {
-        try {
-            ask_request r = in->ask;
-            if (n > 1 && r.opt.sampling.seed != 0xFFFFFFFF) r.opt.sampling.seed += (uint32_t) i;
-            orchestrator orch(be, *reg);
-            ask_sink sink = [&, i](const ask_event & ev) {
-                if (ev.type == ask_event::AGENT_DELTA && !first_token.exchange(true)) {
-                    met.ttft_count++;
-                    met.ttft_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
-                }
-                if (!stream) return;
-                std::vector<ojson> chunks;
-                {
-                    std::lock_guard<std::mutex> lk(build_mu);
-                    chunks = builder.event(i, ev);
-                }
-                send(chunks);
-            };
-            results[i] = orch.run(r, sink, stop.get());
-        } catch (const std::exception & e) {
-            results[i].err = { ERROR_INTERNAL, std::string("internal error: ") + e.what() };
-        }
+    bool                    done = false;
+    std::thread runner([&] {
+        asst.run(prep, sink, stop.get(), result);
         std::lock_guard<std::mutex> lk(done_mu);
-        done++;
+        done = true;
         done_cv.notify_all();
-    };
-    std::vector<std::thread> runs;
-    for (int i = 0; i < n; ++i) runs.emplace_back(run_choice, i);
+    });
     {
         // Wait, watching the client: one that leaves cancels its sequences.
         std::unique_lock<std::mutex> lk(done_mu);
-        while (!done_cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return done == n; })) {
+        while (!done_cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return done; })) {
             if (!stream && req.client_gone()) *stop = true;
         }
     }
-    for (auto & t : runs) t.join();
+    runner.join();
+    const std::vector<ask_result> & results = result.results;
     // The work is done: the turn is free before the client can see the end and send its next.
     req.hold.reset();
 
@@ -217,7 +205,7 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         if (err) {
             s += "data: " + wire(error_json(err)) + "\n\n";
         } else {
-            const ojson read = att->empty() ? ojson() : att->to_json();
+            const ojson read = result.attachments.empty() ? ojson() : result.attachments;
             for (int i = 0; i < n; ++i) {
                 for (auto & c : builder.finish(i, results[i])) {
                     if (!read.is_null() && c.contains("muse") && c["muse"].value("event", "") == "done") {
@@ -242,9 +230,9 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         return;
     }
     ojson body = completion_json(id, created, model, results);
-    if (!att->empty()) {
+    if (!result.attachments.empty()) {
         // What the model read for each image and table (OCR text, table summary).
-        const ojson read = att->to_json();
+        const ojson & read = result.attachments;
         if (body.contains("muse")) {
             body["muse"]["attachments"] = read;
         } else {

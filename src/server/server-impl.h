@@ -7,6 +7,7 @@
 
 #include "server/admission.h"
 
+#include "app/assistant.h"
 #include "backend/backend.h"
 
 #include <atomic>
@@ -114,6 +115,7 @@ struct server::impl {
     impl(backend & b, api_keys k, server_params pp);
 
     backend &       be;
+    assistant       asst;  // the one door of every chat
     api_keys        keys;
     server_params   params;
     file_store      files;

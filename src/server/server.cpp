@@ -52,7 +52,7 @@ std::string validate(const server_params & p, bool has_keys) {
 }
 
 server::impl::impl(backend & b, api_keys k, server_params pp) :
-    be(b), keys(std::move(k)), params(std::move(pp)), files(params.files),
+    be(b), asst(b, assistant_params{ pp.request_memory, pp.limits.max_n }), keys(std::move(k)), params(std::move(pp)), files(params.files),
     adm(params.parallel, params.queue,
         params.user_slots > 0 ? params.user_slots
         : keys.empty()        ? params.parallel + params.queue  // one local user: the global caps

@@ -1,0 +1,165 @@
+#include "assistant.h"
+
+#include "agents/tools.h"
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace muse {
+
+std::string scoped_cache_salt(const std::string & user, const std::string & client_salt) {
+    // The user's length first: no pair of user and client salt can spell another pair's scope.
+    return std::to_string(user.size()) + ":" + user + "\x1f" + client_salt;
+}
+
+namespace {
+
+error refuse(ask_refusal * why, std::string field, std::string message) {
+    if (why) why->field = std::move(field);
+    return { ERROR_INVALID_ARGUMENT, std::move(message) };
+}
+
+}  // namespace
+
+assistant::assistant(backend & be, assistant_params p) : be(be), params(p) {}
+
+void assistant::add_input_hook(std::shared_ptr<input_hook> h) {
+    in_hooks.push_back(std::move(h));
+}
+
+void assistant::add_output_hook(std::shared_ptr<output_hook> h) {
+    out_hooks.push_back(std::move(h));
+}
+
+error check_ask_rules(ask_request & req, int32_t n, int32_t max_n, ask_refusal * why) {
+    ask_options & opt = req.opt;
+    if (n < 1 || n > max_n) {
+        return refuse(why, "n", "n must be in [1, " + std::to_string(max_n) + "], got " + std::to_string(n));
+    }
+    // A JSON answer is constrained from its first token: one agent.
+    if (!opt.json_schema.empty()) {
+        if (opt.mode == MODE_CONTEMPLATING) {
+            return refuse(why, "json_schema", "a JSON answer comes from one agent: a JSON schema cannot be combined with mode contemplating");
+        }
+        if (opt.mode != MODE_THINKING) {
+            opt.mode = MODE_INSTANT;  // the schema constrains the whole output, so no reasoning
+        }
+    }
+    if (!opt.client_tools.empty() && opt.mode == MODE_CONTEMPLATING) {
+        return refuse(why, "tools", "client tools are answered by one agent: use mode instant, thinking or auto, not contemplating");
+    }
+    if (n > 1 && opt.mode == MODE_CONTEMPLATING) {
+        return refuse(why, "n", "n > 1 is for instant and thinking; contemplating already runs `agents` solvers");
+    }
+    // Instant is a direct answer: no built-in tool steps (attachments may still bring theirs).
+    if (opt.mode == MODE_INSTANT) {
+        opt.tools.clear();
+    }
+    if (std::string e = validate(opt); !e.empty()) {
+        return refuse(why, "", e);
+    }
+    return {};
+}
+
+error assistant::check(ask_input & in, ask_refusal * why) const {
+    if (in.request.messages.empty()) {
+        return refuse(why, "messages", "the request has no messages");
+    }
+    if (error e = check_ask_rules(in.request, in.n, params.max_n, why)) return e;
+    // A conversation whose text alone proves it cannot fit the context is refused before it is
+    // rendered, tokenised or copied for the agents.
+    const backend_caps caps = be.caps();
+    size_t             text = 0;
+    for (const auto & m : in.request.messages) text += m.content.size() + m.reasoning_content.size();
+    if (caps.max_prompt_bytes > 0 && text > caps.max_prompt_bytes) {
+        if (why) why->field = "messages";
+        return { ERROR_CONTEXT_OVERFLOW, "the messages (" + std::to_string(text) + " bytes of text) cannot fit the model's context of " +
+                                             std::to_string(caps.n_ctx) + " tokens: shorten them (or use a larger context)" };
+    }
+    return {};
+}
+
+error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, const std::atomic<bool> * cancel) const {
+    if (error e = check(in, why)) return e;
+    for (const auto & h : in_hooks) {
+        if (error e = h->check(in.session, in.request)) {
+            if (why) why->field = h->name();
+            return e;
+        }
+    }
+    // One user's requests never reuse, nor learn the length of, another's cached prefixes.
+    in.request.cache_salt = scoped_cache_salt(in.session.user, in.request.cache_salt);
+
+    // Attachments, within the request's memory budget (an image's from its header, before it
+    // is decoded); what they bring is folded into the last user message.
+    std::shared_ptr<attachments> att = in.read;
+    if (!att) {
+        att = std::make_shared<attachments>(image_limits{}, table_limits{}, params.request_memory);
+        for (auto & a : in.attachments) {
+            const std::string & bytes = a.shared ? *a.shared : a.bytes;
+            error e;
+            if (a.kind == attachment_input::IMAGE) {
+                e = !a.path.empty() ? att->add_image_file(a.path)
+                    : bytes.rfind("data:", 0) == 0 ? att->add_image_data_uri(bytes)
+                                                   : att->add_image_bytes(a.name, bytes);
+            } else {
+                e = !a.path.empty() ? att->add_table_file(a.path) : att->add_table_bytes(a.name, bytes, a.format);
+            }
+            if (e) {
+                if (why) why->field = a.field.empty() ? "attachments" : a.field;
+                return { e.code == ERROR_INTERNAL ? ERROR_INTERNAL : ERROR_BAD_INPUT, a.name + ": " + e.message };
+            }
+            std::string().swap(a.bytes);  // decoded: the encoded copy is not needed any more
+            a.shared.reset();
+            if (cancel && cancel->load()) {
+                if (why) why->field = "attachments";
+                return { ERROR_ENGINE_STOPPED, "cancelled while reading the attachments" };
+            }
+        }
+        in.attachments.clear();
+    }
+    p.tools = std::make_shared<tool_registry>(builtin_tools());
+    if (!att->empty()) {
+        att->apply(in.request, *p.tools, be.caps().vision);
+    }
+    p.att = att;
+    p.in  = std::move(in);
+    return {};
+}
+
+void assistant::run(prepared_ask & p, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out) const {
+    if (!p.att->empty()) out.attachments = p.att->to_json();
+    out.tools = p.in.request.opt.tools;
+
+    // n choices at once, each its own orchestrator run (its own seed when one was given).
+    const int n = p.in.n;
+    out.results.assign(n, ask_result{});
+    auto run_choice = [&](int i) {
+        try {
+            ask_request r = p.in.request;
+            if (n > 1 && r.opt.sampling.seed != 0xFFFFFFFF) r.opt.sampling.seed += (uint32_t) i;
+            orchestrator orch(be, *p.tools);
+            ask_sink s;
+            if (sink) s = [&sink, i](const ask_event & ev) { sink(i, ev); };
+            out.results[i] = orch.run(r, s, cancel);
+        } catch (const std::exception & e) {
+            out.results[i].err = { ERROR_INTERNAL, std::string("internal error: ") + e.what() };
+        }
+    };
+    std::vector<std::thread> runs;
+    for (int i = 1; i < n; ++i) runs.emplace_back(run_choice, i);
+    run_choice(0);
+    for (auto & t : runs) t.join();
+
+    for (const auto & h : out_hooks) h->check(p.in.session, p.in.request, out.results);
+}
+
+error assistant::ask(ask_input in, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out, ask_refusal * why) const {
+    prepared_ask p;
+    if (error e = prepare(std::move(in), p, why, cancel)) return e;
+    run(p, sink, cancel, out);
+    return {};
+}
+
+}  // namespace muse
