@@ -167,6 +167,38 @@ TEST(orchestrator, contemplating_forks_every_solver_from_one_prefix) {
     EXPECT_GT(r.use.shared_prefix_tokens, 0);
 }
 
+// A backend that cannot fork (a remote server) still runs contemplating: every solver carries
+// the whole conversation, and no request asks it to fork or retain (it would refuse).
+TEST(orchestrator, contemplating_runs_on_a_backend_without_fork) {
+    scripted_backend be;
+    backend_caps     caps = be.caps();
+    caps.fork             = false;
+    be.set_caps(caps);
+    be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 7", "because"); });
+    orchestrator orch(be, builtin_tools());
+    ask_result   r = orch.run(contemplate("What is 3 + 4?"));
+    ASSERT_FALSE(r.err) << r.err.message;
+    int solvers = 0;
+    for (const auto & q : be.requests()) {
+        EXPECT_EQ(q.fork_from, 0u);
+        EXPECT_FALSE(q.retain);
+        if (is_solver(q)) {
+            solvers++;
+            EXPECT_TRUE(has(last_user(q), "What is 3 + 4?")) << "the whole conversation, not a suffix";
+        }
+    }
+    EXPECT_EQ(solvers, 4);
+    for (const auto & t : r.agents) EXPECT_FALSE(t.err) << t.err.message;
+    EXPECT_EQ(r.aggregation, "vote");
+    EXPECT_EQ(r.answer, "7");
+
+    // The same backend refuses a fork when asked directly: the orchestrator is what kept it out.
+    chat_request direct;
+    direct.messages  = { { "user", "x" } };
+    direct.fork_from = 1;
+    EXPECT_TRUE(collect(*be.start(direct)).err);
+}
+
 // Every stream of a request carries its cache salt, whichever step starts it (prefix, solvers,
 // tool-step continuations), so the engine never shares cells across users.
 TEST(orchestrator, every_stream_carries_the_requests_cache_salt) {

@@ -114,6 +114,8 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
         err = { ERROR_INVALID_ARGUMENT, msg };
     } else if (req.max_tokens < -1) {
         err = { ERROR_INVALID_ARGUMENT, "max_tokens must be >= -1" };
+    } else if (caps_set && !caps_set->fork && (req.fork_from != 0 || req.retain)) {
+        err = { ERROR_INVALID_ARGUMENT, "this backend cannot fork or retain a stream (caps().fork is false)" };
     } else if (req.fork_from != 0 && started.count(req.fork_from) == 0) {
         err = { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(req.fork_from) + " is not live or retained" };
     }
@@ -191,7 +193,16 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
     return std::make_unique<scripted_stream>(id, std::move(evs));
 }
 
+void scripted_backend::set_caps(backend_caps c) {
+    std::lock_guard<std::mutex> lk(mu);
+    caps_set = std::move(c);
+}
+
 backend_caps scripted_backend::caps() const {
+    {
+        std::lock_guard<std::mutex> lk(mu);
+        if (caps_set) return *caps_set;
+    }
     backend_caps c;
     c.name      = "scripted";
     c.model     = "scripted replies";

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 
 namespace muse {
@@ -35,6 +36,10 @@ class scripted_backend : public backend {
 
     std::vector<chat_request> requests() const;  // every request seen, in order
 
+    // What caps() reports (default: everything). Without fork, a request that asks to fork or
+    // retain fails, as a remote backend would refuse it.
+    void set_caps(backend_caps c);
+
   private:
     mutable std::mutex                                  mu;
     std::vector<scripted_reply>                         replies;
@@ -43,6 +48,7 @@ class scripted_backend : public backend {
     std::vector<chat_request>                           seen;
     std::set<uint64_t>                                  started;  // ids a fork may name
     uint64_t                                            next_id = 1;
+    std::optional<backend_caps>                         caps_set;
 };
 
 }  // namespace muse

@@ -98,17 +98,23 @@ chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, con
 namespace {
 
 // The backend as one request sees it: every stream it starts carries the request's cache
-// salt, whichever agent built the chat_request, so no step can reuse another scope's cells.
+// salt, whichever agent built the chat_request, so no step can reuse another scope's cells;
+// and on a backend that cannot fork, the prefix hints (fork_from, retain) are dropped: every
+// request carries its whole conversation anyway, so it runs, only without sharing.
 class salted_backend : public backend {
   public:
-    salted_backend(backend & b, const std::string & s) : inner(b), salt(s) {}
+    salted_backend(backend & b, const std::string & s) : inner(b), salt(s), fork(b.caps().fork) {}
 
     std::unique_ptr<chat_stream> start(const chat_request & req) override {
-        if (req.cache_salt == salt) {
+        if (req.cache_salt == salt && (fork || (req.fork_from == 0 && !req.retain))) {
             return inner.start(req);
         }
         chat_request r = req;
         r.cache_salt   = salt;
+        if (!fork) {
+            r.fork_from = 0;
+            r.retain    = false;
+        }
         return inner.start(r);
     }
     backend_caps caps() const override { return inner.caps(); }
@@ -117,6 +123,7 @@ class salted_backend : public backend {
   private:
     backend &           inner;
     const std::string & salt;
+    const bool          fork;
 };
 
 }  // namespace
