@@ -3,7 +3,7 @@
 #include "cli.h"
 #include "commands.h"
 
-#include "agents/tools.h"
+#include "app/assistant.h"
 #include "backend/local-backend.h"
 #include "reasoning/orchestrator.h"
 #include "reasoning/result-json.h"
@@ -270,20 +270,14 @@ int cmd_ask(int argc, char ** argv) {
         else if (reasoning == "off") opt.mode = MODE_INSTANT;
         else if (reasoning != "auto") a.error = "--reasoning must be on, off or auto, got '" + reasoning + "'";
     }
-    if (a.error.empty() && !opt.json_schema.empty()) {
-        if (opt.mode == MODE_THINKING || opt.mode == MODE_CONTEMPLATING) {
-            a.error = "--json-schema needs a direct answer: it cannot be combined with --mode " +
-                      std::string(ask_mode_name(opt.mode));
-        }
-        opt.mode = MODE_INSTANT;
-    }
     opt.answer_tokens = max_tokens < 0 ? (1 << 20) : std::max(1, max_tokens);
     if (seed >= 0) {
         opt.sampling.seed = (uint32_t) seed;
     }
     if (a.error.empty()) {
-        if (std::string e = validate(opt); !e.empty()) {
-            a.error = e;
+        // The rules every front end shares (app/assistant.h): the API applies the same.
+        if (error e = check_ask_rules(req, 1, 1)) {
+            a.error = e.message;
         }
     }
     if (!a.error.empty()) {
@@ -292,15 +286,15 @@ int cmd_ask(int argc, char ** argv) {
     }
 
     // Attachments first: a bad file is the request's fault and fails before the model loads.
-    attachments att;
+    auto att = std::make_shared<attachments>();
     for (const auto & f : image_files) {
-        if (error e = att.add_image_file(f)) {
+        if (error e = att->add_image_file(f)) {
             fprintf(stderr, "muse ask: --image %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
     }
     for (const auto & f : data_files) {
-        if (error e = att.add_table_file(f)) {
+        if (error e = att->add_table_file(f)) {
             fprintf(stderr, "muse ask: --data %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
@@ -338,11 +332,13 @@ int cmd_ask(int argc, char ** argv) {
         req.messages.push_back({ "system", system_prompt });
     }
     req.messages.push_back({ "user", prompt });
-    tool_registry registry = builtin_tools();
-    att.apply(req, registry, m->info().has_projector && m->info().projector_vision);
 
+    // The one door, as for the HTTP API: the attachments read above go in as they are.
     local_backend be(*eng);
-    orchestrator  orch(be, registry);
+    assistant     door(be);
+    ask_input     in;
+    in.request = std::move(req);
+    in.read    = att;
 
     g_generating               = true;
     const bool tty             = stdout_is_tty();
@@ -388,7 +384,13 @@ int cmd_ask(int argc, char ** argv) {
 
     // The orchestrator watches the flag that Ctrl-C sets (a lock-free atomic, safe to set
     // in a signal handler).
-    ask_result r = orch.run(req, sink, &g_interrupted);
+    ask_output  out;
+    ask_refusal why;
+    if (error e = door.ask(std::move(in), [&](int, const ask_event & ev) { sink(ev); }, &g_interrupted, out, &why)) {
+        fprintf(stderr, "muse ask: %s\n", e.message.c_str());
+        return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : e.code == ERROR_ENGINE_STOPPED ? EXIT_CANCELLED : EXIT_USAGE;
+    }
+    ask_result & r = out.results.front();
     if (in_reasoning) {
         fputs("\033[0m", stdout);
     }
@@ -402,8 +404,8 @@ int cmd_ask(int argc, char ** argv) {
         for (auto & [k, v] : body.items()) {
             j[k] = v;
         }
-        j["attachments"] = att.to_json();
-        j["tools"]       = req.opt.tools;  // what the agents were offered
+        j["attachments"] = out.attachments;
+        j["tools"]       = out.tools;  // what the agents were offered
         // Model text cut mid-character (a cancelled or pruned agent) must not break the JSON.
         printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
     } else {
