@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include "core/limits.h"
+#include "core/utf8.h"
 
 #include "engine-core.h"
 #include "logging.h"
@@ -249,9 +250,7 @@ bool engine::surely_over_context(const std::string & prompt) const {
             if (ws != std::string::npos && ws > at + k_piece / 2) {
                 end = ws + 1;
             }
-            while (end > at + 1 && ((unsigned char) prompt[end] & 0xC0) == 0x80) {
-                end--;
-            }
+            end = std::max(at + 1, utf8_floor(prompt, end));
         }
         count += common_tokenize(core->vocab, prompt.substr(at, end - at), at == 0, true).size();
         if (count > limit) {

@@ -27,7 +27,7 @@
 // Thread safety: a table_store serialises its own use; agents may query it from many threads.
 
 #include "agents/tools.h"
-#include "engine/error.h"
+#include "core/error.h"
 
 #include <cstdint>
 #include <memory>
