@@ -2,6 +2,8 @@
 
 #include "backend-contract.h"
 
+#include "core/limits.h"
+
 #include <gtest/gtest.h>
 
 using namespace muse;
@@ -76,6 +78,22 @@ TEST_F(backend_contract, out_of_range_sampling_is_an_invalid_argument) {
     req                = ask("hi");
     req.sampling.top_p = 0;
     EXPECT_EQ(collect(*be().start(req)).err.code, ERROR_INVALID_ARGUMENT);
+}
+
+// The request's own stop strings are counted before a chat template adds its own: the most the
+// front ends allow runs, one more is refused naming them.
+TEST_F(backend_contract, stop_strings_are_counted_before_the_templates) {
+    auto req = ask("hi");
+    req.max_tokens = 4;
+    for (int i = 0; i < (int) k_limit_stop.max; ++i) {
+        req.stop.push_back("never said " + std::to_string(i));
+    }
+    auto r = collect(*be().start(req));
+    EXPECT_FALSE(r.err) << r.err.message;
+    req.stop.push_back("one too many");
+    r = collect(*be().start(req));
+    EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(r.err.message.find("stop"), std::string::npos) << r.err.message;
 }
 
 TEST_F(backend_contract, fork_from_unknown_stream_fails) {

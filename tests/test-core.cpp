@@ -1,9 +1,10 @@
-// core/: text for delimited prompt blocks, JSON nesting measured without recursion, and
-// opening only regular files.
+// core/: text for delimited prompt blocks, JSON nesting measured without recursion, opening
+// only regular files and capped reads, and the UTF-8 helpers.
 
 #include "core/data-block.h"
 #include "core/file.h"
 #include "core/json-depth.h"
+#include "core/utf8.h"
 
 #include <gtest/gtest.h>
 
@@ -89,4 +90,72 @@ TEST(core, only_regular_files_are_opened) {
     EXPECT_EQ(out.size(), 4u) << "reads one byte past the cap so that a caller sees the overflow";
     ::close(fd);
     ::unlink(fifo.c_str());
+}
+
+TEST(utf8, complete_length) {
+    EXPECT_EQ(utf8_complete_length("abc"), 3u);
+    EXPECT_EQ(utf8_complete_length("ab\xC3"), 2u);
+    EXPECT_EQ(utf8_complete_length("ab\xC3\xA9"), 4u);
+    EXPECT_EQ(utf8_complete_length("\xF0\x9F\x98"), 0u);
+}
+
+TEST(utf8, sanitize_replaces_invalid_sequences) {
+    const std::string rep = "\xEF\xBF\xBD";
+    EXPECT_EQ(utf8_sanitize("plain \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), "plain \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+    EXPECT_EQ(utf8_sanitize("a\xE1\xB2" "ert"), "a" + rep + "ert");   // lead byte cut short by ASCII
+    EXPECT_EQ(utf8_sanitize("\x80\x80x"), rep + "x");               // stray continuation bytes
+    EXPECT_EQ(utf8_sanitize("\xC0\xAF"), rep);                      // overlong '/'
+    EXPECT_EQ(utf8_sanitize("\xED\xA0\x80"), rep);                 // surrogate U+D800
+    EXPECT_EQ(utf8_sanitize("\xF4\x90\x80\x80"), rep);            // past U+10FFFF
+    EXPECT_EQ(utf8_sanitize("\xFFz"), rep + "z");
+}
+
+TEST(utf8, head_and_tail_cut_on_character_boundaries) {
+    const std::string s = "a\xE2\x82\xAC" "b";  // a, euro sign (3 bytes), b
+    EXPECT_EQ(utf8_head(s, 5), s);
+    EXPECT_EQ(utf8_head(s, 3), "a");             // not half a euro sign
+    EXPECT_EQ(utf8_head(s, 4), "a\xE2\x82\xAC");
+    EXPECT_EQ(utf8_tail(s, 3), "b");
+    EXPECT_EQ(utf8_tail(s, 4), "\xE2\x82\xAC" "b");
+}
+
+TEST(utf8, counts_and_cuts_characters_not_bytes) {
+    const std::string s = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80z";  // a, e-acute, euro, emoji, z
+    EXPECT_EQ(utf8_length(s), 5u);
+    EXPECT_EQ(utf8_length(""), 0u);
+    EXPECT_EQ(utf8_length("\x80\x80"), 0u) << "continuation bytes never count";
+    EXPECT_EQ(utf8_prefix_bytes(s, 0), 0u);
+    EXPECT_EQ(utf8_prefix_bytes(s, 2), 3u);
+    EXPECT_EQ(utf8_prefix_bytes(s, 4), 10u);
+    EXPECT_EQ(utf8_prefix_bytes(s, 99), s.size());
+    EXPECT_EQ(utf8_floor(s, 2), 1u) << "inside the e-acute: back to its start";
+    EXPECT_EQ(utf8_floor(s, 3), 3u);
+    EXPECT_EQ(utf8_floor(s, 9), 6u);
+    EXPECT_EQ(utf8_floor(s, 100), s.size());
+    EXPECT_EQ(utf8_next(s, 0), 1u);
+    EXPECT_EQ(utf8_next(s, 6), 10u);
+    std::string out;
+    for (uint32_t cp : { 0x41u, 0xE9u, 0x20ACu, 0x1F600u }) {
+        utf8_append(out, cp);
+    }
+    EXPECT_EQ(out, "A\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+    EXPECT_TRUE(utf8_valid(out));
+    EXPECT_FALSE(utf8_valid("\xC3"));
+}
+
+TEST(core, capped_reads_refuse_a_file_over_the_cap_before_reading_it) {
+    const std::string dir = testing::TempDir() + "/muse-core-capped";
+    std::filesystem::create_directories(dir);
+    const std::string file = dir + "/big.bin";
+    std::ofstream(file) << std::string(100, 'x');
+    std::string out;
+    EXPECT_FALSE(read_file_capped(file, 100, "data file", "split it", out));
+    EXPECT_EQ(out.size(), 100u);
+    error e = read_file_capped(file, 99, "image", "resize it", out);
+    EXPECT_EQ(e.code, ERROR_BAD_INPUT);
+    EXPECT_EQ(e.message, "big.bin: 100 bytes, over the 99-byte limit for an image; resize it");
+    e = read_file_capped(dir, 99, "data file", "split it", out);
+    EXPECT_EQ(e.code, ERROR_FILE_NOT_FOUND);
+    EXPECT_NE(e.message.find("(the data file)"), std::string::npos) << e.message;
+    EXPECT_EQ(file_name("data/sales.csv"), "sales.csv");
 }

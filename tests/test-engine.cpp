@@ -2,6 +2,7 @@
 
 #include "test-models.h"
 
+#include "core/limits.h"
 #include "engine/engine.h"
 
 #include <gtest/gtest.h>
@@ -316,6 +317,27 @@ TEST_F(engine_test, bad_fields_are_rejected_with_their_name) {
     // The engine still serves after bad requests.
     h = eng->submit(greedy("hi", 4));
     EXPECT_FALSE(drain(h).err);
+}
+
+// A request may bring the most stop strings the front ends allow and a chat template still add
+// its own: the engine's cap has room for both (it used to count the template's against the
+// request's 16).
+TEST_F(engine_test, stop_strings_leave_room_for_the_chat_templates) {
+    auto eng = make();
+    auto req = greedy("hi", 4);
+    for (size_t i = 0; i < k_engine_max_stops; ++i) {
+        req.stop.push_back(std::string(k_engine_max_stop_bytes - 1, 'q') + (char) ('A' + i % 26));
+    }
+    ASSERT_GT(req.stop.size(), (size_t) k_limit_stop.max);
+    auto h = eng->submit(req);
+    auto r = drain(h);
+    EXPECT_FALSE(r.err) << r.err.message;
+
+    req.stop.push_back("one too many");
+    h = eng->submit(req);
+    r = drain(h);
+    EXPECT_EQ(r.err.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_NE(r.err.message.find("stop"), std::string::npos) << r.err.message;
 }
 
 // OpenAI's presence and frequency penalties: a token already in the window loses logit, so a

@@ -2,7 +2,7 @@
 // in which order, and how their answers are combined.
 
 #include "backend/scripted-backend.h"
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 #include "perception/table.h"
 #include "reasoning/orchestrator.h"
 

@@ -56,7 +56,7 @@ TEST(server_api, every_numeric_field_is_range_checked_and_named) {
              { R"(,"max_completion_tokens":-3)", "max_completion_tokens" },
              { R"(,"n":0)", "n" },
              { R"(,"n":99)", "n" },
-             { R"(,"seed":-1)", "seed" },
+             { R"(,"seed":-2)", "seed" },
              { R"(,"seed":99999999999)", "seed" },
              { R"(,"frequency_penalty":3)", "frequency_penalty" },
              { R"(,"presence_penalty":-2.5)", "presence_penalty" },

@@ -56,24 +56,6 @@ TEST(text_stream, flush_returns_what_was_held_back) {
     EXPECT_EQ(ts.flush(), "#");
 }
 
-TEST(utf8, complete_length) {
-    EXPECT_EQ(muse::utf8_complete_length("abc"), 3u);
-    EXPECT_EQ(muse::utf8_complete_length("ab\xC3"), 2u);
-    EXPECT_EQ(muse::utf8_complete_length("ab\xC3\xA9"), 4u);
-    EXPECT_EQ(muse::utf8_complete_length("\xF0\x9F\x98"), 0u);
-}
-
-TEST(utf8, sanitize_replaces_invalid_sequences) {
-    const std::string rep = "\xEF\xBF\xBD";
-    EXPECT_EQ(muse::utf8_sanitize("plain \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), "plain \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
-    EXPECT_EQ(muse::utf8_sanitize("a\xE1\xB2" "ert"), "a" + rep + "ert");   // lead byte cut short by ASCII
-    EXPECT_EQ(muse::utf8_sanitize("\x80\x80x"), rep + "x");               // stray continuation bytes
-    EXPECT_EQ(muse::utf8_sanitize("\xC0\xAF"), rep);                      // overlong '/'
-    EXPECT_EQ(muse::utf8_sanitize("\xED\xA0\x80"), rep);                 // surrogate U+D800
-    EXPECT_EQ(muse::utf8_sanitize("\xF4\x90\x80\x80"), rep);            // past U+10FFFF
-    EXPECT_EQ(muse::utf8_sanitize("\xFFz"), rep + "z");
-}
-
 TEST(text_stream, byte_tokens_that_never_form_a_character_come_out_as_replacement) {
     // A model's byte-fallback tokens: a 3-byte lead and one continuation, then ASCII. The two
     // bytes are held while they may still complete, then shown as U+FFFD, never raw.
@@ -88,13 +70,4 @@ TEST(text_stream, byte_tokens_that_never_form_a_character_come_out_as_replacemen
     shown += ts.add("\xE5\x83", stopped);
     shown += ts.flush();  // generation ended inside a character
     EXPECT_EQ(shown, "cet\xEF\xBF\xBD" "ert\xEF\xBF\xBD");
-}
-
-TEST(utf8, head_and_tail_cut_on_character_boundaries) {
-    const std::string s = "a\xE2\x82\xAC" "b";  // a, euro sign (3 bytes), b
-    EXPECT_EQ(muse::utf8_head(s, 5), s);
-    EXPECT_EQ(muse::utf8_head(s, 3), "a");             // not half a euro sign
-    EXPECT_EQ(muse::utf8_head(s, 4), "a\xE2\x82\xAC");
-    EXPECT_EQ(muse::utf8_tail(s, 3), "b");
-    EXPECT_EQ(muse::utf8_tail(s, 4), "\xE2\x82\xAC" "b");
 }

@@ -1,5 +1,7 @@
 #include "calculator.h"
 
+#include "core/utf8.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <exception>
@@ -484,13 +486,7 @@ size_t count_digits(const std::string & s, size_t i) {
 
 // 1-based position in characters (UTF-8 code points) of byte offset `at`
 size_t char_pos(const std::string & s, size_t at) {
-    size_t n = 1;
-    for (size_t i = 0; i < at && i < s.size(); ++i) {
-        if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
-            ++n;
-        }
-    }
-    return n;
+    return 1 + utf8_length(std::string_view(s).substr(0, at));
 }
 
 size_t char_count(const std::string & s) {
@@ -632,9 +628,7 @@ struct parser {
                 ++n;
             }
         } else {
-            while (pos + n < s.size() && (static_cast<unsigned char>(s[pos + n]) & 0xC0) == 0x80) {
-                ++n;
-            }
+            n = utf8_next(s, pos) - pos;
         }
         return s.substr(pos, std::min<size_t>(n, 40));
     }

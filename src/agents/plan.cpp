@@ -2,6 +2,7 @@
 
 #include "core/json-depth.h"
 #include "core/limits.h"
+#include "core/utf8.h"
 
 #include <nlohmann/json.hpp>
 
@@ -62,24 +63,6 @@ static bool valid_id(const std::string & id) {
     }
     return std::all_of(id.begin(), id.end(),
                        [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
-}
-
-static size_t utf8_chars(const std::string & s) {
-    return (size_t) std::count_if(s.begin(), s.end(), [](char c) { return ((unsigned char) c & 0xC0) != 0x80; });
-}
-
-// Byte length of the first `n` code points.
-static size_t utf8_prefix_bytes(const std::string & s, size_t n) {
-    size_t chars = 0;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (((unsigned char) s[i] & 0xC0) != 0x80) {
-            if (chars == n) {
-                return i;
-            }
-            ++chars;
-        }
-    }
-    return s.size();
 }
 
 static std::string trim(const std::string & s) {
@@ -260,7 +243,7 @@ static bool parse_task(const json & t, size_t i, const std::vector<std::string> 
         why = name + ": empty goal";
         return false;
     }
-    if (const size_t n = utf8_chars(task.goal); n > PLAN_MAX_GOAL_CHARS) {
+    if (const size_t n = utf8_length(task.goal); n > PLAN_MAX_GOAL_CHARS) {
         why = name + ": goal too long (" + std::to_string(n) + " > " + std::to_string(PLAN_MAX_GOAL_CHARS) + " chars)";
         return false;
     }

@@ -5,7 +5,7 @@
 #include "core/data-block.h"
 #include "core/json-depth.h"
 #include "core/limits.h"
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 
 #include <nlohmann/json.hpp>
 

@@ -11,7 +11,7 @@
 // Thread safety: start() may be called from any thread; each stream belongs to one reader.
 
 #include "engine/chat-format.h"
-#include "engine/error.h"
+#include "core/error.h"
 #include "engine/sequence.h"
 
 #include <nlohmann/json.hpp>

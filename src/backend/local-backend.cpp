@@ -1,5 +1,7 @@
 #include "local-backend.h"
 
+#include "core/limits.h"
+
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "perception/image.h"
@@ -185,6 +187,12 @@ error tokenize_with_images(const engine & eng, vision_encoder & vision, const st
 }  // namespace
 
 error local_backend::build(const chat_request & req, sequence_request & out, chat_prompt & prompt) const {
+    // The request's stops are counted before the chat template adds its own (the engine's cap
+    // has room for both).
+    if (req.stop.size() > (size_t) k_limit_stop.max) {
+        return { ERROR_INVALID_ARGUMENT, "stop: at most " + std::to_string((int) k_limit_stop.max) + " stop strings, got " +
+                                             std::to_string(req.stop.size()) };
+    }
     chat_prompt_options opts;
     opts.messages    = req.messages;
     // Images: each needs its media marker in the rendered prompt; a message without markers
@@ -226,6 +234,10 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     opts.assistant_prefix   = req.assistant_prefix;
     if (error err = format_chat(eng.get_model(), opts, prompt)) {
         return err;
+    }
+    if (prompt.stops.size() > k_max_template_stops) {
+        return { ERROR_INTERNAL, "the chat template adds " + std::to_string(prompt.stops.size()) + " stop strings; at most " +
+                                     std::to_string(k_max_template_stops) + " are supported" };
     }
     out                   = sequence_request{};
     out.prompt            = prompt.prompt;

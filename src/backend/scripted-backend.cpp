@@ -1,5 +1,7 @@
 #include "scripted-backend.h"
 
+#include "core/limits.h"
+
 #include <atomic>
 #include <deque>
 
@@ -116,6 +118,9 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
         err = { ERROR_INVALID_ARGUMENT, "max_tokens must be >= -1" };
     } else if (caps_set && !caps_set->fork && (req.fork_from != 0 || req.retain)) {
         err = { ERROR_INVALID_ARGUMENT, "this backend cannot fork or retain a stream (caps().fork is false)" };
+    } else if (req.stop.size() > (size_t) k_limit_stop.max) {
+        err = { ERROR_INVALID_ARGUMENT, "stop: at most " + std::to_string((int) k_limit_stop.max) + " stop strings, got " +
+                                            std::to_string(req.stop.size()) };
     } else if (req.fork_from != 0 && started.count(req.fork_from) == 0) {
         err = { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(req.fork_from) + " is not live or retained" };
     }

@@ -81,4 +81,24 @@ bool args::float_value(const char * name, double lo, double hi, float & out) {
     return true;
 }
 
+bool args::limit_value(const limit & l, double & out, const char * name) {
+    const char * flag = name ? name : l.flag;
+    std::string  s;
+    if (!*flag || !value(flag, s)) {
+        return false;
+    }
+    if (!error.empty()) {
+        return true;
+    }
+    char *       end = nullptr;
+    const double x   = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || !limit_problem(l, x).empty()) {
+        error = std::string(flag) + " must be " + (l.integer ? "an integer" : "a number") + " in " + limit_range_text(l) +
+                ", got '" + s + "'";
+        return true;
+    }
+    out = x;
+    return true;
+}
+
 }  // namespace muse::cli

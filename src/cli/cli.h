@@ -2,7 +2,7 @@
 // Shared pieces of the `muse` command line: exit codes, argument parsing, the default model.
 
 #include "args.h"
-#include "engine/error.h"
+#include "core/error.h"
 #include "engine/model.h"
 
 #include <cstdint>

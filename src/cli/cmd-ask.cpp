@@ -1,5 +1,6 @@
 // muse ask PROMPT: one question, one streamed answer.
 
+#include "ask-flags.h"
 #include "cli.h"
 #include "commands.h"
 
@@ -21,68 +22,6 @@
 #include <cstdio>
 
 namespace muse::cli {
-
-static const char * k_ask_help =
-    "usage: muse ask PROMPT [options]\n"
-    "\n"
-    "Answers PROMPT with a local GGUF model in one of Muse's reasoning modes, streaming the\n"
-    "reasoning (dimmed) and the answer. Without --model, Muse uses $MUSE_MODEL or a generated\n"
-    "smoke-test model whose random weights give meaningless text: pass --model FILE.gguf.\n"
-    "\n"
-    "modes:\n"
-    "  --mode MODE         instant | thinking | contemplating | auto (default auto: a router picks)\n"
-    "                      instant: no reasoning, a direct answer\n"
-    "                      thinking: one agent reasons within --budget, may call tools, answers\n"
-    "                      contemplating: a planner splits the request, K agents reason in\n"
-    "                      parallel from one shared prefill, then vote or a synthesiser answers\n"
-    "  --reasoning on|off  shorthand for --mode thinking | instant\n"
-    "  --agents K          contemplating: solver agents, 1-16 (default 4)\n"
-    "  --budget N          thinking tokens per reasoning agent, 0-65536 (default 2048); budget\n"
-    "                      forcing closes the reasoning when it is spent\n"
-    "  --no-planner        contemplating: skip the plan (one task)\n"
-    "  --max-plan-tasks N  contemplating: sub-tasks in a plan, 1-16 (default 6)\n"
-    "  --no-prune          contemplating: never stop a low-confidence agent early\n"
-    "  --prune-threshold X mean token log-probability below which an agent stops (default -5)\n"
-    "  --refine            contemplating: one debate round in which agents may revise\n"
-    "  --show-agents       contemplating: show the live agent view and every agent's answer\n"
-    "  --router-model      auto: also let the model classify the request\n"
-    "  --no-tools          no calculator / date / table tool   --max-tool-steps N (default 4)\n"
-    "\n"
-    "input:\n"
-    "  --image FILE        an image: PNG, JPEG, BMP or GIF (repeatable, at most 16). With a\n"
-    "                      vision projector (--mmproj) the model sees it, encoded once for all\n"
-    "                      agents, and may call read_image_text for its OCR text; without one,\n"
-    "                      Muse gives the model a delimited block with the size, dominant\n"
-    "                      colours and the OCR text (Tesseract), marked as data\n"
-    "  --data FILE         a table: CSV, TSV, JSON (array of objects or object of arrays) or JSON\n"
-    "                      Lines (repeatable, at most 16). It loads into an in-memory SQLite\n"
-    "                      database; its summary (schema, rows, column stats, sample rows) joins\n"
-    "                      the prompt as data, and agents query it with the read-only query_table\n"
-    "                      tool (one SELECT per call)\n"
-    "\n"
-    "generation:\n"
-    "  --model FILE        GGUF model to load\n"
-    "  --mmproj FILE       vision projector: --image then goes to the model as a picture\n"
-    "  --system TEXT       system prompt\n"
-    "  --max-tokens N      answer tokens after reasoning (default 512; -1 = no limit)\n"
-    "  --temp T            sampling temperature, 0 = greedy (default 0.7)\n"
-    "  --top-k N           (default 40)      --top-p P      (default 0.95)\n"
-    "  --min-p P           (default 0.05)    --repeat-penalty R (default 1.0 = off)\n"
-    "  --frequency-penalty F, --presence-penalty P   OpenAI's, -2..2 (default 0 = off);\n"
-    "                      all three penalties look at the last 64 tokens\n"
-    "  --seed N            sampling seed (default random)\n"
-    "  --stop TEXT         stop the answer at TEXT (repeatable, at most 16)\n"
-    "  --json-schema JSON  constrain the answer to this JSON schema (implies --mode instant)\n"
-    "  --threads N         CPU threads (default: all)\n"
-    "  --ctx N             KV cache size in tokens shared by all agents (default: enough for\n"
-    "                      the mode, at least 4096)\n"
-    "\n"
-    "output:\n"
-    "  --json              print one JSON object (answer, mode, plan, agents, vote, usage)\n"
-    "  --hide-reasoning    do not print reasoning\n"
-    "  --verbose           show llama.cpp's own log\n"
-    "\n"
-    "Ctrl-C stops generation cleanly and prints what was produced.\n";
 
 static std::atomic<bool> g_interrupted{ false };
 static std::atomic<bool> g_generating{ false };  // before: nothing to stop cleanly
@@ -200,107 +139,39 @@ int cmd_ask(int argc, char ** argv) {
     // A background job of a non-interactive shell starts with SIGINT ignored: the handler is set
     // here, before the model loads, so Ctrl-C (or kill -INT) is never lost.
     std::signal(SIGINT, on_sigint);
-    args        a(argc, argv, 2);
-    std::string prompt, model_path, mmproj, system_prompt, reasoning, mode_name, stop, data_path, image_path;
-    std::vector<std::string> data_files, image_files;
-    ask_request req;
-    ask_options & opt = req.opt;
-    int32_t     max_tokens = 512, threads = 0, ctx = 0, seed = -1;
-    bool        as_json = false, hide_reasoning = false, show_agents = false;
-    int         verbose = 0;
-
-    while (!a.done() && a.error.empty()) {
-        if (a.flag("--help") || a.flag("-h")) {
-            fputs(k_ask_help, stdout);
-            return EXIT_OK;
-        }
-        if (a.value("--model", model_path) || a.value("-m", model_path)) continue;
-        if (a.value("--mmproj", mmproj)) continue;
-        if (a.value("--system", system_prompt)) continue;
-        if (a.value("--mode", mode_name)) continue;
-        if (a.value("--reasoning", reasoning)) continue;
-        if (a.value("--json-schema", opt.json_schema)) continue;
-        if (a.value("--stop", stop)) { opt.stop.push_back(stop); continue; }
-        if (a.int_value("--agents", 1, 16, opt.agents)) continue;
-        if (a.int_value("--budget", 0, 65536, opt.budget)) continue;
-        if (a.int_value("--max-plan-tasks", 1, 16, opt.max_plan_tasks)) continue;
-        if (a.int_value("--max-tool-steps", 0, 32, opt.max_tool_steps)) continue;
-        if (a.float_value("--prune-threshold", -100, 0, opt.prune_threshold)) continue;
-        if (a.flag("--no-planner")) { opt.planner = false; continue; }
-        if (a.flag("--no-prune")) { opt.prune = false; continue; }
-        if (a.flag("--refine")) { opt.refine = true; continue; }
-        if (a.flag("--router-model")) { opt.router_model = true; continue; }
-        if (a.flag("--no-tools")) { opt.tools.clear(); continue; }
-        if (a.value("--data", data_path)) { data_files.push_back(data_path); continue; }
-        if (a.value("--image", image_path)) { image_files.push_back(image_path); continue; }
-        if (a.flag("--show-agents")) { show_agents = true; continue; }
-        if (a.int_value("--max-tokens", -1, 1 << 20, max_tokens) || a.int_value("-n", -1, 1 << 20, max_tokens)) continue;
-        if (a.float_value("--temp", 0, 2, opt.sampling.temperature)) continue;
-        if (a.int_value("--top-k", 0, 1000000, opt.sampling.top_k)) continue;
-        if (a.float_value("--top-p", 1e-6, 1, opt.sampling.top_p)) continue;
-        if (a.float_value("--min-p", 0, 1, opt.sampling.min_p)) continue;
-        if (a.float_value("--repeat-penalty", 1e-6, 10, opt.sampling.repeat_penalty)) continue;
-        if (a.float_value("--frequency-penalty", -2, 2, opt.sampling.frequency_penalty)) continue;
-        if (a.float_value("--presence-penalty", -2, 2, opt.sampling.presence_penalty)) continue;
-        if (a.int_value("--seed", -1, INT32_MAX, seed)) continue;
-        if (a.int_value("--threads", 0, 1024, threads) || a.int_value("-t", 0, 1024, threads)) continue;
-        if (a.int_value("--ctx", 16, 1 << 22, ctx) || a.int_value("-c", 16, 1 << 22, ctx)) continue;
-        if (a.flag("--json")) { as_json = true; continue; }
-        if (a.flag("--hide-reasoning")) { hide_reasoning = true; continue; }
-        if (a.flag("--verbose") || a.flag("-v")) { verbose = 2; continue; }
-        if (a.peek().rfind("-", 0) == 0 && a.peek() != "-") {
-            a.error = "unknown option " + a.peek() + " (see muse ask --help)";
-            break;
-        }
-        if (!prompt.empty()) {
-            a.error = "only one PROMPT may be given; quote it";
-            break;
-        }
-        prompt = a.take();
-    }
-    if (a.error.empty() && prompt.empty()) {
-        a.error = "missing PROMPT (usage: muse ask \"your question\")";
-    }
-    if (a.error.empty() && !mode_name.empty() && !parse_ask_mode(mode_name, opt.mode)) {
-        a.error = "--mode must be instant, thinking, contemplating or auto, got '" + mode_name + "'";
-    }
-    if (a.error.empty() && !reasoning.empty()) {
-        if (!mode_name.empty()) a.error = "--reasoning and --mode cannot be combined; use --mode";
-        else if (reasoning == "on") opt.mode = MODE_THINKING;
-        else if (reasoning == "off") opt.mode = MODE_INSTANT;
-        else if (reasoning != "auto") a.error = "--reasoning must be on, off or auto, got '" + reasoning + "'";
-    }
-    opt.answer_tokens = max_tokens < 0 ? (1 << 20) : std::max(1, max_tokens);
-    if (seed >= 0) {
-        opt.sampling.seed = (uint32_t) seed;
-    }
-    if (a.error.empty()) {
-        // The rules every front end shares (app/assistant.h): the API applies the same.
-        if (error e = check_ask_rules(req, 1, 1)) {
-            a.error = e.message;
-        }
-    }
-    if (!a.error.empty()) {
-        fprintf(stderr, "muse ask: %s\n", a.error.c_str());
+    ask_flags f;
+    if (std::string e = parse_ask_flags(argc, argv, 2, f); !e.empty()) {
+        fprintf(stderr, "muse ask: %s\n", e.c_str());
         return EXIT_USAGE;
     }
+    if (f.help) {
+        fputs(ask_help().c_str(), stdout);
+        return EXIT_OK;
+    }
+    ask_request   req;
+    ask_options & opt = req.opt;
+    opt               = f.opt;
+    const std::string & prompt = f.prompt, &mmproj = f.mmproj, &system_prompt = f.system_prompt;
+    std::string &       model_path = f.model_path;  // load_model names the default model here
+    const bool          as_json = f.as_json, hide_reasoning = f.hide_reasoning, show_agents = f.show_agents;
+    const int32_t       threads = f.threads, ctx = f.ctx;
 
     // Attachments first: a bad file is the request's fault and fails before the model loads.
     auto att = std::make_shared<attachments>();
-    for (const auto & f : image_files) {
-        if (error e = att->add_image_file(f)) {
+    for (const auto & file : f.image_files) {
+        if (error e = att->add_image_file(file)) {
             fprintf(stderr, "muse ask: --image %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
     }
-    for (const auto & f : data_files) {
-        if (error e = att->add_table_file(f)) {
+    for (const auto & file : f.data_files) {
+        if (error e = att->add_table_file(file)) {
             fprintf(stderr, "muse ask: --data %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
     }
 
-    log_init(verbose);
+    log_init(f.verbose);
     int  rc        = EXIT_OK;
     bool generated = false;
     auto m  = load_model("muse ask", model_path, mmproj, threads, as_json,

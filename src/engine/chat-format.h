@@ -6,7 +6,7 @@
 // Thread safety: format_chat() only reads the model; a chat_output_parser belongs to one
 // reader thread.
 
-#include "error.h"
+#include "core/error.h"
 
 #include "chat.h"
 

@@ -16,11 +16,9 @@
 
 namespace muse {
 
-static constexpr size_t  k_max_stops     = 16;
-static constexpr size_t  k_max_stop_len  = 256;
-static constexpr int32_t k_max_budget    = 1 << 20;
-static constexpr int32_t k_max_tokens    = 1 << 22;
-static constexpr size_t  k_max_cache_salt   = 4096;       // a user id and a client's salt fit many times over
+// A sequence's caps are the engine's own in core/limits.h (k_engine_*), which the request
+// limits sit inside. The cache salt is the server's (a user id and a client's salt).
+static constexpr size_t k_max_cache_salt = 4096;
 
 static double ms_since(clock_type::time_point t) {
     return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
@@ -384,19 +382,21 @@ error engine_core::check_request(const sequence_request & r) const {
     if (std::string msg = validate(r.sampling); !msg.empty()) {
         return { ERROR_INVALID_ARGUMENT, msg };
     }
-    if (r.max_tokens < -1 || r.max_tokens > k_max_tokens) {
-        return { ERROR_INVALID_ARGUMENT, "max_tokens must be in [-1, " + std::to_string(k_max_tokens) + "] (-1 = until the context is full)" };
+    if (r.max_tokens < -1 || r.max_tokens > k_engine_max_tokens) {
+        return { ERROR_INVALID_ARGUMENT, "max_tokens must be in [-1, " + std::to_string(k_engine_max_tokens) + "] (-1 = until the context is full)" };
     }
-    if (r.stop.size() > k_max_stops) {
-        return { ERROR_INVALID_ARGUMENT, "at most " + std::to_string(k_max_stops) + " stop strings are allowed" };
+    if (r.stop.size() > k_engine_max_stops) {
+        return { ERROR_INVALID_ARGUMENT, "at most " + std::to_string(k_engine_max_stops) + " stop strings are allowed (" +
+                                             std::to_string((int) k_limit_stop.max) + " of the request's and " +
+                                             std::to_string(k_max_template_stops) + " of the chat template's)" };
     }
     for (const auto & s : r.stop) {
-        if (s.empty() || s.size() > k_max_stop_len) {
-            return { ERROR_INVALID_ARGUMENT, "stop strings must be 1 to " + std::to_string(k_max_stop_len) + " bytes long" };
+        if (s.empty() || s.size() > k_engine_max_stop_bytes) {
+            return { ERROR_INVALID_ARGUMENT, "stop strings must be 1 to " + std::to_string(k_engine_max_stop_bytes) + " bytes long" };
         }
     }
-    if (r.reasoning_budget < -1 || r.reasoning_budget > k_max_budget) {
-        return { ERROR_INVALID_ARGUMENT, "reasoning budget must be in [-1, " + std::to_string(k_max_budget) + "] (-1 = unlimited)" };
+    if (r.reasoning_budget < -1 || r.reasoning_budget > k_engine_max_budget) {
+        return { ERROR_INVALID_ARGUMENT, "reasoning budget must be in [-1, " + std::to_string(k_engine_max_budget) + "] (-1 = unlimited)" };
     }
     if (r.prompt.size() > k_max_prompt_bytes) {
         return { ERROR_INVALID_ARGUMENT, "the prompt is larger than " + std::to_string(k_max_prompt_bytes >> 20) + " MiB" };

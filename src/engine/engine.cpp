@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include "core/limits.h"
+#include "core/utf8.h"
 
 #include "engine-core.h"
 #include "logging.h"
@@ -26,26 +27,20 @@ const char * finish_reason_name(finish_reason r) {
 }
 
 std::string validate(const sampling_params & s) {
-    if (!(s.temperature >= 0.0f && s.temperature <= 100.0f)) {
-        return "temperature must be in [0, 100]";
-    }
-    if (s.top_k < 0 || s.top_k > 1000000) {
-        return "top_k must be in [0, 1000000]";
-    }
-    if (!(s.top_p > 0.0f && s.top_p <= 1.0f)) {
-        return "top_p must be in (0, 1]";
-    }
-    if (!(s.min_p >= 0.0f && s.min_p <= 1.0f)) {
-        return "min_p must be in [0, 1]";
-    }
-    if (!(s.repeat_penalty > 0.0f && s.repeat_penalty <= 10.0f)) {
-        return "repeat_penalty must be in (0, 10]";
-    }
-    if (!(s.frequency_penalty >= -2.0f && s.frequency_penalty <= 2.0f)) {
-        return "frequency_penalty must be in [-2, 2]";
-    }
-    if (!(s.presence_penalty >= -2.0f && s.presence_penalty <= 2.0f)) {
-        return "presence_penalty must be in [-2, 2]";
+    // The request limits' ranges (a float's nearest value to a bound counts as the bound).
+    // The seed takes any value: 0xFFFFFFFF is random.
+    for (const std::string & e : {
+             limit_problem(k_limit_temperature, s.temperature),
+             limit_problem(k_limit_top_k, s.top_k),
+             limit_problem(k_limit_top_p, s.top_p),
+             limit_problem(k_limit_min_p, s.min_p),
+             limit_problem(k_limit_repeat_penalty, s.repeat_penalty),
+             limit_problem(k_limit_frequency_penalty, s.frequency_penalty),
+             limit_problem(k_limit_presence_penalty, s.presence_penalty),
+         }) {
+        if (!e.empty()) {
+            return e;
+        }
     }
     if (s.repeat_last_n < -1 || s.repeat_last_n > 1000000) {
         return "repeat_last_n must be in [-1, 1000000]";
@@ -249,9 +244,7 @@ bool engine::surely_over_context(const std::string & prompt) const {
             if (ws != std::string::npos && ws > at + k_piece / 2) {
                 end = ws + 1;
             }
-            while (end > at + 1 && ((unsigned char) prompt[end] & 0xC0) == 0x80) {
-                end--;
-            }
+            end = std::max(at + 1, utf8_floor(prompt, end));
         }
         count += common_tokenize(core->vocab, prompt.substr(at, end - at), at == 0, true).size();
         if (count > limit) {

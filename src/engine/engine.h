@@ -16,7 +16,7 @@
 // thread; only the engine thread touches llama.cpp state. One bad request ends with an
 // error event of its own; it never stops the loop.
 
-#include "error.h"
+#include "core/error.h"
 #include "sequence.h"
 
 #include "llama.h"

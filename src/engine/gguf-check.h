@@ -16,7 +16,7 @@
 //
 // Thread safety: pure; reads ctx only.
 
-#include "error.h"
+#include "core/error.h"
 
 #include <cstdint>
 #include <string>

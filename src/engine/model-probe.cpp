@@ -1,5 +1,6 @@
 #include "model-probe.h"
 
+#include "core/utf8.h"
 #include "logging.h"
 
 #include "chat.h"
@@ -41,12 +42,7 @@ void report(const std::string & line) {
         s += space ? ' ' : c;
     }
     if (s.size() > 400) {
-        size_t cut = 400;
-        while (cut > 0 && ((unsigned char) s[cut] & 0xC0) == 0x80) {
-            --cut;
-        }
-        s.resize(cut);
-        s += "...";
+        s = utf8_head(s, 400) + "...";
     }
     while (!s.empty() && s.back() == ' ') {
         s.pop_back();

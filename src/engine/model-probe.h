@@ -22,7 +22,7 @@
 // Thread safety: may run on any thread. It forks; the child touches nothing but llama.cpp
 // and the pipe to its parent, and leaves with _exit. Costs about one vocabulary load.
 
-#include "error.h"
+#include "core/error.h"
 
 #include <cstdint>
 #include <string>

@@ -9,7 +9,7 @@
 // Thread safety: load() may run on any thread; a loaded model is immutable and may be read
 // from any thread. The engine thread is the only one that decodes with it.
 
-#include "error.h"
+#include "core/error.h"
 #include "model-probe.h"
 
 #include <cstdint>

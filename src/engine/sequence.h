@@ -1,7 +1,7 @@
 #pragma once
 // What one sequence asks of the engine, and what it streams back.
 
-#include "error.h"
+#include "core/error.h"
 
 #include "common.h"
 

@@ -4,6 +4,8 @@
 // UTF-8 only (a model can emit byte tokens that never form a character; parsers, JSON and
 // terminals all need valid text).
 
+#include "core/utf8.h"
+
 #include <string>
 #include <vector>
 
@@ -20,26 +22,10 @@ class text_stream {
     // Returns whatever is still held back (at the end of generation).
     std::string flush();
 
-
   private:
     std::vector<std::string> stops;
     std::string              text;
     size_t                   emitted = 0;
 };
-
-// Length of the longest prefix of s that does not end inside a UTF-8 character.
-size_t utf8_complete_length(const std::string & s);
-
-// s with every invalid UTF-8 sequence (stray continuation bytes, a lead byte cut short,
-// overlong forms, surrogates) replaced by U+FFFD.
-std::string utf8_sanitize(const std::string & s);
-
-// The longest prefix (suffix) of s of at most n bytes that starts and ends on character
-// boundaries: for cutting text to a size without splitting a character.
-std::string utf8_head(const std::string & s, size_t n);
-std::string utf8_tail(const std::string & s, size_t n);
-
-// True when s is valid UTF-8 throughout.
-bool utf8_valid(const std::string & s);
 
 }  // namespace muse

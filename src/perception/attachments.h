@@ -17,6 +17,7 @@
 //
 // Thread safety: build it on one thread; after apply(), the query tool may run on many.
 
+#include "core/limits.h"
 #include "perception/image.h"
 #include "perception/table.h"
 #include "reasoning/orchestrator.h"
@@ -32,7 +33,7 @@ namespace muse {
 
 class attachments {
   public:
-    static constexpr int    k_max_images     = 16;
+    static constexpr int    k_max_images     = (int) k_limit_images.max;
     static constexpr size_t k_default_budget = 512u << 20;  // bytes: decoded images + tables
 
     explicit attachments(image_limits il = {}, table_limits tl = {}, size_t memory_budget = k_default_budget);

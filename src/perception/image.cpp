@@ -1,8 +1,8 @@
 #include "image.h"
 
 #include "core/data-block.h"
-#include "engine/text-stream.h"
-#include "perception/read-file.h"
+#include "core/file.h"
+#include "core/utf8.h"
 
 #include <base64.hpp>
 #include <gif_lib.h>

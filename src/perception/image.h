@@ -15,7 +15,7 @@
 //
 // Thread safety: the functions are reentrant; ocr_image creates its own Tesseract instances.
 
-#include "engine/error.h"
+#include "core/error.h"
 
 #include <cstdint>
 #include <string>

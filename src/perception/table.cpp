@@ -1,12 +1,12 @@
 #include "table.h"
 
 #include "core/data-block.h"
+#include "core/file.h"
 #include "core/json-depth.h"
 #include "core/limits.h"
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 
 #include "common.h"
-#include "perception/read-file.h"
 
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
@@ -39,19 +39,6 @@ namespace {
 
 // ---- text ------------------------------------------------------------------------------
 
-void append_utf8(std::string & out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += (char) cp;
-    } else if (cp < 0x800) {
-        out += (char) (0xC0 | (cp >> 6));
-        out += (char) (0x80 | (cp & 0x3F));
-    } else {
-        out += (char) (0xE0 | (cp >> 12));
-        out += (char) (0x80 | ((cp >> 6) & 0x3F));
-        out += (char) (0x80 | (cp & 0x3F));
-    }
-}
-
 // Windows-1252 at 0x80-0x9F, where Latin-1 has control codes; its five unused bytes are U+FFFD.
 const uint16_t k_cp1252_80[32] = { 0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
                                    0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD,
@@ -68,7 +55,7 @@ bool repair_encoding(std::string & s) {
     std::string out;
     out.reserve(s.size() + s.size() / 2);
     for (unsigned char c : s) {
-        append_utf8(out, c >= 0x80 && c < 0xA0 ? k_cp1252_80[c - 0x80] : c);
+        utf8_append(out, c >= 0x80 && c < 0xA0 ? k_cp1252_80[c - 0x80] : c);
     }
     s = std::move(out);
     return true;
@@ -908,7 +895,7 @@ void sql_instr(sqlite3_context * ctx, int, sqlite3_value ** argv) {
     if (!n.empty()) {
         // SQLite tries the first byte and then character starts only: a needle that starts
         // inside a character can match at the very start alone.
-        const char * at = text && ((unsigned char) n[0] & 0xC0) == 0x80
+        const char * at = text && utf8_is_continuation(n[0])
                               ? (h.starts_with(n) ? h.data() : nullptr)
                               : (const char *) memmem(h.data(), h.size(), n.data(), n.size());
         if (!at) {
@@ -916,9 +903,7 @@ void sql_instr(sqlite3_context * ctx, int, sqlite3_value ** argv) {
         } else if (!text) {
             pos = at - h.data() + 1;
         } else {
-            for (const char * p = h.data() + 1; p <= at; ++p) {
-                pos += ((unsigned char) *p & 0xC0) != 0x80;
-            }
+            pos += (int64_t) utf8_length(h.substr(1, (size_t) (at - h.data())));
         }
     }
     sqlite3_result_int64(ctx, pos);
@@ -976,8 +961,8 @@ void sql_trim(sqlite3_context * ctx, int argc, sqlite3_value ** argv) {
         set.clear();
         while (*z) {
             const unsigned char * c = z;
-            if (*z++ >= 0xC0) {
-                while ((*z & 0xC0) == 0x80) {
+            if (*z++ >= 0xC0) {  // as SQLite's own SQLITE_SKIP_UTF8: a stray continuation byte is one character
+                while (utf8_is_continuation(*z)) {
                     z++;
                 }
             }

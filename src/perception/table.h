@@ -27,7 +27,8 @@
 // Thread safety: a table_store serialises its own use; agents may query it from many threads.
 
 #include "agents/tools.h"
-#include "engine/error.h"
+#include "core/error.h"
+#include "core/limits.h"
 
 #include <cstdint>
 #include <memory>
@@ -44,7 +45,7 @@ struct table_limits {
     int64_t max_rows        = 5000000;
     int32_t max_columns     = 512;
     size_t  max_field_bytes = 1u << 20;
-    int32_t max_tables      = 16;          // per store
+    int32_t max_tables      = (int32_t) k_limit_tables.max;  // per store (a request)
     int32_t summary_tokens  = 800;         // the summary's size cap (about 4 bytes per token)
     int32_t sample_rows     = 3;
 };

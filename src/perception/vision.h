@@ -12,7 +12,7 @@
 //
 // Thread safety: encode() may be called from many threads; projector work is serialised.
 
-#include "engine/error.h"
+#include "core/error.h"
 #include "engine/model.h"
 #include "engine/sequence.h"
 #include "perception/image.h"

@@ -5,7 +5,7 @@
 
 #include "modes.h"
 
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 
 #include <cmath>
 #include <condition_variable>

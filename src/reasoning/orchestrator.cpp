@@ -32,22 +32,29 @@ std::string validate(const ask_options & o) {
         return "";
     };
     for (const std::string & e : {
-             range("agents", o.agents, 1, 16),
-             range("budget", o.budget, 0, 65536),
-             range("answer_tokens", o.answer_tokens, 1, 1 << 20),
-             range("max_plan_tasks", o.max_plan_tasks, 1, 16),
+             limit_problem(k_limit_agents, o.agents),
+             limit_problem(k_limit_thinking_budget, o.budget),
+             limit_problem(k_limit_max_tokens, o.answer_tokens, "max_tokens", false),
+             limit_problem(k_limit_max_plan_tasks, o.max_plan_tasks),
              range("plan_tokens", o.plan_tokens, 16, 8192),
-             range("prune_threshold", o.prune_threshold, -100, 0),
+             limit_problem(k_limit_prune_threshold, o.prune_threshold),
              range("prune_window", o.prune_window, 4, 4096),
-             range("max_tool_steps", o.max_tool_steps, 0, 32),
+             limit_problem(k_limit_max_tool_steps, o.max_tool_steps),
              validate(o.sampling),
          }) {
         if (!e.empty()) {
             return e;
         }
     }
-    if (o.stop.size() > 16) {
-        return "stop: at most 16 stop strings";
+    // The request's own stop strings, before any chat template adds its own.
+    if (o.stop.size() > (size_t) k_limit_stop.max) {
+        return "stop: at most " + std::to_string((int) k_limit_stop.max) + " stop strings, got " + std::to_string(o.stop.size());
+    }
+    for (const auto & s : o.stop) {
+        if (!k_limit_stop_bytes.contains((double) s.size())) {
+            return "stop: each stop string must be " + std::to_string((int) k_limit_stop_bytes.min) + "-" +
+                   std::to_string((int) k_limit_stop_bytes.max) + " bytes, got " + std::to_string(s.size());
+        }
     }
     if (o.client_tool_choice != "auto" && o.client_tool_choice != "none" && o.client_tool_choice != "required") {
         return "tool_choice must be auto, none or required, got '" + o.client_tool_choice + "'";

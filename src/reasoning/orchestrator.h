@@ -21,6 +21,7 @@
 #include "agents/plan.h"
 #include "agents/tools.h"
 #include "backend/backend.h"
+#include "core/limits.h"
 #include "reasoning/answer.h"
 #include "reasoning/router.h"
 
@@ -33,21 +34,22 @@
 
 namespace muse {
 
+// The fields a user sets have their ranges and defaults in core/limits.h (k_limit_*).
 struct ask_options {
     ask_mode mode   = MODE_AUTO;
-    int32_t  agents = 4;     // contemplating: K solver agents, 1..16
-    int32_t  budget = 2048;  // thinking tokens per reasoning agent, 0..65536
-    int32_t  answer_tokens = 1024;  // tokens an agent may spend on its answer after reasoning, 1..1048576
+    int32_t  agents = (int32_t) k_limit_agents.def;           // contemplating: K solver agents
+    int32_t  budget = (int32_t) k_limit_thinking_budget.def;  // thinking tokens per reasoning agent
+    int32_t  answer_tokens = (int32_t) k_limit_max_tokens.def;  // an agent's answer after reasoning (max_tokens)
 
     bool     planner        = true;  // contemplating: plan sub-tasks first
-    int32_t  max_plan_tasks = 6;     // 1..16
+    int32_t  max_plan_tasks = (int32_t) k_limit_max_plan_tasks.def;
     int32_t  plan_tokens    = 512;   // the planner's output cap, 16..8192
 
     // Early pruning of solver branches: a branch whose mean token log-probability over the
     // last `prune_window` reasoning tokens falls below `prune_threshold` stops. The default is
     // conservative: -5 nats means the average token had under 1% probability.
     bool    prune           = true;
-    float   prune_threshold = -5.0f;  // nats, -100..0
+    float   prune_threshold = (float) k_limit_prune_threshold.def;  // nats
     int32_t prune_window    = 32;     // tokens, 4..4096
 
     bool    refine = false;  // contemplating: one debate round where each agent may revise
@@ -59,23 +61,30 @@ struct ask_options {
     // `tool` messages. One agent answers: contemplating is refused, auto picks at most thinking.
     std::vector<chat_tool> client_tools;
     std::string            client_tool_choice = "auto";  // auto, none or required
-    int32_t max_tool_steps = 4;  // tool calls per agent, 0..32
+    int32_t max_tool_steps = (int32_t) k_limit_max_tool_steps.def;  // tool calls per agent
 
     // Sampling of every agent; solvers spread their temperatures around this one and derive
     // their seeds from this seed (random when 0xFFFFFFFF).
     sampling_params sampling = default_sampling();
-    std::vector<std::string> stop;         // instant / thinking answers stop at these strings
+    std::vector<std::string> stop;         // instant / thinking answers stop at these strings (the chat template's come on top)
     std::string json_schema;               // constrain the answer (instant / thinking; reasoning is then off)
     bool        router_model = false;      // auto: also ask the model for a one-word classification
 
     static sampling_params default_sampling() {
         sampling_params s;
-        s.temperature = 0.7f;
+        s.temperature       = (float) k_limit_temperature.def;
+        s.top_k             = (int32_t) k_limit_top_k.def;
+        s.top_p             = (float) k_limit_top_p.def;
+        s.min_p             = (float) k_limit_min_p.def;
+        s.repeat_penalty    = (float) k_limit_repeat_penalty.def;
+        s.frequency_penalty = (float) k_limit_frequency_penalty.def;
+        s.presence_penalty  = (float) k_limit_presence_penalty.def;
         return s;
     }
 };
 
-// Empty when every field is in range, else a message naming the field.
+// Empty when every field is in range (core/limits.h for the fields a user sets), else a
+// message naming the field.
 std::string validate(const ask_options & o);
 
 struct ask_request {

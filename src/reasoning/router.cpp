@@ -1,5 +1,7 @@
 #include "router.h"
 
+#include "core/utf8.h"
+
 #include <algorithm>
 #include <cctype>
 #include <set>
@@ -231,12 +233,10 @@ static route_features extract(const std::string & text, int attachments, feature
     route_features f;
     f.attachments = std::max(0, attachments);
 
+    f.chars = (int) utf8_length(text);
     bool in_word = false;
     for (size_t i = 0; i < text.size(); ++i) {
         const unsigned char c = (unsigned char) text[i];
-        if ((c & 0xC0) != 0x80) {
-            ++f.chars;
-        }
         if (c == '?') {
             ++f.questions;
         } else if (c == 0xEF && text.compare(i, 3, "\xef\xbc\x9f") == 0) {  // full-width '?'

@@ -1,6 +1,6 @@
 #include "api-keys.h"
 
-#include "perception/read-file.h"
+#include "core/file.h"
 
 #include <hash/hash.h>
 

@@ -14,7 +14,7 @@
 //
 // Thread safety: build it before serving; check() is then safe from any thread.
 
-#include "engine/error.h"
+#include "core/error.h"
 
 #include <string>
 #include <vector>

@@ -1,9 +1,9 @@
 #include "file-store.h"
 
 #include "core/random.h"
+#include "core/utf8.h"
 
 #include <algorithm>
-#include "engine/text-stream.h"
 
 
 namespace muse {

@@ -7,7 +7,7 @@
 //
 // Thread safety: every method may be called from any thread.
 
-#include "engine/error.h"
+#include "core/error.h"
 
 #include <cstdint>
 #include <map>

@@ -1,6 +1,6 @@
 #include "http.h"
 
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 
 #include <microhttpd.h>
 

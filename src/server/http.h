@@ -21,7 +21,7 @@
 // Thread safety: route()/on_headers before start(); start/stop from one controlling thread.
 // stream::write/finish from any thread.
 
-#include "engine/error.h"
+#include "core/error.h"
 
 #include <atomic>
 #include <functional>

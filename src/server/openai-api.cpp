@@ -71,6 +71,11 @@ const char * type_name(const json & v) {
     }
 }
 
+// A server's cap on a count, never past the table's.
+int32_t cap(int32_t server, const limit & l) {
+    return (int32_t) std::min<double>(server, l.max);
+}
+
 // obj[key] when it is a string, else "" (nlohmann's value() throws on another type).
 std::string string_member(const json & obj, const char * key) {
     auto it = obj.find(key);
@@ -92,59 +97,33 @@ std::string fmt_num(double v) {
     return buf;
 }
 
-// Reads an optional number field; null counts as absent.
-api_error get_number(const json & body, const char * key, double lo, double hi, bool & present, double & out) {
+// Reads an optional number field `key` within l's range (core/limits.h), its maximum lowered
+// to `hi` where the server sets a lower cap; null counts as absent. Integers may be written
+// 3.0, never 3.5.
+api_error get_limited(const json & body, const char * key, const limit & l, double hi, bool & present, double & out) {
     present = false;
     auto it = body.find(key);
     if (it == body.end() || it->is_null()) {
         return {};
     }
+    limit lim = l;
+    lim.max   = std::min(l.max, hi);
+    const std::string what = std::string(key) + " must be " + (l.integer ? "an integer" : "a number") + " in " +
+                             limit_range_text(lim) + ", got ";
     if (!it->is_number()) {
-        return bad_request(key, std::string(key) + " must be a number in [" + fmt_num(lo) + ", " + fmt_num(hi) + "], got " +
-                                    type_name(*it));
+        return bad_request(key, what + type_name(*it));
     }
     const double v = it->get<double>();
-    if (!std::isfinite(v) || v < lo || v > hi) {
-        return bad_request(key, std::string(key) + " must be in [" + fmt_num(lo) + ", " + fmt_num(hi) + "], got " + it->dump());
+    if (!limit_problem(lim, v).empty()) {
+        return bad_request(key, what + it->dump());
     }
     present = true;
     out     = v;
     return {};
 }
 
-api_error get_int(const json & body, const char * key, int64_t lo, int64_t hi, bool & present, int64_t & out) {
-    present = false;
-    auto it = body.find(key);
-    if (it == body.end() || it->is_null()) {
-        return {};
-    }
-    const bool integral = it->is_number_integer() ||
-                          (it->is_number_float() && std::isfinite(it->get<double>()) &&
-                           std::floor(it->get<double>()) == it->get<double>());
-    if (!integral) {
-        return bad_request(key, std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                    "], got " + (it->is_number() ? it->dump() : type_name(*it)));
-    }
-    const double dv = it->is_number_float() ? it->get<double>() : 0;
-    if (it->is_number_float() && (dv < (double) lo || dv > (double) hi)) {
-        return bad_request(key, std::string(key) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
-    }
-    int64_t v = 0;
-    if (it->is_number_unsigned()) {
-        const uint64_t u = it->get<uint64_t>();
-        if (u > (uint64_t) INT64_MAX) {
-            return bad_request(key, std::string(key) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
-        }
-        v = (int64_t) u;
-    } else {
-        v = it->is_number_float() ? (int64_t) dv : it->get<int64_t>();
-    }
-    if (v < lo || v > hi) {
-        return bad_request(key, std::string(key) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + it->dump());
-    }
-    present = true;
-    out     = v;
-    return {};
+api_error get_limited(const json & body, const char * key, const limit & l, bool & present, double & out) {
+    return get_limited(body, key, l, l.max, present, out);
 }
 
 api_error get_bool(const json & body, const char * key, bool & out) {
@@ -217,8 +196,9 @@ api_error parse_content(const json & c, const std::string & where, bool allow_im
             } else {
                 return bad_request(pw + ".image_url", pw + ".image_url must be an object with a string `url`");
             }
-            if ((int32_t) images.size() >= lim.max_images) {
-                return bad_request(pw, "too many images: at most " + std::to_string(lim.max_images) + " per request");
+            if ((int32_t) images.size() >= cap(lim.max_images, k_limit_images)) {
+                return bad_request(pw, "too many images: at most " + std::to_string(cap(lim.max_images, k_limit_images)) +
+                                           " per request");
             }
             images.push_back(std::move(url));
         } else {
@@ -239,8 +219,8 @@ api_error parse_tools(const json & body, const api_limits & lim, ask_options & o
         if (!it->is_array()) {
             return bad_request("tools", "tools must be an array of {type: function, function: {name, description, parameters}}");
         }
-        if ((int32_t) it->size() > lim.max_tools) {
-            return bad_request("tools", "tools: at most " + std::to_string(lim.max_tools) + " tools");
+        if ((int32_t) it->size() > cap(lim.max_tools, k_limit_tools)) {
+            return bad_request("tools", "tools: at most " + std::to_string(cap(lim.max_tools, k_limit_tools)) + " tools");
         }
         for (size_t i = 0; i < it->size(); ++i) {
             const json &      t = (*it)[i];
@@ -316,8 +296,9 @@ api_error parse_messages(const json & body, const api_limits & lim, chat_api_req
     if (it == body.end() || !it->is_array() || it->empty()) {
         return bad_request("messages", "messages must be a non-empty array of {role, content}");
     }
-    if ((int32_t) it->size() > lim.max_messages) {
-        return bad_request("messages", "messages: at most " + std::to_string(lim.max_messages) + " messages");
+    if ((int32_t) it->size() > cap(lim.max_messages, k_limit_messages)) {
+        return bad_request("messages", "messages: at most " + std::to_string(cap(lim.max_messages, k_limit_messages)) +
+                                           " messages");
     }
     bool has_user = false;
     for (size_t i = 0; i < it->size(); ++i) {
@@ -426,43 +407,40 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     ask_options & opt = out.ask.opt;
     bool   present    = false;
     double d          = 0;
-    int64_t i         = 0;
 
     if (api_error e = get_string(body, "model", 256, present, out.model)) return e;
     // vLLM's cache_salt: the client's own partition of its prompt cache. The server puts the
     // authenticated user in front of it (scoped_cache_salt), so it never reaches another user's.
-    if (api_error e = get_string(body, "cache_salt", 256, present, out.ask.cache_salt)) return e;
+    if (api_error e = get_string(body, "cache_salt", (size_t) k_limit_cache_salt.max, present, out.ask.cache_salt)) return e;
     if (api_error e = parse_messages(body, lim, out)) return e;
 
-    if (api_error e = get_number(body, "temperature", 0, 2, present, d)) return e;
+    if (api_error e = get_limited(body, "temperature", k_limit_temperature, present, d)) return e;
     if (present) opt.sampling.temperature = (float) d;
-    if (api_error e = get_number(body, "top_p", 0, 1, present, d)) return e;
-    if (present) {
-        if (d <= 0) return bad_request("top_p", "top_p must be in (0, 1], got " + fmt_num(d));
-        opt.sampling.top_p = (float) d;
-    }
-    if (api_error e = get_int(body, "top_k", 0, 1000000, present, i)) return e;
-    if (present) opt.sampling.top_k = (int32_t) i;
-    if (api_error e = get_number(body, "min_p", 0, 1, present, d)) return e;
+    if (api_error e = get_limited(body, "top_p", k_limit_top_p, present, d)) return e;
+    if (present) opt.sampling.top_p = (float) d;
+    if (api_error e = get_limited(body, "top_k", k_limit_top_k, present, d)) return e;
+    if (present) opt.sampling.top_k = (int32_t) d;
+    if (api_error e = get_limited(body, "min_p", k_limit_min_p, present, d)) return e;
     if (present) opt.sampling.min_p = (float) d;
-    if (api_error e = get_number(body, "repeat_penalty", 0.01, 10, present, d)) return e;
+    if (api_error e = get_limited(body, "repeat_penalty", k_limit_repeat_penalty, present, d)) return e;
     if (present) opt.sampling.repeat_penalty = (float) d;
-    if (api_error e = get_number(body, "frequency_penalty", -2, 2, present, d)) return e;
+    if (api_error e = get_limited(body, "frequency_penalty", k_limit_frequency_penalty, present, d)) return e;
     if (present) opt.sampling.frequency_penalty = (float) d;
-    if (api_error e = get_number(body, "presence_penalty", -2, 2, present, d)) return e;
+    if (api_error e = get_limited(body, "presence_penalty", k_limit_presence_penalty, present, d)) return e;
     if (present) opt.sampling.presence_penalty = (float) d;
-    if (api_error e = get_int(body, "seed", 0, 4294967294LL, present, i)) return e;
-    if (present) opt.sampling.seed = (uint32_t) i;
+    if (api_error e = get_limited(body, "seed", k_limit_seed, present, d)) return e;
+    if (present) opt.sampling.seed = d < 0 ? 0xFFFFFFFFu : (uint32_t) d;  // -1: random
 
+    // -1: as many as this server allows.
     int64_t max_tokens = lim.default_max_tokens;
-    if (api_error e = get_int(body, "max_tokens", 1, lim.max_tokens, present, i)) return e;
-    if (present) max_tokens = i;
-    if (api_error e = get_int(body, "max_completion_tokens", 1, lim.max_tokens, present, i)) return e;
-    if (present) max_tokens = i;
+    for (const char * key : { "max_tokens", "max_completion_tokens" }) {
+        if (api_error e = get_limited(body, key, k_limit_max_tokens, lim.max_tokens, present, d)) return e;
+        if (present) max_tokens = d < 0 ? lim.max_tokens : (int64_t) d;
+    }
     opt.answer_tokens = (int32_t) max_tokens;
 
-    if (api_error e = get_int(body, "n", 1, lim.max_n, present, i)) return e;
-    if (present) out.n = (int32_t) i;
+    if (api_error e = get_limited(body, "n", k_limit_n, lim.max_n, present, d)) return e;
+    if (present) out.n = (int32_t) d;
 
     bool logprobs = false;
     if (api_error e = get_bool(body, "logprobs", logprobs)) return e;
@@ -476,21 +454,25 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
         }
     }
 
-    // stop: a string or up to 16 strings.
+    // stop: a string or an array of strings.
     if (auto st = body.find("stop"); st != body.end() && !st->is_null()) {
+        const std::string max_stops = std::to_string((int) k_limit_stop.max);
         std::vector<std::string> stops;
         if (st->is_string()) {
             stops.push_back(*st);
-        } else if (st->is_array() && st->size() <= 16) {
+        } else if (st->is_array() && st->size() <= (size_t) k_limit_stop.max) {
             for (const auto & s : *st) {
                 if (!s.is_string()) return bad_request("stop", "stop must be a string or an array of strings");
                 stops.push_back(s);
             }
         } else {
-            return bad_request("stop", "stop must be a string or an array of at most 16 strings");
+            return bad_request("stop", "stop must be a string or an array of at most " + max_stops + " strings");
         }
         for (const auto & s : stops) {
-            if (s.empty() || s.size() > 512) return bad_request("stop", "each stop string must be 1-512 bytes");
+            if (!k_limit_stop_bytes.contains((double) s.size())) {
+                return bad_request("stop", "each stop string must be " + fmt_num(k_limit_stop_bytes.min) + "-" +
+                                               fmt_num(k_limit_stop_bytes.max) + " bytes, got " + std::to_string(s.size()));
+            }
         }
         opt.stop = stops;
     }
@@ -517,10 +499,10 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
         }
         opt.budget = std::min(budget, lim.max_budget);
     }
-    if (api_error e = get_int(body, "thinking_budget", 0, lim.max_budget, present, i)) return e;
-    if (present) opt.budget = (int32_t) i;
-    if (api_error e = get_int(body, "agents", 1, std::min(16, lim.max_agents), present, i)) return e;
-    if (present) opt.agents = (int32_t) i;
+    if (api_error e = get_limited(body, "thinking_budget", k_limit_thinking_budget, lim.max_budget, present, d)) return e;
+    if (present) opt.budget = (int32_t) d;
+    if (api_error e = get_limited(body, "agents", k_limit_agents, lim.max_agents, present, d)) return e;
+    if (present) opt.agents = (int32_t) d;
     if (opt.agents > lim.max_agents) opt.agents = lim.max_agents;
     if (api_error e = get_bool(body, "planner", opt.planner)) return e;
     if (api_error e = get_bool(body, "prune", opt.prune)) return e;
@@ -549,8 +531,9 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
 
     // Uploaded files.
     if (auto at = body.find("attachments"); at != body.end() && !at->is_null()) {
-        if (!at->is_array() || (int32_t) at->size() > lim.max_attachments) {
-            return bad_request("attachments", "attachments must be an array of at most " + std::to_string(lim.max_attachments) +
+        if (!at->is_array() || (int32_t) at->size() > cap(lim.max_attachments, k_limit_attachments)) {
+            return bad_request("attachments", "attachments must be an array of at most " +
+                                                  std::to_string(cap(lim.max_attachments, k_limit_attachments)) +
                                                   " file ids from POST /v1/files");
         }
         for (const auto & f : *at) {

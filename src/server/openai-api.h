@@ -7,6 +7,7 @@
 // No I/O here: the server does the HTTP, this file does the meaning, so it is unit-tested
 // without a model.
 
+#include "core/limits.h"
 #include "reasoning/orchestrator.h"
 
 #include <nlohmann/json.hpp>
@@ -18,17 +19,18 @@ namespace muse {
 
 using ojson = nlohmann::ordered_json;
 
-// Caps a server puts on one request (set from `muse serve` flags).
+// Caps a server puts on one request (set from `muse serve` flags). Each lies inside its
+// range in core/limits.h, which the parser checks first; the defaults come from there too.
 struct api_limits {
-    int32_t max_tokens         = 4096;  // answer tokens per agent
-    int32_t default_max_tokens = 1024;
-    int32_t max_images         = 8;
-    int32_t max_agents         = 8;     // contemplating solvers per request
-    int32_t max_n              = 4;     // choices per request
-    int32_t max_messages       = 1024;
-    int32_t max_tools          = 64;
-    int32_t max_attachments    = 8;     // uploaded files per request
-    int32_t max_budget         = 16384; // thinking tokens per agent
+    int32_t max_tokens         = (int32_t) k_limit_max_tokens.serve_default;  // answer tokens per agent
+    int32_t default_max_tokens = (int32_t) k_limit_max_tokens.def;
+    int32_t max_images         = (int32_t) k_limit_images.serve_default;
+    int32_t max_agents         = (int32_t) k_limit_agents.serve_default;      // contemplating solvers per request
+    int32_t max_n              = (int32_t) k_limit_n.max;                     // choices per request
+    int32_t max_messages       = (int32_t) k_limit_messages.max;
+    int32_t max_tools          = (int32_t) k_limit_tools.max;
+    int32_t max_attachments    = (int32_t) k_limit_attachments.max;           // uploaded files per request
+    int32_t max_budget         = (int32_t) k_limit_thinking_budget.max;       // thinking tokens per agent
 };
 
 // An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
@@ -57,8 +59,8 @@ struct chat_api_request {
     bool        mode_given    = false;   // mode or reasoning_effort said which mode
 };
 
-// Parses and checks a /v1/chat/completions body. Every numeric field is range-checked; the
-// error names the field.
+// Parses and checks a /v1/chat/completions body. Every numeric field is range-checked against
+// core/limits.h (narrowed by `lim`); the error names the field.
 api_error parse_chat_request(const nlohmann::json & body, const api_limits & lim, chat_api_request & out);
 // The same from the body's text: nesting over k_max_json_depth, text that is not JSON and
 // fields of the wrong type are 400s, never exceptions.

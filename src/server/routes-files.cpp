@@ -2,7 +2,7 @@
 
 #include "server-impl.h"
 
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 #include "perception/image.h"
 #include "perception/table.h"
 

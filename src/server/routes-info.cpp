@@ -3,7 +3,7 @@
 #include "server-impl.h"
 
 #include "backend/backend.h"
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 #include "server/web-assets.h"
 
 namespace muse {

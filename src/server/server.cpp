@@ -1,6 +1,6 @@
 #include "server-impl.h"
 
-#include "engine/text-stream.h"
+#include "core/utf8.h"
 #include "perception/attachments.h"
 #include "server/web-assets.h"
 

@@ -1,5 +1,13 @@
 #pragma once
-// Muse error codes: expected failures are values, never exceptions across the engine boundary.
+// Muse error codes: expected failures are values, never exceptions across a layer boundary.
+// Every layer returns them; the front ends map them to exit codes (cli/) and HTTP statuses
+// (server/openai-api).
+//
+//   if (error e = read_file_capped(path, cap, "image", "resize it", bytes)) {
+//       fprintf(stderr, "%s: %s\n", error_code_name(e.code), e.message.c_str());
+//   }
+//
+// Thread safety: plain values; error_code_name is reentrant.
 
 #include <string>
 

@@ -1,0 +1,35 @@
+#pragma once
+// `muse ask`'s command line: flags into ask options, files and output choices, with every
+// request limit's name, range and default from core/limits.h (the help text too). No model,
+// no I/O: cmd_ask runs what this returns, and tests check the ranges without a model.
+//
+//   ask_flags f;
+//   if (std::string e = parse_ask_flags(argc, argv, 2, f); !e.empty()) { /* "muse ask: " + e, exit 2 */ }
+//   if (f.help) { fputs(ask_help().c_str(), stdout); }
+//
+// Thread safety: reentrant.
+
+#include "app/assistant.h"
+
+#include <string>
+#include <vector>
+
+namespace muse::cli {
+
+struct ask_flags {
+    bool                     help = false;  // --help: print ask_help() and nothing else
+    std::string              prompt, model_path, mmproj, system_prompt;
+    std::vector<std::string> data_files, image_files;
+    ask_options              opt;            // mode, limits, sampling, stops, schema
+    int32_t                  threads = 0, ctx = 0;
+    bool                     as_json = false, hide_reasoning = false, show_agents = false;
+    int                      verbose = 0;
+};
+
+// Parses argv[first..]. "" on success, else one line that names the flag.
+std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out);
+
+// `muse ask --help`.
+std::string ask_help();
+
+}  // namespace muse::cli
