@@ -144,6 +144,9 @@ struct server::impl {
     bool origin_allowed(const http::request & req, const std::string & origin) const;
     bool authorized(const http::request & req, http::response & res, std::string & user) const;
     void handle_chat(http::request & req, http::response & res);
+    bool take_turn(http::request & req, http::response & res);
+    bool chat_input(const http::request & req, http::response & res, chat_api_request & in, ask_input & ai);
+    void count_chat(const ask_output & out, bool cancelled, clock_type::time_point t0);
     void handle_file_upload(http::request & req, http::response & res);
     std::string metrics_text();
     api_error fetch_image(const std::string & url, std::string & bytes, std::string & name);
