@@ -135,106 +135,54 @@ class agent_view {
     std::chrono::steady_clock::time_point last;
 };
 
-int cmd_ask(int argc, char ** argv) {
-    // A background job of a non-interactive shell starts with SIGINT ignored: the handler is set
-    // here, before the model loads, so Ctrl-C (or kill -INT) is never lost.
-    std::signal(SIGINT, on_sigint);
-    ask_flags f;
-    if (std::string e = parse_ask_flags(argc, argv, 2, f); !e.empty()) {
-        fprintf(stderr, "muse ask: %s\n", e.c_str());
-        return EXIT_USAGE;
-    }
-    if (f.help) {
-        fputs(ask_help().c_str(), stdout);
-        return EXIT_OK;
-    }
-    ask_request   req;
-    ask_options & opt = req.opt;
-    opt               = f.opt;
-    const std::string & prompt = f.prompt, &mmproj = f.mmproj, &system_prompt = f.system_prompt;
-    std::string &       model_path = f.model_path;  // load_model names the default model here
-    const bool          as_json = f.as_json, hide_reasoning = f.hide_reasoning, show_agents = f.show_agents;
-    const int32_t       threads = f.threads, ctx = f.ctx;
-
-    // Attachments first: a bad file is the request's fault and fails before the model loads.
-    auto att = std::make_shared<attachments>();
+// Attachments first: a bad file is the request's fault and fails before the model loads.
+// -1: all read; else the exit code.
+static int read_attachments(const ask_flags & f, attachments & att) {
     for (const auto & file : f.image_files) {
-        if (error e = att->add_image_file(file)) {
+        if (error e = att.add_image_file(file)) {
             fprintf(stderr, "muse ask: --image %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
     }
     for (const auto & file : f.data_files) {
-        if (error e = att->add_table_file(file)) {
+        if (error e = att.add_table_file(file)) {
             fprintf(stderr, "muse ask: --data %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
     }
+    return -1;
+}
 
-    log_init(f.verbose);
-    int  rc        = EXIT_OK;
-    bool generated = false;
-    auto m  = load_model("muse ask", model_path, mmproj, threads, as_json,
-                         "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
-                         "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated);
-    if (!m) {
-        return rc;
-    }
-    error err;
-    // The KV cache is shared by every agent: room for the prompt and each reasoning agent's
-    // budget and answer, at least 4096 cells, at most what a user would sensibly allocate.
-    const bool    many    = opt.mode == MODE_CONTEMPLATING || opt.mode == MODE_AUTO;
-    const int64_t per     = (int64_t) opt.budget + std::min(opt.answer_tokens, 4096) + 64;
-    const int64_t need    = 2048 + (many ? (int64_t) (opt.agents + 2) * per : per);
+// The KV cache is shared by every agent: room for the prompt and each reasoning agent's budget
+// and answer, at least 4096 cells, at most what a user would sensibly allocate.
+static engine_params engine_params_for(const ask_options & opt, int32_t ctx, int32_t threads) {
+    const bool    many = opt.mode == MODE_CONTEMPLATING || opt.mode == MODE_AUTO;
+    const int64_t per  = (int64_t) opt.budget + std::min(opt.answer_tokens, 4096) + 64;
+    const int64_t need = 2048 + (many ? (int64_t) (opt.agents + 2) * per : per);
     engine_params ep;
     ep.n_ctx     = ctx > 0 ? ctx : (int32_t) std::clamp<int64_t>(need, 4096, 131072);
     ep.n_threads = threads;
     ep.n_seq_max = std::max(8, 2 * opt.agents + std::max(6, opt.max_plan_tasks) + 2);
-    auto eng     = engine::create(*m, ep, err);
-    if (!eng) {
-        fprintf(stderr, "muse ask: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
-    }
-    if (opt.mode == MODE_THINKING && !m->info().supports_reasoning) {
-        fprintf(stderr, "note: this model's chat template has no reasoning mode; answering directly.\n");
-    }
+    return ep;
+}
 
-    if (!system_prompt.empty()) {
-        req.messages.push_back({ "system", system_prompt });
-    }
-    req.messages.push_back({ "user", prompt });
+// What `muse ask` prints while the answer comes: the answering agent's text (reasoning dimmed
+// on a terminal), or the contemplating agents' live view on stderr.
+class answer_printer {
+  public:
+    answer_printer(const ask_flags & f, ask_mode requested) :
+        f(f), requested(requested), mode_used(requested), show_reasoning(!f.hide_reasoning && !f.as_json && stdout_is_tty()),
+        view(stderr_is_tty(), !f.as_json && (f.show_agents || stderr_is_tty())) {}
 
-    // The one door, as for the HTTP API: the attachments read above go in as they are.
-    local_backend be(*eng);
-    assistant     door(be);
-    ask_input     in;
-    in.request = std::move(req);
-    in.read    = att;
-
-    g_generating               = true;
-    const bool tty             = stdout_is_tty();
-    const bool show_reasoning  = !hide_reasoning && !as_json && tty;
-    bool       in_reasoning    = false;
-    bool       streamed        = false;
-    agent_view view(stderr_is_tty(), !as_json && (show_agents || stderr_is_tty()));
-    ask_mode   mode_used       = opt.mode;
-
-    auto sink = [&](const ask_event & ev) {
+    void on(const ask_event & ev) {
         if (ev.type == ask_event::MODE) {
             parse_ask_mode(ev.text, mode_used);
-            if (!as_json && opt.mode == MODE_AUTO) {
-                fprintf(stderr, "mode: %s (%s)\n", ev.text.c_str(), ev.detail.c_str());
-            }
+            if (!f.as_json && requested == MODE_AUTO) fprintf(stderr, "mode: %s (%s)\n", ev.text.c_str(), ev.detail.c_str());
             return;
         }
-        if (mode_used == MODE_CONTEMPLATING) {
-            view.on(ev);
-            return;
-        }
+        if (mode_used == MODE_CONTEMPLATING) return view.on(ev);
         // Instant and thinking: stream the answering agent.
-        if (as_json || ev.type != ask_event::AGENT_DELTA || ev.kind != AGENT_ANSWER) {
-            return;
-        }
+        if (f.as_json || ev.type != ask_event::AGENT_DELTA || ev.kind != AGENT_ANSWER) return;
         if (ev.delta == chat_event::REASONING) {
             if (show_reasoning) {
                 fputs(in_reasoning ? "" : "\033[2m", stdout);
@@ -251,52 +199,108 @@ int cmd_ask(int argc, char ** argv) {
         fputs(ev.text.c_str(), stdout);
         fflush(stdout);
         streamed = true;
-    };
-
-    // The orchestrator watches the flag that Ctrl-C sets (a lock-free atomic, safe to set
-    // in a signal handler).
-    ask_output  out;
-    ask_refusal why;
-    if (error e = door.ask(std::move(in), [&](int, const ask_event & ev) { sink(ev); }, &g_interrupted, out, &why)) {
-        fprintf(stderr, "muse ask: %s\n", e.message.c_str());
-        return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : e.code == ERROR_ENGINE_STOPPED ? EXIT_CANCELLED : EXIT_USAGE;
-    }
-    ask_result & r = out.results.front();
-    if (in_reasoning) {
-        fputs("\033[0m", stdout);
     }
 
-    if (as_json) {
-        nlohmann::ordered_json j = nlohmann::ordered_json::object();
-        j["model"]       = m->info().description;
-        j["model_path"]  = model_path;
-        j["smoke_model"] = generated;
-        const nlohmann::ordered_json body = to_json(r);
-        for (auto & [k, v] : body.items()) {
-            j[k] = v;
-        }
-        j["attachments"] = out.attachments;
-        j["tools"]       = out.tools;  // what the agents were offered
-        // Model text cut mid-character (a cancelled or pruned agent) must not break the JSON.
-        printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
-    } else {
+    // After the run: the contemplating answer (and agents with --show-agents), the last newline.
+    void finish(const ask_result & r) {
+        if (in_reasoning) fputs("\033[0m", stdout);
         if (r.mode == MODE_CONTEMPLATING) {
-            if (show_agents) {
+            if (f.show_agents) {
                 for (const auto & t : r.agents) {
-                    printf("--- agent %d (%s, %s)%s\n%s\n", t.index, agent_kind_name(t.kind), t.role.c_str(),
-                           t.pruned ? " [pruned]" : "", t.answer.c_str());
+                    printf("--- agent %d (%s, %s)%s\n%s\n", t.index, agent_kind_name(t.kind), t.role.c_str(), t.pruned ? " [pruned]" : "",
+                           t.answer.c_str());
                 }
                 printf("--- answer\n");
             }
             fputs(r.answer.c_str(), stdout);
             streamed = true;
         }
-        if (streamed || !r.reasoning.empty()) {
-            fputs("\n", stdout);
-        }
+        if (streamed || !r.reasoning.empty()) fputs("\n", stdout);
+        fflush(stdout);
     }
-    fflush(stdout);
 
+  private:
+    const ask_flags & f;
+    const ask_mode    requested;
+    ask_mode          mode_used;
+    const bool        show_reasoning;
+    bool              in_reasoning = false;
+    bool              streamed     = false;
+    agent_view        view;
+};
+
+// --json: one object, the model and the whole trace.
+static void print_json(const model & m, const std::string & model_path, bool generated, const ask_result & r, const ask_output & out) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    j["model"]       = m.info().description;
+    j["model_path"]  = model_path;
+    j["smoke_model"] = generated;
+    const nlohmann::ordered_json body = to_json(r);  // kept alive: items() refers into it
+    for (auto & [k, v] : body.items()) j[k] = v;
+    j["attachments"] = out.attachments;
+    j["tools"]       = out.tools;  // what the agents were offered
+    // Model text cut mid-character (a cancelled or pruned agent) must not break the JSON.
+    printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+    fflush(stdout);
+}
+
+int cmd_ask(int argc, char ** argv) {
+    // A background job of a non-interactive shell starts with SIGINT ignored: the handler is set
+    // here, before the model loads, so Ctrl-C (or kill -INT) is never lost.
+    std::signal(SIGINT, on_sigint);
+    ask_flags f;
+    if (std::string e = parse_ask_flags(argc, argv, 2, f); !e.empty()) {
+        fprintf(stderr, "muse ask: %s\n", e.c_str());
+        return EXIT_USAGE;
+    }
+    if (f.help) {
+        fputs(ask_help().c_str(), stdout);
+        return EXIT_OK;
+    }
+    auto att = std::make_shared<attachments>();
+    if (int rc = read_attachments(f, *att); rc >= 0) return rc;
+
+    log_init(f.verbose);
+    int  rc        = EXIT_OK;
+    bool generated = false;
+    auto m = load_model("muse ask", f.model_path, f.mmproj, f.threads, f.as_json,
+                        "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
+                        "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated);
+    if (!m) return rc;
+    error err;
+    auto  eng = engine::create(*m, engine_params_for(f.opt, f.ctx, f.threads), err);
+    if (!eng) {
+        fprintf(stderr, "muse ask: %s\n", err.message.c_str());
+        return exit_code_for(err.code);
+    }
+    if (f.opt.mode == MODE_THINKING && !m->info().supports_reasoning) {
+        fprintf(stderr, "note: this model's chat template has no reasoning mode; answering directly.\n");
+    }
+
+    // The one door, as for the HTTP API: the attachments read above go in as they are.
+    local_backend be(*eng);
+    assistant     door(be);
+    ask_input     in;
+    in.request.opt = f.opt;
+    if (!f.system_prompt.empty()) in.request.messages.push_back({ "system", f.system_prompt });
+    in.request.messages.push_back({ "user", f.prompt });
+    in.read = att;
+
+    g_generating = true;
+    answer_printer print(f, f.opt.mode);
+    ask_output     out;
+    ask_refusal    why;
+    // The run watches the flag that Ctrl-C sets (a lock-free atomic, safe to set in a handler).
+    if (error e = door.ask(std::move(in), [&](int, const ask_event & ev) { print.on(ev); }, &g_interrupted, out, &why)) {
+        fprintf(stderr, "muse ask: %s\n", e.message.c_str());
+        return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : e.code == ERROR_ENGINE_STOPPED ? EXIT_CANCELLED : EXIT_USAGE;
+    }
+    const ask_result & r = out.results.front();
+    if (f.as_json) {
+        print_json(*m, f.model_path, generated, r, out);
+    } else {
+        print.finish(r);
+    }
     if (r.finish == FINISH_CANCELLED || g_interrupted) {
         fprintf(stderr, "muse ask: cancelled\n");
         return EXIT_CANCELLED;
