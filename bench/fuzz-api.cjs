@@ -41,7 +41,7 @@ const { spawn } = require('child_process');
 
 function parseArgs(argv) {
   const o = { seconds: 1800, seed: null, concurrency: 4, timeoutMs: 30000, healthEvery: 100, threads: 1,
-              muse: null, model: null, work: null, findings: null, pidfile: null, replay: [], verbose: false };
+              muse: null, model: null, work: null, findings: null, pidfile: null, replay: [], verbose: false, progressEvery: 60 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => { if (i + 1 >= argv.length) throw new Error(`${a} needs a value`); return argv[++i]; };
     switch (a) {
@@ -57,6 +57,7 @@ function parseArgs(argv) {
       case '--findings': o.findings = v(); break;
       case '--pidfile': o.pidfile = v(); break;
       case '--replay': o.replay.push(v()); break;
+      case '--progress-every': o.progressEvery = Number(v()); break;
       case '--verbose': o.verbose = true; break;
       default: throw new Error(`unknown option ${a}`);
     }
@@ -191,6 +192,45 @@ function getAt(tree, p) { let v = tree; for (const k of p) v = v[k]; return v; }
 function pathName(p) { return p.length ? p.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('').replace(/^\./, '') : '(root)'; }
 function pathSig(p) { return pathName(p).replace(/\[\d+\]/g, '[*]'); }
 
+// Mutations share subtrees (a blown-up array repeats its elements, a duplicated key or element
+// reuses its value), so a tree of a few thousand nodes can serialise to gigabytes: 1000 copies
+// of a message whose role then became a 4 MB string is a 4 GB body, which took the driver's
+// heap down. sizeEst() estimates the serialised size, counting a shared subtree once per use
+// but walking it once (memo), so it costs the distinct nodes only; a mutation that would take
+// the body past MAX_TREE_BYTES is undone (the server's own body limit is 48 MiB by default, so
+// bodies somewhat over it are still sent).
+const MAX_TREE_BYTES = 64 << 20;
+function sizeEst(v, memo = new Map()) {
+  if (v instanceof Raw) return v.s.length;
+  if (typeof v === 'string') return 2 * v.length + 2;  // UTF-8 and escapes: 1x for ASCII, up to 6x for \u0000
+  if (v === null || typeof v !== 'object') return 24;
+  if (memo.has(v)) return memo.get(v);
+  memo.set(v, 0);  // a cycle (none is made, but a bound must not hang)
+  let n = 2;
+  if (Array.isArray(v)) for (const x of v) n += 1 + sizeEst(x, memo);
+  else {
+    for (const k of Object.keys(v)) n += 2 * k.length + 4 + sizeEst(v[k], memo);
+    if (v[DUP]) for (const [k, x] of v[DUP]) n += 2 * String(k).length + 4 + sizeEst(x, memo);
+  }
+  memo.set(v, n);
+  return n;
+}
+// A copy of a tree (Raw nodes are immutable and shared), keeping the sharing inside it.
+function cloneTree(v, memo = new Map()) {
+  if (v === null || typeof v !== 'object' || v instanceof Raw) return v;
+  if (memo.has(v)) return memo.get(v);
+  if (Array.isArray(v)) { const a = []; memo.set(v, a); for (const x of v) a.push(cloneTree(x, memo)); return a; }
+  const o = {}; memo.set(v, o);
+  for (const k of Object.keys(v)) o[k] = cloneTree(v[k], memo);
+  if (v[DUP]) o[DUP] = v[DUP].map(([k, x]) => [k, cloneTree(x, memo)]);
+  return o;
+}
+// The start of ser(v) for a description, without serialising a big subtree.
+function preview(v, n) {
+  const est = sizeEst(v);
+  return est > 4096 ? `(${typeOf(v)}, ~${est} bytes)` : ser(v).slice(0, n);
+}
+
 const NUMS = [0, -1, 1, 2, 3, 4, 5, 16, 17, 32, 33, 64, 127, 128, 129, 255, 256, 1024, 4096, 16384, 16385, 65535, 65536,
   2147483647, 2147483648, 4294967295, 4294967296, -2147483648, -2147483649, 9007199254740991, -9007199254740991,
   1.5, -0.5, 0.0001, 1e-300, 1e308, -1e308, 5e-324, -0];
@@ -250,30 +290,33 @@ function mutateTree(r, holder, graft) {
       return { d: `drop ${pathName(p)}`, s: `drop ${ps}` };
     case 'dup':
       if (parent && !Array.isArray(parent)) {
-        const v = r.chance(0.5) ? valueOfType(r, r.pick(TYPES)) : cur;
+        const v = r.chance(0.5) ? valueOfType(r, r.pick(TYPES)) : cloneTree(cur);
         (parent[DUP] = parent[DUP] || []).push([key, v]);
-        return { d: `duplicate key ${pathName(p)} (second: ${ser(v).slice(0, 40)})`, s: `dup ${ps}` };
+        return { d: `duplicate key ${pathName(p)} (second: ${preview(v, 40)})`, s: `dup ${ps}` };
       }
-      if (parent) { parent.splice(key, 0, cur); return { d: `duplicate element ${pathName(p)}`, s: `dupel ${ps}` }; }
+      if (parent) { parent.splice(key, 0, cloneTree(cur)); return { d: `duplicate element ${pathName(p)}`, s: `dupel ${ps}` }; }
       break;
     case 'retype': {
       const t = r.pick(TYPES.filter((x) => x !== typeOf(cur) && !(x === 'bool' && typeof cur === 'boolean')));
       const v = valueOfType(r, t);
       set(v);
-      return { d: `retype ${pathName(p)} ${typeOf(cur)} -> ${t} ${ser(v).slice(0, 60)}`, s: `retype ${ps} -> ${t}` };
+      return { d: `retype ${pathName(p)} ${typeOf(cur)} -> ${t} ${preview(v, 60)}`, s: `retype ${ps} -> ${t}` };
     }
     case 'edge': {
       const v = typeof cur === 'number' ? (r.chance(0.4) ? new Raw(r.pick(RAW_NUMS)) : r.pick(NUMS))
               : typeof cur === 'string' ? (r.chance(0.2) ? longString(r) : r.pick(STRS)) : valueOfType(r, r.pick(TYPES));
       set(v);
-      return { d: `edge value ${pathName(p)} = ${ser(v).slice(0, 60)}`, s: `edge ${ps} ${typeOf(v)}` };
+      return { d: `edge value ${pathName(p)} = ${preview(v, 60)}`, s: `edge ${ps} ${typeOf(v)}` };
     }
     case 'deep': { const v = deepRaw(r); set(v); return { d: `deep nesting at ${pathName(p)} (${v.s.length} bytes)`, s: `deep ${ps}` }; }
     case 'long': { const v = longString(r); set(v); return { d: `long string at ${pathName(p)} (${v.length} chars)`, s: `long ${ps}` }; }
     case 'blowup':
       if (Array.isArray(cur) && cur.length) {
         const k = r.pick([17, 100, 1000, 20000]);
-        const v = []; for (let i = 0; i < k; i++) v.push(cur[i % cur.length]);
+        // Copies, so that a later mutation of one element changes that element only; shared
+        // when the copies alone would pass the cap (generate() then undoes the blow-up).
+        const copy = sizeEst(cur) / cur.length * k <= MAX_TREE_BYTES;
+        const v = []; for (let i = 0; i < k; i++) v.push(copy ? cloneTree(cur[i % cur.length]) : cur[i % cur.length]);
         set(v);
         return { d: `array ${pathName(p)} x${k} elements`, s: `blowup ${ps}` };
       }
@@ -291,7 +334,7 @@ function mutateTree(r, holder, graft) {
                           'service_tier', 'cache_salt', 'file', 'file_id', 'detail', 'name', 'refusal', 'strict', 'type']);
         const v = valueOfType(r, r.pick([...TYPES, 'deep']));
         if (k === '__proto__') (tgt[DUP] = tgt[DUP] || []).push([k, v]); else tgt[k] = v;
-        return { d: `add field ${k} = ${ser(v).slice(0, 40)}`, s: `unknown ${k}` };
+        return { d: `add field ${k} = ${preview(v, 40)}`, s: `unknown ${k}` };
       }
       break;
     }
@@ -784,9 +827,11 @@ class Server {
       let out = '';
       const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${this.name} server did not start in 120 s:\n${this.logTail}`)); }, 120000);
       proc.stdout.on('data', (d) => {
-        tail(d); out += d;
+        tail(d);
+        if (this.port) return;  // only the start-up lines are searched (and kept)
+        out += d;
         const m = out.match(/listening on http:\/\/[^\s:]+:(\d+)/);
-        if (m && !this.port) { clearTimeout(timer); this.port = Number(m[1]); resolve(); }
+        if (m) { clearTimeout(timer); this.port = Number(m[1]); out = ''; resolve(); }
       });
       proc.stderr.on('data', tail);
       proc.on('exit', (code, signal) => {
@@ -838,7 +883,15 @@ class Fuzzer {
     this.findings = []; this.signatures = new Map(); this.findingSeq = 0;
     this.crashes = []; this.recent = { keyed: [], open: [] }; this.inflight = { keyed: new Set(), open: new Set() };
     this.health = { checks: 0, failures: 0, maxMs: 0, lat: [] };
+    this.driver = { heapUsed: 0, rss: 0, external: 0 }; this.samples = 0;  // the driver's own peaks
     this.flaky = 0; this.maybeNoResponse = 0; this.closedEarly = 0; this.rssPeak = {}; this.timeouts = []; this.pause = null;
+  }
+
+  // The node driver's memory now; keeps the peaks for the summary.
+  sampleDriver() {
+    const m = process.memoryUsage();
+    for (const k of ['heapUsed', 'rss', 'external']) this.driver[k] = Math.max(this.driver[k], m[k]);
+    return m;
   }
 
   async startAll() {
@@ -938,7 +991,15 @@ class Fuzzer {
         req.headers.push(['Content-Type', 'application/json']);
         if (mutate) {
           const graft = () => CHAT_GENS[r.pick(Object.keys(CHAT_GENS))](r, ctx);
-          for (let k = r.weighted([[5, 1], [3, 2], [2, 3], [1, 5]]); k > 0; k--) ops.push(mutateTree(r, holder, graft));
+          for (let k = r.weighted([[5, 1], [3, 2], [2, 3], [1, 5]]); k > 0; k--) {
+            const before = cloneTree(holder.root);
+            const op = mutateTree(r, holder, graft);
+            const est = sizeEst(holder.root);
+            if (est <= MAX_TREE_BYTES) { ops.push(op); continue; }
+            holder.root = before;
+            ops.push({ d: `(undone: ${op.d}; the body would be ~${(est / 1048576).toFixed(0)} MB)`, s: null });
+            this.undone = (this.undone || 0) + 1;
+          }
           boundChat(holder.root);
         }
         req.body = Buffer.from(ser(holder.root), 'utf8');
@@ -1047,7 +1108,7 @@ class Fuzzer {
     while (this.pause) await this.pause;
     if (this.dead) return;
     const label = [genName, ...ops.map((o) => o.d)].join(' | ');
-    const sigOps = ops.map((o) => o.s).join(' + ') || 'valid';
+    const sigOps = ops.map((o) => o.s).filter(Boolean).join(' + ') || 'valid';
     const ser1 = serialize(req, srv.port);
     const info = { server: srvName, user, label, bytes: ser1.bytes, i, method: req.method, timeoutMs: req.timeoutMs,
                    sig: `${srvName} ${req.method} ${routeOf(req.target)} ${sigOps}`, route: `${req.method} ${routeOf(req.target)}` };
@@ -1093,7 +1154,7 @@ class Fuzzer {
     this.recent[srvName].push(info.bytes.length <= (1 << 20) ? info : { ...info, bytes: null });
     if (this.recent[srvName].length > 10) this.recent[srvName].shift();
     if (res.kind === 'timeout') {
-      if (req.expect === 'response' && this.timeouts.length < 200) this.timeouts.push({ label, status: res.status, i });
+      if (req.expect === 'response' && this.timeouts.length < 200) this.timeouts.push({ label, status: res.status, i: info.i });
     }
     if (res.kind === 'response' || res.kind === 'timeout' || res.kind === 'truncated') {
       // 505 to a mutated HTTP version and 501 to an unknown method are the protocol's answers.
@@ -1161,6 +1222,7 @@ class Fuzzer {
     let nextHealth = o.healthEvery, lastReport = t0;
     // Memory: VmRSS every 50 ms; the largest sample and what was in flight then.
     const sampler = setInterval(() => {
+      if (++this.samples % 20 === 0) this.sampleDriver();  // the driver itself, every second
       for (const s of Object.values(this.servers)) {
         if (!s.alive()) continue;
         const rss = s.procStatus().rss;
@@ -1173,10 +1235,12 @@ class Fuzzer {
         const i = this.next++;
         try { await this.one(i); } catch (e) { console.error(`[fuzz] request ${i}: generator/client error: ${e.stack}`); this.internalErrors = (this.internalErrors || 0) + 1; }
         if (this.sent >= nextHealth) { nextHealth += o.healthEvery; await this.checkHealth(); }
-        if (Date.now() - lastReport > 60000) {
+        if (Date.now() - lastReport >= o.progressEvery * 1000) {
           lastReport = Date.now();
           const five = [...this.signatures.values()].filter((e) => e.kind === '5xx').reduce((a, e) => a + e.count, 0);
-          console.error(`[fuzz] ${((Date.now() - t0) / 1000).toFixed(0)} s: ${this.sent} requests, ${five} 5xx, ${this.crashes.length} crashes, ${this.findings.length} findings saved`);
+          const m = this.sampleDriver();
+          console.error(`[fuzz] ${((Date.now() - t0) / 1000).toFixed(0)} s: ${this.sent} requests, ${five} 5xx, ${this.crashes.length} crashes, ${this.findings.length} findings saved; ` +
+                        `driver heap ${mb(m.heapUsed)} MB used of ${mb(m.heapTotal)} MB, external+buffers ${mb(m.external)} MB, RSS ${mb(m.rss)} MB`);
         }
       }
     };
@@ -1208,6 +1272,7 @@ function fmtHist(h) {
   return Object.entries(h).sort((a, b) => (isNaN(a[0]) - isNaN(b[0])) || (Number(a[0]) - Number(b[0])) || a[0].localeCompare(b[0]))
     .map(([k, v]) => `${k}: ${v}`).join('  ');
 }
+function mb(n) { return (n / 1048576).toFixed(0); }
 function pct(a, p) { if (!a.length) return NaN; const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))]; }
 
 async function replay(o) {
@@ -1284,6 +1349,11 @@ async function main() {
   for (const [n, p] of Object.entries(f.rssPeak)) {
     L.push(`largest VmRSS    ${n}: ${(p.rss / 1024).toFixed(0)} MB (sampled every 50 ms), with in flight: ${p.inflight.length ? p.inflight.map((x) => x.slice(0, 160)).join(' ; ') : '(nothing)'}`);
   }
+  {
+    const m = f.sampleDriver();
+    L.push(`driver (node)    heap used at the end ${mb(m.heapUsed)} MB, peak ${mb(f.driver.heapUsed)} MB (sampled every second); RSS at the end ${mb(m.rss)} MB, peak ${mb(f.driver.rss)} MB; external+buffers peak ${mb(f.driver.external)} MB` +
+           `${f.undone ? `; ${f.undone} mutation(s) undone that would have made a body over ${MAX_TREE_BYTES >> 20} MB` : ''}`);
+  }
   if (f.internalErrors) L.push(`fuzzer errors    ${f.internalErrors} (bugs in the fuzzer itself; see stderr)`);
   L.push(`findings         ${failing.reduce((a, e) => a + e.count, 0)} in ${failing.length} distinct signature(s); ${f.findings.length} example(s) saved in ${o.findings}`);
   for (const e of [...f.signatures.values()].sort((a, b) => b.count - a.count)) {
@@ -1300,8 +1370,9 @@ async function main() {
   console.log(text);
   fs.writeFileSync(path.join(o.findings, 'summary.txt'), text + '\n');
   fs.writeFileSync(path.join(o.findings, 'summary.json'), JSON.stringify({ seed: o.seed, requests: f.sent, wall_s: f.wall, statuses: f.stats.status, routes: f.stats.route,
-    generators: f.stats.gens, five_xx: five, crashes: f.crashes.length, findings: [...f.signatures.values()], health: { ...f.health, lat: undefined }, memory_kb: mem }, null, 1));
+    generators: f.stats.gens, driver_peak_bytes: f.driver, mutations_undone: f.undone || 0, five_xx: five, crashes: f.crashes.length, findings: [...f.signatures.values()], health: { ...f.health, lat: undefined }, memory_kb: mem }, null, 1));
   process.exit(failing.length || f.internalErrors ? 1 : interrupted ? 130 : 0);
 }
 
-main().catch((e) => { console.error(`fuzz-api: ${e.stack || e.message}`); process.exit(1); });
+if (require.main === module) main().catch((e) => { console.error(`fuzz-api: ${e.stack || e.message}`); process.exit(1); });
+else module.exports = { Fuzzer, serialize, ser, makeRng, mutateTree, collectPaths };
