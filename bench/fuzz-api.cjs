@@ -367,6 +367,8 @@ function boundChat(root) {
   if (!root || typeof root !== 'object' || Array.isArray(root) || root instanceof Raw) return;
   if (!('thinking_budget' in root)) root.thinking_budget = 16;
   else if (typeof root.thinking_budget === 'number' && root.thinking_budget > 64 && root.thinking_budget <= 16384) root.thinking_budget = 64;
+  // A budget that is not a number falls back to reasoning_effort's (8192 for xhigh): bound it too.
+  else if (typeof root.thinking_budget !== 'number' && ['minimal', 'low', 'medium', 'high', 'xhigh'].includes(root.reasoning_effort)) root.thinking_budget = 16;
   if (typeof root.agents === 'number' && root.agents > 4 && root.agents <= 16) root.agents = 4;
   if (!('max_tokens' in root) && !('max_completion_tokens' in root)) root.max_tokens = 8;
 }
