@@ -1182,7 +1182,8 @@ class Fuzzer {
         if (bad) this.addFinding(genName.startsWith('cross') ? 'leak' : 'auth', bad, info, res, `${genName} ${routeOf(req.target)} ${res.status}`);
       }
       // Track uploads, so later requests use and cross-check real ids.
-      if (req.isUpload && res.status === 200 && res.body) {
+      // (Not when the credentials were mutated: the server may rightly have taken the upload as another user's.)
+      if (req.isUpload && res.status === 200 && res.body && !req.authMutated) {
         try {
           const j = JSON.parse(res.body.toString('utf8'));
           if (typeof j.id === 'string') {

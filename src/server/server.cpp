@@ -98,6 +98,22 @@ bool server::impl::origin_allowed(const http::request & req, const std::string &
 // Runs on the event thread with the headers only: refuses what must not cost a body read, a
 // worker or a parse. Returns true when `res` answers the request.
 bool server::impl::on_headers(http::request & req, http::response & res) {
+    // Headers that say who asks, from where, and what the body is must be said once: with two,
+    // one layer (a proxy, a check) may read one and another layer the other.
+    for (const char * name : { "authorization", "x-api-key", "host", "origin", "content-type", "content-length" }) {
+        int n = 0;
+        for (const auto & h : req.headers) n += h.first == name ? 1 : 0;
+        if (n > 1) {
+            send_error(res, make_error(400, std::string("the request has ") + std::to_string(n) + " " + name + " headers: send one",
+                                       "invalid_request_error", "duplicate_header"));
+            return true;
+        }
+    }
+    if (req.has_header("authorization") && req.has_header("x-api-key")) {
+        send_error(res, make_error(400, "send the API key once: Authorization: Bearer KEY or X-Api-Key, not both",
+                                   "invalid_request_error", "duplicate_credentials"));
+        return true;
+    }
     if (!host_allowed(req)) {
         send_error(res, make_error(403, "Host '" + utf8_head(req.header("host"), 200) +
                                             "' is not this server's name (DNS rebinding defence); start the server with "

@@ -299,6 +299,16 @@ async function admissionBeforeWork() {
     clearInterval(drip);
     trickler.destroy();
 
+    // Two credentials (two Authorization headers, or one and X-Api-Key) are refused: a layer that
+    // read the other one would act for another user.
+    for (const extra of [`Authorization: Bearer ${KEY_B}`, `X-Api-Key: ${KEY_B}`]) {
+      const s = await openSocket(url);
+      const reply = new Promise((resolve) => { let got = ''; s.on('data', (d) => { got += d; }); s.on('close', () => resolve(got)); });
+      s.write(`GET /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${KEY_A}\r\n${extra}\r\nConnection: close\r\n\r\n`);
+      const got = await reply;
+      check(`two credentials (${extra.split(':')[0]} beside Authorization): 400`, /^HTTP\/1\.1 400/.test(got) && /duplicate_/.test(got), got.slice(0, 200));
+    }
+
     // Paths that are not a route's exact spelling are 404s (they once reached a handler unadmitted).
     for (const p of ['/v1/chat/completions/', '/v1//chat/completions', '/v1/files/', '/v1/files/%00', '//v1/files']) {
       const r = await request(`${url}${p}`, { method: 'POST', headers: jsonHeaders(KEY_A), body: chatBody('x') });
