@@ -1,6 +1,7 @@
 // core/: text for delimited prompt blocks, JSON nesting measured without recursion, opening
 // only regular files and capped reads, and the UTF-8 helpers.
 
+#include "core/cancel.h"
 #include "core/data-block.h"
 #include "core/file.h"
 #include "core/json-depth.h"
@@ -158,4 +159,27 @@ TEST(core, capped_reads_refuse_a_file_over_the_cap_before_reading_it) {
     EXPECT_EQ(e.code, ERROR_FILE_NOT_FOUND);
     EXPECT_NE(e.message.find("(the data file)"), std::string::npos) << e.message;
     EXPECT_EQ(file_name("data/sales.csv"), "sales.csv");
+}
+
+TEST(core, cancel_callbacks_run_once_on_cancel_and_at_once_when_late) {
+    muse::cancel_source src;
+    muse::cancel_token  tok = src.get_token();
+    int                 early = 0, late = 0;
+    {
+        muse::cancel_callback cb(tok, [&] { ++early; });
+        EXPECT_FALSE(tok.stop_requested());
+        EXPECT_EQ(early, 0);
+        src.request_stop();
+        src.request_stop();  // a second cancel runs nothing again
+        EXPECT_EQ(early, 1);
+    }
+    muse::cancel_callback cb2(tok, [&] { ++late; });  // registered after the cancel: runs now
+    EXPECT_EQ(late, 1);
+    EXPECT_TRUE(tok.stop_requested());
+    int never = 0;
+    {
+        muse::cancel_source   other;
+        muse::cancel_callback cb3(other.get_token(), [&] { ++never; });
+    }  // unregistered before any cancel
+    EXPECT_EQ(never, 0);
 }
