@@ -3,6 +3,9 @@
 #include "backend-contract.h"
 
 #include "core/limits.h"
+#include "reasoning/orchestrator.h"
+
+#include <mutex>
 
 #include <gtest/gtest.h>
 
@@ -144,6 +147,89 @@ TEST_F(backend_contract, reasoning_off_gives_no_reasoning) {
     ASSERT_FALSE(r.err) << r.err.message;
     EXPECT_TRUE(r.reasoning.empty()) << r.reasoning;
     EXPECT_FALSE(r.content.empty());
+}
+
+TEST_F(backend_contract, caps_describe_the_backend) {
+    const backend_caps c = be().caps();
+    EXPECT_FALSE(c.name.empty());
+    EXPECT_GT(c.n_ctx, 0);
+    EXPECT_TRUE(c.meta.is_object());
+    if (!c.fork) {
+        // A backend without fork refuses a request that asks for one, with an error, not a crash.
+        auto req      = ask("hi");
+        req.fork_from = 1;
+        EXPECT_TRUE(collect(*be().start(req)).err);
+    }
+}
+
+// What a backend without fork looks like to the modes (a remote server): the caps say so, and
+// a request that asks to fork or retain a prefix is refused, as such a backend would.
+class no_fork_backend : public backend {
+  public:
+    explicit no_fork_backend(backend & inner) : in(inner) {}
+    std::unique_ptr<chat_stream> start(const chat_request & req) override {
+        std::lock_guard<std::mutex> lk(mu);
+        seen.push_back(req);
+        if (req.fork_from != 0 || req.retain) {
+            refused++;
+            return in.start(chat_request{});  // empty messages: the inner backend's invalid-argument stream
+        }
+        return in.start(req);
+    }
+    backend_caps caps() const override {
+        backend_caps c = in.caps();
+        c.fork         = false;
+        return c;
+    }
+    std::vector<chat_request> requests() {
+        std::lock_guard<std::mutex> lk(mu);
+        return seen;
+    }
+    int refused = 0;
+
+  private:
+    backend &                 in;
+    std::mutex                mu;
+    std::vector<chat_request> seen;
+};
+
+// Caps are honoured: on a backend without fork, contemplating still runs, as K independent
+// requests that carry the same conversation (a prefix a prompt cache may share), none of them
+// asking to fork or retain.
+TEST_F(backend_contract, contemplating_runs_without_fork_as_k_requests_sharing_a_prefix) {
+    no_fork_backend nf(be());
+    orchestrator    orch(nf, builtin_tools());
+    ask_request     req;
+    req.messages             = { { "user", "What is 3 + 4? Think it through." } };
+    req.opt.mode             = MODE_CONTEMPLATING;
+    req.opt.agents           = 3;
+    req.opt.planner          = false;
+    req.opt.prune            = false;
+    req.opt.budget           = 16;
+    req.opt.answer_tokens    = 12;
+    req.opt.tools            = {};
+    req.opt.sampling.temperature = 0.5f;
+    ask_result r = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(nf.refused, 0) << "the orchestrator asked a backend without fork to fork or retain";
+    int solvers = 0;
+    for (const auto & t : r.agents) {
+        EXPECT_FALSE(t.err) << t.err.message;
+        if (t.kind == AGENT_SOLVER) {
+            solvers++;
+            EXPECT_GT(t.tokens, 0);
+            EXPECT_EQ(t.prompt_tokens_reused, 0) << "nothing was forked";
+        }
+    }
+    EXPECT_EQ(solvers, 3);
+    // Every request carries the whole conversation: the user's question, first, in each.
+    const auto reqs = nf.requests();
+    ASSERT_GE(reqs.size(), 3u);
+    for (const auto & q : reqs) {
+        ASSERT_FALSE(q.messages.empty());
+        EXPECT_NE(q.messages.back().content.find("What is 3 + 4?"), std::string::npos);
+    }
+    EXPECT_FALSE(r.answer.empty() && r.aggregation != "synthesis_unfinished") << r.aggregation;
 }
 
 }  // namespace
