@@ -51,8 +51,12 @@ std::string validate(const server_params & p, bool has_keys) {
     return "";
 }
 
-server::impl::impl(backend & b, api_keys k, server_params pp) :
-    be(b), asst(b, assistant_params{ pp.request_memory, pp.limits.max_n }), keys(std::move(k)), params(std::move(pp)), files(params.files),
+assistant_params assistant_params_for(const server_params & p) {
+    return assistant_params{ p.request_memory, p.limits.max_n };
+}
+
+server::impl::impl(assistant & door, api_keys k, server_params pp) :
+    asst(door), be(door.get_backend()), keys(std::move(k)), params(std::move(pp)), files(params.files),
     adm(params.parallel, params.queue,
         params.user_slots > 0 ? params.user_slots
         : keys.empty()        ? params.parallel + params.queue  // one local user: the global caps
@@ -255,8 +259,8 @@ http::handler server::impl::counted(http::handler h) {
     };
 }
 
-server::server(backend & be, api_keys keys, server_params params) :
-    p(std::make_unique<impl>(be, std::move(keys), std::move(params))) {}
+server::server(assistant & door, api_keys keys, server_params params) :
+    p(std::make_unique<impl>(door, std::move(keys), std::move(params))) {}
 
 server::~server() {
     shutdown(0);
