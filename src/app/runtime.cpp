@@ -5,6 +5,8 @@
 #include "engine/logging.h"
 #include "engine/model.h"
 
+#include <cassert>
+
 namespace muse {
 
 void set_log_verbosity(int verbosity) {
@@ -93,10 +95,12 @@ error runtime::start(const runtime_engine_options & opt, assistant_params door_p
 }
 
 assistant & runtime::door() const {
+    assert(p->door && "runtime::door() before start()");
     return *p->door;
 }
 
 backend & runtime::get_backend() const {
+    assert(p->be && "runtime::get_backend() before start()");
     return *p->be;
 }
 

@@ -37,10 +37,10 @@ namespace muse {
 void set_log_verbosity(int verbosity);
 
 struct runtime_model_options {
-    std::string path;              // the GGUF model
-    std::string mmproj;            // optional vision projector
-    int32_t     n_threads  = 0;    // projector threads; 0 = hardware concurrency
-    int32_t     gpu_layers = -1;   // layers on the GPU when one exists; -1: all
+    std::string path;             // the GGUF model
+    std::string mmproj;           // optional vision projector
+    int32_t     n_threads  = 0;   // projector threads; 0 = hardware concurrency
+    int32_t     gpu_layers = -1;  // layers on the GPU when one exists; -1: all
     // Load progress in [0, 1]; return false to abort the load.
     std::function<bool(float)> progress;
 };
@@ -48,9 +48,9 @@ struct runtime_model_options {
 // What a loaded model is: the facts `muse info` prints and the front ends show.
 struct model_description {
     std::string path;
-    std::string architecture;       // general.architecture, e.g. "qwen2", "muse-glimmer"
-    std::string name;               // general.name when present
-    std::string description;        // e.g. "qwen2 1B Q8_0"
+    std::string architecture;  // general.architecture, e.g. "qwen2", "muse-glimmer"
+    std::string name;          // general.name when present
+    std::string description;   // e.g. "qwen2 1B Q8_0"
     uint64_t    n_params    = 0;
     uint64_t    size_bytes  = 0;
     int32_t     n_ctx_train = 0;
@@ -58,12 +58,12 @@ struct model_description {
     int32_t     n_layer     = 0;
     int32_t     n_head      = 0;
     int32_t     n_vocab     = 0;
-    std::string template_family;    // "muse-glimmer", "qwen", "chatml", ... or "none"
+    std::string template_family;  // "muse-glimmer", "qwen", "chatml", ... or "none"
     bool        supports_reasoning = false;
     bool        has_projector      = false;
     std::string projector_path;
-    bool        projector_vision   = false;
-    bool        projector_audio    = false;
+    bool        projector_vision = false;
+    bool        projector_audio  = false;
 };
 
 // How the engine runs the model. Zero means the engine's own default.
@@ -88,7 +88,8 @@ class runtime {
 
     const model_description & describe() const;
 
-    // Starts the engine and builds the local backend and the assistant over it. Once only.
+    // Starts the engine and builds the local backend and the assistant over it. Once: a second
+    // call is refused (a failed one may be tried again).
     error start(const runtime_engine_options & opt, assistant_params door_params = {});
 
     // After start():
