@@ -94,9 +94,9 @@ void progress_done() {
     }
 }
 
-std::unique_ptr<model> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
-                                  bool quiet, const char * smoke_note, int & exit_code,
-                                  bool * smoke) {
+std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
+                                    bool quiet, const char * smoke_note, int & exit_code,
+                                    bool * smoke) {
     bool        generated = false;
     std::string err_msg;
     if (path.empty() && !default_model(path, generated, err_msg, quiet)) {
@@ -110,19 +110,19 @@ std::unique_ptr<model> load_model(const char * cmd, std::string & path, const st
     if (smoke) {
         *smoke = generated;
     }
-    model_params mp;
-    mp.path        = path;
-    mp.mmproj_path = mmproj;
-    mp.n_threads   = threads;
-    mp.progress    = [](float p) { progress_line("loading", p); return true; };
+    runtime_model_options mo;
+    mo.path      = path;
+    mo.mmproj    = mmproj;
+    mo.n_threads = threads;
+    mo.progress  = [](float p) { progress_line("loading", p); return true; };
     error err;
-    auto  m = model::load(mp, err);
+    auto  rt = runtime::load(mo, err);
     progress_done();
-    if (!m) {
+    if (!rt) {
         fprintf(stderr, "%s: %s\n", cmd, err.message.c_str());
         exit_code = exit_code_for(err.code);
     }
-    return m;
+    return rt;
 }
 
 }  // namespace muse::cli

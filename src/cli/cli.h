@@ -2,8 +2,9 @@
 // Shared pieces of the `muse` command line: exit codes, argument parsing, the default model.
 
 #include "args.h"
+
+#include "app/runtime.h"
 #include "core/error.h"
-#include "engine/model.h"
 
 #include <cstdint>
 #include <memory>
@@ -30,12 +31,13 @@ bool default_model(std::string & path, bool & generated, std::string & err, bool
 
 std::string cache_dir();
 
-// Loads a command's model with a progress line: `path` empty means the default model (then
-// `path` is set, and the smoke model gets `smoke_note` on stderr). On failure prints one line
-// prefixed with `cmd` and sets `exit_code`. `smoke`: set when the smoke model was used.
-std::unique_ptr<model> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
-                                  bool quiet, const char * smoke_note, int & exit_code,
-                                  bool * smoke = nullptr);
+// Loads a command's model into a runtime (not started yet) with a progress line: `path` empty
+// means the default model (then `path` is set, and the smoke model gets `smoke_note` on
+// stderr). On failure prints one line prefixed with `cmd` and sets `exit_code`. `smoke`: set
+// when the smoke model was used.
+std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
+                                    bool quiet, const char * smoke_note, int & exit_code,
+                                    bool * smoke = nullptr);
 
 // A one-line progress indicator on stderr when it is a terminal.
 void progress_line(const char * what, float fraction);

@@ -5,13 +5,9 @@
 #include "commands.h"
 
 #include "app/assistant.h"
-#include "backend/local-backend.h"
-#include "reasoning/orchestrator.h"
-#include "reasoning/result-json.h"
-#include "engine/engine.h"
-#include "engine/logging.h"
-#include "engine/model.h"
-#include "perception/attachments.h"
+#include "app/files.h"
+#include "app/result-json.h"
+#include "app/runtime.h"
 
 #include <nlohmann/json.hpp>
 
@@ -137,15 +133,15 @@ class agent_view {
 
 // Attachments first: a bad file is the request's fault and fails before the model loads.
 // -1: all read; else the exit code.
-static int read_attachments(const ask_flags & f, attachments & att) {
+static int read_attachments(const ask_flags & f, ask_input & in) {
     for (const auto & file : f.image_files) {
-        if (error e = att.add_image_file(file)) {
+        if (error e = add_image_file(in, file)) {
             fprintf(stderr, "muse ask: --image %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
     }
     for (const auto & file : f.data_files) {
-        if (error e = att.add_table_file(file)) {
+        if (error e = add_table_file(in, file)) {
             fprintf(stderr, "muse ask: --data %s\n", e.message.c_str());
             return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : EXIT_USAGE;
         }
@@ -155,11 +151,11 @@ static int read_attachments(const ask_flags & f, attachments & att) {
 
 // The KV cache is shared by every agent: room for the prompt and each reasoning agent's budget
 // and answer, at least 4096 cells, at most what a user would sensibly allocate.
-static engine_params engine_params_for(const ask_options & opt, int32_t ctx, int32_t threads) {
+static runtime_engine_options engine_options_for(const ask_options & opt, int32_t ctx, int32_t threads) {
     const bool    many = opt.mode == MODE_CONTEMPLATING || opt.mode == MODE_AUTO;
     const int64_t per  = (int64_t) opt.budget + std::min(opt.answer_tokens, 4096) + 64;
     const int64_t need = 2048 + (many ? (int64_t) (opt.agents + 2) * per : per);
-    engine_params ep;
+    runtime_engine_options ep;
     ep.n_ctx     = ctx > 0 ? ctx : (int32_t) std::clamp<int64_t>(need, 4096, 131072);
     ep.n_threads = threads;
     ep.n_seq_max = std::max(8, 2 * opt.agents + std::max(6, opt.max_plan_tasks) + 2);
@@ -230,9 +226,10 @@ class answer_printer {
 };
 
 // --json: one object, the model and the whole trace.
-static void print_json(const model & m, const std::string & model_path, bool generated, const ask_result & r, const ask_output & out) {
+static void print_json(const model_description & m, const std::string & model_path, bool generated, const ask_result & r,
+                       const ask_output & out) {
     nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    j["model"]       = m.info().description;
+    j["model"]       = m.description;
     j["model_path"]  = model_path;
     j["smoke_model"] = generated;
     const nlohmann::ordered_json body = to_json(r);  // kept alive: items() refers into it
@@ -257,34 +254,29 @@ int cmd_ask(int argc, char ** argv) {
         fputs(ask_help().c_str(), stdout);
         return EXIT_OK;
     }
-    auto att = std::make_shared<attachments>();
-    if (int rc = read_attachments(f, *att); rc >= 0) return rc;
-
-    log_init(f.verbose);
-    int  rc        = EXIT_OK;
-    bool generated = false;
-    auto m = load_model("muse ask", f.model_path, f.mmproj, f.threads, f.as_json,
-                        "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
-                        "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated);
-    if (!m) return rc;
-    error err;
-    auto  eng = engine::create(*m, engine_params_for(f.opt, f.ctx, f.threads), err);
-    if (!eng) {
-        fprintf(stderr, "muse ask: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
-    }
-    if (f.opt.mode == MODE_THINKING && !m->info().supports_reasoning) {
-        fprintf(stderr, "note: this model's chat template has no reasoning mode; answering directly.\n");
-    }
-
-    // The one door, as for the HTTP API: the attachments read above go in as they are.
-    local_backend be(*eng);
-    assistant     door(be);
-    ask_input     in;
+    // The request as the one door takes it (the same as the HTTP API's): the attachments are
+    // read into it now, before the model loads.
+    ask_input in;
     in.request.opt = f.opt;
     if (!f.system_prompt.empty()) in.request.messages.push_back({ "system", f.system_prompt });
     in.request.messages.push_back({ "user", f.prompt });
-    in.read = att;
+    if (int rc = read_attachments(f, in); rc >= 0) return rc;
+
+    set_log_verbosity(f.verbose);
+    int  rc        = EXIT_OK;
+    bool generated = false;
+    auto rt = load_model("muse ask", f.model_path, f.mmproj, f.threads, f.as_json,
+                         "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
+                         "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated);
+    if (!rt) return rc;
+    if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads))) {
+        fprintf(stderr, "muse ask: %s\n", err.message.c_str());
+        return exit_code_for(err.code);
+    }
+    if (f.opt.mode == MODE_THINKING && !rt->describe().supports_reasoning) {
+        fprintf(stderr, "note: this model's chat template has no reasoning mode; answering directly.\n");
+    }
+    assistant & door = rt->door();
 
     g_generating = true;
     answer_printer print(f, f.opt.mode);
@@ -297,7 +289,7 @@ int cmd_ask(int argc, char ** argv) {
     }
     const ask_result & r = out.results.front();
     if (f.as_json) {
-        print_json(*m, f.model_path, generated, r, out);
+        print_json(rt->describe(), f.model_path, generated, r, out);
     } else {
         print.finish(r);
     }

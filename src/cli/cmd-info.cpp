@@ -3,9 +3,6 @@
 #include "cli.h"
 #include "commands.h"
 
-#include "engine/logging.h"
-#include "engine/model.h"
-
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -59,13 +56,13 @@ int cmd_info(int argc, char ** argv) {
         return EXIT_USAGE;
     }
 
-    log_init(verbose);
+    set_log_verbosity(verbose);
     int  rc = EXIT_OK;
-    auto m  = load_model("muse info", path, mmproj, 0, true, nullptr, rc);
-    if (!m) {
+    auto rt = load_model("muse info", path, mmproj, 0, true, nullptr, rc);
+    if (!rt) {
         return rc;
     }
-    const model_info & i = m->info();
+    const model_description & i = rt->describe();
     if (as_json) {
         nlohmann::ordered_json j = {
             { "path", i.path },

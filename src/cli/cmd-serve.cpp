@@ -3,10 +3,7 @@
 #include "cli.h"
 #include "commands.h"
 
-#include "backend/local-backend.h"
-#include "engine/engine.h"
-#include "engine/logging.h"
-#include "engine/model.h"
+#include "app/runtime.h"
 #include "server/server.h"
 
 #include <algorithm>
@@ -193,15 +190,14 @@ int cmd_serve(int argc, char ** argv) {
         }
     }
 
-    log_init(verbose);
+    set_log_verbosity(verbose);
     int  rc = EXIT_OK;
-    auto m  = load_model("muse serve", model_path, mmproj, threads, false,
+    auto rt = load_model("muse serve", model_path, mmproj, threads, false,
                          "note: serving the generated smoke-test model (random weights: answers are meaningless).\n"
                          "      For real answers: muse serve --model /path/to/model.gguf\n", rc);
-    if (!m) {
+    if (!rt) {
         return rc;
     }
-    error err;
     if (sp.model_id.empty()) {
         std::string name = model_path.substr(model_path.find_last_of('/') + 1);
         if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
@@ -209,18 +205,16 @@ int cmd_serve(int argc, char ** argv) {
     }
 
     // One KV cache for every request and agent; sequences for each running request's agents.
-    engine_params ep;
-    ep.n_ctx     = ctx > 0 ? ctx : std::clamp(sp.parallel * 8192, 8192, 262144);
-    ep.n_threads = threads;
-    ep.n_seq_max = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
-    ep.prompt_cache = cache_prompts;
-    auto eng     = engine::create(*m, ep, err);
-    if (!eng) {
+    runtime_engine_options eo;
+    eo.n_ctx        = ctx > 0 ? ctx : std::clamp(sp.parallel * 8192, 8192, 262144);
+    eo.n_threads    = threads;
+    eo.n_seq_max    = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
+    eo.prompt_cache = cache_prompts;
+    if (error err = rt->start(eo, assistant_params_for(sp))) {
         fprintf(stderr, "muse serve: %s\n", err.message.c_str());
         return exit_code_for(err.code);
     }
-    local_backend be(*eng);
-    server        srv(be, std::move(keys), sp);
+    server srv(rt->door(), std::move(keys), sp);
     if (error e = srv.start()) {
         fprintf(stderr, "muse serve: %s\n", e.message.c_str());
         return EXIT_USAGE;
@@ -229,8 +223,8 @@ int cmd_serve(int argc, char ** argv) {
 
     const std::string host = sp.host == "0.0.0.0" ? "127.0.0.1" : sp.host;
     const std::string url  = "http://" + host + ":" + std::to_string(srv.port());
-    printf("Muse is serving %s (%s, context %d, %d parallel)\n", sp.model_id.c_str(), m->info().description.c_str(),
-           eng->n_ctx(), sp.parallel);
+    printf("Muse is serving %s (%s, context %d, %d parallel)\n", sp.model_id.c_str(), rt->describe().description.c_str(),
+           rt->n_ctx(), sp.parallel);
     if (sp.web) {
         printf("  web chat: %s/\n", url.c_str());
     }

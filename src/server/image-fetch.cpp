@@ -2,7 +2,7 @@
 
 #include "server-impl.h"
 
-#include "perception/image.h"
+#include "app/files.h"
 
 #include <httplib.h>
 
@@ -33,7 +33,7 @@ api_error server::impl::fetch_image(const std::string & url, std::string & bytes
     httplib::Client cli("http://" + hostport);
     cli.set_connection_timeout(5);
     cli.set_read_timeout(15);
-    const size_t cap = image_limits{}.max_bytes;
+    const size_t cap = max_image_bytes();
     bool         over = false;
     bytes.clear();
     auto r = cli.Get(slash == std::string::npos ? "/" : url.substr(slash), [&](const char * data, size_t n) {

@@ -1,10 +1,10 @@
 #include "openai-api.h"
 
 #include "app/assistant.h"
+#include "app/result-json.h"
 
 #include "core/json-depth.h"
 #include "core/limits.h"
-#include "reasoning/result-json.h"
 
 #include <algorithm>
 #include <cctype>

@@ -7,8 +7,8 @@
 // No I/O here: the server does the HTTP, this file does the meaning, so it is unit-tested
 // without a model.
 
+#include "app/assistant.h"
 #include "core/limits.h"
-#include "reasoning/orchestrator.h"
 
 #include <nlohmann/json.hpp>
 

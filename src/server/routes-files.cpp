@@ -2,9 +2,8 @@
 
 #include "server-impl.h"
 
+#include "app/files.h"
 #include "core/utf8.h"
-#include "perception/image.h"
-#include "perception/table.h"
 
 #include <algorithm>
 
@@ -98,23 +97,11 @@ void server::impl::handle_file_upload(http::request & req, http::response & res)
             return;
         }
     }
-    const bool is_image = !image_format(file->data).empty();
-    f.kind              = is_image ? "image" : "table";
-    f.format            = is_image ? "" : table_format_for(f.filename);  // an image's comes from decoding
     // Check it now, so that a broken file is refused at upload and not in a later chat.
-    error e;
-    if (f.kind == "image") {
-        image_limits lim;
-        lim.max_decode = std::min(lim.max_decode, params.request_memory);
-        image img;
-        e = load_image_bytes(f.filename, file->data, lim, img);
-        if (!e) f.format = img.format;
-    } else {
-        table_store ts;
-        table_info  ti;
-        e = ts.load_bytes(f.filename, file->data, f.format, ti);
-        if (!e) f.format = ti.format;
-    }
+    checked_file checked;
+    error        e = check_upload(f.filename, file->data, params.request_memory, checked);
+    f.kind         = checked.kind;
+    f.format       = checked.format;
     if (e) {
         send_error(res, bad_request("file", e.message));
         return;

@@ -112,10 +112,10 @@ inline std::string host_name(const std::string & host_header) {
 }
 
 struct server::impl {
-    impl(backend & b, api_keys k, server_params pp);
+    impl(assistant & door, api_keys k, server_params pp);
 
-    backend &       be;
-    assistant       asst;  // the one door of every chat
+    assistant &     asst;  // the one door of every chat
+    backend &       be;    // the assistant's: caps and stats
     api_keys        keys;
     server_params   params;
     file_store      files;

@@ -1,7 +1,7 @@
 #include "server-impl.h"
 
+#include "core/limits.h"
 #include "core/utf8.h"
-#include "perception/attachments.h"
 #include "server/web-assets.h"
 
 #include <algorithm>
@@ -45,14 +45,18 @@ std::string validate(const server_params & p, bool has_keys) {
     if (p.limits.max_tokens < 1 || p.limits.max_tokens > (1 << 20)) return "--max-tokens must be in [1, 1048576]";
     if (p.limits.default_max_tokens > p.limits.max_tokens) return "the default max_tokens is over --max-tokens";
     if (p.limits.max_agents < 1 || p.limits.max_agents > 16) return "--max-agents must be in [1, 16]";
-    if (p.limits.max_images < 0 || p.limits.max_images > attachments::k_max_images) {
-        return "--max-images must be in [0, " + std::to_string(attachments::k_max_images) + "]";
+    if (p.limits.max_images < 0 || p.limits.max_images > (int32_t) k_limit_images.max) {
+        return "--max-images must be in [0, " + std::to_string((int32_t) k_limit_images.max) + "]";
     }
     return "";
 }
 
-server::impl::impl(backend & b, api_keys k, server_params pp) :
-    be(b), asst(b, assistant_params{ pp.request_memory, pp.limits.max_n }), keys(std::move(k)), params(std::move(pp)), files(params.files),
+assistant_params assistant_params_for(const server_params & p) {
+    return assistant_params{ p.request_memory, p.limits.max_n };
+}
+
+server::impl::impl(assistant & door, api_keys k, server_params pp) :
+    asst(door), be(door.get_backend()), keys(std::move(k)), params(std::move(pp)), files(params.files),
     adm(params.parallel, params.queue,
         params.user_slots > 0 ? params.user_slots
         : keys.empty()        ? params.parallel + params.queue  // one local user: the global caps
@@ -255,8 +259,8 @@ http::handler server::impl::counted(http::handler h) {
     };
 }
 
-server::server(backend & be, api_keys keys, server_params params) :
-    p(std::make_unique<impl>(be, std::move(keys), std::move(params))) {}
+server::server(assistant & door, api_keys keys, server_params params) :
+    p(std::make_unique<impl>(door, std::move(keys), std::move(params))) {}
 
 server::~server() {
     shutdown(0);

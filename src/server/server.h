@@ -1,7 +1,9 @@
 #pragma once
-// `muse serve`: the OpenAI-compatible HTTP API and the web chat over one backend.
+// `muse serve`: the OpenAI-compatible HTTP API and the web chat over one assistant (the door of
+// every chat) and its backend (caps for /v1/models and /health, stats for /metrics).
 //
-//   muse::server srv(backend, keys, params);
+//   muse::assistant door(backend, muse::assistant_params_for(params));  // or app/runtime.h's
+//   muse::server srv(door, keys, params);
 //   if (error e = srv.start()) { ... }     // binds and serves on its own threads
 //   ...                                     // SIGTERM:
 //   srv.shutdown(30.0);                     // stop accepting, finish in-flight, then cancel
@@ -34,8 +36,6 @@
 
 namespace muse {
 
-class backend;
-
 struct server_params {
     std::string host = "127.0.0.1";
     int32_t     port = 8080;              // 0: any free port (see server::port())
@@ -61,10 +61,14 @@ struct server_params {
 std::string validate(const server_params & p, bool has_keys = true);
 bool        is_loopback_host(const std::string & host);
 
+// The assistant's settings that follow the server's: the memory one request's attachments may
+// take decoded, and the most choices (`n`) a request may ask for.
+assistant_params assistant_params_for(const server_params & p);
+
 class server {
   public:
-    // The backend must outlive the server.
-    server(backend & be, api_keys keys, server_params params);
+    // The assistant (and its backend) must outlive the server.
+    server(assistant & door, api_keys keys, server_params params);
     ~server();
 
     error start();
