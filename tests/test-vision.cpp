@@ -7,7 +7,7 @@
 #include "engine/engine.h"
 #include "reasoning/orchestrator.h"
 #include "engine/logging.h"
-#include "perception/vision.h"
+#include "engine/vision.h"
 #include "test-models.h"
 
 #include "llama.h"

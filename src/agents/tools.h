@@ -9,7 +9,7 @@
 // Thread safety: a registry is read-only once built; call() may run from many agent threads
 // as long as each tool's function is itself thread-safe (the built-ins are).
 
-#include "engine/chat-format.h"
+#include "core/chat-types.h"
 
 #include <functional>
 #include <string>

@@ -10,9 +10,8 @@
 //
 // Thread safety: start() may be called from any thread; each stream belongs to one reader.
 
-#include "engine/chat-format.h"
+#include "core/chat-types.h"
 #include "core/error.h"
-#include "engine/sequence.h"
 
 #include <nlohmann/json.hpp>
 
