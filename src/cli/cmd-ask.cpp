@@ -11,7 +11,6 @@
 #include "engine/engine.h"
 #include "engine/logging.h"
 #include "engine/model.h"
-#include "perception/attachments.h"
 
 #include <nlohmann/json.hpp>
 
@@ -137,7 +136,7 @@ class agent_view {
 
 // Attachments first: a bad file is the request's fault and fails before the model loads.
 // -1: all read; else the exit code.
-static int read_attachments(const ask_flags & f, attachments & att) {
+static int read_attachments(const ask_flags & f, attachment_set & att) {
     for (const auto & file : f.image_files) {
         if (error e = att.add_image_file(file)) {
             fprintf(stderr, "muse ask: --image %s\n", e.message.c_str());
@@ -257,7 +256,7 @@ int cmd_ask(int argc, char ** argv) {
         fputs(ask_help().c_str(), stdout);
         return EXIT_OK;
     }
-    auto att = std::make_shared<attachments>();
+    auto att = std::make_shared<attachment_set>();
     if (int rc = read_attachments(f, *att); rc >= 0) return rc;
 
     log_init(f.verbose);

@@ -1,7 +1,6 @@
 #include "server-impl.h"
 
 #include "core/utf8.h"
-#include "perception/attachments.h"
 #include "server/web-assets.h"
 
 #include <algorithm>
@@ -45,8 +44,8 @@ std::string validate(const server_params & p, bool has_keys) {
     if (p.limits.max_tokens < 1 || p.limits.max_tokens > (1 << 20)) return "--max-tokens must be in [1, 1048576]";
     if (p.limits.default_max_tokens > p.limits.max_tokens) return "the default max_tokens is over --max-tokens";
     if (p.limits.max_agents < 1 || p.limits.max_agents > 16) return "--max-agents must be in [1, 16]";
-    if (p.limits.max_images < 0 || p.limits.max_images > attachments::k_max_images) {
-        return "--max-images must be in [0, " + std::to_string(attachments::k_max_images) + "]";
+    if (p.limits.max_images < 0 || p.limits.max_images > attachment_set::k_max_images) {
+        return "--max-images must be in [0, " + std::to_string(attachment_set::k_max_images) + "]";
     }
     return "";
 }
