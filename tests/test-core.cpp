@@ -241,6 +241,8 @@ TEST(base64, refuses_characters_outside_the_alphabet_and_text_after_padding) {
     EXPECT_FALSE(base64_decode("Zm9v\n", out));
     EXPECT_FALSE(base64_decode("Zg==Zg==", out));  // data after the padding
     EXPECT_FALSE(base64_decode("Zm9v\xc3\xa9", out));
+    EXPECT_FALSE(base64_decode("+_8=", out));        // one alphabet per text, not a mix
+    EXPECT_FALSE(base64_decode("-/8=", out));
     EXPECT_TRUE(base64_decode("Zg====", out));       // only padding after the padding
     EXPECT_EQ(out, "f");
 }

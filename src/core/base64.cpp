@@ -6,14 +6,16 @@ namespace muse {
 
 namespace {
 
-// The 6-bit value of a base64 character of either alphabet, or -1.
-int base64_value(char c) {
+// The 6-bit value of a base64 character, or -1. `alphabet` is 0 until the first character
+// proper to one alphabet decides it: 1 standard ("+/"), 2 URL-safe ("-_").
+int base64_value(char c, int & alphabet) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
     if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
+    const int which = c == '+' || c == '/' ? 1 : c == '-' || c == '_' ? 2 : 0;
+    if (which == 0 || (alphabet != 0 && alphabet != which)) return -1;
+    alphabet = which;
+    return c == '+' || c == '-' ? 62 : 63;
 }
 
 }  // namespace
@@ -23,9 +25,10 @@ bool base64_decode(std::string_view text, std::string & out) {
     out.reserve(text.size() / 4 * 3 + 3);
     uint32_t acc  = 0;  // bits not yet written, the newest in the low end
     int      bits = 0;
+    int      alphabet = 0;
     size_t   i    = 0;
     for (; i < text.size() && text[i] != '='; ++i) {
-        const int v = base64_value(text[i]);
+        const int v = base64_value(text[i], alphabet);
         if (v < 0) {
             out.clear();
             return false;
