@@ -6,6 +6,8 @@
 #include "engine/model.h"
 #include "engine/vision.h"
 
+#include <nlohmann/json.hpp>
+
 #include <deque>
 
 namespace muse {
@@ -234,9 +236,10 @@ backend_caps local_backend::caps() const {
     c.logprobs         = true;
     c.n_ctx            = eng.n_ctx();
     c.max_prompt_bytes = eng.max_prompt_bytes();
-    c.meta = { { "architecture", mi.architecture }, { "description", mi.description }, { "n_params", mi.n_params },
-               { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() }, { "chat_template", mi.template_family },
-               { "reasoning", mi.supports_reasoning }, { "vision", c.vision } };
+    c.meta_json = nlohmann::ordered_json{ { "architecture", mi.architecture }, { "description", mi.description },
+                                          { "n_params", mi.n_params }, { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() },
+                                          { "chat_template", mi.template_family }, { "reasoning", mi.supports_reasoning },
+                                          { "vision", c.vision } }.dump();
     return c;
 }
 
