@@ -7,6 +7,7 @@
 #include "engine/engine.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace muse::test {
 
@@ -29,5 +30,17 @@ struct local_contract : contract_backend {
 };
 
 std::unique_ptr<contract_backend> make_contract_backend() { return std::make_unique<local_contract>(); }
+
+// What /v1/models shows of the model travels as JSON text (backend.h speaks no JSON library).
+TEST(local_backend, caps_describe_the_model_as_a_json_object) {
+    local_contract     lc;
+    const backend_caps c = lc.get().caps();
+    const auto         j = nlohmann::ordered_json::parse(c.meta_json, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << c.meta_json;
+    EXPECT_EQ(j.begin().key(), "architecture") << "in the order /v1/models has always shown";
+    EXPECT_EQ(j.value("n_ctx", 0), c.n_ctx);
+    EXPECT_EQ(j.value("description", ""), c.model);
+    EXPECT_EQ(j.value("vision", true), c.vision);
+}
 
 }  // namespace muse::test

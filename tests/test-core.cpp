@@ -1,6 +1,7 @@
 // core/: text for delimited prompt blocks, JSON nesting measured without recursion, opening
-// only regular files and capped reads, and the UTF-8 helpers.
+// only regular files and capped reads, the UTF-8 helpers, and base64 decoding.
 
+#include "core/base64.h"
 #include "core/cancel.h"
 #include "core/data-block.h"
 #include "core/file.h"
@@ -182,4 +183,66 @@ TEST(core, cancel_callbacks_run_once_on_cancel_and_at_once_when_late) {
         muse::cancel_callback cb3(other.get_token(), [&] { ++never; });
     }  // unregistered before any cancel
     EXPECT_EQ(never, 0);
+}
+
+namespace {
+
+std::string base64_encode_for_test(const std::string & in) {
+    static const char * abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    for (size_t i = 0; i < in.size(); i += 3) {
+        uint32_t v = (uint32_t) (uint8_t) in[i] << 16;
+        if (i + 1 < in.size()) v |= (uint32_t) (uint8_t) in[i + 1] << 8;
+        if (i + 2 < in.size()) v |= (uint32_t) (uint8_t) in[i + 2];
+        out += abc[(v >> 18) & 63];
+        out += abc[(v >> 12) & 63];
+        out += i + 1 < in.size() ? abc[(v >> 6) & 63] : '=';
+        out += i + 2 < in.size() ? abc[v & 63] : '=';
+    }
+    return out;
+}
+
+std::string decoded(const std::string & text) {
+    std::string out = "stale";
+    EXPECT_TRUE(base64_decode(text, out)) << text;
+    return out;
+}
+
+}  // namespace
+
+TEST(base64, decodes_the_rfc_4648_vectors_with_or_without_padding) {
+    EXPECT_EQ(decoded(""), "");
+    EXPECT_EQ(decoded("Zg=="), "f");
+    EXPECT_EQ(decoded("Zm8="), "fo");
+    EXPECT_EQ(decoded("Zm9v"), "foo");
+    EXPECT_EQ(decoded("Zm9vYg=="), "foob");
+    EXPECT_EQ(decoded("Zm9vYmE="), "fooba");
+    EXPECT_EQ(decoded("Zm9vYmFy"), "foobar");
+    EXPECT_EQ(decoded("Zm9vYg"), "foob");
+    EXPECT_EQ(decoded("Zm9vYmE"), "fooba");
+}
+
+TEST(base64, accepts_both_alphabets_and_every_byte) {
+    EXPECT_EQ(decoded("+/8="), std::string("\xfb\xff"));
+    EXPECT_EQ(decoded("-_8="), std::string("\xfb\xff"));
+    std::string all;
+    for (int i = 0; i < 256; ++i) all += (char) i;
+    for (size_t n : { (size_t) 0, (size_t) 1, (size_t) 2, (size_t) 3, (size_t) 255, (size_t) 256 }) {
+        const std::string in = all.substr(0, n);
+        EXPECT_EQ(decoded(base64_encode_for_test(in)), in) << n << " bytes";
+    }
+}
+
+TEST(base64, refuses_characters_outside_the_alphabet_and_text_after_padding) {
+    std::string out = "stale";
+    EXPECT_FALSE(base64_decode("Zm9v YmFy", out));  // whitespace is not base64
+    EXPECT_EQ(out, "");
+    EXPECT_FALSE(base64_decode("@@@@", out));
+    EXPECT_FALSE(base64_decode("Zm9v\n", out));
+    EXPECT_FALSE(base64_decode("Zg==Zg==", out));  // data after the padding
+    EXPECT_FALSE(base64_decode("Zm9v\xc3\xa9", out));
+    EXPECT_FALSE(base64_decode("+_8=", out));        // one alphabet per text, not a mix
+    EXPECT_FALSE(base64_decode("-/8=", out));
+    EXPECT_TRUE(base64_decode("Zg====", out));       // only padding after the padding
+    EXPECT_EQ(out, "f");
 }

@@ -3,7 +3,7 @@
 
 #include "backend/scripted-backend.h"
 #include "core/utf8.h"
-#include "perception/table.h"
+#include "agents/tools/query-table.h"
 #include "reasoning/orchestrator.h"
 
 #include <gtest/gtest.h>
@@ -562,11 +562,11 @@ TEST(orchestrator, tool_loop_runs_the_calculator_and_continues_by_fork) {
 // The table tool's path: an agent's query_table call runs read-only SQL on the attached table
 // and the rows come back to it as a delimited tool result; a write is refused the same way.
 TEST(orchestrator, query_table_call_reaches_the_attached_table) {
-    table_store tables;
-    table_info  info;
-    ASSERT_FALSE(tables.load_bytes("sales.csv", "region,amount\nnorth,10\nsouth,5\nnorth,2.5\n", "csv", info));
+    auto set = std::make_shared<attachment_set>();
+    ASSERT_FALSE(set->add_table_bytes("sales.csv", "region,amount\nnorth,10\nsouth,5\nnorth,2.5\n", "csv"));
+    const table_info info = set->tables().tables().at(0);
     tool_registry reg = builtin_tools();
-    reg.add(tables.query_tool());
+    reg.add(query_table_tool(set));
 
     scripted_backend be;
     scripted_reply   call;
@@ -598,7 +598,7 @@ TEST(orchestrator, query_table_call_reaches_the_attached_table) {
     EXPECT_TRUE(offered) << "the agent is shown the tool with the table's schema";
     EXPECT_TRUE(has(reqs[1].messages.back().content, "<tool_result name=\"query_table\""));
     EXPECT_TRUE(has(reqs[1].messages.back().content, "north | 12.5"));
-    EXPECT_EQ(tables.query("SELECT COUNT(*) AS n FROM sales").text, "n\n3\n(1 row)\n") << "the table is intact";
+    EXPECT_EQ(set->tables().query("SELECT COUNT(*) AS n FROM sales").text, "n\n3\n(1 row)\n") << "the table is intact";
     EXPECT_EQ(r.answer, "North sold 12.5.");
 }
 

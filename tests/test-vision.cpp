@@ -2,12 +2,13 @@
 // and served from the cache after that.
 
 #include "agents/tools.h"
-#include "perception/attachments.h"
+#include "app/fold-attachments.h"
+#include "perception/attachment-set.h"
 #include "backend/local-backend.h"
 #include "engine/engine.h"
 #include "reasoning/orchestrator.h"
 #include "engine/logging.h"
-#include "perception/vision.h"
+#include "engine/vision.h"
 #include "test-models.h"
 
 #include "llama.h"
@@ -287,14 +288,14 @@ TEST(vision, attachments_send_images_to_a_vision_model_with_an_ocr_tool) {
     const std::string cmd  = "convert -size 420x100 xc:white -font DejaVu-Sans -fill black -pointsize 30 "
                             "-annotate +15+60 'Order 7310 shipped' " + path + " 2>&1";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    attachments att;
-    ASSERT_FALSE(att.add_image_file(path));
+    auto att = std::make_shared<attachment_set>();
+    ASSERT_FALSE(att->add_image_file(path));
     std::remove(path.c_str());
 
     ask_request req;
     req.messages      = { { "user", "What does the note say?" } };
     tool_registry reg = builtin_tools();
-    att.apply(req, reg, true);
+    fold_attachments(att, req, reg, true);
     ASSERT_EQ(req.messages[0].images.size(), 1u);
     EXPECT_NE(req.messages[0].content.find("- image 1: muse-vision-note.png, 420x100 png"), std::string::npos)
         << req.messages[0].content;
@@ -306,7 +307,7 @@ TEST(vision, attachments_send_images_to_a_vision_model_with_an_ocr_tool) {
     o = reg.call("read_image_text", R"({"image": 2})");
     EXPECT_FALSE(o.ok);
     EXPECT_NE(o.text.find("numbered 1 to 1"), std::string::npos) << o.text;
-    EXPECT_EQ(att.to_json()[0]["delivered_as"], "vision");
+    EXPECT_EQ(att->to_json(true)[0]["delivered_as"], "vision");
 
     // And the request runs on the model with the projector: the image goes through it.
     auto m = load_with_projector();

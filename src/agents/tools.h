@@ -1,7 +1,7 @@
 #pragma once
 // Tools that agents call through the model's native tool-call format, and the registry that
-// names them. Built in: `calculator` (exact arithmetic) and `current_datetime`; the table
-// tool of the perception layer registers itself the same way.
+// names them. Built in: `calculator` (exact arithmetic) and `current_datetime`; the adapters
+// over a request's attachments (agents/tools/query-table.h, read-image-text.h) register the same way.
 //
 //   tool_registry reg = builtin_tools();
 //   tool_output out = reg.call("calculator", R"({"expression": "0.1 + 0.2"})");  // out.text == "0.3"
@@ -9,7 +9,7 @@
 // Thread safety: a registry is read-only once built; call() may run from many agent threads
 // as long as each tool's function is itself thread-safe (the built-ins are).
 
-#include "engine/chat-format.h"
+#include "core/chat-types.h"
 
 #include <functional>
 #include <string>

@@ -1,6 +1,7 @@
 #include "assistant.h"
 
 #include "agents/tools.h"
+#include "app/fold-attachments.h"
 
 #include <condition_variable>
 #include <mutex>
@@ -93,9 +94,9 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
 
     // Attachments, within the request's memory budget (an image's from its header, before it
     // is decoded); what they bring is folded into the last user message.
-    std::shared_ptr<attachments> att = in.read;
+    std::shared_ptr<attachment_set> att = in.read;
     if (!att) {
-        att = std::make_shared<attachments>(image_limits{}, table_limits{}, params.request_memory);
+        att = std::make_shared<attachment_set>(image_limits{}, table_limits{}, params.request_memory);
         for (auto & a : in.attachments) {
             const std::string & bytes = a.shared ? *a.shared : a.bytes;
             error e;
@@ -120,16 +121,14 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
         in.attachments.clear();
     }
     p.tools = std::make_shared<tool_registry>(builtin_tools());
-    if (!att->empty()) {
-        att->apply(in.request, *p.tools, be.caps().vision);
-    }
+    fold_attachments(att, in.request, *p.tools, be.caps().vision);
     p.att = att;
     p.in  = std::move(in);
     return {};
 }
 
 void assistant::run(prepared_ask & p, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out) const {
-    if (!p.att->empty()) out.attachments = p.att->to_json();
+    if (!p.att->empty()) out.attachments = p.att->to_json(be.caps().vision);
     out.tools = p.in.request.opt.tools;
 
     // n choices at once, each its own orchestrator run (its own seed when one was given).

@@ -20,7 +20,7 @@
 // first ask().
 
 #include "backend/backend.h"
-#include "perception/attachments.h"
+#include "perception/attachment-set.h"
 #include "reasoning/orchestrator.h"
 
 #include <nlohmann/json.hpp>
@@ -57,14 +57,14 @@ struct ask_input {
     int32_t                       n = 1;        // independent answers (instant and thinking)
     // Attachments the front end has read already (the CLI reads files before loading the
     // model): used instead of `attachments` when set.
-    std::shared_ptr<muse::attachments> read;
+    std::shared_ptr<attachment_set> read;
 };
 
 // A request that passed the rules and the hooks, with its attachments read and its tools built:
 // ready to run (a streaming front end prepares, then commits its reply, then runs).
 struct prepared_ask {
     ask_input                      in;
-    std::shared_ptr<attachments>   att;
+    std::shared_ptr<attachment_set> att;
     std::shared_ptr<tool_registry> tools;
 };
 
@@ -98,7 +98,7 @@ class output_hook {
 };
 
 struct assistant_params {
-    size_t  request_memory = attachments::k_default_budget;  // decoded images and tables per request
+    size_t  request_memory = attachment_set::k_default_budget;  // decoded images and tables per request
     int32_t max_n          = 16;
 };
 

@@ -1,6 +1,6 @@
 #include "files.h"
 
-#include "perception/attachments.h"
+#include "perception/attachment-set.h"
 #include "perception/image.h"
 #include "perception/table.h"
 
@@ -35,8 +35,8 @@ size_t max_image_bytes() {
 
 namespace {
 
-attachments & read_of(ask_input & in) {
-    if (!in.read) in.read = std::make_shared<attachments>();
+attachment_set & read_of(ask_input & in) {
+    if (!in.read) in.read = std::make_shared<attachment_set>();
     return *in.read;
 }
 

@@ -10,11 +10,8 @@
 //
 // Thread safety: start() may be called from any thread; each stream belongs to one reader.
 
-#include "engine/chat-format.h"
+#include "core/chat-types.h"
 #include "core/error.h"
-#include "engine/sequence.h"
-
-#include <nlohmann/json.hpp>
 
 #include <memory>
 #include <string>
@@ -95,7 +92,7 @@ struct backend_caps {
     // A prompt of more bytes than this cannot fit n_ctx tokens (so front ends can refuse it
     // before rendering or tokenising it); 0: unknown.
     size_t      max_prompt_bytes = 0;
-    nlohmann::ordered_json meta = nlohmann::ordered_json::object();  // model details (/v1/models)
+    std::string meta_json = "{}";  // model details (/v1/models): a JSON object's text
 };
 
 // One counter or gauge of a backend's own (Prometheus naming: muse_engine_..., with its help).

@@ -4,10 +4,9 @@
 
 #include "engine/engine.h"
 #include "engine/model.h"
-#include "perception/image.h"
-#include "perception/vision.h"
+#include "engine/vision.h"
 
-#include "mtmd.h"
+#include <nlohmann/json.hpp>
 
 #include <deque>
 
@@ -127,63 +126,6 @@ size_t count_markers(const std::string & s, const std::string & marker) {
     return n;
 }
 
-// The rendered prompt with its images: text chunks as tokens, each image as an embedding block
-// (encoded once per content and cached) at its placeholder positions.
-error tokenize_with_images(const engine & eng, vision_encoder & vision, const std::string & prompt,
-                           const std::vector<const image *> & imgs, sequence_request & out) {
-    mtmd_context * ctx = eng.get_model().projector();
-    if (mtmd_decode_use_mrope(ctx)) {
-        return { ERROR_INVALID_ARGUMENT, "this projector places images with M-RoPE positions (Qwen2-VL style), which Muse "
-                                         "does not support yet; use --image without --mmproj for OCR text" };
-    }
-    using bitmap_ptr   = std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)>;
-    std::vector<bitmap_ptr>          owned;
-    std::vector<const mtmd_bitmap *> bitmaps;
-    for (const image * img : imgs) {
-        owned.emplace_back(mtmd_bitmap_init((uint32_t) img->width, (uint32_t) img->height, img->rgb.data()), mtmd_bitmap_free);
-        if (!owned.back()) {
-            return { ERROR_INTERNAL, img->source + ": out of memory preparing the image" };
-        }
-        mtmd_bitmap_set_id(owned.back().get(), img->hash.c_str());
-        bitmaps.push_back(owned.back().get());
-    }
-    std::unique_ptr<mtmd_input_chunks, decltype(&mtmd_input_chunks_free)> chunks(mtmd_input_chunks_init(), mtmd_input_chunks_free);
-    mtmd_input_text text{ prompt.c_str(), prompt.size(), true, true };
-    if (int32_t rc = mtmd_tokenize(ctx, chunks.get(), &text, bitmaps.data(), bitmaps.size()); rc != 0) {
-        return { rc == 1 ? ERROR_INVALID_ARGUMENT : ERROR_BAD_INPUT,
-                 rc == 1 ? "the prompt's media markers do not match its images" : "the projector could not preprocess an image" };
-    }
-    size_t next_image = 0;
-    for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()); ++i) {
-        const mtmd_input_chunk * c = mtmd_input_chunks_get(chunks.get(), i);
-        if (mtmd_input_chunk_get_type(c) == MTMD_INPUT_CHUNK_TYPE_TEXT) {
-            size_t              n = 0;
-            const llama_token * t = mtmd_input_chunk_get_tokens_text(c, &n);
-            out.prompt_tokens.insert(out.prompt_tokens.end(), t, t + n);
-            continue;
-        }
-        if (mtmd_input_chunk_get_type(c) != MTMD_INPUT_CHUNK_TYPE_IMAGE || next_image >= imgs.size()) {
-            return { ERROR_INVALID_ARGUMENT, "this projector's media type is not supported (images only)" };
-        }
-        error err;
-        auto  emb = vision.encode(*imgs[next_image++], err);
-        if (!emb) {
-            return err;
-        }
-        if ((size_t) emb->n_tokens != mtmd_input_chunk_get_n_tokens(c)) {
-            return { ERROR_INTERNAL, "the image's encoding has " + std::to_string(emb->n_tokens) + " positions, its chunk " +
-                                         std::to_string(mtmd_input_chunk_get_n_tokens(c)) };
-        }
-        prompt_embedding pe;
-        pe.at    = (int32_t) out.prompt_tokens.size();
-        pe.block = emb;
-        out.embeddings.push_back(pe);
-        out.prompt_tokens.resize(out.prompt_tokens.size() + emb->n_tokens, 0);
-    }
-    out.prompt.clear();
-    return {};
-}
-
 }  // namespace
 
 error local_backend::build(const chat_request & req, sequence_request & out, chat_prompt & prompt) const {
@@ -197,8 +139,8 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     opts.messages    = req.messages;
     // Images: each needs its media marker in the rendered prompt; a message without markers
     // gets them before its text.
-    std::vector<const image *> imgs;
-    const std::string          marker = mtmd_default_marker();
+    std::vector<const media *> imgs;
+    const std::string          marker = media_marker();
     for (auto & m : opts.messages) {
         if (m.images.empty()) {
             continue;
@@ -268,7 +210,7 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     out.logprobs = req.logprobs;
     out.cache_salt = req.cache_salt;
     if (!imgs.empty()) {
-        return tokenize_with_images(eng, *vision, prompt.prompt, imgs, out);
+        return vision->tokenize(prompt.prompt, imgs, out);
     }
     return {};
 }
@@ -294,9 +236,10 @@ backend_caps local_backend::caps() const {
     c.logprobs         = true;
     c.n_ctx            = eng.n_ctx();
     c.max_prompt_bytes = eng.max_prompt_bytes();
-    c.meta = { { "architecture", mi.architecture }, { "description", mi.description }, { "n_params", mi.n_params },
-               { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() }, { "chat_template", mi.template_family },
-               { "reasoning", mi.supports_reasoning }, { "vision", c.vision } };
+    c.meta_json = nlohmann::ordered_json{ { "architecture", mi.architecture }, { "description", mi.description },
+                                          { "n_params", mi.n_params }, { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() },
+                                          { "chat_template", mi.template_family }, { "reasoning", mi.supports_reasoning },
+                                          { "vision", c.vision } }.dump();
     return c;
 }
 

@@ -3,6 +3,8 @@
 // Muse engine (llama.cpp), parsed back into reasoning / content / tool calls.
 
 #include "backend.h"
+#include "engine/chat-format.h"
+#include "engine/sequence.h"
 
 namespace muse {
 

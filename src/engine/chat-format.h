@@ -6,6 +6,7 @@
 // Thread safety: format_chat() only reads the model; a chat_output_parser belongs to one
 // reader thread.
 
+#include "core/chat-types.h"
 #include "core/error.h"
 
 #include "chat.h"
@@ -17,39 +18,6 @@
 namespace muse {
 
 class model;
-
-struct chat_tool_call {
-    std::string id;
-    std::string name;
-    std::string arguments;  // JSON text
-};
-
-struct image;  // perception/image.h
-
-struct chat_message {
-    std::string                 role;  // system, user, assistant, tool
-    std::string                 content;
-    // Images for a model with a vision projector: each stands where a media marker
-    // (mtmd_default_marker(), "<__media__>") is in the content, or, without markers, all of
-    // them go before the content.
-    std::vector<std::shared_ptr<const image>> images;
-    std::string                 reasoning_content;
-    std::vector<chat_tool_call> tool_calls;
-    std::string                 tool_call_id;
-    std::string                 name;
-};
-
-struct chat_tool {
-    std::string name;
-    std::string description;
-    std::string parameters;  // JSON schema text; empty = no parameters
-};
-
-enum reasoning_mode {
-    REASONING_AUTO,  // the template's default
-    REASONING_ON,    // open the reasoning block in the prompt so the model always reasons
-    REASONING_OFF,
-};
 
 struct chat_prompt_options {
     std::vector<chat_message> messages;

@@ -1,6 +1,8 @@
 #pragma once
-// What one sequence asks of the engine, and what it streams back.
+// What one sequence asks of the engine, and what it streams back. (Sampling, finish reasons
+// and usage are the neutral chat types of core/chat-types.h.)
 
+#include "core/chat-types.h"
 #include "core/error.h"
 
 #include "common.h"
@@ -13,21 +15,6 @@
 namespace muse {
 
 using seq_handle_id = uint64_t;
-
-struct sampling_params {
-    float    temperature    = 0.8f;   // <= 0: greedy
-    int32_t  top_k          = 40;     // <= 0: whole vocabulary
-    float    top_p          = 0.95f;  // 1: off
-    float    min_p          = 0.05f;  // 0: off
-    float    repeat_penalty = 1.0f;   // 1: off
-    float    frequency_penalty = 0.0f;  // -2..2, OpenAI's: minus this times the token's count
-    float    presence_penalty  = 0.0f;  // -2..2, OpenAI's: minus this once a token occurred
-    int32_t  repeat_last_n  = 64;       // the window of the three penalties, in tokens
-    uint32_t seed           = 0xFFFFFFFF;  // 0xFFFFFFFF: random
-};
-
-// Empty when every field is in range, else a message naming the field.
-std::string validate(const sampling_params & s);
 
 // A block of input embeddings inside a prompt (an image encoded by a vision projector). It
 // takes n_tokens positions; what prompt_tokens holds at those positions is ignored.
@@ -80,26 +67,6 @@ struct sequence_request {
     // that prompt_tokens_reused (and the time to first token) tells a caller nothing about
     // prompts sent under other salts. A server sets one per user; empty is one shared scope.
     std::string cache_salt;
-};
-
-enum finish_reason {
-    FINISH_NONE,
-    FINISH_STOP,       // end-of-generation token or stop string
-    FINISH_LENGTH,     // max_tokens reached, or the context is full
-    FINISH_CANCELLED,
-    FINISH_ERROR,
-    FINISH_TOOL_CALLS,  // the answer is a call of a tool the caller runs (orchestrator: client tools)
-};
-
-const char * finish_reason_name(finish_reason r);
-
-struct usage {
-    int32_t prompt_tokens           = 0;  // tokens in the prompt
-    int32_t prompt_tokens_prefilled = 0;  // computed by this request
-    int32_t prompt_tokens_reused    = 0;  // shared with the parent through fork, or from the prompt cache (same salt)
-    int32_t completion_tokens       = 0;
-    double  prefill_ms              = 0;  // first admission to first token sampled
-    double  generate_ms             = 0;  // first token to finish
 };
 
 struct sequence_event {

@@ -1,10 +1,10 @@
 #include "image.h"
 
+#include "core/base64.h"
 #include "core/data-block.h"
 #include "core/file.h"
 #include "core/utf8.h"
 
-#include <base64.hpp>
 #include <gif_lib.h>
 #include <hash/hash.h>
 #include <leptonica/allheaders.h>
@@ -811,9 +811,7 @@ error load_image_data_uri(const std::string & uri, const image_limits & lim, ima
         return bad("over the " + std::to_string(lim.max_bytes) + "-byte limit for an image; resize or recompress it");
     }
     std::string bytes;
-    try {
-        bytes = base64::decode(uri.data() + comma + 1, uri.size() - comma - 1);
-    } catch (const base64_error &) {
+    if (!base64_decode(std::string_view(uri).substr(comma + 1), bytes)) {
         return bad("the base64 data has characters outside the base64 alphabet");
     }
     return load_image_bytes("data URI (" + media + ")", bytes, lim, out);

@@ -16,6 +16,7 @@
 // Thread safety: the functions are reentrant; ocr_image creates its own Tesseract instances.
 
 #include "core/error.h"
+#include "core/media.h"
 
 #include <cstdint>
 #include <string>
@@ -31,13 +32,10 @@ struct image_limits {
     std::string max_decode_name = "limit";  // what max_decode is, for the error ("limit", a budget)
 };
 
-struct image {
-    std::string          source;  // file name or "data: URI" / caller's name
-    std::string          format;  // png, jpeg, gif, bmp, webp
-    std::string          hash;    // SHA-256 of the encoded bytes (cache key)
-    int32_t              width  = 0;
-    int32_t              height = 0;
-    std::vector<uint8_t> rgb;     // width * height * 3, row-major
+// A decoded image: the pixels, size and content hash that a chat message carries
+// (core/media.h: a shared_ptr<const image> is one to a media), and its container format.
+struct image : media {
+    std::string format;  // png, jpeg, gif, bmp, webp
 };
 
 // The container by its first bytes: png, jpeg, gif, bmp, webp, or "" when none of them.

@@ -6,8 +6,6 @@
 #include "core/limits.h"
 #include "core/utf8.h"
 
-#include "common.h"
-
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
@@ -738,7 +736,10 @@ std::vector<std::string> column_names(std::vector<std::string> raw) {
                 n += (char) c;
             }
         }
-        n = utf8_head(string_strip(n), 128);
+        if (!n.empty() && n.back() == ' ') {
+            n.pop_back();  // runs of blanks became one space, never a leading one
+        }
+        n = utf8_head(n, 128);
         if (n.empty()) {
             n = "col" + std::to_string(i + 1);
         }
@@ -1431,8 +1432,8 @@ int progress(void * ud) {
 
 }  // namespace
 
-tool_output table_store::query(const std::string & sql, const query_limits & ql) const {
-    tool_output out;
+query_output table_store::query(const std::string & sql, const query_limits & ql) const {
+    query_output out;
     auto fail = [&](const std::string & why) {
         out.ok   = false;
         out.text = "query_table: " + why;
@@ -1564,35 +1565,6 @@ tool_output table_store::query(const std::string & sql, const query_limits & ql)
     out.ok   = true;
     out.text = text;
     return out;
-}
-
-tool_def table_store::query_tool() const {
-    std::string tables;
-    for (const auto & t : this->tables()) {
-        std::string cols;
-        for (size_t c = 0; c < t.columns.size() && c < 32; ++c) {
-            cols += (c ? ", " : "") + block_text(t.columns[c].name) + " " + column_type_name(t.columns[c].type);
-        }
-        if (t.columns.size() > 32) {
-            cols += ", ...";
-        }
-        tables += (tables.empty() ? "" : "; ") + t.name + "(" + cols + ")";
-    }
-    tool_def d;
-    d.spec.name        = "query_table";
-    d.spec.description = "Run one read-only SQL SELECT (SQLite dialect) on the attached tables and get the rows back "
-                         "(at most 50 shown). Tables: " + (tables.empty() ? std::string("none") : tables) + ".";
-    d.spec.parameters  = R"({"type":"object","properties":{"sql":{"type":"string","description":"one SELECT statement"}},"required":["sql"]})";
-    d.run              = [this](const std::string & args) {
-        tool_output o;
-        json        j = json::parse(args, nullptr, false);
-        if (j.is_discarded() || !j.is_object() || !j.contains("sql") || !j["sql"].is_string()) {
-            o.text = "query_table: pass {\"sql\": \"SELECT ...\"}";
-            return o;
-        }
-        return query(j["sql"].get<std::string>());
-    };
-    return d;
 }
 
 }  // namespace muse

@@ -1,14 +1,13 @@
 #pragma once
 // Structured data for agents: CSV / TSV / JSON / JSON Lines loaded into an in-memory SQLite
-// database, a compact summary for the prompt, and `query_table`, a read-only SQL tool.
+// database, a compact summary for the prompt, and read-only SQL queries (what the agents'
+// query_table tool runs: agents/tools/query-table.h).
 //
 //   table_store store;                                   // one per request
 //   table_info  info;
 //   if (error err = store.load_file("sales.csv", info)) { /* err.message names file and line */ }
 //   prompt += info.summary;                              // schema, rows, column stats, samples
-//   tool_registry reg = builtin_tools();
-//   reg.add(store.query_tool());                         // agents may now call query_table
-//   tool_output out = store.query("SELECT region, SUM(amount) FROM sales GROUP BY region");
+//   query_output out = store.query("SELECT region, SUM(amount) FROM sales GROUP BY region");
 //
 // Input: CSV with RFC 4180 quoting (quoted delimiters, "" escapes, quoted newlines, CRLF),
 // the delimiter sniffed among , ; TAB | (TSV: tab), a header row detected (repeated and
@@ -26,7 +25,6 @@
 //
 // Thread safety: a table_store serialises its own use; agents may query it from many threads.
 
-#include "agents/tools.h"
 #include "core/error.h"
 #include "core/limits.h"
 
@@ -84,6 +82,12 @@ struct query_limits {
     size_t  max_cell   = 80;     // bytes shown per cell
 };
 
+// What a query gives back: the rows as text, or a one-line error the model can act on.
+struct query_output {
+    bool        ok = false;
+    std::string text;
+};
+
 // The format a file name announces (.csv .tsv .tab .json .jsonl .ndjson), or "" (sniffed
 // from the content when loaded).
 std::string table_format_for(const std::string & name);
@@ -111,10 +115,7 @@ class table_store {
     size_t memory_used() const;
 
     // Runs one read-only SELECT; ok=false with a message the model can act on otherwise.
-    tool_output query(const std::string & sql, const query_limits & lim = {}) const;
-
-    // The `query_table` tool ({"sql": "..."}), bound to this store (which must outlive it).
-    tool_def query_tool() const;
+    query_output query(const std::string & sql, const query_limits & lim = {}) const;
 
   private:
     table_limits            lim;

@@ -11,7 +11,7 @@ namespace muse {
 void server::impl::routes_info() {
     auto models = counted([this](http::request &, http::response & res) {
         const backend_caps c = be.caps();
-        ojson m = { { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" }, { "meta", c.meta } };
+        ojson m = { { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" }, { "meta", ojson::parse(c.meta_json) } };
         res.set_content(wire(ojson({ { "object", "list" }, { "data", ojson::array({ m }) } })), "application/json");
     });
     svr.route("GET", "/v1/models", models);

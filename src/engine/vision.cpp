@@ -8,6 +8,10 @@
 
 namespace muse {
 
+const char * media_marker() {
+    return mtmd_default_marker();
+}
+
 vision_encoder::vision_encoder(const model & m, size_t cache_bytes) : mdl(m), cap(cache_bytes) {}
 
 vision_stats vision_encoder::stats() const {
@@ -15,7 +19,7 @@ vision_stats vision_encoder::stats() const {
     return st;
 }
 
-std::shared_ptr<const image_embedding> vision_encoder::encode(const image & img, error & err) {
+std::shared_ptr<const image_embedding> vision_encoder::encode(const media & img, error & err) {
     err = {};
     mtmd_context * ctx = mdl.projector();
     if (!ctx || !mtmd_support_vision(ctx)) {
@@ -88,6 +92,65 @@ std::shared_ptr<const image_embedding> vision_encoder::encode(const image & img,
         lru.pop_back();
     }
     return e;
+}
+
+// The rendered prompt with its images: text chunks as tokens, each image as an embedding block
+// (encoded once per content and cached) at its placeholder positions.
+error vision_encoder::tokenize(const std::string & prompt, const std::vector<const media *> & imgs, sequence_request & out) {
+    mtmd_context * ctx = mdl.projector();
+    if (!ctx || !mtmd_support_vision(ctx)) {
+        return { ERROR_INVALID_ARGUMENT, "the model has no vision projector; load one with --mmproj" };
+    }
+    if (mtmd_decode_use_mrope(ctx)) {
+        return { ERROR_INVALID_ARGUMENT, "this projector places images with M-RoPE positions (Qwen2-VL style), which Muse "
+                                         "does not support yet; use --image without --mmproj for OCR text" };
+    }
+    using bitmap_ptr   = std::unique_ptr<mtmd_bitmap, decltype(&mtmd_bitmap_free)>;
+    std::vector<bitmap_ptr>          owned;
+    std::vector<const mtmd_bitmap *> bitmaps;
+    for (const media * img : imgs) {
+        owned.emplace_back(mtmd_bitmap_init((uint32_t) img->width, (uint32_t) img->height, img->rgb.data()), mtmd_bitmap_free);
+        if (!owned.back()) {
+            return { ERROR_INTERNAL, img->source + ": out of memory preparing the image" };
+        }
+        mtmd_bitmap_set_id(owned.back().get(), img->hash.c_str());
+        bitmaps.push_back(owned.back().get());
+    }
+    std::unique_ptr<mtmd_input_chunks, decltype(&mtmd_input_chunks_free)> chunks(mtmd_input_chunks_init(), mtmd_input_chunks_free);
+    mtmd_input_text text{ prompt.c_str(), prompt.size(), true, true };
+    if (int32_t rc = mtmd_tokenize(ctx, chunks.get(), &text, bitmaps.data(), bitmaps.size()); rc != 0) {
+        return { rc == 1 ? ERROR_INVALID_ARGUMENT : ERROR_BAD_INPUT,
+                 rc == 1 ? "the prompt's media markers do not match its images" : "the projector could not preprocess an image" };
+    }
+    size_t next_image = 0;
+    for (size_t i = 0; i < mtmd_input_chunks_size(chunks.get()); ++i) {
+        const mtmd_input_chunk * c = mtmd_input_chunks_get(chunks.get(), i);
+        if (mtmd_input_chunk_get_type(c) == MTMD_INPUT_CHUNK_TYPE_TEXT) {
+            size_t              n = 0;
+            const llama_token * t = mtmd_input_chunk_get_tokens_text(c, &n);
+            out.prompt_tokens.insert(out.prompt_tokens.end(), t, t + n);
+            continue;
+        }
+        if (mtmd_input_chunk_get_type(c) != MTMD_INPUT_CHUNK_TYPE_IMAGE || next_image >= imgs.size()) {
+            return { ERROR_INVALID_ARGUMENT, "this projector's media type is not supported (images only)" };
+        }
+        error err;
+        auto  emb = encode(*imgs[next_image++], err);
+        if (!emb) {
+            return err;
+        }
+        if ((size_t) emb->n_tokens != mtmd_input_chunk_get_n_tokens(c)) {
+            return { ERROR_INTERNAL, "the image's encoding has " + std::to_string(emb->n_tokens) + " positions, its chunk " +
+                                         std::to_string(mtmd_input_chunk_get_n_tokens(c)) };
+        }
+        prompt_embedding pe;
+        pe.at    = (int32_t) out.prompt_tokens.size();
+        pe.block = emb;
+        out.embeddings.push_back(pe);
+        out.prompt_tokens.resize(out.prompt_tokens.size() + emb->n_tokens, 0);
+    }
+    out.prompt.clear();
+    return {};
 }
 
 }  // namespace muse
