@@ -8,13 +8,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <csignal>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 #include <cstdio>
-#include <thread>
+#include <semaphore.h>
 
 namespace muse::cli {
 
@@ -93,10 +92,13 @@ static std::atomic<bool> g_serving{ false };
 
 // Installed before the model loads: until the server is up a signal leaves at once; then the
 // first drains (see --grace) and a second leaves at once.
+static sem_t g_signalled;  // posted by the first signal while serving: the main thread wakes
+
 static void on_signal(int) {
     if (!g_serving.load() || g_signals.fetch_add(1) >= 1) {
         std::_Exit(EXIT_CANCELLED);
     }
+    sem_post(&g_signalled);  // async-signal-safe
 }
 
 int cmd_serve(int argc, char ** argv) {
@@ -108,6 +110,7 @@ int cmd_serve(int argc, char ** argv) {
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_ARENA_MAX, 4);
 #endif
+    sem_init(&g_signalled, 0, 0);
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     std::signal(SIGPIPE, SIG_IGN);
@@ -232,8 +235,8 @@ int cmd_serve(int argc, char ** argv) {
     printf("listening on %s\n", url.c_str());
     fflush(stdout);
 
-    while (g_signals.load() == 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    while (sem_wait(&g_signalled) != 0) {
+        // EINTR: a signal's handler ran; it posts when it is the one to stop on
     }
     fprintf(stderr, "muse serve: stopping: no new connections; running requests have %d s to finish\n", grace);
     if (!srv.shutdown(grace)) {

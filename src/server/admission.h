@@ -5,10 +5,12 @@
 //   admission::result why;
 //   auto t = adm.reserve(user, why);           // from the headers; nullptr: refused (why)
 //   ...                                        // the body arrives
-//   if (adm.wait(*t, client_gone) == admission::ADMITTED) { ... run ... }
+//   if (adm.wait(*t, stop_token) == admission::ADMITTED) { ... run ... }  // GONE once stopped
 //   t.reset();                                 // the turn is free
 //
 // Thread safety: every method may be called from any thread.
+
+#include "core/cancel.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -73,15 +75,16 @@ class admission {
     }
 
     // Queues the ticket (its request has fully arrived) and blocks until its turn to run; GONE
-    // when `gone` turns true first.
-    result wait(ticket & t, const std::function<bool()> & gone) {
+    // when `stop` is stopped first (the client left, the server is shutting down). It sleeps
+    // until a turn frees or the stop comes: nothing is polled.
+    result wait(ticket & t, const cancel_token & stop) {
         std::unique_lock<std::mutex> lk(mu);
         if (!t.queued && !t.running) {
             order.push_back(t.id);
             t.queued = true;
         }
-        for (;;) {
-            if (t.running) return ADMITTED;
+        const bool turn = cv.wait(lk, stop, [&] {
+            if (t.running) return true;
             if (order.front() == t.id && active < parallel) {
                 order.pop_front();
                 t.queued  = false;
@@ -89,11 +92,11 @@ class admission {
                 t.t_run   = clock_type::now();
                 active++;
                 cv.notify_all();
-                return ADMITTED;
+                return true;
             }
-            if (gone()) return GONE;
-            cv.wait_for(lk, std::chrono::milliseconds(100));
-        }
+            return false;
+        });
+        return turn ? ADMITTED : GONE;
     }
 
     // Seconds until a turn is likely free: the queue ahead times the mean request time.
@@ -128,7 +131,7 @@ class admission {
 
     const int                  parallel, queue_cap, user_cap;
     mutable std::mutex         mu;
-    std::condition_variable    cv;
+    std::condition_variable_any cv;
     int                        active   = 0;  // running
     int                        reserved = 0;  // tickets alive: arriving, queued or running
     std::list<uint64_t>        order;         // queued, in order

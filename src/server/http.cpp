@@ -8,15 +8,19 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -37,12 +41,6 @@ struct socket_ref {
     int fd = -1;
     ~socket_ref() {
         if (fd >= 0) close(fd);
-    }
-    // True when the peer has closed its side (recv would return end of file).
-    bool peer_closed() const {
-        char c;
-        const ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
     }
 };
 
@@ -308,6 +306,9 @@ struct conn_state {
     clock_type::time_point      since = clock_type::now();
     bool                        shut  = false;
     std::weak_ptr<http::stream> st;  // the reply being streamed, if any
+    uint64_t                    id = 0;         // the watchdog's epoll key
+    bool                        peer_gone = false;
+    cancel_source               gone;           // stopped when the peer closes: request::gone
 };
 
 struct req_ctx {
@@ -336,9 +337,27 @@ struct transport {
 
     std::mutex               mu;  // guards conns and the conn_state fields the watchdog reads
     std::set<conn_state *>   conns;
+    std::map<uint64_t, conn_state *> by_id;
+    uint64_t                 next_id = 1;  // 0 is the wake-up descriptor's key
     bool                     drop_unfinished = false;
     std::thread              watchdog;
     std::atomic<bool>        watchdog_stop{ false };
+    // The watchdog sleeps in epoll_wait on every connection's duplicate socket (a peer that
+    // closes wakes it: EPOLLRDHUP) and on `wake_fd`, until the next header or body deadline.
+    int                      ep = -1;
+    int                      wake_fd = -1;
+
+    ~transport() {
+        if (ep >= 0) close(ep);
+        if (wake_fd >= 0) close(wake_fd);
+    }
+
+    void wake() {
+        if (wake_fd < 0) return;
+        const uint64_t one = 1;
+        ssize_t        n   = write(wake_fd, &one, sizeof(one));
+        (void) n;
+    }
 
     explicit transport(server & s) : owner(s) {}
 
@@ -371,15 +390,28 @@ struct transport {
                 cs->addr = buf;
             }
             std::lock_guard<std::mutex> lk(t.mu);
+            cs->id = t.next_id++;
             t.conns.insert(cs);
+            t.by_id[cs->id] = cs;
             *socket_context = cs;
+            if (t.ep >= 0 && cs->sock->fd >= 0) {
+                // One wake-up when the peer closes (or the socket fails); nothing for data.
+                epoll_event ev{};
+                ev.events   = EPOLLRDHUP | EPOLLONESHOT;
+                ev.data.u64 = cs->id;
+                epoll_ctl(t.ep, EPOLL_CTL_ADD, cs->sock->fd, &ev);
+            }
         } else {
             auto * cs = static_cast<conn_state *>(*socket_context);
             if (!cs) return;
-            std::lock_guard<std::mutex> lk(t.mu);
+            std::unique_lock<std::mutex> lk(t.mu);
+            if (t.ep >= 0 && cs->sock && cs->sock->fd >= 0) epoll_ctl(t.ep, EPOLL_CTL_DEL, cs->sock->fd, nullptr);
+            t.by_id.erase(cs->id);
             t.conns.erase(cs);
             delete cs;
             *socket_context = nullptr;
+            lk.unlock();
+            if (t.owner.on_request_ended) t.owner.on_request_ended();
         }
     }
 
@@ -433,10 +465,15 @@ struct transport {
                 std::lock_guard<std::mutex> lk(res.stream->mu);
                 res.stream->conn = c;
             }
+            bool gone_already = false;
             {
                 std::lock_guard<std::mutex> lk(mu);
-                if (rc.cs) rc.cs->st = res.stream;
+                if (rc.cs) {
+                    rc.cs->st    = res.stream;
+                    gone_already = rc.cs->peer_gone;
+                }
             }
+            if (gone_already) res.stream->client_gone = true;
             r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, &read_stream,
                                                   new std::shared_ptr<stream>(res.stream), &free_stream);
         } else {
@@ -474,17 +511,15 @@ struct transport {
             req.method = method ? method : "";
             req.path   = url ? url : "";
             MHD_get_connection_values(c, MHD_HEADER_KIND, &collect_header, &req);
-            std::shared_ptr<socket_ref> sock;
             {
                 std::lock_guard<std::mutex> lk(t.mu);
                 if (rc->cs) {
                     req.remote_addr = rc->cs->addr;
                     rc->cs->phase   = conn_state::BODY;
                     rc->cs->since   = clock_type::now();
-                    sock            = rc->cs->sock;
+                    req.gone        = rc->cs->gone.get_token();
                 }
             }
-            if (sock) req.client_gone = [sock] { return sock->peer_closed(); };
             req_ctx * raw = rc.get();
             req.commit = [raw] {
                 if (!raw->ready.exchange(true)) MHD_resume_connection(raw->conn);
@@ -591,6 +626,7 @@ struct transport {
                 rc->cs->st.reset();
             }
         }
+        if (t.owner.on_request_ended) t.owner.on_request_ended();
         if (rc->answered && t.owner.on_logged) {
             if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !rc->res.stream) rc->res.status = 499;
             t.owner.on_logged(rc->req, rc->res);
@@ -693,42 +729,70 @@ struct transport {
         MHD_resume_connection(rc->conn);
     }
 
-    // Every 100 ms: cuts connections past their header or body deadline (or all unfinished ones
-    // when draining), and notices streamed replies whose client has gone.
+    // Cuts connections past their header or body deadline (or all unfinished ones when
+    // draining), and tells a request and its streamed reply the moment their client goes. It
+    // sleeps in epoll_wait until a peer closes, a deadline comes or it is woken (a drain, stop):
+    // nothing is polled.
     void watch() {
         while (!watchdog_stop) {
+            int timeout_ms = -1;
             try {
-                watch_once();
+                timeout_ms = cut_overdue();
             } catch (const std::exception & e) {
                 fprintf(stderr, "muse serve: connection watchdog: %s\n", e.what());
             }
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            epoll_event evs[64];
+            const int   n = epoll_wait(ep, evs, 64, timeout_ms);
+            for (int i = 0; i < n; ++i) {
+                if (evs[i].data.u64 == 0) {
+                    uint64_t v;
+                    ssize_t  r = read(wake_fd, &v, sizeof(v));
+                    (void) r;
+                    continue;
+                }
+                peer_closed(evs[i].data.u64);
+            }
         }
     }
 
-    void watch_once() {
-        std::vector<std::shared_ptr<stream>> gone;
-        {
-            std::lock_guard<std::mutex> lk(mu);
-            const auto now = clock_type::now();
-            for (conn_state * cs : conns) {
-                if (cs->shut || !cs->sock || cs->sock->fd < 0) continue;
-                const double age = std::chrono::duration<double>(now - cs->since).count();
-                bool         cut = false;
-                if (cs->phase == conn_state::HEADERS) {
-                    cut = drop_unfinished || age > opt.header_timeout_s;
-                } else if (cs->phase == conn_state::BODY) {
-                    cut = drop_unfinished || age > opt.body_timeout_s;
-                } else if (auto st = cs->st.lock()) {
-                    if (cs->sock->peer_closed()) gone.push_back(st);
-                }
-                if (cut) {
-                    shutdown(cs->sock->fd, SHUT_RDWR);
-                    cs->shut = true;
-                }
+    // Cuts what is past its deadline; returns the milliseconds to the next one (-1: none). A
+    // connection that starts later has its deadline at least the shorter timeout away, so the
+    // wait never passes a deadline it has not seen.
+    int cut_overdue() {
+        std::lock_guard<std::mutex> lk(mu);
+        const auto now  = clock_type::now();
+        double     next = std::min(opt.header_timeout_s, opt.body_timeout_s);
+        for (conn_state * cs : conns) {
+            if (cs->shut || !cs->sock || cs->sock->fd < 0) continue;
+            if (cs->phase != conn_state::HEADERS && cs->phase != conn_state::BODY) continue;
+            const double age   = std::chrono::duration<double>(now - cs->since).count();
+            const double limit = cs->phase == conn_state::HEADERS ? opt.header_timeout_s : opt.body_timeout_s;
+            if (drop_unfinished || age > limit) {
+                shutdown(cs->sock->fd, SHUT_RDWR);
+                cs->shut = true;
+            } else {
+                next = std::min(next, limit - age);
             }
         }
-        for (auto & st : gone) mark_gone(*st);
+        return (int) std::ceil(next * 1000) + 1;
+    }
+
+    // The peer of connection `id` has closed: its request's `gone` token is stopped and its
+    // streamed reply, if any, ends.
+    void peer_closed(uint64_t id) {
+        std::shared_ptr<stream> st;
+        cancel_source           src;
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            auto it = by_id.find(id);
+            if (it == by_id.end()) return;
+            conn_state * cs = it->second;
+            cs->peer_gone   = true;
+            st              = cs->st.lock();
+            src             = cs->gone;
+        }
+        src.request_stop();  // the request's callbacks run here, outside the lock
+        if (st) mark_gone(*st);
     }
 
     static void mark_gone(stream & s) {
@@ -828,6 +892,19 @@ error server::start(const options & o) {
     t->bound_port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&ss)->sin6_port
                                                    : reinterpret_cast<sockaddr_in *>(&ss)->sin_port);
 
+    if (t->ep < 0) t->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (t->wake_fd < 0) {
+        t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        epoll_event ev{};
+        ev.events   = EPOLLIN;
+        ev.data.u64 = 0;
+        if (t->ep >= 0 && t->wake_fd >= 0) epoll_ctl(t->ep, EPOLL_CTL_ADD, t->wake_fd, &ev);
+    }
+    if (t->ep < 0 || t->wake_fd < 0) {
+        close(t->listen_fd);
+        t->listen_fd = -1;
+        return { ERROR_INTERNAL, std::string("the connection watchdog did not start: ") + strerror(errno) };
+    }
     const unsigned idle = (unsigned) std::max(1.0, o.idle_timeout_s);
     t->daemon = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, nullptr, nullptr, &transport::on_access, t.get(),
@@ -854,6 +931,7 @@ void server::stop_accepting() {
         std::lock_guard<std::mutex> lk(t->mu);
         t->drop_unfinished = true;
     }
+    t->wake();
     const MHD_socket fd = MHD_quiesce_daemon(t->daemon);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     t->listen_fd = -1;
@@ -875,6 +953,7 @@ void server::stop() {
     }
     for (auto & st : open) transport::mark_gone(*st);
     t->watchdog_stop = true;
+    t->wake();
     if (t->watchdog.joinable()) t->watchdog.join();
     MHD_stop_daemon(t->daemon);
     t->daemon = nullptr;

@@ -21,6 +21,7 @@
 // Thread safety: route()/on_headers before start(); start/stop from one controlling thread.
 // stream::write/finish from any thread.
 
+#include "core/cancel.h"
 #include "core/error.h"
 
 #include <atomic>
@@ -76,8 +77,9 @@ struct request {
     std::string header(std::string_view name) const;
     bool has_header(std::string_view name) const;
 
-    // True once the client has closed its connection (polled by long handlers).
-    std::function<bool()> client_gone = [] { return false; };
+    // Stopped the moment the client closes its connection (a callback registered on it runs
+    // then, on the watchdog's thread; one registered later runs at once).
+    cancel_token gone;
 
     // Sends the response's status and headers now (for a streamed reply) while the handler goes
     // on writing to response::stream; after it the handler must not touch the response.
@@ -150,6 +152,10 @@ class server {
 
     // Once per finished request (any thread).
     std::function<void(const request &, const response &)> on_logged;
+
+    // After a request has ended, however it ended, and left busy_requests() (any thread): what
+    // a drain waits on, so that it needs no polling.
+    std::function<void()> on_request_ended;
 
     error start(const options & o);
     int32_t port() const;

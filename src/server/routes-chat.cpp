@@ -114,7 +114,8 @@ bool server::impl::take_turn(http::request & req, http::response & res) {
         send_error(res, make_error(500, "internal error: the request was not admitted", "server_error"));
         return false;
     }
-    if (adm.wait(*ticket, [&] { return req.client_gone() || cancelling.load(); }) == admission::ADMITTED) return true;
+    request_cancel stop(req.gone, cancel_all.get_token());
+    if (adm.wait(*ticket, stop.token()) == admission::ADMITTED) return true;
     met.cancelled++;
     if (cancelling) {
         send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
@@ -230,7 +231,7 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
     };
     ask_output result;
     run_watched(asst, prep, sink, *stop.flag, result, [&] {
-        if (!in.stream && req.client_gone()) *stop.flag = true;
+        if (!in.stream && req.gone.stop_requested()) *stop.flag = true;
     });
     req.hold.reset();  // the work is done: the turn is free before the client can see the end
 

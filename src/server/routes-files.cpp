@@ -53,7 +53,8 @@ void server::impl::handle_file_upload(http::request & req, http::response & res)
         send_error(res, make_error(500, "internal error: the request was not admitted", "server_error"));
         return;
     }
-    if (adm.wait(*ticket, [&] { return req.client_gone() || cancelling.load(); }) != admission::ADMITTED) {
+    request_cancel stop(req.gone, cancel_all.get_token());
+    if (adm.wait(*ticket, stop.token()) != admission::ADMITTED) {
         if (cancelling) {
             send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
         } else {

@@ -7,11 +7,14 @@
 
 #include "server/admission.h"
 
+#include "core/cancel.h"
+
 #include "app/assistant.h"
 #include "backend/backend.h"
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -123,15 +126,34 @@ struct server::impl {
     server_metrics  met;
     http::server    svr;
     std::thread     sampler;
-    std::atomic<bool> sampler_stop{ false };
+    cancel_source     sampler_stop;
+    // Notified when a handler ends or a request leaves the HTTP layer: a drain waits on it.
+    std::mutex              idle_mu;
+    std::condition_variable idle_cv;
+    void idle_changed() {
+        std::lock_guard<std::mutex> lk(idle_mu);
+        idle_cv.notify_all();
+    }
     std::atomic<bool> draining{ false };
     std::atomic<bool> cancelling{ false };  // past the grace period: running requests are cancelled
+    cancel_source     cancel_all;           // stopped with `cancelling`: every request_cancel follows
     std::atomic<int>  handlers{ 0 };        // handlers running (any route)
     bool            started = false;
     // The stop flags of running chats, so that the end of the grace period can cancel them all.
     std::mutex                                   stops_mu;
     std::set<std::shared_ptr<std::atomic<bool>>> stops;
     clock_type::time_point t_start = clock_type::now();
+
+    // One request's cancellation: stopped the moment its client leaves or the server cancels
+    // what runs (the end of a drain's grace period), whichever comes first.
+    struct request_cancel {
+        request_cancel(const cancel_token & client_gone, const cancel_token & server_cancel)
+            : on_gone(client_gone, [this] { src.request_stop(); }), on_server(server_cancel, [this] { src.request_stop(); }) {}
+        cancel_token token() const { return src.get_token(); }
+
+        cancel_source   src;  // first: the callbacks below may run in their constructors
+        cancel_callback on_gone, on_server;
+    };
 
     void routes();        // the hooks, then each group:
     void routes_chat();   // routes-chat.cpp

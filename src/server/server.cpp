@@ -231,6 +231,7 @@ void server::impl::routes() {
     svr.on_exception = [](http::request &, http::response & res, const std::string & what) {
         send_error(res, make_error(500, what, "server_error"));
     };
+    svr.on_request_ended = [this] { idle_changed(); };
     svr.on_logged = [this](const http::request & req, const http::response & res) {
         met.count(route_label(req.route), res.status);
         if (params.log_requests && req.path != "/health" && req.path != "/metrics") {
@@ -251,9 +252,12 @@ http::handler server::impl::counted(http::handler h) {
     return [this, h](http::request & req, http::response & res) {
         handlers++;
         struct done_t {
-            std::atomic<int> & n;
-            ~done_t() { n--; }
-        } done{ handlers };
+            impl & p;
+            ~done_t() {
+                p.handlers--;
+                p.idle_changed();
+            }
+        } done{ *this };
         h(req, res);
         req.hold.reset();  // an admission ticket is free once the handler is done
     };
@@ -289,7 +293,10 @@ error server::start() {
         // Tokens per second over a sliding 10 s window, sampled once a second.
         std::vector<std::pair<clock_type::time_point, uint64_t>> samples;
         uint64_t ticks = 0;
-        while (!p->sampler_stop) {
+        const cancel_token           stop = p->sampler_stop.get_token();
+        std::mutex                   mu;
+        std::condition_variable_any  tick;
+        while (!stop.stop_requested()) {
             double generated = 0;
             for (const auto & m : p->be.stats()) {
                 if (m.name == "muse_engine_generated_tokens_total") generated = m.value;
@@ -305,7 +312,8 @@ error server::start() {
             // threads stay in their arenas otherwise).
             if (++ticks % 10 == 0) malloc_trim(0);
 #endif
-            for (int i = 0; i < 10 && !p->sampler_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            std::unique_lock<std::mutex> lk(mu);
+            tick.wait_for(lk, stop, std::chrono::seconds(1), [] { return false; });  // a second, or the stop
         }
     });
     return {};
@@ -322,23 +330,22 @@ bool server::shutdown(double grace_s) {
     auto wait_handlers = [&](clock_type::time_point until) {
         // Handlers ended and their replies sent to the end (a stream's last chunk and [DONE]).
         auto idle = [&] { return p->handlers.load() == 0 && p->svr.busy_requests() == 0; };
-        while (!idle() && clock_type::now() < until) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
-        return idle();
+        std::unique_lock<std::mutex> lk(p->idle_mu);
+        return p->idle_cv.wait_until(lk, until, idle);
     };
     const auto deadline = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(grace_s));
     bool clean = wait_handlers(deadline);
     if (!clean) {
         // Past the grace period: cancel what runs; each stream ends with an error event.
         p->cancelling = true;
+        p->cancel_all.request_stop();
         {
             std::lock_guard<std::mutex> lk(p->stops_mu);
             for (const auto & f : p->stops) *f = true;
         }
         clean = wait_handlers(clock_type::now() + std::chrono::milliseconds(800));
     }
-    p->sampler_stop = true;
+    p->sampler_stop.request_stop();
     if (p->sampler.joinable()) p->sampler.join();
     if (p->handlers.load() > 0) {
         return false;  // a handler is stuck in work that cannot be cancelled (the caller exits)
