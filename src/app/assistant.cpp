@@ -80,7 +80,7 @@ error assistant::check(ask_input & in, ask_refusal * why) const {
     return {};
 }
 
-error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, const std::atomic<bool> * cancel) const {
+error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, const cancel_token & cancel) const {
     if (error e = check(in, why)) return e;
     for (const auto & h : in_hooks) {
         if (error e = h->check(in.session, in.request)) {
@@ -112,7 +112,7 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
             }
             std::string().swap(a.bytes);  // decoded: the encoded copy is not needed any more
             a.shared.reset();
-            if (cancel && cancel->load()) {
+            if (cancel.stop_requested()) {
                 if (why) why->field = "attachments";
                 return { ERROR_ENGINE_STOPPED, "cancelled while reading the attachments" };
             }
@@ -128,7 +128,7 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
     return {};
 }
 
-void assistant::run(prepared_ask & p, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out) const {
+void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_token & cancel, ask_output & out) const {
     if (!p.att->empty()) out.attachments = p.att->to_json();
     out.tools = p.in.request.opt.tools;
 
@@ -155,7 +155,7 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const std::atomi
     for (const auto & h : out_hooks) h->check(p.in.session, p.in.request, out.results);
 }
 
-error assistant::ask(ask_input in, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out, ask_refusal * why) const {
+error assistant::ask(ask_input in, const choice_sink & sink, const cancel_token & cancel, ask_output & out, ask_refusal * why) const {
     prepared_ask p;
     if (error e = prepare(std::move(in), p, why, cancel)) return e;
     run(p, sink, cancel, out);

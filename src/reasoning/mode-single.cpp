@@ -14,7 +14,7 @@ namespace muse {
 
 static void run_single(ask_context & ctx, const char * role, reasoning_mode reasoning, const char * strength,
                        int32_t budget) {
-    agent_spec spec;
+    agent_call spec;
     spec.kind                     = AGENT_ANSWER;
     spec.role                     = role;
     spec.request                  = base_request(ctx, reasoning, strength);
@@ -27,12 +27,12 @@ static void run_single(ask_context & ctx, const char * role, reasoning_mode reas
     spec.max_tool_steps           = ctx.opt.max_tool_steps;
     spec.client_tools             = !ctx.opt.client_tools.empty();
     ctx.begin_step(role);
-    const int idx = run_agent(ctx, spec);
+    const int idx = ctx.run_agent(spec);
     ctx.end_step(role);
 
     std::lock_guard<std::mutex> lk(ctx.mu);
     ask_result &        res = ctx.result;
-    const agent_trace & t   = res.agents[idx];
+    const ask_agent_trace & t   = res.agents[idx];
     res.answer      = t.answer;
     res.reasoning   = t.reasoning;
     res.aggregation = "single";

@@ -1,7 +1,7 @@
 #pragma once
 // The modes, one file each, and what they share. Internal to the orchestrator.
 
-#include "agents/agent-runner.h"
+#include "reasoning/context.h"
 
 namespace muse {
 

@@ -4,8 +4,6 @@
 
 #include <cmath>
 #include <random>
-#include <condition_variable>
-#include <thread>
 
 namespace muse {
 
@@ -137,15 +135,13 @@ class salted_backend : public backend {
 
 orchestrator::orchestrator(backend & b, tool_registry tools) : be(b), reg(std::move(tools)) {}
 
-ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, const std::atomic<bool> * stop) {
-    static const std::atomic<bool> never{ false };
-    const std::atomic<bool> &      cancelled = stop ? *stop : never;
+ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, const cancel_token & cancel) {
     ask_request req = req0;
     if (req.opt.sampling.seed == 0xFFFFFFFF) {
         req.opt.sampling.seed = std::random_device{}() & 0x7FFFFFFF;  // agents derive theirs from it, reproducibly
     }
     salted_backend salted(be, req.cache_salt);
-    ask_context    ctx(salted, reg, req, sink, cancelled);
+    ask_context    ctx(salted, reg, req, sink, cancel);
     ctx.result.mode_requested = req.opt.mode;
 
     auto fail = [&](error_code code, std::string msg) {
@@ -165,21 +161,6 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         }
     }
 
-    // A watcher turns the caller's stop flag into stream cancellations. It wakes at once when
-    // the request ends, so it adds nothing to the request's time.
-    std::mutex              watch_mu;
-    std::condition_variable watch_cv;
-    bool                    done = false;
-    std::thread             watcher([&] {
-        std::unique_lock<std::mutex> lk(watch_mu);
-        while (!done) {
-            if (cancelled) {
-                ctx.cancel_streams();
-            }
-            watch_cv.wait_for(lk, std::chrono::milliseconds(20));
-        }
-    });
-
     ask_mode mode = req.opt.mode;
     if (mode == MODE_AUTO) {
         route_decision d = route_request(req.route_text.empty() ? request_text(req.messages) : req.route_text,
@@ -187,7 +168,7 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         mode             = d.mode;
         ctx.result.mode_reason = d.reason;
         if (req.opt.router_model) {
-            agent_spec spec;
+            agent_call spec;
             spec.kind                 = AGENT_ROUTER;
             spec.role                 = "router";
             spec.request              = base_request(ctx, REASONING_OFF, "low");
@@ -200,7 +181,7 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
             spec.request.max_tokens   = 8;
             spec.request.sampling.temperature = 0;
             ctx.begin_step("route");
-            const int idx = run_agent(ctx, spec);
+            const int idx = ctx.run_agent(spec);
             ctx.end_step("route");
             ask_mode m;
             const std::string said = ctx.result.agents[idx].answer;
@@ -233,13 +214,6 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         case MODE_CONTEMPLATING: run_contemplating(ctx); break;
         case MODE_AUTO:          break;
     }
-    {
-        std::lock_guard<std::mutex> lk(watch_mu);
-        done = true;
-    }
-    watch_cv.notify_one();
-    watcher.join();
-
     ask_result & res = ctx.result;
     for (const auto & t : res.agents) {
         res.use.prompt_tokens_prefilled += t.prompt_tokens_prefilled;
@@ -247,7 +221,7 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         res.use.completion_tokens += t.tokens;
         res.use.tokens_saved_by_pruning += t.tokens_saved;
     }
-    if (cancelled && !res.err) {
+    if (ctx.cancelled() && !res.err) {
         res.finish = FINISH_CANCELLED;
     }
     res.total_ms = ctx.now_ms();

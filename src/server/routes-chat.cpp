@@ -15,24 +15,24 @@ namespace muse {
 
 namespace {
 
-// The stop flag of one running chat, registered with the server so that the end of a drain's
-// grace period can cancel it.
+// The cancel source of one running chat, registered with the server so that the end of a
+// drain's grace period can cancel it.
 class registered_stop {
   public:
-    registered_stop(std::mutex & mu, std::set<std::shared_ptr<std::atomic<bool>>> & all, bool now) : mu(mu), all(all) {
+    registered_stop(std::mutex & mu, std::set<std::shared_ptr<cancel_source>> & all, bool now) : mu(mu), all(all) {
         std::lock_guard<std::mutex> lk(mu);
         all.insert(flag);
-        if (now) *flag = true;
+        if (now) flag->request_stop();
     }
     ~registered_stop() {
         std::lock_guard<std::mutex> lk(mu);
         all.erase(flag);
     }
-    std::shared_ptr<std::atomic<bool>> flag = std::make_shared<std::atomic<bool>>(false);
+    std::shared_ptr<cancel_source> flag = std::make_shared<cancel_source>();
 
   private:
-    std::mutex &                                   mu;
-    std::set<std::shared_ptr<std::atomic<bool>>> & all;
+    std::mutex &                               mu;
+    std::set<std::shared_ptr<cancel_source>> & all;
 };
 
 // An assistant's refusal as an HTTP answer.
@@ -51,13 +51,13 @@ void send_refusal(http::response & res, const error & e, const ask_refusal & why
 
 // Runs the prepared request on a thread of its own; `watch` is polled every 100 ms meanwhile
 // (a client that leaves cancels its sequences).
-void run_watched(const assistant & a, prepared_ask & p, const choice_sink & sink, std::atomic<bool> & stop, ask_output & out,
+void run_watched(const assistant & a, prepared_ask & p, const choice_sink & sink, const cancel_token & stop, ask_output & out,
                  const std::function<void()> & watch) {
     std::mutex              mu;
     std::condition_variable cv;
     bool                    done = false;
     std::thread runner([&] {
-        a.run(p, sink, &stop, out);
+        a.run(p, sink, stop, out);
         std::lock_guard<std::mutex> lk(mu);
         done = true;
         cv.notify_all();
@@ -190,7 +190,7 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
     registered_stop stop(stops_mu, stops, cancelling);
     prepared_ask    prep;
     ask_refusal     why;
-    if (error e = asst.prepare(std::move(ai), prep, &why, stop.flag.get())) return send_refusal(res, e, why, cancelling);
+    if (error e = asst.prepare(std::move(ai), prep, &why, stop.flag->get_token())) return send_refusal(res, e, why, cancelling);
 
     const std::string id = "chatcmpl-" + random_hex(24);
     const int64_t     created = unix_now();
@@ -200,12 +200,12 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
     auto send = [&](const std::vector<ojson> & chunks) {
         std::string s;
         for (const auto & c : chunks) s += "data: " + wire(c) + "\n\n";
-        if (!s.empty() && !out->write(s)) *stop.flag = true;  // the client left: cancel at the next engine step
+        if (!s.empty() && !out->write(s)) stop.flag->request_stop();  // the client left: cancel at the next engine step
     };
     if (in.stream) {
         out           = std::make_shared<http::stream>();
         out->on_close = [f = stop.flag](bool complete) {
-            if (!complete) *f = true;
+            if (!complete) f->request_stop();
         };
         res.stream       = out;
         res.content_type = "text/event-stream";
@@ -229,12 +229,12 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         send(chunks);
     };
     ask_output result;
-    run_watched(asst, prep, sink, *stop.flag, result, [&] {
-        if (!in.stream && req.client_gone()) *stop.flag = true;
+    run_watched(asst, prep, sink, stop.flag->get_token(), result, [&] {
+        if (!in.stream && req.client_gone()) stop.flag->request_stop();
     });
     req.hold.reset();  // the work is done: the turn is free before the client can see the end
 
-    const bool cancelled = stop.flag->load();
+    const bool cancelled = stop.flag->stop_requested();
     count_chat(result, cancelled, t0);
     api_error err;
     if (cancelled && cancelling) {

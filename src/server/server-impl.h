@@ -128,9 +128,9 @@ struct server::impl {
     std::atomic<bool> cancelling{ false };  // past the grace period: running requests are cancelled
     std::atomic<int>  handlers{ 0 };        // handlers running (any route)
     bool            started = false;
-    // The stop flags of running chats, so that the end of the grace period can cancel them all.
-    std::mutex                                   stops_mu;
-    std::set<std::shared_ptr<std::atomic<bool>>> stops;
+    // The cancel sources of running chats, so that the end of the grace period can cancel them all.
+    std::mutex                               stops_mu;
+    std::set<std::shared_ptr<cancel_source>> stops;
     clock_type::time_point t_start = clock_type::now();
 
     void routes();        // the hooks, then each group:

@@ -330,7 +330,7 @@ bool server::shutdown(double grace_s) {
         p->cancelling = true;
         {
             std::lock_guard<std::mutex> lk(p->stops_mu);
-            for (const auto & f : p->stops) *f = true;
+            for (const auto & f : p->stops) f->request_stop();
         }
         clean = wait_handlers(clock_type::now() + std::chrono::milliseconds(800));
     }
