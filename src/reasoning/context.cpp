@@ -87,21 +87,6 @@ int ask_context::run_agent(const agent_call & c) {
     return idx;
 }
 
-void ask_context::begin_step(const std::string & name) {
-    std::lock_guard<std::mutex> lk(mu);
-    result.timings.push_back({ name, now_ms(), 0 });
-}
-
-void ask_context::end_step(const std::string & name) {
-    std::lock_guard<std::mutex> lk(mu);
-    for (auto & t : result.timings) {
-        if (t.step == name && t.end_ms == 0) {
-            t.end_ms = now_ms();
-            return;
-        }
-    }
-}
-
 std::unique_ptr<chat_stream> submit_prefix(ask_context & ctx, chat_request req) {
     return submit_prefix(ctx.env, std::move(req));
 }

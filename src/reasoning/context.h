@@ -50,8 +50,6 @@ class ask_context {
     int    run_agent(const agent_call & c);
     // A copy of an agent's trace, taken under mu.
     ask_agent_trace trace(int index);
-    void   begin_step(const std::string & name);
-    void   end_step(const std::string & name);
 
   private:
     std::mutex emit_mu;

@@ -27,6 +27,7 @@
 #include "core/limits.h"
 #include "reasoning/answer.h"
 #include "reasoning/router.h"
+#include "reasoning/step-graph.h"
 
 #include <functional>
 #include <memory>
@@ -112,11 +113,6 @@ struct ask_agent_trace : agent_trace {
     int         index = 0;  // position in ask_result::agents
     agent_kind  kind  = AGENT_ANSWER;
     std::string task_id;    // sub-tasks: the plan task
-};
-
-struct step_timing {
-    std::string step;
-    double      start_ms = 0, end_ms = 0;
 };
 
 struct ask_usage {
