@@ -1,6 +1,7 @@
 #include "assistant.h"
 
 #include "agents/tools.h"
+#include "reasoning/mode.h"
 
 #include <condition_variable>
 #include <mutex>
@@ -37,23 +38,29 @@ error check_ask_rules(ask_request & req, int32_t n, int32_t max_n, ask_refusal *
     if (n < 1 || n > max_n) {
         return refuse(why, "n", "n must be in [1, " + std::to_string(max_n) + "], got " + std::to_string(n));
     }
+    // What each mode allows is the registry's (reasoning/mode.h).
+    const mode & m = find_mode(opt.mode);
     // A JSON answer is constrained from its first token: one agent.
     if (!opt.json_schema.empty()) {
-        if (opt.mode == MODE_CONTEMPLATING) {
-            return refuse(why, "json_schema", "a JSON answer comes from one agent: a JSON schema cannot be combined with mode contemplating");
+        if (!m.traits().allows_json_schema) {
+            return refuse(why, "json_schema", std::string("a JSON answer comes from one agent: a JSON schema cannot be combined with mode ") + m.name());
         }
-        if (opt.mode != MODE_THINKING) {
+        if (m.traits().routes) {
             opt.mode = MODE_INSTANT;  // the schema constrains the whole output, so no reasoning
         }
     }
-    if (!opt.client_tools.empty() && opt.mode == MODE_CONTEMPLATING) {
-        return refuse(why, "tools", "client tools are answered by one agent: use mode instant, thinking or auto, not contemplating");
+    if (!opt.client_tools.empty() && !m.traits().allows_client_tools) {
+        return refuse(why, "tools", "client tools are answered by one agent: use mode " +
+                                        mode_name_list(modes_where([](const mode_traits & t) { return t.allows_client_tools; })) +
+                                        ", not " + m.name());
     }
-    if (n > 1 && opt.mode == MODE_CONTEMPLATING) {
-        return refuse(why, "n", "n > 1 is for instant and thinking; contemplating already runs `agents` solvers");
+    if (n > 1 && !m.traits().allows_n) {
+        return refuse(why, "n", "n > 1 is for " +
+                                    mode_name_list(modes_where([](const mode_traits & t) { return t.allows_n && !t.routes; }), " and ") +
+                                    "; " + m.name() + " already runs `agents` solvers");
     }
-    // Instant is a direct answer: no built-in tool steps (attachments may still bring theirs).
-    if (opt.mode == MODE_INSTANT) {
+    // A mode without built-in tools (instant: a direct answer) offers none (attachments may still bring theirs).
+    if (!find_mode(opt.mode).traits().builtin_tools) {
         opt.tools.clear();
     }
     if (std::string e = validate(opt); !e.empty()) {
