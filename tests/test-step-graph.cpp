@@ -51,7 +51,8 @@ class endless_stream : public chat_stream {
     endless_stream(latch & started, std::atomic<int> & cancels) : started(started), cancels(cancels) {}
     uint64_t id() const override { return 1; }
     bool     next(chat_event & ev) override {
-        if (finished) return false;
+        if (finished)
+            return false;
         started.set();
         std::unique_lock<std::mutex> lk(mu);
         cv.wait(lk, [&] { return stopped; });  // no timeout: nothing but cancel() can end it
@@ -91,11 +92,11 @@ class endless_backend : public backend {
 }  // namespace
 
 TEST(step_graph, a_step_runs_after_every_step_it_depends_on_and_independent_steps_run_together) {
-    step_graph         g;
-    std::mutex         mu;
+    step_graph               g;
+    std::mutex               mu;
     std::vector<std::string> order;
-    latch              b_started, c_started;
-    auto log = [&](const std::string & s) {
+    latch                    b_started, c_started;
+    auto                     log = [&](const std::string & s) {
         std::lock_guard<std::mutex> lk(mu);
         order.push_back(s);
     };
@@ -145,7 +146,8 @@ TEST(step_graph, a_running_step_grows_the_graph) {
     EXPECT_EQ(timings[2].step, "aggregate");
     for (size_t i = 0; i < timings.size(); ++i) {
         EXPECT_LE(timings[i].start_ms, timings[i].end_ms) << timings[i].step;
-        if (i > 0) EXPECT_GE(timings[i].start_ms, timings[i - 1].end_ms) << timings[i].step;
+        if (i > 0)
+            EXPECT_GE(timings[i].start_ms, timings[i - 1].end_ms) << timings[i].step;
     }
 }
 
@@ -171,7 +173,7 @@ TEST(step_graph, cancel_reaches_the_running_agents_stream_and_skips_what_has_not
     step_graph  g;
     agent_trace trace;
     bool        later_ran = false;
-    const int   solver = g.add("solvers", {}, [&](step_graph &, int) {
+    const int   solver    = g.add("solvers", {}, [&](step_graph &, int) {
         agent_spec spec;
         spec.role             = "solver";
         spec.request.messages = { { "user", "q" } };
@@ -179,11 +181,11 @@ TEST(step_graph, cancel_reaches_the_running_agents_stream_and_skips_what_has_not
     });
     g.add("aggregate", { solver }, [&](step_graph &, int) { later_ran = true; });
 
-    std::thread canceller([&] {
+    std::thread              canceller([&] {
         ASSERT_TRUE(be.started.wait()) << "the agent's stream never started";
         stop.request_stop();
     });
-    const auto t = clock_type::now();
+    const auto               t = clock_type::now();
     std::vector<step_timing> timings;
     g.execute(stop.get_token(), clock_type::now(), timings);
     canceller.join();
@@ -260,17 +262,20 @@ TEST(step_graph, an_agents_events_and_tool_calls_reach_the_env_callback) {
     ASSERT_EQ(t.tool_calls.size(), 1u);
     EXPECT_EQ(t.tool_calls[0].result, "42");
     bool tool_event = false;
-    for (const auto & ev : events) tool_event = tool_event || (ev.type == agent_event::TOOL && ev.text.find("-> 42") != std::string::npos);
+    for (const auto & ev : events)
+        tool_event = tool_event || (ev.type == agent_event::TOOL && ev.text.find("-> 42") != std::string::npos);
     EXPECT_TRUE(tool_event);
     const auto reqs = be.requests();
     ASSERT_EQ(reqs.size(), 2u);
-    for (const auto & r : reqs) EXPECT_EQ(r.cache_salt, "scope") << "every stream carries the env's salt";
+    for (const auto & r : reqs)
+        EXPECT_EQ(r.cache_salt, "scope") << "every stream carries the env's salt";
     EXPECT_EQ(reqs[1].messages[reqs[1].messages.size() - 2].tool_calls[0].id, "call_7_0_0");
 }
 
 TEST(mode_registry, names_order_and_effort_mapping) {
     std::vector<std::string> names;
-    for (const mode * m : all_modes()) names.push_back(m->name());
+    for (const mode * m : all_modes())
+        names.push_back(m->name());
     EXPECT_EQ(names, (std::vector<std::string>{ "instant", "thinking", "contemplating", "auto" }));
     EXPECT_EQ(mode_name_list(all_modes()), "instant, thinking, contemplating or auto");
     ask_mode m = MODE_AUTO;
@@ -278,7 +283,7 @@ TEST(mode_registry, names_order_and_effort_mapping) {
     EXPECT_EQ(m, MODE_CONTEMPLATING);
     EXPECT_FALSE(parse_ask_mode("pondering", m));
     EXPECT_STREQ(ask_mode_name(MODE_THINKING), "thinking");
-    EXPECT_STREQ(ask_mode_name((ask_mode) 42), "unknown");
+    EXPECT_STREQ(ask_mode_name((ask_mode)42), "unknown");
     EXPECT_EQ(effort_name_list(), "none, minimal, low, medium, high or xhigh");
     ASSERT_NE(find_effort("xhigh"), nullptr);
     EXPECT_EQ(find_effort("xhigh")->mode, MODE_CONTEMPLATING);
@@ -301,11 +306,11 @@ TEST(mode_registry, the_shared_rules_follow_the_traits) {
             return r;
         };
         {
-            ask_request r = base();
+            ask_request r     = base();
             r.opt.json_schema = R"({"type":"object"})";
             ask_refusal why;
             const error e = check_ask_rules(r, 1, 16, &why);
-            EXPECT_EQ((bool) e, !t.allows_json_schema) << e.message;
+            EXPECT_EQ((bool)e, !t.allows_json_schema) << e.message;
             if (e) {
                 EXPECT_EQ(why.field, "json_schema");
                 EXPECT_NE(e.message.find(m->name()), std::string::npos) << e.message;
@@ -314,19 +319,21 @@ TEST(mode_registry, the_shared_rules_follow_the_traits) {
             }
         }
         {
-            ask_request r = base();
+            ask_request r      = base();
             r.opt.client_tools = { { "lookup", "looks up", R"({"type":"object"})" } };
             ask_refusal why;
             const error e = check_ask_rules(r, 1, 16, &why);
-            EXPECT_EQ((bool) e, !t.allows_client_tools) << e.message;
-            if (e) EXPECT_EQ(why.field, "tools");
+            EXPECT_EQ((bool)e, !t.allows_client_tools) << e.message;
+            if (e)
+                EXPECT_EQ(why.field, "tools");
         }
         {
             ask_request r = base();
             ask_refusal why;
             const error e = check_ask_rules(r, 2, 16, &why);
-            EXPECT_EQ((bool) e, !t.allows_n) << e.message;
-            if (e) EXPECT_EQ(why.field, "n");
+            EXPECT_EQ((bool)e, !t.allows_n) << e.message;
+            if (e)
+                EXPECT_EQ(why.field, "n");
         }
         {
             ask_request r = base();

@@ -15,7 +15,7 @@ double agent_env::now_ms() const {
 void confidence_window::add(float lp) {
     sum_all += lp;
     n_all++;
-    if ((int32_t) vals.size() < w) {
+    if ((int32_t)vals.size() < w) {
         vals.push_back(lp);
         sum += lp;
         return;
@@ -26,7 +26,7 @@ void confidence_window::add(float lp) {
 }
 
 double confidence_window::mean() const {
-    return vals.empty() ? 0.0 : sum / (double) vals.size();
+    return vals.empty() ? 0.0 : sum / (double)vals.size();
 }
 
 namespace {
@@ -41,14 +41,16 @@ class live_stream {
     void set(chat_stream * s) {
         std::lock_guard<std::mutex> lk(mu);
         cur = s;
-        if (cur && stopped) cur->cancel();
+        if (cur && stopped)
+            cur->cancel();
     }
 
   private:
     void cancel() {
         std::lock_guard<std::mutex> lk(mu);
         stopped = true;
-        if (cur) cur->cancel();
+        if (cur)
+            cur->cancel();
     }
 
     std::mutex      mu;
@@ -87,10 +89,10 @@ agent_trace run_agent(const agent_env & env, const agent_spec & spec) {
 }
 
 static agent_trace run_agent_steps(const agent_env & env, const agent_spec & spec) {
-    chat_request rq = spec.request;
-    rq.retain       = true;  // a tool step's continuation forks this step's cache
-    rq.logprobs     = rq.logprobs || spec.prune;
-    rq.cache_salt   = env.cache_salt;
+    chat_request rq      = spec.request;
+    rq.retain            = true;  // a tool step's continuation forks this step's cache
+    rq.logprobs          = rq.logprobs || spec.prune;
+    rq.cache_salt        = env.cache_salt;
     const int32_t budget = rq.reasoning_budget;
 
     agent_trace t;
@@ -100,14 +102,15 @@ static agent_trace run_agent_steps(const agent_env & env, const agent_spec & spe
     t.seed        = rq.sampling.seed;
 
     auto emit = [&](const agent_event & ev) {
-        if (env.on_event) env.on_event(ev);
+        if (env.on_event)
+            env.on_event(ev);
     };
 
-    confidence_window           win(spec.prune_window);
-    int32_t                     n_reason_tokens = 0;
-    int32_t                     tool_steps      = 0;
+    confidence_window            win(spec.prune_window);
+    int32_t                      n_reason_tokens = 0;
+    int32_t                      tool_steps      = 0;
     std::unique_ptr<chat_stream> cur;
-    std::unique_ptr<chat_stream> prev;  // the previous step, kept until its continuation has forked it
+    std::unique_ptr<chat_stream> prev;              // the previous step, kept until its continuation has forked it
     live_stream                  live(env.cancel);  // after the streams: its callback is gone before they are
 
     for (;;) {
@@ -137,7 +140,7 @@ static agent_trace run_agent_steps(const agent_env & env, const agent_spec & spe
                 ae.type   = agent_event::DELTA;
                 ae.delta  = ev.type;
                 ae.text   = ev.text;
-                ae.tokens = t.tokens + (int32_t) r.logprobs.size();
+                ae.tokens = t.tokens + (int32_t)r.logprobs.size();
                 emit(ae);
             }
         }
@@ -187,7 +190,7 @@ static agent_trace run_agent_steps(const agent_env & env, const agent_spec & spe
         assistant.tool_calls        = r.tool_calls;
         rq.messages.push_back(assistant);
         for (size_t i = 0; i < r.tool_calls.size(); ++i) {
-            auto &      tc = r.tool_calls[i];
+            auto & tc = r.tool_calls[i];
             if (tc.id.empty()) {
                 tc.id = spec.call_id_prefix + "_" + std::to_string(tool_steps) + "_" + std::to_string(i);
                 rq.messages.back().tool_calls[i].id = tc.id;

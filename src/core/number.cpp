@@ -7,10 +7,10 @@ namespace muse::exact {
 
 namespace {
 
-constexpr uint32_t BASE         = 1000000000u;
-constexpr int      BASE_DIGITS  = 9;
-constexpr size_t   MAX_DIGITS   = k_max_digits;
-const char * const TOO_LARGE    = k_too_large;
+constexpr uint32_t BASE        = 1000000000u;
+constexpr int      BASE_DIGITS = 9;
+constexpr size_t   MAX_DIGITS  = k_max_digits;
+const char * const TOO_LARGE   = k_too_large;
 
 //
 // magnitudes: little-endian limbs in base 1e9, never a leading zero limb, so zero is the empty vector

@@ -27,8 +27,8 @@ bool normalize_number(const std::string & text, std::string & out);
 
 namespace exact {
 
-constexpr size_t k_max_digits = 1000;
-inline constexpr const char * k_too_large = "number too large (more than 1000 digits)";
+constexpr size_t              k_max_digits = 1000;
+inline constexpr const char * k_too_large  = "number too large (more than 1000 digits)";
 
 // A magnitude: little-endian limbs in base 1e9, never a leading zero limb, so zero is empty.
 using mag = std::vector<uint32_t>;
@@ -51,7 +51,7 @@ rational div(const rational & x, const rational & y);  // requires y != 0
 // Floored modulo of integers (the result has the divisor's sign). Requires y != 0.
 rational mod(const rational & x, const rational & y);
 // m^e; false as soon as a partial product passes k_max_digits.
-bool     pow_capped(const mag & m, uint64_t e, mag & out);
+bool pow_capped(const mag & m, uint64_t e, mag & out);
 
 // value: integer, exact decimal when den = 2^a 5^b, else "p/q"; approx: 15 significant digits
 // for the last case only, else empty.

@@ -3,8 +3,8 @@
 namespace muse {
 
 ask_context::ask_context(backend & b, const tool_registry & t, const ask_request & r, const ask_sink & s,
-                         const cancel_token & c) :
-    be(b), reg(t), req(r), opt(r.opt), cancel(c), env(b, t), user_sink(s) {
+                         const cancel_token & c)
+    : be(b), reg(t), req(r), opt(r.opt), cancel(c), env(b, t), user_sink(s) {
     env.cancel     = c;
     env.cache_salt = r.cache_salt;
 }
@@ -21,8 +21,8 @@ int ask_context::add_agent(agent_kind kind, const std::string & role, const std:
     int idx;
     {
         std::lock_guard<std::mutex> lk(mu);
-        ask_agent_trace t;
-        idx        = (int) result.agents.size();
+        ask_agent_trace             t;
+        idx        = (int)result.agents.size();
         t.index    = idx;
         t.kind     = kind;
         t.role     = role;
@@ -48,13 +48,13 @@ ask_agent_trace ask_context::trace(int index) {
 int ask_context::run_agent(const agent_call & c) {
     const int idx = c.index >= 0 ? c.index : add_agent(c.kind, c.role, c.task_id);
 
-    agent_spec spec      = c;
-    spec.prune_threshold = opt.prune_threshold;
-    spec.prune_window    = opt.prune_window;
-    spec.call_id_prefix  = "call_" + std::to_string(idx);
-    agent_env e          = env;
+    agent_spec spec       = c;
+    spec.prune_threshold  = opt.prune_threshold;
+    spec.prune_window     = opt.prune_window;
+    spec.call_id_prefix   = "call_" + std::to_string(idx);
+    agent_env        e    = env;
     const agent_kind kind = c.kind;
-    e.on_event = [this, idx, kind](const agent_event & ev) {
+    e.on_event            = [this, idx, kind](const agent_event & ev) {
         ask_event ae;
         ae.type   = ev.type == agent_event::TOOL ? ask_event::AGENT_TOOL : ask_event::AGENT_DELTA;
         ae.agent  = idx;
@@ -67,17 +67,20 @@ int ask_context::run_agent(const agent_call & c) {
     const agent_trace t = muse::run_agent(e, spec);
     {
         std::lock_guard<std::mutex> lk(mu);
-        ask_agent_trace & slot = result.agents[idx];
-        const double      start = slot.start_ms;  // the slot's: a reserved agent waits in it
-        static_cast<agent_trace &>(slot) = t;
-        slot.start_ms                    = start;
+        ask_agent_trace &           slot  = result.agents[idx];
+        const double                start = slot.start_ms;  // the slot's: a reserved agent waits in it
+        static_cast<agent_trace &>(slot)  = t;
+        slot.start_ms                     = start;
     }
     ask_event ev;
     ev.type   = ask_event::AGENT_END;
     ev.agent  = idx;
     ev.kind   = kind;
     ev.tokens = t.tokens;
-    ev.detail = t.pruned ? "pruned" : t.err ? "failed: " + t.err.message : t.finish == FINISH_CANCELLED ? "cancelled" : "answered";
+    ev.detail = t.pruned                       ? "pruned"
+                : t.err                        ? "failed: " + t.err.message
+                : t.finish == FINISH_CANCELLED ? "cancelled"
+                                               : "answered";
     ev.text   = t.answer;
     try {
         emit(ev);

@@ -28,7 +28,8 @@ struct agent_call : agent_spec {
 
 class ask_context {
   public:
-    ask_context(backend & b, const tool_registry & t, const ask_request & r, const ask_sink & s, const cancel_token & c);
+    ask_context(backend & b, const tool_registry & t, const ask_request & r, const ask_sink & s,
+                const cancel_token & c);
 
     backend &             be;
     const tool_registry & reg;
@@ -44,10 +45,10 @@ class ask_context {
     bool   cancelled() const { return cancel.stop_requested(); }
     void   emit(const ask_event & ev);
     // Reserves an agent slot in result.agents and announces it (AGENT_START).
-    int    add_agent(agent_kind kind, const std::string & role, const std::string & task_id);
+    int add_agent(agent_kind kind, const std::string & role, const std::string & task_id);
     // Runs the agent (in its slot, or a new one), streams its events as ask_events, stores its
     // trace and announces its end (AGENT_END). Returns its index in result.agents.
-    int    run_agent(const agent_call & c);
+    int run_agent(const agent_call & c);
     // A copy of an agent's trace, taken under mu.
     ask_agent_trace trace(int index);
 
@@ -59,7 +60,7 @@ class ask_context {
 // A prompt prefilled once for forks (agents/agent.h's submit_prefix); await_prefix adds its
 // prefill to the request's shared usage.
 std::unique_ptr<chat_stream> submit_prefix(ask_context & ctx, chat_request req);
-void await_prefix(ask_context & ctx, chat_stream & s, int32_t & prompt_tokens, error & err);
+void                         await_prefix(ask_context & ctx, chat_stream & s, int32_t & prompt_tokens, error & err);
 std::unique_ptr<chat_stream> start_prefix(ask_context & ctx, chat_request req, int32_t & prompt_tokens, error & err);
 
 }  // namespace muse

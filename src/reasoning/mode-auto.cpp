@@ -26,8 +26,10 @@ void run_router_model(ask_context & ctx, step_graph & g, int self, ask_mode feat
     const auto  choices = modes_where(is_choice);
     std::string kinds, grammar;
     for (size_t i = 0; i < choices.size(); ++i) {
-        kinds += std::string(i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i]->name() + " (" +
-                 choices[i]->purpose() + ")";
+        kinds += std::string(i == 0                    ? ""
+                             : i + 1 == choices.size() ? " or "
+                                                       : ", ") +
+                 choices[i]->name() + " (" + choices[i]->purpose() + ")";
         grammar += std::string(i == 0 ? "root ::= " : " | ") + "\"" + choices[i]->name() + "\"";
     }
     agent_call spec;
@@ -35,17 +37,19 @@ void run_router_model(ask_context & ctx, step_graph & g, int self, ask_mode feat
     spec.role    = "router";
     spec.request = base_request(ctx, REASONING_OFF, "low");
     spec.request.tools.clear();
-    spec.request.messages = with_suffix(ctx.req.messages, "---\nDo not answer the request. Classify how much reasoning it needs: " +
-                                                              kinds + ". Reply with one word.");
+    spec.request.messages =
+        with_suffix(ctx.req.messages, "---\nDo not answer the request. Classify how much reasoning it needs: " + kinds +
+                                          ". Reply with one word.");
     spec.request.grammar              = grammar;
     spec.request.max_tokens           = 8;
     spec.request.sampling.temperature = 0;
-    const std::string said = ctx.trace(ctx.run_agent(spec)).answer;
+    const std::string said            = ctx.trace(ctx.run_agent(spec)).answer;
     ask_mode          m;
     if (parse_ask_mode(said, m) && is_choice(find_mode(m).traits())) {
         choose(ctx, g, self, m, reason + "; the model classified it as " + said);
     } else {
-        choose(ctx, g, self, features_mode, reason + "; the model's classification was unusable ('" + said + "'), features decide");
+        choose(ctx, g, self, features_mode,
+               reason + "; the model's classification was unusable ('" + said + "'), features decide");
     }
 }
 
@@ -66,7 +70,8 @@ class auto_mode_t : public mode {
 
     void build(ask_context & ctx, step_graph & g, int after) const override {
         const ask_request & req = ctx.req;
-        route_decision      d   = route_request(req.route_text.empty() ? request_text(req.messages) : req.route_text, req.attachments);
+        route_decision      d =
+            route_request(req.route_text.empty() ? request_text(req.messages) : req.route_text, req.attachments);
         if (!req.opt.router_model) {
             choose(ctx, g, after, d.mode, d.reason);
             return;

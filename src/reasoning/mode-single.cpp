@@ -27,18 +27,18 @@ void run_single(ask_context & ctx, const char * role, reasoning_mode reasoning, 
     spec.allowed_tools            = ctx.opt.tools;
     spec.max_tool_steps           = ctx.opt.max_tool_steps;
     spec.client_tools             = !ctx.opt.client_tools.empty();
-    const int idx = ctx.run_agent(spec);
+    const int idx                 = ctx.run_agent(spec);
 
     std::lock_guard<std::mutex> lk(ctx.mu);
-    ask_result &            res = ctx.result;
-    const ask_agent_trace & t   = res.agents[idx];
-    res.answer      = t.answer;
-    res.reasoning   = t.reasoning;
-    res.aggregation = "single";
-    res.confidence  = t.tokens > 0 ? std::exp(t.confidence) : 0;
-    res.finish      = t.finish;
-    res.err         = t.err;
-    res.tool_calls  = t.client_calls;
+    ask_result &                res = ctx.result;
+    const ask_agent_trace &     t   = res.agents[idx];
+    res.answer                      = t.answer;
+    res.reasoning                   = t.reasoning;
+    res.aggregation                 = "single";
+    res.confidence                  = t.tokens > 0 ? std::exp(t.confidence) : 0;
+    res.finish                      = t.finish;
+    res.err                         = t.err;
+    res.tool_calls                  = t.client_calls;
 }
 
 std::vector<int> after_list(int after) {
@@ -58,7 +58,8 @@ class instant_mode_t : public mode {
         return t;
     }
     void build(ask_context & ctx, step_graph & g, int after) const override {
-        g.add("instant", after_list(after), [&ctx](step_graph &, int) { run_single(ctx, "instant", REASONING_OFF, "low", -1); });
+        g.add("instant", after_list(after),
+              [&ctx](step_graph &, int) { run_single(ctx, "instant", REASONING_OFF, "low", -1); });
     }
 };
 

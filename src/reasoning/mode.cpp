@@ -8,7 +8,8 @@
 namespace muse {
 
 const std::vector<const mode *> & all_modes() {
-    static const std::vector<const mode *> modes = { &instant_mode(), &thinking_mode(), &contemplating_mode(), &auto_mode() };
+    static const std::vector<const mode *> modes = { &instant_mode(), &thinking_mode(), &contemplating_mode(),
+                                                     &auto_mode() };
     return modes;
 }
 
@@ -35,7 +36,7 @@ bool parse_ask_mode(const std::string & s, ask_mode & out) {
     const char * ws = " \t\r\n";
     const size_t b  = s.find_first_not_of(ws);
     std::string  l  = b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(ws) - b + 1);
-    std::transform(l.begin(), l.end(), l.begin(), [](char c) { return (char) std::tolower((unsigned char) c); });
+    std::transform(l.begin(), l.end(), l.begin(), [](char c) { return (char)std::tolower((unsigned char)c); });
     for (const mode * x : all_modes()) {
         if (l == x->name()) {
             out = x->id();
@@ -76,8 +77,8 @@ std::vector<const mode *> modes_where(bool (*keep)(const mode_traits &)) {
 
 const std::vector<effort_level> & effort_levels() {
     static const std::vector<effort_level> levels = {
-        { "none", MODE_INSTANT, 0 },     { "minimal", MODE_THINKING, 256 }, { "low", MODE_THINKING, 1024 },
-        { "medium", MODE_THINKING, 2048 }, { "high", MODE_THINKING, 8192 }, { "xhigh", MODE_CONTEMPLATING, 8192 },
+        { "none", MODE_INSTANT, 0 },       { "minimal", MODE_THINKING, 256 }, { "low", MODE_THINKING, 1024 },
+        { "medium", MODE_THINKING, 2048 }, { "high", MODE_THINKING, 8192 },   { "xhigh", MODE_CONTEMPLATING, 8192 },
     };
     return levels;
 }

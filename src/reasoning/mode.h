@@ -41,7 +41,7 @@ class step_graph;
 
 class mode {
   public:
-    virtual ~mode() = default;
+    virtual ~mode()                     = default;
     virtual ask_mode     id() const     = 0;
     virtual const char * name() const   = 0;
     virtual mode_traits  traits() const = 0;
@@ -77,6 +77,6 @@ struct effort_level {
 // none, minimal, low, medium, high, xhigh.
 const std::vector<effort_level> & effort_levels();
 const effort_level *              find_effort(const std::string & name);  // nullptr when unknown
-std::string                       effort_name_list();  // "none, minimal, low, medium, high or xhigh"
+std::string                       effort_name_list();                     // "none, minimal, low, medium, high or xhigh"
 
 }  // namespace muse

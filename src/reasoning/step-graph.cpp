@@ -8,7 +8,7 @@ namespace muse {
 int step_graph::add(std::string timing, std::vector<int> after, run_fn run, start_fn start) {
     std::lock_guard<std::mutex> lk(mu);
     for (int d : after) {
-        if (d < 0 || d >= (int) nodes.size()) {
+        if (d < 0 || d >= (int)nodes.size()) {
             return -1;
         }
     }
@@ -19,7 +19,7 @@ int step_graph::add(std::string timing, std::vector<int> after, run_fn run, star
     n.start  = std::move(start);
     nodes.push_back(std::move(n));
     cv.notify_all();
-    return (int) nodes.size() - 1;
+    return (int)nodes.size() - 1;
 }
 
 void step_graph::halt() {
@@ -96,17 +96,19 @@ void step_graph::execute(const cancel_token & cancel, std::chrono::steady_clock:
             lk.unlock();
             std::string what;
             try {
-                if (start) start();
+                if (start)
+                    start();
             } catch (const std::exception & e) {
                 what = e.what();
             } catch (...) {
                 what = "unknown exception";
             }
-            const int id = (int) i;
+            const int id = (int)i;
             threads.emplace_back([this, id, run = std::move(run), what, now_ms]() mutable {
                 if (what.empty()) {
                     try {
-                        if (run) run(*this, id);
+                        if (run)
+                            run(*this, id);
                     } catch (const std::exception & e) {
                         what = e.what();
                     } catch (...) {
@@ -116,7 +118,8 @@ void step_graph::execute(const cancel_token & cancel, std::chrono::steady_clock:
                 std::lock_guard<std::mutex> g(mu);
                 if (!what.empty()) {
                     halted = true;
-                    if (failed.empty()) failed = what;
+                    if (failed.empty())
+                        failed = what;
                 }
                 nodes[id].state = DONE;
                 running--;

@@ -44,7 +44,7 @@ class step_graph {
     using run_fn   = std::function<void(step_graph & g, int self)>;
     using start_fn = std::function<void()>;
 
-    step_graph() = default;
+    step_graph()                               = default;
     step_graph(const step_graph &)             = delete;
     step_graph & operator=(const step_graph &) = delete;
 
@@ -60,7 +60,8 @@ class step_graph {
     // Runs the graph to its end: every step whose dependencies have ended starts on a thread of
     // its own; a cancel (or halt) skips every step not yet started, and so its dependents.
     // Timings are appended in the order their spans started.
-    void execute(const cancel_token & cancel, std::chrono::steady_clock::time_point t0, std::vector<step_timing> & timings);
+    void execute(const cancel_token & cancel, std::chrono::steady_clock::time_point t0,
+                 std::vector<step_timing> & timings);
 
     // Steps that ran, and that were skipped (cancel or halt), after execute().
     int ran() const;
@@ -77,17 +78,17 @@ class step_graph {
         start_fn         start;
         state_t          state = WAITING;
     };
-    bool ready(const node & n) const;  // under mu
+    bool ready(const node & n) const;                              // under mu
     void mark(const std::string & timing, double ms, bool start);  // under mu
 
-    mutable std::mutex        mu;
-    std::condition_variable   cv;
-    std::vector<node>         nodes;
-    bool                      halted  = false;
-    int                       running = 0;
-    int                       n_ran = 0, n_skipped = 0;
-    std::string               failed;
-    std::vector<step_timing>  spans;
+    mutable std::mutex       mu;
+    std::condition_variable  cv;
+    std::vector<node>        nodes;
+    bool                     halted  = false;
+    int                      running = 0;
+    int                      n_ran = 0, n_skipped = 0;
+    std::string              failed;
+    std::vector<step_timing> spans;
 };
 
 }  // namespace muse

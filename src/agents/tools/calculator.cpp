@@ -17,7 +17,7 @@ namespace {
 using namespace exact;
 
 constexpr size_t   k_max_input    = 2000;
-constexpr int      k_max_nesting    = 100;
+constexpr int      k_max_nesting  = 100;
 constexpr uint64_t k_max_exponent = 10000;
 
 const char * const TOO_LARGE = k_too_large;
@@ -50,7 +50,6 @@ size_t char_count(const std::string & s) {
 const char * const MINUS_SIGN = "\xE2\x88\x92";  // U+2212
 const char * const TIMES_SIGN = "\xC3\x97";      // U+00D7
 const char * const DIV_SIGN   = "\xC3\xB7";      // U+00F7
-
 
 //
 // parsing: recursive descent, evaluating as it goes
@@ -365,11 +364,13 @@ static tool_output run_calculator(const std::string & args) {
 }
 
 tool_def calculator_tool() {
-    return { { "calculator",
-               "Exact arithmetic: + - * / ^, parentheses, decimals, fractions and percentages (15% * 200). "
-               "Use it for every calculation instead of doing it in your head.",
-               R"({"type":"object","properties":{"expression":{"type":"string","description":"the expression, e.g. (1.5 + 2) * 3"}},"required":["expression"]})" },
-             run_calculator };
+    return {
+        { "calculator",
+          "Exact arithmetic: + - * / ^, parentheses, decimals, fractions and percentages (15% * 200). "
+          "Use it for every calculation instead of doing it in your head.",
+          R"({"type":"object","properties":{"expression":{"type":"string","description":"the expression, e.g. (1.5 + 2) * 3"}},"required":["expression"]})" },
+        run_calculator
+    };
 }
 
 }  // namespace muse

@@ -8,7 +8,8 @@ namespace muse {
 static tool_output run_datetime(const std::string &) {
     const auto   now = std::chrono::system_clock::now();
     const time_t t   = std::chrono::system_clock::to_time_t(now);
-    struct tm    local {}, utc {};
+    struct tm    local {
+    }, utc{};
     localtime_r(&t, &local);
     gmtime_r(&t, &utc);
     char l[64], u[64];
@@ -18,7 +19,8 @@ static tool_output run_datetime(const std::string &) {
 }
 
 tool_def current_datetime_tool() {
-    return { { "current_datetime", "The current local date, time and weekday, and UTC time.", R"({"type":"object","properties":{}})" },
+    return { { "current_datetime", "The current local date, time and weekday, and UTC time.",
+               R"({"type":"object","properties":{}})" },
              run_datetime };
 }
 

@@ -12,8 +12,8 @@
 namespace muse::contemplating {
 
 static void aggregate(contemplation & c) {
-    ask_context &       ctx = c.ctx;
-    const ask_options & opt = c.opt;
+    ask_context &       ctx      = c.ctx;
+    const ask_options & opt      = c.opt;
     const char *        strength = c.strength;
     std::vector<int>    final_idx;
     {
@@ -23,10 +23,10 @@ static void aggregate(contemplation & c) {
     auto trace = [&](int idx) { return ctx.trace(idx); };
 
     std::vector<ask_agent_trace> answered, pruned;
-    std::map<int, int>       agent_no;  // trace index -> N in "Agent N, <role>:"
+    std::map<int, int>           agent_no;  // trace index -> N in "Agent N, <role>:"
     for (size_t i = 0; i < final_idx.size(); ++i) {
-        const int idx = final_idx[i];
-        agent_no[idx] = (int) i + 1;
+        const int idx     = final_idx[i];
+        agent_no[idx]     = (int)i + 1;
         ask_agent_trace t = trace(idx);
         if (t.pruned) {
             pruned.push_back(t);
@@ -63,7 +63,8 @@ static void aggregate(contemplation & c) {
         spec.request = base_request(ctx, REASONING_OFF, strength);
         // Every token here is prefilled after the solvers, so the candidates are marked by their
         // agent numbers only.
-        spec.request.messages = with_suffix(ctx.req.messages, join_suffix(c.shared_suffix, synthesis_suffix(partial, cands)));
+        spec.request.messages =
+            with_suffix(ctx.req.messages, join_suffix(c.shared_suffix, synthesis_suffix(partial, cands)));
         spec.request.max_tokens    = opt.answer_tokens;
         spec.request.fork_from     = c.solver_parent;
         spec.request.logprobs      = true;
@@ -71,18 +72,18 @@ static void aggregate(contemplation & c) {
         return ctx.run_agent(spec);
     };
 
-    std::string method, answer, reasoning, summary;
-    vote_result vr;
-    double      confidence = 0;
+    std::string   method, answer, reasoning, summary;
+    vote_result   vr;
+    double        confidence = 0;
     error         final_err;
     finish_reason finish = FINISH_STOP;
     // A synthesiser's answer is the request's answer.
     auto take = [&](int idx) {
         const ask_agent_trace t = trace(idx);
-        answer              = t.answer;
-        reasoning           = t.reasoning;
-        final_err           = t.err;
-        finish              = t.finish == FINISH_LENGTH ? FINISH_LENGTH : FINISH_STOP;
+        answer                  = t.answer;
+        reasoning               = t.reasoning;
+        final_err               = t.err;
+        finish                  = t.finish == FINISH_LENGTH ? FINISH_LENGTH : FINISH_STOP;
     };
     // A vote needs extractable answers from at least half of the agents and two that agree;
     // answers that all differ are better merged by a synthesiser.
@@ -93,14 +94,15 @@ static void aggregate(contemplation & c) {
         // Every branch was pruned: their unfinished reasoning is all there is. Confidence 0:
         // no branch finished with enough confidence.
         take(synthesize(pruned, true));
-        method  = "synthesis_all_pruned";
-        summary = "all " + std::to_string(pruned.size()) + " agents were pruned; synthesised from their partial reasoning";
+        method = "synthesis_all_pruned";
+        summary =
+            "all " + std::to_string(pruned.size()) + " agents were pruned; synthesised from their partial reasoning";
     } else if (answered.empty()) {
         // No answer. An agent's error is the request's error; otherwise the agents ran out of
         // tokens (max_tokens, a small budget) before answering, which is a result, not a
         // failure: what they reasoned is synthesised, or the answer is empty with "length".
         std::vector<ask_agent_trace> unfinished;
-        bool                     cancelled = false;
+        bool                         cancelled = false;
         for (int idx : final_idx) {
             const ask_agent_trace t = trace(idx);
             if (t.err && !final_err) {
@@ -130,7 +132,7 @@ static void aggregate(contemplation & c) {
         summary    = "one agent answered";
     } else if (vr.votes >= 2) {
         method     = "vote";
-        confidence = (double) vr.votes / (double) answered.size();
+        confidence = (double)vr.votes / (double)answered.size();
         answer     = vr.display;
         for (const auto & t : answered) {
             if (t.index == vr.tally[0].agents[0]) {  // the winner's first agent speaks for it
@@ -143,20 +145,20 @@ static void aggregate(contemplation & c) {
         take(synthesize(answered, false));
         method = "synthesis";
         for (const auto & a : answered) {
-            confidence += std::exp(a.confidence) / (double) answered.size();
+            confidence += std::exp(a.confidence) / (double)answered.size();
         }
         summary = "synthesis of " + std::to_string(answered.size()) + " answers";
     }
     {
         std::lock_guard<std::mutex> lk(ctx.mu);
-        ask_result & res = ctx.result;
-        res.aggregation  = method;
-        res.answer       = answer;
-        res.reasoning    = reasoning;
-        res.vote         = vr;
-        res.confidence   = confidence;
-        res.err          = final_err;
-        res.finish       = final_err ? FINISH_ERROR : finish;
+        ask_result &                res = ctx.result;
+        res.aggregation                 = method;
+        res.answer                      = answer;
+        res.reasoning                   = reasoning;
+        res.vote                        = vr;
+        res.confidence                  = confidence;
+        res.err                         = final_err;
+        res.finish                      = final_err ? FINISH_ERROR : finish;
     }
     ask_event ev;
     ev.type   = ask_event::AGGREGATE;

@@ -41,18 +41,18 @@ struct contemplation {
 
     // solvers
     std::string                  shared_suffix;
-    std::unique_ptr<chat_stream> prefix_b;       // the solvers' shared prefix
+    std::unique_ptr<chat_stream> prefix_b;  // the solvers' shared prefix
     uint64_t                     solver_parent = 0;
-    error                        prefix_err;     // the shared prefix failed (the solvers failed with it)
-    std::vector<int>             solver_idx;     // trace index per solver
-    std::vector<ask_agent_trace> solved;         // the solvers' traces, once they all ended
-    std::vector<int>             final_idx;      // the answering agent per slot (a refiner, or the solver)
+    error                        prefix_err;  // the shared prefix failed (the solvers failed with it)
+    std::vector<int>             solver_idx;  // trace index per solver
+    std::vector<ask_agent_trace> solved;      // the solvers' traces, once they all ended
+    std::vector<int>             final_idx;   // the answering agent per slot (a refiner, or the solver)
 };
 
 using state = std::shared_ptr<contemplation>;
 
 // The first steps; returns the step the rest of the graph grows from.
-int add_prefix_and_plan(const state & st, step_graph & g, int after);   // plan.cpp
+int add_prefix_and_plan(const state & st, step_graph & g, int after);  // plan.cpp
 // One step per plan task, in dependency order; returns their ids.
 std::vector<int> add_subtasks(const state & st, step_graph & g, int after);  // subtasks.cpp
 // The shared prefix, the K solvers and the check after them; returns the check step.

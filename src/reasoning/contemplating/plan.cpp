@@ -25,16 +25,16 @@ static void run_plan(const state & st, step_graph & g, int self) {
     limits.max_tasks = c.opt.max_plan_tasks;
     limits.tools     = c.opt.tools;
     agent_call spec;
-    spec.kind    = AGENT_PLANNER;
-    spec.role    = "planner";
-    spec.request = base_request(c.ctx, REASONING_OFF, c.strength);
+    spec.kind                         = AGENT_PLANNER;
+    spec.role                         = "planner";
+    spec.request                      = base_request(c.ctx, REASONING_OFF, c.strength);
     spec.request.messages             = with_suffix(c.ctx.req.messages, planner_suffix(c.opt.max_plan_tasks));
     spec.request.json_schema          = plan_json_schema(limits);
     spec.request.tool_choice          = "none";
     spec.request.max_tokens           = c.opt.plan_tokens;
     spec.request.sampling.temperature = 0.2f;
     spec.request.fork_from            = c.prefix_a->id();
-    const ask_agent_trace t = c.ctx.trace(c.ctx.run_agent(spec));
+    const ask_agent_trace t           = c.ctx.trace(c.ctx.run_agent(spec));
     std::string           why;
     if (t.err) {
         c.p = fallback_plan(c.request, "the planner failed: " + t.err.message);
@@ -66,7 +66,7 @@ int add_prefix_and_plan(const state & st, step_graph & g, int after) {
 }
 
 void add_after_plan(const state & st, step_graph & g, const std::vector<int> & after) {
-    int last = add_solvers(st, g, after);
+    int              last             = add_solvers(st, g, after);
     std::vector<int> before_aggregate = { last };
     if (st->opt.refine) {
         before_aggregate = add_refiners(st, g, last);

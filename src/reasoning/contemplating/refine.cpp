@@ -26,16 +26,16 @@ std::vector<int> add_refiners(const state & st, step_graph & g, int after) {
                     return;
                 }
                 std::string others;
-                for (int j = 0; j < (int) ts.size(); ++j) {
+                for (int j = 0; j < (int)ts.size(); ++j) {
                     if (j != i && answered(ts[j])) {
                         others += "<answer agent=\"" + std::to_string(j + 1) + "\">\n" + ts[j].answer + "\n</answer>\n";
                     }
                 }
-                agent_call spec = solver_call(c, i, AGENT_REFINER, refine_extra(ts[i].answer, others));
-                spec.request.reasoning_budget = std::max(0, c.opt.budget / 2);
-                spec.request.max_tokens       = spec.request.reasoning_budget + c.opt.answer_tokens;
-                spec.index                    = *slot;
-                const int idx                 = c.ctx.run_agent(spec);
+                agent_call spec                 = solver_call(c, i, AGENT_REFINER, refine_extra(ts[i].answer, others));
+                spec.request.reasoning_budget   = std::max(0, c.opt.budget / 2);
+                spec.request.max_tokens         = spec.request.reasoning_budget + c.opt.answer_tokens;
+                spec.index                      = *slot;
+                const int                   idx = c.ctx.run_agent(spec);
                 std::lock_guard<std::mutex> lk(c.mu);
                 c.final_idx[i] = idx;
             },

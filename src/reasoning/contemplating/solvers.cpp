@@ -27,7 +27,7 @@ agent_call solver_call(const contemplation & c, int i, agent_kind kind, const st
     spec.request.reasoning_budget     = opt.budget;
     spec.request.max_tokens           = opt.budget + opt.answer_tokens;
     spec.request.sampling.temperature = solver_temperature(opt.sampling.temperature, i);
-    spec.request.sampling.seed        = opt.sampling.seed + 1000003u * (uint32_t) (i + 1);
+    spec.request.sampling.seed        = opt.sampling.seed + 1000003u * (uint32_t)(i + 1);
     spec.request.fork_from            = c.solver_parent;
     spec.request.logprobs             = true;
     spec.allowed_tools                = opt.tools;

@@ -24,7 +24,7 @@ static agent_call subtask_call(contemplation & c, size_t i) {
     spec.request.max_tokens       = spec.request.reasoning_budget + c.opt.answer_tokens / 2 + 1;
     spec.request.fork_from        = c.prefix_a->id();
     spec.request.logprobs         = true;
-    spec.request.sampling.seed    = c.opt.sampling.seed + 7919u * (uint32_t) (i + 1);
+    spec.request.sampling.seed    = c.opt.sampling.seed + 7919u * (uint32_t)(i + 1);
     for (const auto & tool : task.tools) {
         if (std::find(c.opt.tools.begin(), c.opt.tools.end(), tool) != c.opt.tools.end()) {
             spec.allowed_tools.push_back(tool);
@@ -35,9 +35,9 @@ static agent_call subtask_call(contemplation & c, size_t i) {
 }
 
 std::vector<int> add_subtasks(const state & st, step_graph & g, int after) {
-    const plan &        p = st->p;
-    std::vector<int>    step_of(p.tasks.size(), -1);
-    std::vector<int>    ids;
+    const plan &     p = st->p;
+    std::vector<int> step_of(p.tasks.size(), -1);
+    std::vector<int> ids;
     // A parsed plan has no cycle: every task is in the order, after the tasks it builds on.
     for (size_t i : plan_topological_order(p)) {
         std::vector<int> deps = { after };
@@ -50,20 +50,20 @@ std::vector<int> add_subtasks(const state & st, step_graph & g, int after) {
         }
         // The slot is reserved when the step starts, in plan order among the tasks that become
         // ready together, so that the agents' order does not depend on thread timing.
-        auto slot = std::make_shared<int>(-1);
+        auto slot  = std::make_shared<int>(-1);
         step_of[i] = g.add(
             "subtasks", deps,
             [st, i, slot](step_graph &, int) {
-                contemplation & c    = *st;
-                agent_call      spec = subtask_call(c, i);
-                spec.index           = *slot;
-                const ask_agent_trace t = c.ctx.trace(c.ctx.run_agent(spec));
+                contemplation & c             = *st;
+                agent_call      spec          = subtask_call(c, i);
+                spec.index                    = *slot;
+                const ask_agent_trace       t = c.ctx.trace(c.ctx.run_agent(spec));
                 std::lock_guard<std::mutex> lk(c.mu);
                 c.results[c.p.tasks[i].id] = t.err ? "(this sub-task failed: " + t.err.message + ")" : t.answer;
             },
             [st, i, slot] {
                 const plan_task & task = st->p.tasks[i];
-                *slot = st->ctx.add_agent(AGENT_SUBTASK, task.role, task.id);
+                *slot                  = st->ctx.add_agent(AGENT_SUBTASK, task.role, task.id);
             });
         ids.push_back(step_of[i]);
     }
