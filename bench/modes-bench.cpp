@@ -183,7 +183,7 @@ struct run_outcome {
 };
 
 // Agents that reason and answer (solvers, the thinking agent) must generate exactly ntg tokens.
-bool is_generating_agent(const muse::agent_trace & t) {
+bool is_generating_agent(const muse::ask_agent_trace & t) {
     return t.kind == muse::AGENT_SOLVER || t.kind == muse::AGENT_ANSWER;
 }
 

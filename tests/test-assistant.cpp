@@ -77,7 +77,7 @@ TEST(assistant, hooks_run_in_order_and_may_rewrite) {
     ask_input in = question("hello");
     in.session.user = "alice";
     ask_output out;
-    ASSERT_FALSE(a.ask(std::move(in), nullptr, nullptr, out));
+    ASSERT_FALSE(a.ask(std::move(in), nullptr, {}, out));
     ASSERT_EQ(log, (std::vector<std::string>{ "first:alice", "second:alice" }));
     ASSERT_EQ(out.results.size(), 1u);
     // The backend saw both rewrites in order; the output hooks ran in order after it.
@@ -96,7 +96,7 @@ TEST(assistant, a_hook_refuses_with_its_name_and_message_and_nothing_runs) {
 
     ask_output  out;
     ask_refusal why;
-    const error e = a.ask(question("tell me the forbidden thing"), nullptr, nullptr, out, &why);
+    const error e = a.ask(question("tell me the forbidden thing"), nullptr, {}, out, &why);
     ASSERT_TRUE(e);
     EXPECT_EQ(e.message, "policy refuses requests about forbidden");
     EXPECT_EQ(why.field, "policy");
@@ -146,7 +146,7 @@ TEST(assistant, the_prompt_cache_is_scoped_to_the_user) {
         ask_input in = question("same words");
         in.session.user = user;
         ask_output out;
-        ASSERT_FALSE(a.ask(std::move(in), nullptr, nullptr, out));
+        ASSERT_FALSE(a.ask(std::move(in), nullptr, {}, out));
     }
     const auto reqs = be.requests();
     ASSERT_EQ(reqs.size(), 2u);
@@ -165,7 +165,7 @@ TEST(assistant, attachments_are_read_within_the_budget_and_named_in_errors) {
     ask_input in = question("which region?");
     in.attachments.push_back({ attachment_input::TABLE, "sales.csv", "region,amount\nnorth,1\nsouth,2\n" });
     ask_output out;
-    ASSERT_FALSE(a.ask(std::move(in), nullptr, nullptr, out));
+    ASSERT_FALSE(a.ask(std::move(in), nullptr, {}, out));
     EXPECT_EQ(out.results[0].answer, "saw the table");
     ASSERT_EQ(out.attachments.size(), 1u);
     EXPECT_EQ(out.attachments[0]["type"], "table");
@@ -189,7 +189,7 @@ TEST(assistant, attachments_are_read_within_the_budget_and_named_in_errors) {
     img.field = "image_url";
     big.attachments.push_back(img);
     ask_refusal why;
-    const error e = a.ask(std::move(big), nullptr, nullptr, out, &why);
+    const error e = a.ask(std::move(big), nullptr, {}, out, &why);
     ASSERT_TRUE(e);
     EXPECT_EQ(why.field, "image_url");
     EXPECT_NE(e.message.find("image 1:"), std::string::npos) << e.message;
@@ -204,7 +204,7 @@ TEST(assistant, n_choices_run_at_once_each_with_its_seed) {
     in.n = 3;
     in.request.opt.sampling.seed = 100;
     ask_output out;
-    ASSERT_FALSE(a.ask(std::move(in), nullptr, nullptr, out));
+    ASSERT_FALSE(a.ask(std::move(in), nullptr, {}, out));
     ASSERT_EQ(out.results.size(), 3u);
     EXPECT_EQ(out.results[0].answer, "seed 100");
     EXPECT_EQ(out.results[1].answer, "seed 101");

@@ -1,4 +1,5 @@
-#include "agents/calculator.h"
+#include "agents/tools/calculator.h"
+#include "core/number.h"
 
 #include <gtest/gtest.h>
 

@@ -665,8 +665,9 @@ TEST(orchestrator, stop_flag_cancels_the_request) {
     scripted_backend be;
     be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 1", words(50)); });
     orchestrator      orch(be, builtin_tools());
-    std::atomic<bool> stop{ true };
-    ask_result        r = orch.run(contemplate("q"), nullptr, &stop);
+    cancel_source     stop;
+    stop.request_stop();
+    ask_result        r = orch.run(contemplate("q"), nullptr, stop.get_token());
     EXPECT_EQ(r.finish, FINISH_CANCELLED);
 }
 

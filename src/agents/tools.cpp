@@ -1,6 +1,7 @@
 #include "tools.h"
 
-#include "calculator.h"
+#include "tools/calculator.h"
+#include "tools/current-datetime.h"
 
 #include "core/data-block.h"
 #include "core/json-depth.h"
@@ -8,9 +9,6 @@
 #include "core/utf8.h"
 
 #include <nlohmann/json.hpp>
-
-#include <chrono>
-#include <ctime>
 
 namespace muse {
 
@@ -92,40 +90,10 @@ tool_output tool_registry::call(const std::string & name, const std::string & ar
     return out;
 }
 
-static tool_output run_calculator(const std::string & args) {
-    const json j = json::parse(args);
-    if (!j.contains("expression") || !j["expression"].is_string()) {
-        return { false, "calculator needs {\"expression\": \"...\"}, e.g. {\"expression\": \"(1 + 2) * 3\"}" };
-    }
-    const calc_result r = calculate(j["expression"].get<std::string>());
-    if (!r.ok) {
-        return { false, "calculator: " + r.error };
-    }
-    return { true, r.approx.empty() ? r.value : r.value + " (about " + r.approx + ")" };
-}
-
-static tool_output run_datetime(const std::string &) {
-    const auto   now = std::chrono::system_clock::now();
-    const time_t t   = std::chrono::system_clock::to_time_t(now);
-    struct tm    local {}, utc {};
-    localtime_r(&t, &local);
-    gmtime_r(&t, &utc);
-    char l[64], u[64];
-    strftime(l, sizeof(l), "%Y-%m-%d %H:%M:%S %Z (%A)", &local);
-    strftime(u, sizeof(u), "%Y-%m-%dT%H:%M:%SZ", &utc);
-    return { true, std::string("local: ") + l + "; UTC: " + u };
-}
-
 tool_registry builtin_tools() {
     tool_registry r;
-    r.add({ { "calculator",
-              "Exact arithmetic: + - * / ^, parentheses, decimals, fractions and percentages (15% * 200). "
-              "Use it for every calculation instead of doing it in your head.",
-              R"({"type":"object","properties":{"expression":{"type":"string","description":"the expression, e.g. (1.5 + 2) * 3"}},"required":["expression"]})" },
-            run_calculator });
-    r.add({ { "current_datetime", "The current local date, time and weekday, and UTC time.",
-              R"({"type":"object","properties":{}})" },
-            run_datetime });
+    r.add(calculator_tool());
+    r.add(current_datetime_tool());
     return r;
 }
 

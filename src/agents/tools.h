@@ -1,7 +1,8 @@
 #pragma once
 // Tools that agents call through the model's native tool-call format, and the registry that
-// names them. Built in: `calculator` (exact arithmetic) and `current_datetime`; the adapters
-// over a request's attachments (agents/tools/query-table.h, read-image-text.h) register the same way.
+// names them. Built in: `calculator` (exact arithmetic) and `current_datetime`, one file each
+// under agents/tools/; the adapters over a request's attachments (agents/tools/query-table.h,
+// read-image-text.h) register the same way.
 //
 //   tool_registry reg = builtin_tools();
 //   tool_output out = reg.call("calculator", R"({"expression": "0.1 + 0.2"})");  // out.text == "0.3"

@@ -2,6 +2,7 @@
 
 #include "agents/tools.h"
 #include "app/fold-attachments.h"
+#include "reasoning/mode.h"
 
 #include <condition_variable>
 #include <mutex>
@@ -38,23 +39,29 @@ error check_ask_rules(ask_request & req, int32_t n, int32_t max_n, ask_refusal *
     if (n < 1 || n > max_n) {
         return refuse(why, "n", "n must be in [1, " + std::to_string(max_n) + "], got " + std::to_string(n));
     }
+    // What each mode allows is the registry's (reasoning/mode.h).
+    const mode & m = find_mode(opt.mode);
     // A JSON answer is constrained from its first token: one agent.
     if (!opt.json_schema.empty()) {
-        if (opt.mode == MODE_CONTEMPLATING) {
-            return refuse(why, "json_schema", "a JSON answer comes from one agent: a JSON schema cannot be combined with mode contemplating");
+        if (!m.traits().allows_json_schema) {
+            return refuse(why, "json_schema", std::string("a JSON answer comes from one agent: a JSON schema cannot be combined with mode ") + m.name());
         }
-        if (opt.mode != MODE_THINKING) {
+        if (m.traits().routes) {
             opt.mode = MODE_INSTANT;  // the schema constrains the whole output, so no reasoning
         }
     }
-    if (!opt.client_tools.empty() && opt.mode == MODE_CONTEMPLATING) {
-        return refuse(why, "tools", "client tools are answered by one agent: use mode instant, thinking or auto, not contemplating");
+    if (!opt.client_tools.empty() && !m.traits().allows_client_tools) {
+        return refuse(why, "tools", "client tools are answered by one agent: use mode " +
+                                        mode_name_list(modes_where([](const mode_traits & t) { return t.allows_client_tools; })) +
+                                        ", not " + m.name());
     }
-    if (n > 1 && opt.mode == MODE_CONTEMPLATING) {
-        return refuse(why, "n", "n > 1 is for instant and thinking; contemplating already runs `agents` solvers");
+    if (n > 1 && !m.traits().allows_n) {
+        return refuse(why, "n", "n > 1 is for " +
+                                    mode_name_list(modes_where([](const mode_traits & t) { return t.allows_n && !t.routes; }), " and ") +
+                                    "; " + m.name() + " already runs `agents` solvers");
     }
-    // Instant is a direct answer: no built-in tool steps (attachments may still bring theirs).
-    if (opt.mode == MODE_INSTANT) {
+    // A mode without built-in tools (instant: a direct answer) offers none (attachments may still bring theirs).
+    if (!find_mode(opt.mode).traits().builtin_tools) {
         opt.tools.clear();
     }
     if (std::string e = validate(opt); !e.empty()) {
@@ -81,7 +88,7 @@ error assistant::check(ask_input & in, ask_refusal * why) const {
     return {};
 }
 
-error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, const std::atomic<bool> * cancel) const {
+error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, const cancel_token & cancel) const {
     if (error e = check(in, why)) return e;
     for (const auto & h : in_hooks) {
         if (error e = h->check(in.session, in.request)) {
@@ -113,7 +120,7 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
             }
             std::string().swap(a.bytes);  // decoded: the encoded copy is not needed any more
             a.shared.reset();
-            if (cancel && cancel->load()) {
+            if (cancel.stop_requested()) {
                 if (why) why->field = "attachments";
                 return { ERROR_ENGINE_STOPPED, "cancelled while reading the attachments" };
             }
@@ -127,7 +134,7 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
     return {};
 }
 
-void assistant::run(prepared_ask & p, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out) const {
+void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_token & cancel, ask_output & out) const {
     if (!p.att->empty()) out.attachments = p.att->to_json(be.caps().vision);
     out.tools = p.in.request.opt.tools;
 
@@ -154,7 +161,7 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const std::atomi
     for (const auto & h : out_hooks) h->check(p.in.session, p.in.request, out.results);
 }
 
-error assistant::ask(ask_input in, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out, ask_refusal * why) const {
+error assistant::ask(ask_input in, const choice_sink & sink, const cancel_token & cancel, ask_output & out, ask_refusal * why) const {
     prepared_ask p;
     if (error e = prepare(std::move(in), p, why, cancel)) return e;
     run(p, sink, cancel, out);

@@ -13,19 +13,20 @@
 //   in.attachments.push_back({ muse::attachment_input::TABLE, "sales.csv", csv_bytes });
 //   muse::ask_output out;
 //   muse::ask_refusal why;
-//   if (error e = a.ask(std::move(in), sink, &cancel, out, &why)) { ... refused: why.field, e.message ... }
+//   muse::cancel_source stop;                                // stop.request_stop() cancels it
+//   if (error e = a.ask(std::move(in), sink, stop.get_token(), out, &why)) { ... refused: why.field, e.message ... }
 //   out.results[0].answer;
 //
 // Thread safety: ask() and check() from any number of threads at once; add hooks before the
 // first ask().
 
 #include "backend/backend.h"
+#include "core/cancel.h"
 #include "perception/attachment-set.h"
 #include "reasoning/orchestrator.h"
 
 #include <nlohmann/json.hpp>
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -128,14 +129,14 @@ class assistant {
 
     // check(), the input hooks, the attachments (within the request's memory budget) and the
     // tool set. An error means the request is refused (nothing ran).
-    error prepare(ask_input in, prepared_ask & p, ask_refusal * why = nullptr, const std::atomic<bool> * cancel = nullptr) const;
+    error prepare(ask_input in, prepared_ask & p, ask_refusal * why = nullptr, const cancel_token & cancel = {}) const;
 
     // Runs a prepared request: n choices at once, then the output hooks. A failure while running
-    // is in each result's err; `cancel` set stops every agent at its next step.
-    void run(prepared_ask & p, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out) const;
+    // is in each result's err; a cancel stops every agent at its next step.
+    void run(prepared_ask & p, const choice_sink & sink, const cancel_token & cancel, ask_output & out) const;
 
     // prepare() then run().
-    error ask(ask_input in, const choice_sink & sink, const std::atomic<bool> * cancel, ask_output & out,
+    error ask(ask_input in, const choice_sink & sink, const cancel_token & cancel, ask_output & out,
               ask_refusal * why = nullptr) const;
 
     backend & get_backend() const { return be; }

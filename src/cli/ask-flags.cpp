@@ -217,7 +217,7 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out) 
         return "missing PROMPT (usage: muse ask \"your question\")";
     }
     if (!mode_name.empty() && !parse_ask_mode(mode_name, opt.mode)) {
-        return "--mode must be instant, thinking, contemplating or auto, got '" + mode_name + "'";
+        return "--mode must be " + mode_name_list(all_modes()) + ", got '" + mode_name + "'";
     }
     if (!reasoning.empty()) {
         if (!mode_name.empty()) return "--reasoning and --mode cannot be combined; use --mode";

@@ -16,19 +16,24 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <semaphore.h>
+#include <thread>
 
 namespace muse::cli {
 
 static std::atomic<bool> g_interrupted{ false };
 static std::atomic<bool> g_generating{ false };  // before: nothing to stop cleanly
+static sem_t             g_sigint;  // posted by the handler (sem_post is async-signal-safe)
 static_assert(std::atomic<bool>::is_always_lock_free);
 
 // Installed before anything slow (reading attachments, loading the model): Ctrl-C then leaves
-// at once; once the answer is being generated, the first stops it cleanly.
+// at once; once the answer is being generated, the first stops it cleanly (a relay thread turns
+// the post into the request's cancel, which a handler may not do itself).
 static void on_sigint(int) {
     if (!g_generating.load() || g_interrupted.exchange(true)) {
         std::_Exit(EXIT_CANCELLED);
     }
+    sem_post(&g_sigint);
 }
 
 // The live view of a contemplating request: one line per agent on stderr, redrawn in place
@@ -282,8 +287,16 @@ int cmd_ask(int argc, char ** argv) {
     answer_printer print(f, f.opt.mode);
     ask_output     out;
     ask_refusal    why;
-    // The run watches the flag that Ctrl-C sets (a lock-free atomic, safe to set in a handler).
-    if (error e = door.ask(std::move(in), [&](int, const ask_event & ev) { print.on(ev); }, &g_interrupted, out, &why)) {
+    // Ctrl-C cancels the run through the relay; the relay ends with the run.
+    cancel_source stop;
+    std::thread   relay([&stop] {
+        while (sem_wait(&g_sigint) != 0) {}
+        if (g_interrupted) stop.request_stop();
+    });
+    const error e = door.ask(std::move(in), [&](int, const ask_event & ev) { print.on(ev); }, stop.get_token(), out, &why);
+    sem_post(&g_sigint);
+    relay.join();
+    if (e) {
         fprintf(stderr, "muse ask: %s\n", e.message.c_str());
         return e.code == ERROR_INTERNAL ? EXIT_FAILURE_ : e.code == ERROR_ENGINE_STOPPED ? EXIT_CANCELLED : EXIT_USAGE;
     }

@@ -1,6 +1,6 @@
 #include "answer.h"
 
-#include "agents/calculator.h"
+#include "core/number.h"
 
 #include <algorithm>
 #include <exception>

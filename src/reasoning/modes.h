@@ -1,13 +1,22 @@
 #pragma once
-// The modes, one file each, and what they share. Internal to the orchestrator.
+// The modes, one file each, and what they share. Internal to the reasoning layer: the registry
+// (mode.h) lists them; each builds its steps on the request's graph (step-graph.h).
 
-#include "agents/agent-runner.h"
+#include "reasoning/context.h"
+#include "reasoning/mode.h"
+#include "reasoning/step-graph.h"
 
 namespace muse {
 
-void run_instant(ask_context & ctx);
-void run_thinking(ask_context & ctx);
-void run_contemplating(ask_context & ctx);
+const mode & instant_mode();        // mode-single.cpp
+const mode & thinking_mode();       // mode-single.cpp
+const mode & contemplating_mode();  // mode-contemplating.cpp
+const mode & auto_mode();           // mode-auto.cpp
+
+// Sets the mode that runs (result.mode): `m`, or, when the request brings client tools that
+// `m` does not allow, the first reasoning mode that does (saying so in mode_reason); then
+// announces it (ask_event::MODE, with mode_reason).
+void announce_mode(ask_context & ctx, ask_mode m);
 
 // The request's text: the last user message.
 std::string request_text(const std::vector<chat_message> & messages);

@@ -4,8 +4,6 @@
 
 #include <cmath>
 #include <random>
-#include <condition_variable>
-#include <thread>
 
 namespace muse {
 
@@ -59,8 +57,10 @@ std::string validate(const ask_options & o) {
     if (o.client_tool_choice != "auto" && o.client_tool_choice != "none" && o.client_tool_choice != "required") {
         return "tool_choice must be auto, none or required, got '" + o.client_tool_choice + "'";
     }
-    if (!o.client_tools.empty() && o.mode == MODE_CONTEMPLATING) {
-        return "tools: client tools are answered by one agent; use mode instant, thinking or auto, not contemplating";
+    if (!o.client_tools.empty() && !find_mode(o.mode).traits().allows_client_tools) {
+        return std::string("tools: client tools are answered by one agent; use mode ") +
+               mode_name_list(modes_where([](const mode_traits & t) { return t.allows_client_tools; })) + ", not " +
+               ask_mode_name(o.mode);
     }
     return "";
 }
@@ -102,6 +102,28 @@ chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, con
     return r;
 }
 
+void announce_mode(ask_context & ctx, ask_mode m) {
+    ask_event ev;
+    {
+        std::lock_guard<std::mutex> lk(ctx.mu);
+        if (!ctx.opt.client_tools.empty() && !find_mode(m).traits().allows_client_tools) {
+            for (const mode * x : all_modes()) {
+                const mode_traits t = x->traits();
+                if (!t.routes && t.reasons && t.allows_client_tools) {
+                    m = x->id();
+                    ctx.result.mode_reason += std::string("; client tools are answered by one agent, so ") + x->name();
+                    break;
+                }
+            }
+        }
+        ctx.result.mode = m;
+        ev.type         = ask_event::MODE;
+        ev.text         = ask_mode_name(m);
+        ev.detail       = ctx.result.mode_reason;
+    }
+    ctx.emit(ev);
+}
+
 namespace {
 
 // The backend as one request sees it: every stream it starts carries the request's cache
@@ -137,15 +159,13 @@ class salted_backend : public backend {
 
 orchestrator::orchestrator(backend & b, tool_registry tools) : be(b), reg(std::move(tools)) {}
 
-ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, const std::atomic<bool> * stop) {
-    static const std::atomic<bool> never{ false };
-    const std::atomic<bool> &      cancelled = stop ? *stop : never;
+ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, const cancel_token & cancel) {
     ask_request req = req0;
     if (req.opt.sampling.seed == 0xFFFFFFFF) {
         req.opt.sampling.seed = std::random_device{}() & 0x7FFFFFFF;  // agents derive theirs from it, reproducibly
     }
     salted_backend salted(be, req.cache_salt);
-    ask_context    ctx(salted, reg, req, sink, cancelled);
+    ask_context    ctx(salted, reg, req, sink, cancel);
     ctx.result.mode_requested = req.opt.mode;
 
     auto fail = [&](error_code code, std::string msg) {
@@ -165,80 +185,23 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         }
     }
 
-    // A watcher turns the caller's stop flag into stream cancellations. It wakes at once when
-    // the request ends, so it adds nothing to the request's time.
-    std::mutex              watch_mu;
-    std::condition_variable watch_cv;
-    bool                    done = false;
-    std::thread             watcher([&] {
-        std::unique_lock<std::mutex> lk(watch_mu);
-        while (!done) {
-            if (cancelled) {
-                ctx.cancel_streams();
-            }
-            watch_cv.wait_for(lk, std::chrono::milliseconds(20));
-        }
-    });
-
-    ask_mode mode = req.opt.mode;
-    if (mode == MODE_AUTO) {
-        route_decision d = route_request(req.route_text.empty() ? request_text(req.messages) : req.route_text,
-                                         req.attachments);
-        mode             = d.mode;
-        ctx.result.mode_reason = d.reason;
-        if (req.opt.router_model) {
-            agent_spec spec;
-            spec.kind                 = AGENT_ROUTER;
-            spec.role                 = "router";
-            spec.request              = base_request(ctx, REASONING_OFF, "low");
-            spec.request.tools.clear();
-            spec.request.messages     = with_suffix(req.messages,
-                "---\nDo not answer the request. Classify how much reasoning it needs: instant (a direct reply), "
-                "thinking (careful step-by-step reasoning) or contemplating (a hard, multi-part problem worth "
-                "several independent solvers). Reply with one word.");
-            spec.request.grammar      = "root ::= \"instant\" | \"thinking\" | \"contemplating\"";
-            spec.request.max_tokens   = 8;
-            spec.request.sampling.temperature = 0;
-            ctx.begin_step("route");
-            const int idx = run_agent(ctx, spec);
-            ctx.end_step("route");
-            ask_mode m;
-            const std::string said = ctx.result.agents[idx].answer;
-            if (parse_ask_mode(said, m) && m != MODE_AUTO) {
-                ctx.result.mode_reason += "; the model classified it as " + said;
-                mode = m;
-            } else {
-                ctx.result.mode_reason += "; the model's classification was unusable ('" + said + "'), features decide";
-            }
-        }
+    // The mode builds the request's step graph (auto: a route that adds the chosen mode's
+    // steps); one executor runs it.
+    step_graph g;
+    if (req.opt.mode == MODE_AUTO) {
+        find_mode(MODE_AUTO).build(ctx, g, -1);
     } else {
-        ctx.result.mode_reason = std::string("requested: ") + ask_mode_name(mode);
+        ctx.result.mode_reason = std::string("requested: ") + ask_mode_name(req.opt.mode);
+        announce_mode(ctx, req.opt.mode);
+        find_mode(ctx.result.mode).build(ctx, g, -1);
     }
-    if (mode == MODE_CONTEMPLATING && !req.opt.client_tools.empty()) {
-        mode = MODE_THINKING;
-        ctx.result.mode_reason += "; client tools are answered by one agent, so thinking";
+    std::vector<step_timing> timings;
+    g.execute(cancel, ctx.env.t0, timings);
+    ctx.result.timings = std::move(timings);
+    if (std::string what = g.failure(); !what.empty() && !ctx.result.err) {
+        ctx.result.err    = { ERROR_INTERNAL, "internal error: " + what };
+        ctx.result.finish = FINISH_ERROR;
     }
-    ctx.result.mode = mode;
-    {
-        ask_event ev;
-        ev.type   = ask_event::MODE;
-        ev.text   = ask_mode_name(mode);
-        ev.detail = ctx.result.mode_reason;
-        ctx.emit(ev);
-    }
-
-    switch (mode) {
-        case MODE_INSTANT:       run_instant(ctx); break;
-        case MODE_THINKING:      run_thinking(ctx); break;
-        case MODE_CONTEMPLATING: run_contemplating(ctx); break;
-        case MODE_AUTO:          break;
-    }
-    {
-        std::lock_guard<std::mutex> lk(watch_mu);
-        done = true;
-    }
-    watch_cv.notify_one();
-    watcher.join();
 
     ask_result & res = ctx.result;
     for (const auto & t : res.agents) {
@@ -247,7 +210,7 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         res.use.completion_tokens += t.tokens;
         res.use.tokens_saved_by_pruning += t.tokens_saved;
     }
-    if (cancelled && !res.err) {
+    if (ctx.cancelled() && !res.err) {
         res.finish = FINISH_CANCELLED;
     }
     res.total_ms = ctx.now_ms();

@@ -7,7 +7,8 @@
 //   muse::ask_request  req;
 //   req.messages = { { "user", "What is 17 * 23?" } };
 //   req.opt.mode = muse::MODE_CONTEMPLATING;
-//   muse::ask_result r = orch.run(req, [](const muse::ask_event & ev) { /* live view */ });
+//   muse::cancel_source stop;  // stop.request_stop() from any thread cancels the request
+//   muse::ask_result r = orch.run(req, [](const muse::ask_event & ev) { /* live view */ }, stop.get_token());
 //
 //   instant        reasoning off (Muse Glimmer: strength low, answer channel opened), one answer
 //   thinking       one agent reasons within a budget (budget-forced), may call tools, answers
@@ -18,14 +19,16 @@
 // Thread safety: run() may be called from several threads at once (each call is one
 // request); the sink is called from agent threads, one call at a time per request.
 
+#include "agents/agent.h"
 #include "agents/plan.h"
 #include "agents/tools.h"
 #include "backend/backend.h"
+#include "core/cancel.h"
 #include "core/limits.h"
 #include "reasoning/answer.h"
 #include "reasoning/router.h"
+#include "reasoning/step-graph.h"
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -102,39 +105,14 @@ struct ask_request {
     std::string cache_salt;
 };
 
-struct tool_call_trace {
-    std::string name, arguments, result;
-    bool        ok = false;
-};
-
 enum agent_kind { AGENT_ANSWER, AGENT_PLANNER, AGENT_SUBTASK, AGENT_SOLVER, AGENT_SYNTHESIZER, AGENT_REFINER, AGENT_ROUTER };
 const char * agent_kind_name(agent_kind k);
 
-struct agent_trace {
+// One agent of a request: what it did (agents/agent.h) and the part it played.
+struct ask_agent_trace : agent_trace {
     int         index = 0;  // position in ask_result::agents
     agent_kind  kind  = AGENT_ANSWER;
-    std::string role;       // solver directive or specialist role id
     std::string task_id;    // sub-tasks: the plan task
-    std::string reasoning;
-    std::string answer;
-    std::vector<tool_call_trace> tool_calls;
-    int32_t     tokens        = 0;   // generated, all steps
-    int32_t     prompt_tokens_prefilled = 0;
-    int32_t     prompt_tokens_reused    = 0;
-    bool        pruned        = false;
-    int32_t     tokens_saved  = 0;   // reasoning budget left unspent when pruned
-    double      confidence    = 0;   // mean token log-probability (0 when not measured)
-    float       temperature   = 0;
-    uint32_t    seed          = 0;
-    finish_reason finish      = FINISH_NONE;
-    error       err;
-    double      start_ms = 0, end_ms = 0;  // since the request started
-    std::vector<chat_tool_call> client_calls;  // calls of client tools the agent stopped at
-};
-
-struct step_timing {
-    std::string step;
-    double      start_ms = 0, end_ms = 0;
 };
 
 struct ask_usage {
@@ -153,7 +131,7 @@ struct ask_result {
     std::string mode_reason;
     bool        has_plan = false;
     plan        plan_used;
-    std::vector<agent_trace> agents;
+    std::vector<ask_agent_trace> agents;
     std::string aggregation;  // single, vote, synthesis (answer: the synthesiser's), synthesis_all_pruned,
                               // synthesis_unfinished (no agent answered in its tokens), none
     vote_result vote;
@@ -191,9 +169,10 @@ class orchestrator {
   public:
     orchestrator(backend & be, tool_registry tools);
 
-    // Runs one request to its end. Setting *stop (owned by the caller) cancels it: its agents
-    // end at the next engine step and the result says FINISH_CANCELLED.
-    ask_result run(const ask_request & req, const ask_sink & sink = nullptr, const std::atomic<bool> * stop = nullptr);
+    // Runs one request to its end. A cancel (the caller's cancel_source) reaches the agents'
+    // live streams at once through callbacks: they end at the next engine step, steps not yet
+    // started do not start, and the result says FINISH_CANCELLED.
+    ask_result run(const ask_request & req, const ask_sink & sink = nullptr, const cancel_token & cancel = {});
 
     const tool_registry & tools() const { return reg; }
 

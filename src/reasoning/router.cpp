@@ -9,33 +9,8 @@
 
 namespace muse {
 
-const char * ask_mode_name(ask_mode m) {
-    switch (m) {
-        case MODE_AUTO:          return "auto";
-        case MODE_INSTANT:       return "instant";
-        case MODE_THINKING:      return "thinking";
-        case MODE_CONTEMPLATING: return "contemplating";
-    }
-    return "unknown";
-}
-
 static char lower(char c) {
     return (char) std::tolower((unsigned char) c);
-}
-
-bool parse_ask_mode(const std::string & s, ask_mode & out) {
-    // A model's one-word classification may come with a newline around it.
-    const char * ws = " \t\r\n";
-    const size_t b  = s.find_first_not_of(ws);
-    std::string  l  = b == std::string::npos ? "" : s.substr(b, s.find_last_not_of(ws) - b + 1);
-    std::transform(l.begin(), l.end(), l.begin(), lower);
-    for (ask_mode m : { MODE_AUTO, MODE_INSTANT, MODE_THINKING, MODE_CONTEMPLATING }) {
-        if (l == ask_mode_name(m)) {
-            out = m;
-            return true;
-        }
-    }
-    return false;
 }
 
 // Keywords are written normalized (lowercase, words separated by one space). A trailing '*' matches any

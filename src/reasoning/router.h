@@ -20,21 +20,15 @@
 // Features match English keywords on word boundaries (ASCII case-insensitive); other languages fall
 // through to the length rules.
 
+#include "reasoning/mode.h"
+
 #include <string>
 
 namespace muse {
 
-enum ask_mode { MODE_AUTO, MODE_INSTANT, MODE_THINKING, MODE_CONTEMPLATING };
-
 constexpr int ROUTE_CASUAL_MAX_WORDS = 8;
 constexpr int ROUTE_SHORT_WORDS      = 12;
 constexpr int ROUTE_LONG_WORDS       = 150;
-
-// "auto", "instant", "thinking", "contemplating"; "unknown" for a value outside the enum.
-const char * ask_mode_name(ask_mode m);
-
-// Accepts exactly those names, ASCII case-insensitive, surrounding whitespace ignored; `out` is untouched on false.
-bool parse_ask_mode(const std::string & s, ask_mode & out);
 
 struct route_features {
     int  chars       = 0;  // UTF-8 code points

@@ -390,13 +390,11 @@ api_error parse_chat_body(const std::string & text, const api_limits & lim, chat
 }
 
 bool effort_mode(const std::string & effort, ask_mode & mode, int32_t & budget) {
-    if (effort == "none")    { mode = MODE_INSTANT;       budget = 0;    return true; }
-    if (effort == "minimal") { mode = MODE_THINKING;      budget = 256;  return true; }
-    if (effort == "low")     { mode = MODE_THINKING;      budget = 1024; return true; }
-    if (effort == "medium")  { mode = MODE_THINKING;      budget = 2048; return true; }
-    if (effort == "high")    { mode = MODE_THINKING;      budget = 8192; return true; }
-    if (effort == "xhigh")   { mode = MODE_CONTEMPLATING; budget = 8192; return true; }
-    return false;
+    const effort_level * e = find_effort(effort);  // the mode registry's mapping
+    if (!e) return false;
+    mode   = e->mode;
+    budget = e->budget;
+    return true;
 }
 
 api_error parse_chat_request(const json & body, const api_limits & lim, chat_api_request & out) {
@@ -482,7 +480,7 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     if (api_error e = get_string(body, "mode", 32, present, mode_name)) return e;
     if (present) {
         if (!parse_ask_mode(mode_name, opt.mode)) {
-            return bad_request("mode", "mode must be instant, thinking, contemplating or auto, got '" + mode_name + "'");
+            return bad_request("mode", "mode must be " + mode_name_list(all_modes()) + ", got '" + mode_name + "'");
         }
         out.mode_given = opt.mode != MODE_AUTO;
     }
@@ -491,7 +489,7 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
         ask_mode em;
         int32_t  budget = 0;
         if (!effort_mode(effort, em, budget)) {
-            return bad_request("reasoning_effort", "reasoning_effort must be none, minimal, low, medium, high or xhigh, got '" + effort + "'");
+            return bad_request("reasoning_effort", "reasoning_effort must be " + effort_name_list() + ", got '" + effort + "'");
         }
         if (!out.mode_given) {
             opt.mode       = em;

@@ -15,26 +15,6 @@ namespace muse {
 
 namespace {
 
-// The stop flag of one running chat, registered with the server so that the end of a drain's
-// grace period can cancel it.
-class registered_stop {
-  public:
-    registered_stop(std::mutex & mu, std::set<std::shared_ptr<std::atomic<bool>>> & all, bool now) : mu(mu), all(all) {
-        std::lock_guard<std::mutex> lk(mu);
-        all.insert(flag);
-        if (now) *flag = true;
-    }
-    ~registered_stop() {
-        std::lock_guard<std::mutex> lk(mu);
-        all.erase(flag);
-    }
-    std::shared_ptr<std::atomic<bool>> flag = std::make_shared<std::atomic<bool>>(false);
-
-  private:
-    std::mutex &                                   mu;
-    std::set<std::shared_ptr<std::atomic<bool>>> & all;
-};
-
 // An assistant's refusal as an HTTP answer.
 void send_refusal(http::response & res, const error & e, const ask_refusal & why, bool shutting_down) {
     if (e.code == ERROR_CONTEXT_OVERFLOW) {
@@ -47,26 +27,6 @@ void send_refusal(http::response & res, const error & e, const ask_refusal & why
     } else {
         send_error(res, bad_request(why.field == "json_schema" ? "response_format" : why.field, e.message));
     }
-}
-
-// Runs the prepared request on a thread of its own; `watch` is polled every 100 ms meanwhile
-// (a client that leaves cancels its sequences).
-void run_watched(const assistant & a, prepared_ask & p, const choice_sink & sink, std::atomic<bool> & stop, ask_output & out,
-                 const std::function<void()> & watch) {
-    std::mutex              mu;
-    std::condition_variable cv;
-    bool                    done = false;
-    std::thread runner([&] {
-        a.run(p, sink, &stop, out);
-        std::lock_guard<std::mutex> lk(mu);
-        done = true;
-        cv.notify_all();
-    });
-    {
-        std::unique_lock<std::mutex> lk(mu);
-        while (!cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return done; })) watch();
-    }
-    runner.join();
 }
 
 // What the model read for each image and table (OCR text, table summary), put in the answer.
@@ -108,14 +68,13 @@ void server::impl::routes_chat() {
 
 // The turn: a queued request waits here with its body read but nothing of it parsed, decoded
 // or tokenised. False: answered (the client left, or the server is shutting down).
-bool server::impl::take_turn(http::request & req, http::response & res) {
+bool server::impl::take_turn(http::request & req, http::response & res, const cancel_token & stop) {
     auto * ticket = static_cast<admission::ticket *>(req.hold.get());
     if (!ticket) {
         send_error(res, make_error(500, "internal error: the request was not admitted", "server_error"));
         return false;
     }
-    request_cancel stop(req.gone, cancel_all.get_token());
-    if (adm.wait(*ticket, stop.token()) == admission::ADMITTED) return true;
+    if (adm.wait(*ticket, stop) == admission::ADMITTED) return true;
     met.cancelled++;
     if (cancelling) {
         send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
@@ -176,7 +135,10 @@ void server::impl::count_chat(const ask_output & out, bool cancelled, clock_type
 
 void server::impl::handle_chat(http::request & req, http::response & res) {
     const auto t0 = clock_type::now();
-    if (!take_turn(req, res)) return;
+    // Cancelled the moment the client leaves (the HTTP layer's event) or a drain's grace period
+    // ends, whichever comes first: while queued, while prepared, while running.
+    const auto stop = std::make_shared<request_cancel>(req.gone, cancel_all.get_token());
+    if (!take_turn(req, res, stop->token())) return;
     chat_api_request in;
     ask_input        ai;
     {
@@ -188,10 +150,9 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
 
     // The one door: the rules, the hooks, the attachments. A refusal is a status, before any
     // byte of a stream.
-    registered_stop stop(stops_mu, stops, cancelling);
-    prepared_ask    prep;
-    ask_refusal     why;
-    if (error e = asst.prepare(std::move(ai), prep, &why, stop.flag.get())) return send_refusal(res, e, why, cancelling);
+    prepared_ask prep;
+    ask_refusal  why;
+    if (error e = asst.prepare(std::move(ai), prep, &why, stop->token())) return send_refusal(res, e, why, cancelling);
 
     const std::string id = "chatcmpl-" + random_hex(24);
     const int64_t     created = unix_now();
@@ -201,12 +162,12 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
     auto send = [&](const std::vector<ojson> & chunks) {
         std::string s;
         for (const auto & c : chunks) s += "data: " + wire(c) + "\n\n";
-        if (!s.empty() && !out->write(s)) *stop.flag = true;  // the client left: cancel at the next engine step
+        if (!s.empty() && !out->write(s)) stop->src.request_stop();  // the client left: cancel at the next engine step
     };
     if (in.stream) {
         out           = std::make_shared<http::stream>();
-        out->on_close = [f = stop.flag](bool complete) {
-            if (!complete) *f = true;
+        out->on_close = [stop](bool complete) {
+            if (!complete) stop->src.request_stop();
         };
         res.stream       = out;
         res.content_type = "text/event-stream";
@@ -230,12 +191,10 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         send(chunks);
     };
     ask_output result;
-    run_watched(asst, prep, sink, *stop.flag, result, [&] {
-        if (!in.stream && req.gone.stop_requested()) *stop.flag = true;
-    });
+    asst.run(prep, sink, stop->token(), result);
     req.hold.reset();  // the work is done: the turn is free before the client can see the end
 
-    const bool cancelled = stop.flag->load();
+    const bool cancelled = stop->src.stop_requested();
     count_chat(result, cancelled, t0);
     api_error err;
     if (cancelled && cancelling) {

@@ -53,7 +53,7 @@ void server::impl::handle_file_upload(http::request & req, http::response & res)
         send_error(res, make_error(500, "internal error: the request was not admitted", "server_error"));
         return;
     }
-    request_cancel stop(req.gone, cancel_all.get_token());
+    request_cancel stop(req.gone, cancel_all.get_token());  // the client leaves, or a drain ends
     if (adm.wait(*ticket, stop.token()) != admission::ADMITTED) {
         if (cancelling) {
             send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));

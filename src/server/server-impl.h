@@ -139,9 +139,6 @@ struct server::impl {
     cancel_source     cancel_all;           // stopped with `cancelling`: every request_cancel follows
     std::atomic<int>  handlers{ 0 };        // handlers running (any route)
     bool            started = false;
-    // The stop flags of running chats, so that the end of the grace period can cancel them all.
-    std::mutex                                   stops_mu;
-    std::set<std::shared_ptr<std::atomic<bool>>> stops;
     clock_type::time_point t_start = clock_type::now();
 
     // One request's cancellation: stopped the moment its client leaves or the server cancels
@@ -166,7 +163,7 @@ struct server::impl {
     bool origin_allowed(const http::request & req, const std::string & origin) const;
     bool authorized(const http::request & req, http::response & res, std::string & user) const;
     void handle_chat(http::request & req, http::response & res);
-    bool take_turn(http::request & req, http::response & res);
+    bool take_turn(http::request & req, http::response & res, const cancel_token & stop);
     bool chat_input(const http::request & req, http::response & res, chat_api_request & in, ask_input & ai);
     void count_chat(const ask_output & out, bool cancelled, clock_type::time_point t0);
     void handle_file_upload(http::request & req, http::response & res);

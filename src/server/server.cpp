@@ -338,11 +338,7 @@ bool server::shutdown(double grace_s) {
     if (!clean) {
         // Past the grace period: cancel what runs; each stream ends with an error event.
         p->cancelling = true;
-        p->cancel_all.request_stop();
-        {
-            std::lock_guard<std::mutex> lk(p->stops_mu);
-            for (const auto & f : p->stops) *f = true;
-        }
+        p->cancel_all.request_stop();  // every request's request_cancel
         clean = wait_handlers(clock_type::now() + std::chrono::milliseconds(800));
     }
     p->sampler_stop.request_stop();

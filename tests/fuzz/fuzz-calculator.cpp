@@ -1,6 +1,7 @@
 // The calculator tool's expression language (exact rationals on big integers): any text
 // gives a value or an error, in bounded time and memory.
-#include "agents/calculator.h"
+#include "agents/tools/calculator.h"
+#include "core/number.h"
 
 #include <cstddef>
 #include <cstdint>

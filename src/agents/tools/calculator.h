@@ -17,7 +17,11 @@
 // Limits: 2000 characters of input, 100 levels of nesting, 1000 decimal digits in any numerator or denominator.
 // Error positions are 1-based and count characters (UTF-8 code points); operator errors point at the operator.
 //
+// The tool: calculator_tool() is `calculator` in builtin_tools() ({"expression": "..."}).
+//
 // Thread safety: pure functions without shared state; call from any thread.
+
+#include "agents/tools.h"
 
 #include <string>
 
@@ -32,11 +36,9 @@ struct calc_result {
 
 calc_result calculate(const std::string & expression);
 
-// Canonical form of one number literal (as calculate would print it), for comparing answers:
-// "1,000" "1000" "1000.0" "+1000" "1e3" "1 000" -> "1000"; "0.50" -> "0.5"; "1/2" -> "0.5"; "2/6" -> "1/3";
-// "-0" -> "0"; "50%" -> "0.5".
-// Accepts, around ASCII whitespace: an optional sign, a number (thousands grouped by ',' or by ' '), optionally
-// '/' and an unsigned number, optionally '%'. Returns false (and leaves `out` alone) for anything else.
-bool normalize_number(const std::string & text, std::string & out);
+// The `calculator` tool over calculate().
+tool_def calculator_tool();
+
+// normalize_number, the vote's exact number comparison, lives in core/number.h.
 
 }  // namespace muse

@@ -1,0 +1,174 @@
+// Aggregation: a vote when the answers are extractable (self-consistency), else a synthesis of
+// them (mixture of agents); when no agent answered, a synthesis of their unfinished reasoning.
+
+#include "contemplating.h"
+
+#include "prompts.h"
+
+#include "core/utf8.h"
+
+#include <cmath>
+
+namespace muse::contemplating {
+
+static void aggregate(contemplation & c) {
+    ask_context &       ctx      = c.ctx;
+    const ask_options & opt      = c.opt;
+    const char *        strength = c.strength;
+    std::vector<int>    final_idx;
+    {
+        std::lock_guard<std::mutex> lk(c.mu);
+        final_idx = c.final_idx;
+    }
+    auto trace = [&](int idx) { return ctx.trace(idx); };
+
+    std::vector<ask_agent_trace> answered, pruned;
+    std::map<int, int>           agent_no;  // trace index -> N in "Agent N, <role>:"
+    for (size_t i = 0; i < final_idx.size(); ++i) {
+        const int idx     = final_idx[i];
+        agent_no[idx]     = (int)i + 1;
+        ask_agent_trace t = trace(idx);
+        if (t.pruned) {
+            pruned.push_back(t);
+        } else if (!t.err && !t.answer.empty()) {
+            answered.push_back(t);
+        }
+    }
+    std::vector<ballot> ballots;
+    for (size_t i = 0; i < answered.size(); ++i) {
+        ballot b;
+        b.agent      = answered[i].index;
+        b.answer     = extract_answer(answered[i].answer);
+        b.confidence = answered[i].confidence;
+        if (b.answer.kind != ANSWER_NONE) {
+            ballots.push_back(b);
+        }
+    }
+
+    // The synthesiser reads the candidates and writes one answer, with reasoning off: the
+    // solvers did the reasoning, and it runs alone after them, on the request's critical path
+    // (one sequence decoding, every token adding a step to the latency).
+    auto synthesize = [&](const std::vector<ask_agent_trace> & from, bool partial) {
+        std::string cands;
+        for (const auto & t : from) {
+            std::string text = partial ? t.reasoning : t.answer;
+            if (text.size() > 1500) {
+                text = "..." + utf8_tail(text, 1500);  // the end holds the conclusion
+            }
+            cands += "[" + std::to_string(agent_no[t.index]) + "] " + text + "\n";
+        }
+        agent_call spec;
+        spec.kind    = AGENT_SYNTHESIZER;
+        spec.role    = "synthesizer";
+        spec.request = base_request(ctx, REASONING_OFF, strength);
+        // Every token here is prefilled after the solvers, so the candidates are marked by their
+        // agent numbers only.
+        spec.request.messages =
+            with_suffix(ctx.req.messages, join_suffix(c.shared_suffix, synthesis_suffix(partial, cands)));
+        spec.request.max_tokens    = opt.answer_tokens;
+        spec.request.fork_from     = c.solver_parent;
+        spec.request.logprobs      = true;
+        spec.request.sampling.seed = opt.sampling.seed + 31u;
+        return ctx.run_agent(spec);
+    };
+
+    std::string   method, answer, reasoning, summary;
+    vote_result   vr;
+    double        confidence = 0;
+    error         final_err;
+    finish_reason finish = FINISH_STOP;
+    // A synthesiser's answer is the request's answer.
+    auto take = [&](int idx) {
+        const ask_agent_trace t = trace(idx);
+        answer                  = t.answer;
+        reasoning               = t.reasoning;
+        final_err               = t.err;
+        finish                  = t.finish == FINISH_LENGTH ? FINISH_LENGTH : FINISH_STOP;
+    };
+    // A vote needs extractable answers from at least half of the agents and two that agree;
+    // answers that all differ are better merged by a synthesiser.
+    if (answered.size() >= 2 && ballots.size() >= 2 && ballots.size() * 2 >= answered.size()) {
+        vr = majority_vote(ballots);
+    }
+    if (answered.empty() && !pruned.empty()) {
+        // Every branch was pruned: their unfinished reasoning is all there is. Confidence 0:
+        // no branch finished with enough confidence.
+        take(synthesize(pruned, true));
+        method = "synthesis_all_pruned";
+        summary =
+            "all " + std::to_string(pruned.size()) + " agents were pruned; synthesised from their partial reasoning";
+    } else if (answered.empty()) {
+        // No answer. An agent's error is the request's error; otherwise the agents ran out of
+        // tokens (max_tokens, a small budget) before answering, which is a result, not a
+        // failure: what they reasoned is synthesised, or the answer is empty with "length".
+        std::vector<ask_agent_trace> unfinished;
+        bool                         cancelled = false;
+        for (int idx : final_idx) {
+            const ask_agent_trace t = trace(idx);
+            if (t.err && !final_err) {
+                final_err = t.err;
+            }
+            cancelled = cancelled || t.finish == FINISH_CANCELLED;
+            if (!t.reasoning.empty()) {
+                unfinished.push_back(t);
+            }
+        }
+        method = "none";
+        if (final_err) {
+            summary = final_err.message;
+        } else if (!unfinished.empty() && !cancelled) {
+            take(synthesize(unfinished, true));
+            method  = "synthesis_unfinished";
+            summary = "no agent answered within its tokens; synthesised from their reasoning";
+        } else {
+            finish  = FINISH_LENGTH;
+            summary = "no agent wrote an answer within its token limits";
+        }
+    } else if (answered.size() == 1) {
+        method     = "single";
+        answer     = answered[0].answer;
+        reasoning  = answered[0].reasoning;
+        confidence = std::exp(answered[0].confidence);
+        summary    = "one agent answered";
+    } else if (vr.votes >= 2) {
+        method     = "vote";
+        confidence = (double)vr.votes / (double)answered.size();
+        answer     = vr.display;
+        for (const auto & t : answered) {
+            if (t.index == vr.tally[0].agents[0]) {  // the winner's first agent speaks for it
+                reasoning = t.reasoning;
+            }
+        }
+        summary = "vote: " + vr.display + " with " + std::to_string(vr.votes) + " of " +
+                  std::to_string(answered.size()) + " agents" + (vr.tie ? " (tie broken by " + vr.tie_break + ")" : "");
+    } else {
+        take(synthesize(answered, false));
+        method = "synthesis";
+        for (const auto & a : answered) {
+            confidence += std::exp(a.confidence) / (double)answered.size();
+        }
+        summary = "synthesis of " + std::to_string(answered.size()) + " answers";
+    }
+    {
+        std::lock_guard<std::mutex> lk(ctx.mu);
+        ask_result &                res = ctx.result;
+        res.aggregation                 = method;
+        res.answer                      = answer;
+        res.reasoning                   = reasoning;
+        res.vote                        = vr;
+        res.confidence                  = confidence;
+        res.err                         = final_err;
+        res.finish                      = final_err ? FINISH_ERROR : finish;
+    }
+    ask_event ev;
+    ev.type   = ask_event::AGGREGATE;
+    ev.text   = summary;
+    ev.detail = method;
+    ctx.emit(ev);
+}
+
+int add_aggregate(const state & st, step_graph & g, const std::vector<int> & after) {
+    return g.add("aggregate", after, [st](step_graph &, int) { aggregate(*st); });
+}
+
+}  // namespace muse::contemplating
