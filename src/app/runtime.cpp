@@ -22,32 +22,6 @@ struct runtime::impl {
     model_description              desc;
 };
 
-namespace {
-
-model_description describe_model(const model_info & i) {
-    model_description d;
-    d.path               = i.path;
-    d.architecture       = i.architecture;
-    d.name               = i.name;
-    d.description        = i.description;
-    d.n_params           = i.n_params;
-    d.size_bytes         = i.size_bytes;
-    d.n_ctx_train        = i.n_ctx_train;
-    d.n_embd             = i.n_embd;
-    d.n_layer            = i.n_layer;
-    d.n_head             = i.n_head;
-    d.n_vocab            = i.n_vocab;
-    d.template_family    = i.template_family;
-    d.supports_reasoning = i.supports_reasoning;
-    d.has_projector      = i.has_projector;
-    d.projector_path     = i.projector_path;
-    d.projector_vision   = i.projector_vision;
-    d.projector_audio    = i.projector_audio;
-    return d;
-}
-
-}  // namespace
-
 runtime::runtime() : p(std::make_unique<impl>()) {}
 
 runtime::~runtime() = default;
@@ -64,7 +38,7 @@ std::unique_ptr<runtime> runtime::load(const runtime_model_options & opt, error 
         return nullptr;
     }
     std::unique_ptr<runtime> rt(new runtime());
-    rt->p->desc = describe_model(m->info());
+    rt->p->desc = m->info();
     rt->p->m    = std::move(m);
     return rt;
 }

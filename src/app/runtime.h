@@ -24,6 +24,7 @@
 
 #include "app/assistant.h"
 #include "core/error.h"
+#include "core/model-info.h"
 
 #include <cstdint>
 #include <functional>
@@ -45,26 +46,9 @@ struct runtime_model_options {
     std::function<bool(float)> progress;
 };
 
-// What a loaded model is: the facts `muse info` prints and the front ends show.
-struct model_description {
-    std::string path;
-    std::string architecture;  // general.architecture, e.g. "qwen2", "muse-glimmer"
-    std::string name;          // general.name when present
-    std::string description;   // e.g. "qwen2 1B Q8_0"
-    uint64_t    n_params    = 0;
-    uint64_t    size_bytes  = 0;
-    int32_t     n_ctx_train = 0;
-    int32_t     n_embd      = 0;
-    int32_t     n_layer     = 0;
-    int32_t     n_head      = 0;
-    int32_t     n_vocab     = 0;
-    std::string template_family;  // "muse-glimmer", "qwen", "chatml", ... or "none"
-    bool        supports_reasoning = false;
-    bool        has_projector      = false;
-    std::string projector_path;
-    bool        projector_vision = false;
-    bool        projector_audio  = false;
-};
+// What a loaded model is: the facts `muse info` prints and the front ends show (the engine's
+// own description, core/model-info.h, as it is).
+using model_description = model_info;
 
 // How the engine runs the model. Zero means the engine's own default.
 struct runtime_engine_options {

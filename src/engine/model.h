@@ -10,6 +10,7 @@
 // from any thread. The engine thread is the only one that decodes with it.
 
 #include "core/error.h"
+#include "core/model-info.h"
 #include "model-probe.h"
 
 #include <cstdint>
@@ -32,26 +33,6 @@ struct model_params {
     std::function<bool(float)> progress;
     // Limits for trying the model (and its chat template) in a child process first.
     probe_limits probe;
-};
-
-struct model_info {
-    std::string path;
-    std::string architecture;       // general.architecture, e.g. "qwen2", "muse-glimmer"
-    std::string name;               // general.name when present
-    std::string description;        // llama_model_desc, e.g. "qwen2 1B Q8_0"
-    uint64_t    n_params     = 0;
-    uint64_t    size_bytes   = 0;
-    int32_t     n_ctx_train  = 0;
-    int32_t     n_embd       = 0;
-    int32_t     n_layer      = 0;
-    int32_t     n_head       = 0;
-    int32_t     n_vocab      = 0;
-    std::string template_family;    // "muse-glimmer", "qwen", "chatml", ... or "none"
-    bool        supports_reasoning = false;
-    bool        has_projector      = false;
-    std::string projector_path;
-    bool        projector_vision   = false;
-    bool        projector_audio    = false;
 };
 
 class model {

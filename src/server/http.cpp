@@ -52,7 +52,10 @@ class worker_pool {
     void enqueue(std::function<void()> f) {
         std::lock_guard<std::mutex> lk(mu);
         tasks.push_back(std::move(f));
-        if (idle == 0 && (int) threads.size() < max_threads) {
+        // Each idle thread takes one task: more tasks queued than idle threads (an idle one that
+        // was notified but has not woken yet still counts as idle) need a thread of their own,
+        // or a short task would wait behind a long one.
+        if ((int) tasks.size() > idle && (int) threads.size() < max_threads) {
             threads.emplace_back([this] { run(); });
         } else {
             cv.notify_one();

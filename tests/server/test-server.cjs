@@ -278,6 +278,32 @@ async function main() {
   const body = (tokens) => JSON.stringify({ messages: [{ role: 'user', content: 'Tell me everything.' }], max_tokens: tokens, mode: 'instant' });
   const post = (tokens) => fetch(`${small.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: body(tokens) })
     .then(async (r) => ({ status: r.status, retry: r.headers.get('retry-after'), json: await r.json() }));
+  // A client that leaves is cancelled the moment its connection closes (the kernel tells the
+  // server; nothing polls): a running request that streams nothing, and one waiting its turn.
+  {
+    const m = (name) => metric(small.url, '', name);
+    const leave = (tokens) => {
+      const ac = new AbortController();
+      const done = fetch(`${small.url}/v1/chat/completions`, { method: 'POST', signal: ac.signal, headers: { 'Content-Type': 'application/json' },
+        body: body(tokens) }).then(() => 'answered', () => 'aborted');
+      return { abort: () => ac.abort(), done };
+    };
+    const cancelled0 = await m('muse_requests_cancelled_total');
+    const running = leave(4000);
+    await waitFor(async () => await m('muse_engine_live_sequences') >= 1, 60000);
+    const waiting = leave(8);
+    await waitFor(async () => await m('muse_queue_depth') >= 1, 60000);
+    waiting.abort();
+    const leftQueue = await waitFor(async () => await m('muse_queue_depth') === 0 && await m('muse_requests_cancelled_total') >= cancelled0 + 1, 30000);
+    check('a queued client that leaves frees its place while the other still runs',
+      leftQueue && await m('muse_requests_running') === 1, { queue: await m('muse_queue_depth'), running: await m('muse_requests_running') });
+    running.abort();
+    const stopped = await waitFor(async () => await m('muse_engine_live_sequences') === 0 && await m('muse_requests_running') === 0 &&
+      await m('muse_requests_cancelled_total') >= cancelled0 + 2, 30000);
+    check('a running, unstreamed request whose client leaves is cancelled and its sequence freed', stopped,
+      { live: await m('muse_engine_live_sequences'), cancelled: await m('muse_requests_cancelled_total') - cancelled0 });
+    check('... the clients saw their own aborts', (await running.done) === 'aborted' && (await waiting.done) === 'aborted');
+  }
   // The first runs and the second waits in the queue (seen on /metrics) before the third comes.
   const first = post(400);
   await waitFor(async () => await metric(small.url, '', 'muse_requests_running') >= 1, 60000);
