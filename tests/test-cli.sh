@@ -165,5 +165,34 @@ wait $pid; rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 check "Ctrl-C during loading exits 130 (after $ms ms, within 1000)" test $rc -eq 130 -a $ms -lt 1000
 
+# muse eval: a task file through two modes; the report's shape, and bad files and flags.
+printf '%s\n' '{"question": "What is 2 + 2?", "answer": "4"}' '' \
+  '{"id": "g1", "question": "Tom has 3 apples and buys 4. How many?", "answer": "3 + 4 = 7\n#### 7"}' \
+  '{"question": "What is 10 - 3?", "answer": 7}' > "$work/tasks.jsonl"
+"$muse" eval "$work/tasks.jsonl" --model "$model" --modes instant,thinking --max-tokens 6 --budget 8 --no-tools --json \
+  > "$work/eval.json" 2> "$work/eval-err.txt"; rc=$?
+check "muse eval --json exits 0" test $rc -eq 0
+node -e '
+  const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  if (j.tasks !== 3 || j.modes.length !== 2 || j.items.length !== 6) process.exit(1);
+  if (j.modes[0].mode !== "instant" || j.modes[1].mode !== "thinking") process.exit(2);
+  for (const m of j.modes) if (m.questions !== 3 || !(m.accuracy >= 0 && m.accuracy <= 1) || !(m.tokens_per_question > 0)) process.exit(3);
+  if (j.items[1].id !== "g1" || j.items[1].expected !== "7") process.exit(4);' "$work/eval.json"
+check "muse eval --json: 3 tasks x 2 modes, scored" test $? -eq 0
+"$muse" eval "$work/tasks.jsonl" --model "$model" --modes instant --max-tokens 4 --no-tools --limit 2 > "$work/eval.txt" 2>&1; rc=$?
+check "muse eval table exits 0" test $rc -eq 0
+check "muse eval table has a row per mode" grep -qE '^\| instant +\| +2 \|' "$work/eval.txt"
+printf '%s\n' '{"question": "q", "answer": "1"}' 'oops' > "$work/bad.jsonl"
+"$muse" eval "$work/bad.jsonl" --model "$model" 2> "$work/err.txt"; rc=$?
+check "muse eval: a bad line exits 2" test $rc -eq 2
+check "muse eval: ... naming the line" grep -q "bad.jsonl: line 2: not a JSON object" "$work/err.txt"
+"$muse" eval "$work/tasks.jsonl" --modes instant,pondering 2> "$work/err.txt"; rc=$?
+check "muse eval: an unknown mode exits 2" test $rc -eq 2 -a "$(grep -c pondering "$work/err.txt")" -eq 1
+"$muse" eval /nonexistent/tasks.jsonl 2> "$work/err.txt"; rc=$?
+check "muse eval: a missing file exits 2" test $rc -eq 2
+"$muse" eval "$work/tasks.jsonl" --agents 99 2> "$work/err.txt"; rc=$?
+check "muse eval: --agents out of range exits 2" test $rc -eq 2
+"$muse" eval --help | grep -q -- "--modes"; check "eval --help" test $? -eq 0
+
 echo "$pass passed, $fails failed"
 test $fails -eq 0

@@ -24,6 +24,11 @@ enum exit_code {
 
 int exit_code_for(error_code code);
 
+// The engine's size for requests with these options: room in the shared KV cache for the
+// prompt and each reasoning agent's budget and answer (at least 4096 cells; `ctx` > 0 sets it),
+// and sequences for every agent of a contemplating request.
+runtime_engine_options engine_options_for(const ask_options & opt, int32_t ctx, int32_t threads);
+
 // The model used when --model is not given: $MUSE_MODEL, or the generated smoke model
 // (random weights, meaningless output) created on first use in the cache directory.
 // Sets `generated` when the smoke model is used.

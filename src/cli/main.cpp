@@ -19,6 +19,7 @@ static const char * k_help =
     "  ask PROMPT     answer a prompt with a local GGUF model (streams reasoning and answer)\n"
     "  info MODEL     describe a GGUF model: architecture, size, context, template, reasoning\n"
     "  serve          serve the OpenAI-compatible API and the web chat (muse serve --help)\n"
+    "  eval TASKS     score the reasoning modes on questions with known answers (JSON Lines)\n"
     "\n"
     "  muse <command> --help   options of a command\n"
     "  muse --version          print the version\n"
@@ -53,6 +54,9 @@ int main(int argc, char ** argv) {
     }
     if (!strcmp(cmd, "serve")) {
         return muse::cli::cmd_serve(argc, argv);
+    }
+    if (!strcmp(cmd, "eval")) {
+        return muse::cli::cmd_eval(argc, argv);
     }
     fprintf(stderr, "muse: unknown command '%s' (see muse --help)\n", cmd);
     return muse::cli::EXIT_USAGE;

@@ -1,0 +1,186 @@
+// muse eval TASKS.jsonl: known-answer questions through the reasoning modes, one table row per
+// mode (accuracy, tokens, time, agreement, pruning). Flags -> app::run_eval -> printing.
+
+#include "cli.h"
+#include "commands.h"
+
+#include "app/eval.h"
+#include "app/runtime.h"
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <semaphore.h>
+#include <sstream>
+#include <thread>
+
+namespace muse::cli {
+
+static std::atomic<bool> g_eval_running{ false };
+static std::atomic<bool> g_eval_interrupted{ false };
+static sem_t             g_eval_sigint;
+
+// Before the model loads Ctrl-C leaves at once; while the questions run, the first stops them
+// (the table of what was answered is still printed) and a second leaves at once.
+static void on_eval_sigint(int) {
+    if (!g_eval_running.load() || g_eval_interrupted.exchange(true)) std::_Exit(EXIT_CANCELLED);
+    sem_post(&g_eval_sigint);
+}
+
+static std::string eval_help() {
+    auto range = [](const limit & l) { return limit_range_text(l); };
+    return "usage: muse eval TASKS.jsonl [options]\n"
+           "\n"
+           "Runs every question of a task file through each reasoning mode and prints, per mode,\n"
+           "the share of exact answers, tokens and time per question, the vote's agreement\n"
+           "(contemplating) and the share of agents pruned. A task file has one JSON object per\n"
+           "line: {\"question\": \"...\", \"answer\": \"...\"} (GSM8K's files as they are: an answer\n"
+           "ending in \"#### 72\" is scored on 72). Answers are compared after normalisation\n"
+           "(\"Final answer: 1,000\" == \"1000\").\n"
+           "\n"
+           "options:\n"
+           "  -m, --model FILE    GGUF model (default: $MUSE_MODEL, else the generated smoke model)\n"
+           "  --modes LIST        comma-separated: instant, thinking, contemplating, auto\n"
+           "                      (default: instant,thinking,contemplating)\n"
+           "  --limit N           the first N questions only (default: all, at most 100000)\n"
+           "  --agents K          contemplating: solver agents " + range(k_limit_agents) + "\n"
+           "  --budget N          thinking tokens per reasoning agent " + range(k_limit_thinking_budget) + "\n"
+           "  --max-tokens N      answer tokens per agent " + range(k_limit_max_tokens) + "\n"
+           "  --temp T            sampling temperature " + range(k_limit_temperature) + "\n"
+           "  --seed N            sampling seed " + range(k_limit_seed) + "\n"
+           "  --no-tools          no calculator or date tool\n"
+           "  --system TEXT       a system prompt before every question\n"
+           "  -t, --threads N     CPU threads (default: all)\n"
+           "  -c, --ctx N         context size (default: sized for the modes' agents)\n"
+           "  --json              print the report as JSON (per mode and per question)\n"
+           "  -q, --quiet         no progress line\n"
+           "  -v, --verbose       llama.cpp's log on stderr\n"
+           "  -h, --help          this help\n"
+           "\n"
+           "Ctrl-C stops after the question that runs and prints what was answered (exit 130).\n";
+}
+
+int cmd_eval(int argc, char ** argv) {
+    std::signal(SIGINT, on_eval_sigint);
+    sem_init(&g_eval_sigint, 0, 0);
+    args        a(argc, argv, 2);
+    std::string tasks_path, model_path, modes_list = "instant,thinking,contemplating";
+    int32_t     limit = 0, threads = 0, ctx = 0;
+    bool        as_json = false, quiet = false;
+    int         verbose = 0;
+    eval_params p;
+    double      v = 0;
+    while (!a.done() && a.error.empty()) {
+        if (a.flag("-h") || a.flag("--help")) {
+            fputs(eval_help().c_str(), stdout);
+            return EXIT_OK;
+        }
+        if (a.value("-m", model_path) || a.value("--model", model_path)) continue;
+        if (a.value("--modes", modes_list)) continue;
+        if (a.int_value("--limit", 1, (int64_t) k_eval_max_tasks, limit)) continue;
+        if (a.limit_value(k_limit_agents, v)) { p.opt.agents = (int32_t) v; continue; }
+        if (a.limit_value(k_limit_thinking_budget, v)) { p.opt.budget = (int32_t) v; continue; }
+        if (a.limit_value(k_limit_max_tokens, v)) { p.opt.answer_tokens = (int32_t) v; continue; }
+        if (a.limit_value(k_limit_temperature, v)) { p.opt.sampling.temperature = (float) v; continue; }
+        if (a.limit_value(k_limit_seed, v)) { p.opt.sampling.seed = v < 0 ? 0xFFFFFFFFu : (uint32_t) v; continue; }
+        if (a.flag("--no-tools")) { p.opt.tools.clear(); continue; }
+        if (a.value("--system", p.system_prompt)) continue;
+        if (a.int_value("-t", 1, 1024, threads) || a.int_value("--threads", 1, 1024, threads)) continue;
+        if (a.int_value("-c", 256, 1 << 20, ctx) || a.int_value("--ctx", 256, 1 << 20, ctx)) continue;
+        if (a.flag("--json")) { as_json = true; continue; }
+        if (a.flag("-q") || a.flag("--quiet")) { quiet = true; continue; }
+        if (a.flag("-v") || a.flag("--verbose")) { verbose = 1; continue; }
+        const std::string x = a.peek();
+        if (!x.empty() && x[0] == '-') {
+            fprintf(stderr, "muse eval: unknown option '%s' (see muse eval --help)\n", x.c_str());
+            return EXIT_USAGE;
+        }
+        if (!tasks_path.empty()) {
+            fprintf(stderr, "muse eval: one task file, not '%s' too\n", x.c_str());
+            return EXIT_USAGE;
+        }
+        tasks_path = a.take();
+    }
+    if (!a.error.empty()) {
+        fprintf(stderr, "muse eval: %s\n", a.error.c_str());
+        return EXIT_USAGE;
+    }
+    if (tasks_path.empty()) {
+        fprintf(stderr, "muse eval: give a task file (JSON Lines of {\"question\", \"answer\"}); see muse eval --help\n");
+        return EXIT_USAGE;
+    }
+    p.modes.clear();
+    {
+        std::stringstream ss(modes_list);
+        std::string       name;
+        while (std::getline(ss, name, ',')) {
+            ask_mode m;
+            if (!parse_ask_mode(name, m)) {
+                fprintf(stderr, "muse eval: --modes: unknown mode '%s' (instant, thinking, contemplating or auto)\n", name.c_str());
+                return EXIT_USAGE;
+            }
+            p.modes.push_back(m);
+        }
+        if (p.modes.empty()) {
+            fprintf(stderr, "muse eval: --modes: name at least one mode\n");
+            return EXIT_USAGE;
+        }
+    }
+    // The questions are read before the model loads: a bad file fails at once.
+    std::vector<eval_task> tasks;
+    if (error e = read_eval_tasks(tasks_path, (size_t) limit, tasks)) {
+        fprintf(stderr, "muse eval: %s\n", e.message.c_str());
+        return e.code == ERROR_FILE_NOT_FOUND ? EXIT_USAGE : exit_code_for(e.code);
+    }
+
+    set_log_verbosity(verbose);
+    int  rc = EXIT_OK;
+    auto rt = load_model("muse eval", model_path, "", threads, quiet || as_json,
+                         "note: using the generated smoke-test model (random weights: expect no right answers).\n"
+                         "      For a real measurement: muse eval TASKS --model /path/to/model.gguf\n", rc);
+    if (!rt) return rc;
+    ask_options sizing = p.opt;
+    for (ask_mode m : p.modes) {
+        if (m == MODE_CONTEMPLATING || m == MODE_AUTO) sizing.mode = MODE_CONTEMPLATING;
+    }
+    if (error err = rt->start(engine_options_for(sizing, ctx, threads))) {
+        fprintf(stderr, "muse eval: %s\n", err.message.c_str());
+        return exit_code_for(err.code);
+    }
+
+    const bool    show = !quiet && !as_json && stderr_is_tty();
+    cancel_source stop;
+    g_eval_running = true;
+    std::thread relay([&stop] {
+        while (sem_wait(&g_eval_sigint) != 0) {}
+        if (g_eval_interrupted) stop.request_stop();
+    });
+    eval_report report;
+    const error e = run_eval(rt->door(), tasks, p, [&](int done, int total) {
+        if (show) progress_line("eval", (float) done / (float) total);
+    }, stop.get_token(), report);
+    sem_post(&g_eval_sigint);
+    relay.join();
+    if (show) progress_done();
+    if (e) {
+        fprintf(stderr, "muse eval: %s\n", e.message.c_str());
+        return exit_code_for(e.code);
+    }
+    if (as_json) {
+        nlohmann::ordered_json j = to_json(report, tasks);
+        j["model"]      = rt->describe().description;
+        j["model_path"] = model_path;
+        printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+    } else {
+        printf("%s: %d questions from %s\n\n", rt->describe().description.c_str(), report.tasks, tasks_path.c_str());
+        fputs(eval_table(report).c_str(), stdout);
+    }
+    fflush(stdout);
+    if (report.cancelled) {
+        fprintf(stderr, "muse eval: cancelled (the table shows the questions answered)\n");
+        return EXIT_CANCELLED;
+    }
+    return EXIT_OK;
+}
+
+}  // namespace muse::cli
