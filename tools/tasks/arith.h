@@ -1,0 +1,59 @@
+#pragma once
+// A verifiable task family: multi-digit addition and subtraction, each problem with the
+// scratchpad a careful solver writes (the operands restated zero-padded, then one line per
+// column with its carry or borrow) and the exact answer. Training data for Muse-Tiny and
+// held-out test sets for `muse eval` come from here.
+//
+//   muse::tasks::generator g({ .digits_min = 3, .digits_max = 4, .seed = 7 });
+//   muse::tasks::problem p = g.next(muse::tasks::SPLIT_TEST);
+//   // p.question  "What is 487 + 356?"
+//   // p.reasoning "Pad to 3 digits: 487 + 356. Ones: 7 + 6 = 13, write 3, carry 1. ..."
+//   // p.answer    "843"
+//
+// The split is a property of the problem, not of the seed: a problem is held out when a hash
+// of (operation, a, b) falls in the test tenth, so no seed's training set ever contains a
+// test problem.
+//
+// Thread safety: a generator belongs to one thread; the free functions are pure.
+
+#include <cstdint>
+#include <string>
+
+namespace muse::tasks {
+
+enum op_t { OP_ADD, OP_SUB };
+enum split_t { SPLIT_TRAIN, SPLIT_TEST };
+
+struct problem {
+    op_t        op = OP_ADD;
+    uint64_t    a = 0, b = 0;  // for subtraction a >= b
+    std::string question, reasoning, answer;
+};
+
+// The problem for a op b, with its scratchpad (`digits`: the padded width, at least the
+// longer operand's length).
+problem make_problem(op_t op, uint64_t a, uint64_t b, int digits);
+
+// True when the problem belongs to the held-out test split.
+bool held_out(op_t op, uint64_t a, uint64_t b);
+
+struct generator_params {
+    int      digits_min = 3, digits_max = 3;  // operand length, 1..18 (each operand drawn with this many digits at most)
+    bool     add = true, sub = true;          // which operations (at least one)
+    uint64_t seed = 1;
+};
+
+class generator {
+  public:
+    explicit generator(const generator_params & p);
+    // The next problem of `split` (drawn until one of that split comes).
+    problem next(split_t split);
+
+  private:
+    uint64_t         next_u64();
+    uint64_t         below(uint64_t n);  // uniform in [0, n)
+    generator_params p;
+    uint64_t         state;
+};
+
+}  // namespace muse::tasks
