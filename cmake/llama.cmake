@@ -3,7 +3,8 @@
 # The source is never part of this repository: scripts/setup fetches and verifies it into
 # the cache directory, or MUSE_LLAMA_DIR points at an existing checkout.
 
-if (NOT MUSE_LLAMA_DIR)
+# A directory that setup chose earlier is asked again: a changed patches/ names a new tree.
+if (NOT MUSE_LLAMA_DIR OR MUSE_LLAMA_DIR STREQUAL MUSE_LLAMA_DIR_FROM_SETUP)
     execute_process(
         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/scripts/setup
         OUTPUT_VARIABLE _muse_setup_out
@@ -14,6 +15,7 @@ if (NOT MUSE_LLAMA_DIR)
     endif()
     string(REGEX REPLACE ".*\n" "" _muse_llama_dir "${_muse_setup_out}")
     set(MUSE_LLAMA_DIR "${_muse_llama_dir}" CACHE PATH "llama.cpp source checkout" FORCE)
+    set(MUSE_LLAMA_DIR_FROM_SETUP "${_muse_llama_dir}" CACHE INTERNAL "")
 endif()
 if (NOT EXISTS "${MUSE_LLAMA_DIR}/include/llama.h")
     message(FATAL_ERROR "MUSE_LLAMA_DIR=${MUSE_LLAMA_DIR} is not a llama.cpp checkout (no include/llama.h)")

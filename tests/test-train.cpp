@@ -1,0 +1,153 @@
+// test-train: libllama's training API (llama_opt_init / llama_opt_epoch) on the tiny generated
+// model learns a short repetitive text, which needs the fixes in patches/: the loss falls
+// steadily (ggml-opt zeroes its gradient accumulators between steps) and attn_k changes
+// (attention on training graphs lets the gradient reach wk).
+//
+//     ctest -R test-train        # label `model`; about 20 s on 2 cores (15 optimizer steps)
+
+#include "test-models.h"
+
+#include "ggml-opt.h"
+#include "llama-cpp.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int   N_CTX      = 32;
+constexpr int   N_EPOCHS   = 5;
+constexpr float LEARN_RATE = 3e-3f;
+const char *    WATCHED    = "blk.0.attn_k.weight";
+
+// Trains every tensor libllama offers, and keeps the initial value of the watched one: the filter is
+// called once per tensor by llama_opt_init, before the first step.
+struct watch {
+    const ggml_tensor * tensor = nullptr;
+    std::vector<float>  before;
+};
+
+bool filter_and_watch(const ggml_tensor * t, void * ud) {
+    auto & w = *static_cast<watch *>(ud);
+    if (std::strcmp(ggml_get_name(t), WATCHED) == 0 && t->type == GGML_TYPE_F32) {
+        w.tensor = t;
+        w.before.resize(ggml_nelements(t));
+        ggml_backend_tensor_get(t, w.before.data(), 0, ggml_nbytes(t));
+    }
+    return true;
+}
+
+ggml_opt_optimizer_params optimizer_params(void *) {
+    ggml_opt_optimizer_params p = ggml_opt_get_default_optimizer_params(nullptr);
+    p.adamw.alpha               = LEARN_RATE;
+    p.adamw.wd                  = 0.0f;
+    return p;
+}
+
+std::vector<llama_token> tokenize(const llama_vocab * vocab, const std::string & text) {
+    std::vector<llama_token> tokens(text.size() + 8);
+    const int                n = llama_tokenize(vocab, text.c_str(), static_cast<int32_t>(text.size()), tokens.data(),
+                                                static_cast<int32_t>(tokens.size()), /*add_special=*/false, /*parse_special=*/false);
+    tokens.resize(n > 0 ? n : 0);
+    return tokens;
+}
+
+// Windows of the context's size (llama_n_ctx may round N_CTX up), each labelled with the next token, as
+// llama.cpp's finetune example does.
+ggml_opt_dataset_t make_dataset(const std::vector<llama_token> & tokens, int64_t n_ctx, int64_t stride) {
+    const int64_t      ndata = (static_cast<int64_t>(tokens.size()) - n_ctx - 1) / stride;
+    ggml_opt_dataset_t ds    = ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, n_ctx, n_ctx, ndata, 1);
+    auto *             data  = static_cast<llama_token *>(ggml_opt_dataset_data(ds)->data);
+    auto *             label = static_cast<llama_token *>(ggml_opt_dataset_labels(ds)->data);
+    for (int64_t i = 0; i < ndata; ++i) {
+        std::memcpy(data + i * n_ctx, tokens.data() + i * stride, n_ctx * sizeof(llama_token));
+        std::memcpy(label + i * n_ctx, tokens.data() + i * stride + 1, n_ctx * sizeof(llama_token));
+    }
+    return ds;
+}
+
+}  // namespace
+
+TEST(Train, LossFallsAndAttnKLearns) {
+    llama_backend_init();
+
+    llama_model_params mp = llama_model_default_params();
+    mp.load_mode          = LLAMA_LOAD_MODE_NONE;  // training writes the weights in place (no mmap)
+    llama_model_ptr model(llama_model_load_from_file(muse::test::model_path(muse::test::QWEN).c_str(), mp));
+    ASSERT_TRUE(model);
+
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx                = N_CTX;
+    cp.n_batch              = N_CTX;
+    cp.n_ubatch             = N_CTX;
+    cp.n_threads            = 2;
+    cp.n_threads_batch      = 2;
+    cp.flash_attn_type      = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.type_k               = GGML_TYPE_F32;
+    cp.type_v               = GGML_TYPE_F32;
+    llama_context_ptr ctx(llama_init_from_model(model.get(), cp));
+    ASSERT_TRUE(ctx);
+
+    const int64_t n_ctx = llama_n_ctx(ctx.get());
+    std::string   text;
+    for (int i = 0; i < 5 * n_ctx / 24; ++i) {
+        text += "the cat sat on the mat and the dog sat on the log. ";
+    }
+    const std::vector<llama_token> tokens = tokenize(llama_model_get_vocab(model.get()), text);
+    ASSERT_GT(static_cast<int64_t>(tokens.size()), 2 * n_ctx);
+
+    ggml_opt_dataset_t ds    = make_dataset(tokens, n_ctx, n_ctx / 2);
+    const int64_t      ndata = ggml_opt_dataset_ndata(ds);
+    ASSERT_GE(ndata, 2);
+
+    watch            w;
+    llama_opt_params op = {
+        .n_ctx_train     = 0,
+        .param_filter    = filter_and_watch,
+        .param_filter_ud = &w,
+        .get_opt_pars    = optimizer_params,
+        .get_opt_pars_ud = nullptr,
+        .optimizer_type  = GGML_OPT_OPTIMIZER_TYPE_ADAMW,
+    };
+    llama_opt_init(ctx.get(), model.get(), op);
+    ASSERT_NE(w.tensor, nullptr) << WATCHED << " is not an F32 tensor of the test model";
+
+    std::vector<double> losses;
+    ggml_opt_result_t   result = ggml_opt_result_init();
+    for (int epoch = 0; epoch < N_EPOCHS; ++epoch) {
+        ggml_opt_result_reset(result);
+        llama_opt_epoch(ctx.get(), ds, result, nullptr, ndata, nullptr, nullptr);
+        double loss = 0.0;
+        double unc  = 0.0;
+        ggml_opt_result_loss(result, &loss, &unc);
+        ASSERT_TRUE(std::isfinite(loss)) << "epoch " << epoch;
+        losses.push_back(loss);
+    }
+    ggml_opt_result_free(result);
+    ggml_opt_dataset_free(ds);
+
+    std::string trace;
+    for (double l : losses) {
+        trace += std::to_string(l) + " ";
+    }
+    // Without the accumulator fix every step applies the sum of all gradients so far, and a longer run
+    // falls, then climbs back. With both fixes the loss falls at every epoch (10.3 to 8.6 here; only the
+    // layers learn, the tied token embeddings are not trained).
+    EXPECT_LT(losses.back(), 0.9 * losses.front()) << "losses per epoch: " << trace;
+    for (size_t i = 1; i < losses.size(); ++i) {
+        EXPECT_LT(losses[i], losses[i - 1] * 1.05) << "loss rose at epoch " << i << "; losses: " << trace;
+    }
+
+    std::vector<float> after(w.before.size());
+    ggml_backend_tensor_get(w.tensor, after.data(), 0, ggml_nbytes(w.tensor));
+    double moved = 0.0;
+    for (size_t i = 0; i < after.size(); ++i) {
+        moved = std::max(moved, static_cast<double>(std::fabs(after[i] - w.before[i])));
+    }
+    // AdamW moves a trained weight by about the learning rate per step.
+    EXPECT_GT(moved, LEARN_RATE) << WATCHED << " did not change: attention does not pass its gradient to wk";
+}
