@@ -19,7 +19,7 @@
 
 namespace {
 
-constexpr int   N_CTX      = 32;
+constexpr int   N_CTX      = 256;  // llama.cpp pads n_ctx to 256; training wants n_batch == n_ubatch == n_ctx
 constexpr int   N_EPOCHS   = 5;
 constexpr float LEARN_RATE = 3e-3f;
 const char *    WATCHED    = "blk.0.attn_k.weight";
