@@ -50,6 +50,9 @@ if (NOT MUSE_ALLOW_AMX AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" A
 endif()
 
 add_subdirectory(${MUSE_LLAMA_DIR} ${CMAKE_BINARY_DIR}/llama.cpp EXCLUDE_FROM_ALL)
+# llama-quantize turns muse-train's F32 output into the F16 / Q8_0 models Muse ships
+# (scripts/train-tiny). Built only when asked for.
+add_subdirectory(${MUSE_LLAMA_DIR}/tools/quantize ${CMAKE_BINARY_DIR}/llama.cpp/tools/quantize EXCLUDE_FROM_ALL)
 
 if (MUSE_BUILD_BENCH)
     # llama.cpp's own benchmark tools, from the same source, for side-by-side ratios.

@@ -138,6 +138,25 @@ TEST(assistant, rules_are_one_table_for_every_front_end) {
     }
 }
 
+// A model whose template cannot call tools refuses a request that brings its own tools, naming
+// the field and what to do; the same request without tools goes through.
+TEST(assistant, client_tools_are_refused_for_a_model_without_tool_calling) {
+    scripted_backend be;
+    backend_caps     caps = be.caps();
+    caps.tools            = false;
+    be.set_caps(caps);
+    assistant   a(be);
+    ask_input   in = question("q", MODE_THINKING);
+    ask_refusal why;
+    EXPECT_FALSE(a.check(in, &why));
+    in.request.opt.client_tools.push_back({ "f", "a tool", R"({"type":"object"})" });
+    const error e = a.check(in, &why);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e.code, ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(why.field, "tools");
+    EXPECT_NE(e.message.find("without tools"), std::string::npos) << e.message;
+}
+
 TEST(assistant, the_prompt_cache_is_scoped_to_the_user) {
     scripted_backend be;
     be.set_responder([](const chat_request &) { return reply("ok"); });

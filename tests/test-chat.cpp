@@ -428,6 +428,10 @@ TEST(chat_parse, assistant_prefix_opens_the_reasoning) {
         ASSERT_FALSE(format_chat(test::shared_model(family), opts, cp));
         ASSERT_TRUE(cp.reasoning);
         EXPECT_NE(cp.prompt.find("I am agent 1."), std::string::npos);
+        if (family == test::QWEN) {
+            // Where Qwen's template starts reasoning text: after "<think>\n".
+            EXPECT_NE(cp.prompt.find("<think>\nI am agent 1."), std::string::npos) << cp.prompt;
+        }
 
         chat_output_parser p(cp.parser);
         const parsed_stream out = parse_pieces(p, { " Thinking.", cp.syntax.forced, "Done." });

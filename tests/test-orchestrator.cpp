@@ -770,3 +770,66 @@ TEST(orchestrator, tool_output_is_valid_utf8_when_cut) {
         EXPECT_LT(out.text.size(), 9000u) << name;
     }
 }
+
+// A model whose chat template cannot call tools (backend_caps::tools false) is never shown
+// Muse's own tools, in any mode: its prompts would otherwise carry a tool protocol it never
+// learned.
+TEST(orchestrator, a_model_without_tool_calling_is_shown_no_tools) {
+    for (ask_mode m : { MODE_THINKING, MODE_CONTEMPLATING }) {
+        for (bool tools : { true, false }) {
+            scripted_backend be;
+            backend_caps     caps = be.caps();
+            caps.tools            = tools;
+            be.set_caps(caps);
+            be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 7", "r"); });
+            orchestrator orch(be, builtin_tools());
+            ask_request  req = contemplate("What is 3 + 4?");
+            req.opt.mode     = m;
+            ask_result r     = orch.run(req);
+            ASSERT_FALSE(r.err) << r.err.message;
+            size_t shown = 0;
+            for (const auto & q : be.requests()) shown += q.tools.size();
+            if (tools) {
+                EXPECT_GT(shown, 0u) << ask_mode_name(m) << ": a tool-calling model sees the calculator";
+            } else {
+                EXPECT_EQ(shown, 0u) << ask_mode_name(m);
+            }
+            EXPECT_TRUE(has(r.answer, "7")) << r.answer;
+        }
+    }
+}
+
+// Contemplating skips the planner on a model trained on a short context (it cannot hold the
+// planner's instructions with a plan), says so in the plan, and still votes; a model with a
+// long or unknown trained context gets the planner.
+TEST(orchestrator, planner_is_skipped_on_a_short_trained_context) {
+    for (int32_t n_train : { 256, 0, 4096 }) {
+        scripted_backend be;
+        backend_caps     caps = be.caps();
+        caps.n_ctx_train      = n_train;
+        be.set_caps(caps);
+        be.set_responder([](const chat_request & q) {
+            if (is_prefix(q)) return reply("");
+            if (is_planner(q)) return reply(R"({"tasks":[{"id":"sum","goal":"add","role":"mathematician","depends_on":[]}]})");
+            return reply("Final answer: 7", "r");
+        });
+        orchestrator orch(be, builtin_tools());
+        ask_request  req = contemplate("What is 3 + 4?");
+        req.opt.planner  = true;
+        ask_result r     = orch.run(req);
+        ASSERT_FALSE(r.err) << r.err.message;
+        int planners = 0;
+        for (const auto & q : be.requests()) planners += is_planner(q);
+        ASSERT_TRUE(r.has_plan);
+        if (n_train == 256) {
+            EXPECT_EQ(planners, 0);
+            EXPECT_TRUE(has(r.plan_used.rejected, "planner skipped")) << r.plan_used.rejected;
+            EXPECT_TRUE(has(r.plan_used.rejected, "256")) << r.plan_used.rejected;
+        } else {
+            EXPECT_EQ(planners, 1) << "n_ctx_train " << n_train;
+            EXPECT_TRUE(r.plan_used.rejected.empty()) << r.plan_used.rejected;
+        }
+        EXPECT_EQ(r.aggregation, "vote");
+        EXPECT_EQ(r.answer, "7");
+    }
+}

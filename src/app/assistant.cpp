@@ -80,6 +80,10 @@ error assistant::check(ask_input & in, ask_refusal * why) const {
     const backend_caps caps = be.caps();
     size_t             text = 0;
     for (const auto & m : in.request.messages) text += m.content.size() + m.reasoning_content.size();
+    if (!caps.tools && !in.request.opt.client_tools.empty()) {
+        return refuse(why, "tools", "this model's chat template cannot show tools to the model or parse its calls; "
+                                    "send the request without tools, or use a model whose template has tool calling");
+    }
     if (caps.max_prompt_bytes > 0 && text > caps.max_prompt_bytes) {
         if (why) why->field = "messages";
         return { ERROR_CONTEXT_OVERFLOW, "the messages (" + std::to_string(text) + " bytes of text) cannot fit the model's context of " +

@@ -88,7 +88,9 @@ struct backend_caps {
     bool        vision    = false; // messages may carry images as pictures
     bool        grammar   = false; // json_schema / grammar constraints
     bool        logprobs  = false; // chat_event::logprobs
+    bool        tools     = true;  // the model can be shown tools and call them (its chat template says so)
     int32_t     n_ctx     = 0;     // tokens one request's sequence may hold
+    int32_t     n_ctx_train = 0;   // the context the model was trained on; 0: unknown
     // A prompt of more bytes than this cannot fit n_ctx tokens (so front ends can refuse it
     // before rendering or tokenising it); 0: unknown.
     size_t      max_prompt_bytes = 0;

@@ -234,11 +234,13 @@ backend_caps local_backend::caps() const {
     c.vision           = mi.has_projector && mi.projector_vision;
     c.grammar          = true;
     c.logprobs         = true;
+    c.tools            = mi.supports_tools;
     c.n_ctx            = eng.n_ctx();
+    c.n_ctx_train      = mi.n_ctx_train;
     c.max_prompt_bytes = eng.max_prompt_bytes();
     c.meta_json = nlohmann::ordered_json{ { "architecture", mi.architecture }, { "description", mi.description },
                                           { "n_params", mi.n_params }, { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() },
-                                          { "chat_template", mi.template_family }, { "reasoning", mi.supports_reasoning },
+                                          { "chat_template", mi.template_family }, { "reasoning", mi.supports_reasoning }, { "tools", mi.supports_tools },
                                           { "vision", c.vision } }.dump();
     return c;
 }

@@ -55,13 +55,31 @@ std::string cache_dir() {
     return "/tmp/muse-cache";
 }
 
+std::string tiny_model_path() {
+    if (const char * d = std::getenv("MUSE_MODELS_DIR"); d && *d) {
+        return std::string(d) + "/muse-tiny.gguf";
+    }
+    return std::string(MUSE_SOURCE_MODELS_DIR) + "/muse-tiny.gguf";
+}
+
 bool default_model(std::string & path, bool & generated, std::string & err, bool quiet) {
+    namespace fs = std::filesystem;
     generated = false;
-    if (const char * m = std::getenv("MUSE_MODEL"); m && *m) {
-        path = m;
+    if (path.empty()) {
+        const char * m = std::getenv("MUSE_MODEL");
+        path           = m && *m ? m : fs::exists(tiny_model_path()) ? "tiny" : "smoke";
+    }
+    if (path == "tiny") {
+        path = tiny_model_path();
+        if (!fs::exists(path)) {
+            err = "Muse-Tiny is not at " + path + " (a source checkout has it in models/; set MUSE_MODELS_DIR or pass --model FILE.gguf)";
+            return false;
+        }
         return true;
     }
-    namespace fs = std::filesystem;
+    if (path != "smoke") {
+        return true;
+    }
     const std::string dir = cache_dir() + "/models";
     path                  = dir + "/smoke-muse-glimmer.gguf";
     generated             = true;
@@ -113,13 +131,18 @@ std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const 
                                     bool * smoke) {
     bool        generated = false;
     std::string err_msg;
-    if (path.empty() && !default_model(path, generated, err_msg, quiet)) {
+    const bool chosen = path.empty();
+    if (!default_model(path, generated, err_msg, quiet)) {
         fprintf(stderr, "%s: %s\n", cmd, err_msg.c_str());
         exit_code = EXIT_MODEL;
         return nullptr;
     }
     if (generated && smoke_note) {
         fputs(smoke_note, stderr);
+    }
+    if (chosen && !generated && !quiet && smoke_note && path == tiny_model_path()) {
+        fprintf(stderr, "note: using Muse-Tiny, the 1.4 M-parameter model trained here on arithmetic: it adds and\n"
+                        "      subtracts whole numbers and knows nothing else. For real answers: --model FILE.gguf\n");
     }
     if (smoke) {
         *smoke = generated;

@@ -29,10 +29,14 @@ int exit_code_for(error_code code);
 // and sequences for every agent of a contemplating request.
 runtime_engine_options engine_options_for(const ask_options & opt, int32_t ctx, int32_t threads);
 
-// The model used when --model is not given: $MUSE_MODEL, or the generated smoke model
-// (random weights, meaningless output) created on first use in the cache directory.
-// Sets `generated` when the smoke model is used.
+// Resolves the model to load. `path` empty: $MUSE_MODEL, else Muse-Tiny when it is there, else
+// the smoke model. Two names stand for models rather than files: "tiny" (Muse-Tiny, trained
+// here on arithmetic, models/muse-tiny.gguf) and "smoke" (random weights, meaningless output,
+// generated on first use in the cache directory; sets `generated`). Anything else is a file.
 bool default_model(std::string & path, bool & generated, std::string & err, bool quiet);
+
+// Where Muse-Tiny is: $MUSE_MODELS_DIR/muse-tiny.gguf, else the source tree's models/.
+std::string tiny_model_path();
 
 std::string cache_dir();
 

@@ -39,7 +39,7 @@ static std::string eval_help() {
            "(\"Final answer: 1,000\" == \"1000\").\n"
            "\n"
            "options:\n"
-           "  -m, --model FILE    GGUF model (default: $MUSE_MODEL, else the generated smoke model)\n"
+           "  -m, --model FILE    GGUF model, or tiny (Muse-Tiny) or smoke (default: $MUSE_MODEL, else tiny)\n"
            "  --modes LIST        comma-separated: instant, thinking, contemplating, auto\n"
            "                      (default: instant,thinking,contemplating)\n"
            "  --limit N           the first N questions only (default: all, at most 100000)\n"

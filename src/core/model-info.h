@@ -27,6 +27,7 @@ struct model_info {
     int32_t     n_vocab      = 0;
     std::string template_family;    // "muse-glimmer", "qwen", "chatml", ... or "none"
     bool        supports_reasoning = false;
+    bool        supports_tools     = false;  // the chat template renders tools and tool calls
     bool        has_projector      = false;
     std::string projector_path;
     bool        projector_vision   = false;

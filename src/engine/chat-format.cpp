@@ -427,6 +427,13 @@ error format_chat(const model & m, const chat_prompt_options & opts, chat_prompt
     const reasoning_lead lead = !out.reasoning || out.syntax.empty()                                ? LEAD_NONE
                                 : ends_with(rtrim(cp.generation_prompt + open), out.syntax.start) ? LEAD_OPEN
                                                                                                     : LEAD_OPTIONAL;
+    // An agent's own opening words go where the template's reasoning text starts: Qwen-style
+    // templates render "<think>\n" + reasoning, so the words follow the newline, as the model's
+    // own reasoning would.
+    if (!opts.assistant_prefix.empty() && !fam && out.reasoning && !cp.thinking_start_tag.empty() &&
+        ends_with(cp.generation_prompt + open, cp.thinking_start_tag)) {
+        open += "\n";
+    }
     open += opts.assistant_prefix;
     out.prompt += open;
     out.generation_prompt += open;

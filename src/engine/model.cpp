@@ -222,6 +222,15 @@ std::unique_ptr<model> model::load(const model_params & params, error & err) {
     } catch (const std::exception &) {
         info.supports_reasoning = false;
     }
+    // A template that never mentions tools cannot show them to the model; llama.cpp would fall
+    // back to a generic JSON protocol that such a model was never trained on.
+    try {
+        const auto caps     = common_chat_templates_get_caps(d.templates.get());
+        const auto it       = caps.find("supports_tool_calls");
+        info.supports_tools = !tsrc.empty() && it != caps.end() && it->second;
+    } catch (const std::exception &) {
+        info.supports_tools = false;
+    }
     info.has_projector = d.mtmd != nullptr;
     if (d.mtmd) {
         info.projector_path   = params.mmproj_path;

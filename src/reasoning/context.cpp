@@ -4,7 +4,7 @@ namespace muse {
 
 ask_context::ask_context(backend & b, const tool_registry & t, const ask_request & r, const ask_sink & s,
                          const cancel_token & c)
-    : be(b), reg(t), req(r), opt(r.opt), cancel(c), env(b, t), user_sink(s) {
+    : be(b), reg(t), req(r), opt(r.opt), cancel(c), env(b, t), show_tools(b.caps().tools), user_sink(s) {
     env.cancel     = c;
     env.cache_salt = r.cache_salt;
 }

@@ -37,6 +37,7 @@ class ask_context {
     const ask_options &   opt;
     cancel_token          cancel;
     agent_env             env;  // what the request's agents share (backend, tools, cancel, clock, salt)
+    const bool            show_tools;  // the model's template can call tools (backend_caps::tools)
 
     std::mutex mu;
     ask_result result;  // agents are appended under mu

@@ -93,7 +93,11 @@ std::vector<chat_message> with_suffix(const std::vector<chat_message> & messages
 chat_request base_request(const ask_context & ctx, reasoning_mode reasoning, const char * strength) {
     chat_request r;
     r.messages             = ctx.req.messages;
-    r.tools                = ctx.opt.client_tools.empty() ? ctx.reg.specs(ctx.opt.tools) : ctx.opt.client_tools;
+    // A model whose template cannot call tools is not shown Muse's own (assistant::check refuses
+    // client tools for it).
+    r.tools = !ctx.opt.client_tools.empty() ? ctx.opt.client_tools
+              : ctx.show_tools              ? ctx.reg.specs(ctx.opt.tools)
+                                            : std::vector<chat_tool>{};
     r.tool_choice          = ctx.opt.client_tools.empty() ? "auto" : ctx.opt.client_tool_choice;
     r.reasoning            = reasoning;
     r.reasoning_strength   = strength;
