@@ -13,6 +13,9 @@
 //
 // The prompt is a fixed pseudo-random word list measured with the model's tokenizer until it
 // is npp ± 8 tokens long; --prompt-out writes it so that llama-server gets the same text.
+// With --question TEXT (a model that answers, such as Muse-Tiny) the prompt is that question
+// and every agent stops where the model ends its answer (at most ntg tokens): the solvers'
+// answers can agree, and Muse's aggregation is then a vote.
 // Output: one JSON object per line on stdout; progress and errors on stderr.
 
 #include "agents/tools.h"
@@ -44,6 +47,7 @@ double ms_since(clock_type::time_point t) {
 struct options {
     std::string model;
     std::string prompt_out;
+    std::string question;  // a real question; agents stop naturally
     int32_t     n_threads     = 2;
     int32_t     npp           = 512;
     int32_t     ntg           = 64;
@@ -78,6 +82,8 @@ void print_usage(const char * argv0) {
         "      --retries N         new seeds to try when an agent stops early, 0-100 (default: 5)\n"
         "      --seed N            first sampling seed, 0-2147483647 (default: 42)\n"
         "      --prompt-out FILE   write the prompt text (the user message) to FILE\n"
+        "      --question TEXT     ask TEXT instead of a generated prompt; agents stop where the\n"
+        "                          model ends (at most --ntg tokens), so a vote is possible\n"
         "      --no-warmup         skip the warm-up thinking run\n"
         "      --only LIST         run only these tests, comma-separated: contemplating, thinking,\n"
         "                          thinking_seq (default: all three)\n"
@@ -98,6 +104,7 @@ bool parse_args(int argc, char ** argv, options & o) {
         }
         if (a.value("-m", o.model) || a.value("--model", o.model)) continue;
         if (a.value("--prompt-out", o.prompt_out)) continue;
+        if (a.value("--question", o.question)) continue;
         if (a.int_value("-t", 1, 1024, o.n_threads) || a.int_value("--threads", 1, 1024, o.n_threads)) continue;
         if (a.int_value("--npp", 16, 32768, o.npp)) continue;
         if (a.int_value("--ntg", 2, 4096, o.ntg)) continue;
@@ -218,7 +225,7 @@ run_outcome run_once(muse::engine & eng, muse::orchestrator & orch, const std::s
         return out;
     }
     for (const auto & t : out.res.agents) {
-        if (is_generating_agent(t) && t.tokens < o.ntg) {
+        if (o.question.empty() && is_generating_agent(t) && t.tokens < o.ntg) {
             out.early = true;
             out.why += (out.why.empty() ? "" : "; ") + std::string(muse::agent_kind_name(t.kind)) + " " +
                        std::to_string(t.index) + " stopped after " + std::to_string(t.tokens) + " tokens (" +
@@ -288,9 +295,9 @@ int main(int argc, char ** argv) {
         return 1;
     }
 
-    const std::string prompt   = make_prompt(*eng, o.npp);
+    const std::string prompt   = o.question.empty() ? make_prompt(*eng, o.npp) : o.question;
     const int32_t     n_prompt = (int32_t) eng->tokenize(prompt).size();
-    if (n_prompt < o.npp - 8 || n_prompt > o.npp + 8) {
+    if (o.question.empty() && (n_prompt < o.npp - 8 || n_prompt > o.npp + 8)) {
         fprintf(stderr, "muse-modes-bench: could not build a %d-token prompt (got %d tokens)\n", o.npp, n_prompt);
         return 1;
     }
@@ -312,7 +319,8 @@ int main(int argc, char ** argv) {
         j["model"]              = m->info().description;
         j["supports_reasoning"] = m->info().supports_reasoning;
         j["threads"]            = o.n_threads;
-        j["npp"]                = o.npp;
+        j["npp"]                = o.question.empty() ? o.npp : n_prompt;
+        j["question"]           = o.question;
         j["prompt_tokens"]      = n_prompt;
         j["ntg"]                = o.ntg;
         j["budget"]             = o.ntg - o.answer_tokens;

@@ -45,7 +45,22 @@ check "missing model exits 3" test $rc -eq 3
 check "missing model is one line" test "$(wc -l < "$work/err.txt")" -eq 1
 check "missing model names the path" grep -q "/nonexistent/model.gguf" "$work/err.txt"
 
-# The default smoke model is generated on first use and labelled as such.
+# Without --model and $MUSE_MODEL the model is Muse-Tiny, trained on arithmetic: it answers.
+env -u MUSE_MODEL "$muse" ask "What is 27 + 15?" --mode thinking --temp 0 > "$work/tiny.txt" 2> "$work/tiny-err.txt"; rc=$?
+check "ask on the default model (Muse-Tiny) exits 0" test $rc -eq 0
+check "the default model is named Muse-Tiny" grep -q "Muse-Tiny" "$work/tiny-err.txt"
+check "Muse-Tiny adds: 27 + 15 = 42" grep -qw "42" "$work/tiny.txt"
+"$muse" ask --model tiny "What is 95 - 38?" --mode instant --temp 0 --json > "$work/tiny.json" 2> /dev/null
+check "--model tiny in instant mode answers 57 without reasoning" node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1])); if (j.content.trim()!=="57"||j.reasoning_content!=="") process.exit(1)' "$work/tiny.json"
+"$muse" info tiny > "$work/tiny-info.txt"
+check "info tiny: qwen-style template with reasoning" grep -q "reasoning *yes" "$work/tiny-info.txt"
+check "info tiny: no tool calls" grep -q "tool calls *no" "$work/tiny-info.txt"
+MUSE_MODELS_DIR="$work/nowhere" "$muse" ask --model tiny "hi" 2> "$work/err.txt"; rc=$?
+check "a missing Muse-Tiny exits 3" test $rc -eq 3
+check "a missing Muse-Tiny says where it looked" grep -q "$work/nowhere/muse-tiny.gguf" "$work/err.txt"
+
+# The smoke model (here through MUSE_MODEL=smoke, as ctest sets it) is generated on first use
+# and labelled as such.
 "$muse" ask "Hello Muse" --max-tokens 8 --temp 0 > "$work/out.txt" 2> "$work/err.txt"; rc=$?
 check "ask on the default model exits 0" test $rc -eq 0
 check "default model is labelled as meaningless" grep -q "meaningless" "$work/err.txt"

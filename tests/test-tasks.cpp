@@ -12,64 +12,94 @@
 #include <regex>
 #include <set>
 #include <tuple>
+#include <vector>
 
 using namespace muse::tasks;
 
 namespace {
 
 TEST(tasks, scratchpad_of_a_known_problem) {
-    problem p = make_problem(OP_ADD, 487, 356, 3);
+    problem p = make_problem(OP_ADD, 487, 356);
     EXPECT_EQ(p.question, "What is 487 + 356?");
     EXPECT_EQ(p.answer, "843");
     EXPECT_EQ(p.reasoning,
-              "Pad to 3 digits: 487 + 356. Ones: 7 + 6 = 13, write 3, carry 1. Tens: 8 + 5 + 1 = 14, write 4, "
-              "carry 1. Hundreds: 4 + 3 + 1 = 8, write 8, carry 0. So 487 + 356 = 843.");
-    p = make_problem(OP_SUB, 502, 47, 3);
-    EXPECT_EQ(p.answer, "455");
+              "487 + 356: 7 + 6 + 0 = 13, carry 1, so far 3.\n"
+              "48 + 35: 8 + 5 + 1 = 14, carry 1, so far 43.\n"
+              "4 + 3: 4 + 3 + 1 = 8, carry 0, so far 843.\n"
+              "So 487 + 356 = 843.");
+    p = make_problem(OP_SUB, 7045, 533);
+    EXPECT_EQ(p.answer, "6512");
     EXPECT_EQ(p.reasoning,
-              "Pad to 3 digits: 502 - 047. Ones: 2 - 7, borrow: 12 - 7 = 5, write 5, borrow 1. Tens: 0 - 4 - 1, "
-              "borrow: 10 - 4 - 1 = 5, write 5, borrow 1. Hundreds: 5 - 0 - 1 = 4, write 4, borrow 0. So 502 - 47 = 455.");
-    p = make_problem(OP_ADD, 999, 1, 3);
-    EXPECT_EQ(p.answer, "1000");
-    EXPECT_NE(p.reasoning.find("The last carry 1 leads."), std::string::npos);
-    EXPECT_EQ(make_problem(OP_SUB, 5, 5, 1).answer, "0");
-    EXPECT_THROW(make_problem(OP_SUB, 1, 2, 1), std::invalid_argument);
+              "7045 - 533: 5 - 3 - 0 = 2, borrow 0, so far 2.\n"
+              "704 - 53: 4 - 3 - 0 = 1, borrow 0, so far 12.\n"
+              "70 - 5: 0 + 10 - 5 - 0 = 5, borrow 1, so far 512.\n"
+              "7 - 0: 7 - 0 - 1 = 6, borrow 0, so far 6512.\n"
+              "So 7045 - 533 = 6512.");
+    EXPECT_EQ(make_problem(OP_ADD, 9999, 1).answer, "10000");
+    EXPECT_EQ(make_problem(OP_SUB, 1000, 999).answer, "1");
+    EXPECT_EQ(make_problem(OP_SUB, 5, 5).answer, "0");
+    EXPECT_EQ(make_problem(OP_ADD, 0, 0).reasoning, "0 + 0: 0 + 0 + 0 = 0, carry 0, so far 0.\nSo 0 + 0 = 0.");
+    EXPECT_THROW(make_problem(OP_SUB, 1, 2), std::invalid_argument);
 }
 
-// Every column line of every scratchpad is recomputed from its own numbers.
+// Every line of every scratchpad is recomputed from its own numbers: the operands left are the
+// previous line's without their last digit, the column is right, the carry or borrow goes on,
+// and the digits so far grow by the column's digit in front.
 TEST(tasks, every_answer_and_column_is_right) {
-    generator       g({ .digits_min = 1, .digits_max = 9, .seed = 42 });
-    const std::regex add_col(R"((\d) \+ (\d)( \+ 1)? = (\d+), write (\d), carry (\d)\.)");
-    const std::regex sub_col(R"((\d) - (\d)( - 1)?(, borrow: (\d+) - \d( - 1)?)? = (\d), write (\d), borrow (\d)\.)");
+    generator        g({ .digits_min = 1, .digits_max = 9, .seed = 42 });
+    const std::regex add_line(R"(^(\d+) \+ (\d+): (\d) \+ (\d) \+ ([01]) = (\d+), carry ([01]), so far (\d+)\.$)");
+    const std::regex sub_line(R"(^(\d+) - (\d+): (\d)( \+ 10)? - (\d) - ([01]) = (\d), borrow ([01]), so far (\d+)\.$)");
     for (int i = 0; i < 5000; ++i) {
-        const problem p = g.next(i % 2 ? SPLIT_TRAIN : SPLIT_TEST);
+        const problem  p    = g.next(i % 2 ? SPLIT_TRAIN : SPLIT_TEST);
         const uint64_t want = p.op == OP_ADD ? p.a + p.b : p.a - p.b;
         ASSERT_EQ(p.answer, std::to_string(want)) << p.question;
-        int columns = 0;
-        if (p.op == OP_ADD) {
-            for (std::sregex_iterator it(p.reasoning.begin(), p.reasoning.end(), add_col), end; it != end; ++it) {
-                const auto & m = *it;
-                const int    s = std::stoi(m[1]) + std::stoi(m[2]) + (m[3].matched ? 1 : 0);
-                ASSERT_EQ(std::stoi(m[4]), s) << p.reasoning;
-                ASSERT_EQ(std::stoi(m[5]), s % 10) << p.reasoning;
-                ASSERT_EQ(std::stoi(m[6]), s / 10) << p.reasoning;
-                columns++;
-            }
-        } else {
-            for (std::sregex_iterator it(p.reasoning.begin(), p.reasoning.end(), sub_col), end; it != end; ++it) {
-                const auto & m = *it;
-                int          d = std::stoi(m[1]) - std::stoi(m[2]) - (m[3].matched ? 1 : 0);
-                const int    borrow = d < 0;
-                ASSERT_EQ(m[4].matched, borrow == 1) << p.reasoning;
-                if (borrow) d += 10;
-                ASSERT_EQ(std::stoi(m[7]), d) << p.reasoning;
-                ASSERT_EQ(std::stoi(m[8]), d) << p.reasoning;
-                ASSERT_EQ(std::stoi(m[9]), borrow) << p.reasoning;
-                columns++;
-            }
+        std::vector<std::string> lines;
+        for (size_t at = 0, nl; at < p.reasoning.size(); at = nl + 1) {
+            nl = p.reasoning.find('\n', at);
+            if (nl == std::string::npos) nl = p.reasoning.size();
+            lines.push_back(p.reasoning.substr(at, nl - at));
         }
-        EXPECT_GE(columns, (int) std::to_string(std::max(p.a, p.b)).size()) << p.reasoning;
-        EXPECT_NE(p.reasoning.find("= " + p.answer + "."), std::string::npos) << p.reasoning;
+        ASSERT_GE(lines.size(), 2u) << p.reasoning;
+        uint64_t    x = p.a, y = p.b;
+        int         carry = 0;
+        std::string so_far;
+        for (size_t k = 0; k + 1 < lines.size(); ++k) {
+            std::smatch m;
+            const bool  add = p.op == OP_ADD;
+            ASSERT_TRUE(std::regex_match(lines[k], m, add ? add_line : sub_line)) << lines[k];
+            ASSERT_EQ(std::stoull(m[1]), x) << lines[k];
+            ASSERT_EQ(std::stoull(m[2]), y) << lines[k];
+            ASSERT_EQ(std::stoi(m[3]), (int) (x % 10)) << lines[k];
+            int d = 0;
+            if (add) {
+                ASSERT_EQ(std::stoi(m[4]), (int) (y % 10)) << lines[k];
+                ASSERT_EQ(std::stoi(m[5]), carry) << lines[k];
+                const int s = (int) (x % 10 + y % 10) + carry;
+                ASSERT_EQ(std::stoi(m[6]), s) << lines[k];
+                ASSERT_EQ(std::stoi(m[7]), s / 10) << lines[k];
+                d     = s % 10;
+                carry = s / 10;
+                ASSERT_EQ(m[8].str(), std::to_string(d) + so_far) << lines[k];
+            } else {
+                ASSERT_EQ(std::stoi(m[5]), (int) (y % 10)) << lines[k];
+                ASSERT_EQ(std::stoi(m[6]), carry) << lines[k];
+                const int s = (int) (x % 10) - (int) (y % 10) - carry;
+                ASSERT_EQ(m[4].matched, s < 0) << lines[k];
+                d     = s < 0 ? s + 10 : s;
+                carry = s < 0;
+                ASSERT_EQ(std::stoi(m[7]), d) << lines[k];
+                ASSERT_EQ(std::stoi(m[8]), carry) << lines[k];
+                ASSERT_EQ(m[9].str(), std::to_string(d) + so_far) << lines[k];
+            }
+            so_far = std::to_string(d) + so_far;
+            x /= 10;
+            y /= 10;
+        }
+        EXPECT_EQ(x, 0u) << p.reasoning;
+        EXPECT_EQ(y, 0u) << p.reasoning;
+        EXPECT_EQ(lines.back(), "So " + std::to_string(p.a) + (p.op == OP_ADD ? " + " : " - ") + std::to_string(p.b) +
+                                    " = " + p.answer + ".")
+            << p.reasoning;
     }
 }
 
@@ -131,7 +161,7 @@ TEST(tasks, test_sets_are_muse_eval_task_files) {
     for (const auto & t : tasks) {
         const problem p = g2.next(SPLIT_TEST);
         EXPECT_EQ(muse::eval_answer_key(p.answer), t.expected);
-        const std::string last = p.reasoning.substr(p.reasoning.rfind(" So ") + 1);
+        const std::string last = p.reasoning.substr(p.reasoning.rfind("\nSo ") + 1);
         EXPECT_EQ(muse::eval_answer_key(last), t.expected) << last;
     }
 }

@@ -49,6 +49,8 @@ static std::string eval_help() {
            "  --temp T            sampling temperature " + range(k_limit_temperature) + "\n"
            "  --seed N            sampling seed " + range(k_limit_seed) + "\n"
            "  --no-tools          no calculator or date tool\n"
+           "  --no-planner        contemplating: skip the plan (one task)\n"
+           "  --no-prune          contemplating: never stop a low-confidence agent early\n"
            "  --system TEXT       a system prompt before every question\n"
            "  -t, --threads N     CPU threads (default: all)\n"
            "  -c, --ctx N         context size (default: sized for the modes' agents)\n"
@@ -84,6 +86,8 @@ int cmd_eval(int argc, char ** argv) {
         if (a.limit_value(k_limit_temperature, v)) { p.opt.sampling.temperature = (float) v; continue; }
         if (a.limit_value(k_limit_seed, v)) { p.opt.sampling.seed = v < 0 ? 0xFFFFFFFFu : (uint32_t) v; continue; }
         if (a.flag("--no-tools")) { p.opt.tools.clear(); continue; }
+        if (a.flag("--no-planner")) { p.opt.planner = false; continue; }
+        if (a.flag("--no-prune")) { p.opt.prune = false; continue; }
         if (a.value("--system", p.system_prompt)) continue;
         if (a.int_value("-t", 1, 1024, threads) || a.int_value("--threads", 1, 1024, threads)) continue;
         if (a.int_value("-c", 256, 1 << 20, ctx) || a.int_value("--ctx", 256, 1 << 20, ctx)) continue;

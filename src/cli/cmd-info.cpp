@@ -78,6 +78,7 @@ int cmd_info(int argc, char ** argv) {
             { "vocab_size", i.n_vocab },
             { "chat_template", i.template_family },
             { "reasoning", i.supports_reasoning },
+            { "tools", i.supports_tools },
             { "projector", i.has_projector ? nlohmann::ordered_json{ { "path", i.projector_path },
                                                                      { "vision", i.projector_vision },
                                                                      { "audio", i.projector_audio } }
@@ -98,6 +99,7 @@ int cmd_info(int argc, char ** argv) {
     printf("shape          %d layers, %d embedding, %d heads, %d vocab\n", i.n_layer, i.n_embd, i.n_head, i.n_vocab);
     printf("chat template  %s\n", i.template_family.c_str());
     printf("reasoning      %s\n", i.supports_reasoning ? "yes (on/off, budget)" : "no");
+    printf("tool calls     %s\n", i.supports_tools ? "yes" : "no (the chat template has none: Muse shows it no tools)");
     if (i.has_projector) {
         printf("projector      %s (%s%s)\n", i.projector_path.c_str(), i.projector_vision ? "vision" : "",
                i.projector_audio ? (i.projector_vision ? ", audio" : "audio") : "");

@@ -1,6 +1,8 @@
 // The web chat in headless Chromium (Debian's, driven by playwright-core): a message in
 // Instant, then Contemplating with an attached image — the agents' columns fill side by side
 // and the final answer arrives. Saves a screenshot. Fails on any request that leaves the server.
+// Then Muse-Tiny (the model trained on arithmetic) answers "What is 487 + 356?" correctly in
+// Thinking and in Contemplating.
 // usage: node test-web.cjs MUSE_BINARY WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
@@ -93,4 +95,52 @@ async function main() {
   }
 }
 
-main().then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });
+// Muse-Tiny, the model trained on arithmetic, answers in the browser: Thinking streams its
+// column-by-column reasoning and the sum; Contemplating's five agents agree and the vote
+// gives the same sum.
+async function tiny() {
+  const srv = await startServer(muse, ['--model', 'tiny', '--threads', '2', '--quiet'], env);
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const consoleErrors = [];
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(srv.url + '/');
+    await page.waitForFunction(() => /muse-tiny/i.test(document.querySelector('#model-name').textContent), null, { timeout: 20000 });
+    check('Muse-Tiny: the page names the model', true);
+
+    const ask = async (mode, agents, temperature) => {
+      await page.click(`button[data-mode="${mode}"]`);
+      await page.fill('#agents', String(agents));
+      await page.fill('#temperature', String(temperature));
+      await page.fill('#prompt', 'What is 487 + 356?');
+      const before = await page.$$eval('.msg.assistant', (a) => a.length);
+      await page.click('#send');
+      await page.waitForFunction((n) => {
+        const all = document.querySelectorAll('.msg.assistant');
+        return all.length === n + 1 && all[n].querySelector('.stats').textContent.length > 0;
+      }, before, { timeout: 120000 });
+      return page.$eval('.msg.assistant:last-child', (m) => ({
+        answer: m.querySelector('.final').textContent,
+        reasoning: m.querySelector('details.reasoning .text') ? m.querySelector('details.reasoning .text').textContent : '',
+        verdict: m.querySelector('.verdict') ? m.querySelector('.verdict').textContent : '',
+        solvers: [...m.querySelectorAll('.agent-col[data-kind="solver"] .stream')].map((c) => c.textContent),
+        error: m.querySelector('.error') ? m.querySelector('.error').textContent : '',
+      }));
+    };
+    const thinking = await ask('thinking', 1, 0);
+    check('Muse-Tiny thinking: answers 843', /\b843\b/.test(thinking.answer) && !thinking.error, thinking);
+    check('Muse-Tiny thinking: the reasoning works column by column', /Ones: 7 \+ 6 = 13/.test(thinking.reasoning), thinking.reasoning);
+    const contemplating = await ask('contemplating', 5, 0.7);
+    check('Muse-Tiny contemplating: answers 843', /\b843\b/.test(contemplating.answer) && !contemplating.error, contemplating);
+    check('Muse-Tiny contemplating: five agents reasoned', contemplating.solvers.length === 5 && contemplating.solvers.every((t) => t.length > 0), contemplating.solvers);
+    check('Muse-Tiny contemplating: the agents voted', /Vote/.test(contemplating.verdict), contemplating.verdict);
+    check('Muse-Tiny: no page errors', consoleErrors.length === 0, consoleErrors);
+  } finally {
+    await browser.close();
+    srv.proc.kill('SIGTERM');
+    await waitExit(srv.proc, 30000);
+  }
+}
+
+main().then(tiny).then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });

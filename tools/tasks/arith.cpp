@@ -1,23 +1,10 @@
 #include "arith.h"
 
-#include <algorithm>
 #include <stdexcept>
 
 namespace muse::tasks {
 
 namespace {
-
-const char * k_place[] = { "Ones", "Tens", "Hundreds", "Thousands" };
-
-std::string place_name(int i) {
-    if (i < 4) return k_place[i];
-    return "Column " + std::to_string(i + 1);
-}
-
-std::string padded(uint64_t v, int digits) {
-    std::string s = std::to_string(v);
-    return std::string((size_t) std::max(0, digits - (int) s.size()), '0') + s;
-}
 
 uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -31,49 +18,55 @@ uint64_t pow10(int d) {
     return v;
 }
 
+std::string str(uint64_t v) { return std::to_string(v); }
+
 }  // namespace
 
-problem make_problem(op_t op, uint64_t a, uint64_t b, int digits) {
+// One line per column, right to left. Each line restates what is left of the operands (the
+// previous line's numbers without their last digit, 0 once a number is used up), so the digits
+// to combine are always the last ones written and each line copies the one before; it ends with
+// the digits of the result found so far, the new one in front.
+problem make_problem(op_t op, uint64_t a, uint64_t b) {
     if (op == OP_SUB && a < b) throw std::invalid_argument("subtraction needs a >= b");
-    const int   width = std::max({ digits, (int) std::to_string(a).size(), (int) std::to_string(b).size() });
-    const char  sign  = op == OP_ADD ? '+' : '-';
-    const std::string pa = padded(a, width), pb = padded(b, width);
-    problem p;
+    const char * sign = op == OP_ADD ? " + " : " - ";
+    problem      p;
     p.op       = op;
     p.a        = a;
     p.b        = b;
-    p.question = "What is " + std::to_string(a) + " " + sign + " " + std::to_string(b) + "?";
-    std::string r = "Pad to " + std::to_string(width) + " digits: " + pa + " " + sign + " " + pb + ".";
-    std::string out(width, '0');
-    int         carry = 0;
-    for (int i = 0; i < width; ++i) {
-        const int x = pa[width - 1 - i] - '0';
-        const int y = pb[width - 1 - i] - '0';
-        r += " " + place_name(i) + ": ";
+    p.question = "What is " + str(a) + sign + str(b) + "?";
+    std::string r, digits;
+    uint64_t    x = a, y = b;
+    int         carry = 0;  // the carry (addition) or borrow (subtraction) into this column
+    do {
+        const int dx = (int) (x % 10), dy = (int) (y % 10);
+        std::string line = str(x) + sign + str(y) + ": ";
+        int         d    = 0;
         if (op == OP_ADD) {
-            const int s = x + y + carry;
-            r += std::to_string(x) + " + " + std::to_string(y) + (carry ? " + 1" : "") + " = " + std::to_string(s) +
-                 ", write " + std::to_string(s % 10) + ", carry " + std::to_string(s / 10) + ".";
-            out[width - 1 - i] = (char) ('0' + s % 10);
-            carry              = s / 10;
+            const int s = dx + dy + carry;
+            line += str(dx) + " + " + str(dy) + " + " + str(carry) + " = " + str(s) + ", carry " + str(s / 10);
+            d     = s % 10;
+            carry = s / 10;
         } else {
-            int       d      = x - y - carry;
-            const int borrow = d < 0 ? 1 : 0;
-            if (borrow) d += 10;
-            r += std::to_string(x) + " - " + std::to_string(y) + (carry ? " - 1" : "") +
-                 (borrow ? ", borrow: " + std::to_string(x + 10) + " - " + std::to_string(y) + (carry ? " - 1" : "") : "") +
-                 " = " + std::to_string(d) + ", write " + std::to_string(d) + ", borrow " + std::to_string(borrow) + ".";
-            out[width - 1 - i] = (char) ('0' + d);
-            carry              = borrow;
+            const int s = dx - dy - carry;
+            if (s < 0) {
+                line += str(dx) + " + 10 - " + str(dy) + " - " + str(carry) + " = " + str(s + 10) + ", borrow 1";
+                d     = s + 10;
+                carry = 1;
+            } else {
+                line += str(dx) + " - " + str(dy) + " - " + str(carry) + " = " + str(s) + ", borrow 0";
+                d     = s;
+                carry = 0;
+            }
         }
-    }
-    if (op == OP_ADD && carry) {
-        out = "1" + out;
-        r += " The last carry 1 leads.";
-    }
-    const size_t nz = out.find_first_not_of('0');
-    p.answer        = nz == std::string::npos ? "0" : out.substr(nz);
-    r += " So " + std::to_string(a) + " " + sign + " " + std::to_string(b) + " = " + p.answer + ".";
+        digits = str(d) + digits;
+        r += line + ", so far " + digits + ".\n";
+        x /= 10;
+        y /= 10;
+    } while (x > 0 || y > 0);
+    if (op == OP_ADD && carry) digits = "1" + digits;
+    const size_t nz = digits.find_first_not_of('0');
+    p.answer        = nz == std::string::npos ? "0" : digits.substr(nz);
+    r += "So " + str(a) + sign + str(b) + " = " + p.answer + ".";
     p.reasoning = r;
     return p;
 }
@@ -113,7 +106,7 @@ problem generator::next(split_t split) {
         uint64_t   b      = below(pow10(digits));
         if (op == OP_SUB && a < b) std::swap(a, b);
         if (held_out(op, a, b) != (split == SPLIT_TEST)) continue;
-        return make_problem(op, a, b, digits);
+        return make_problem(op, a, b);
     }
 }
 

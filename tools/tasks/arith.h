@@ -1,13 +1,14 @@
 #pragma once
 // A verifiable task family: multi-digit addition and subtraction, each problem with the
-// scratchpad a careful solver writes (the operands restated zero-padded, then one line per
-// column with its carry or borrow) and the exact answer. Training data for Muse-Tiny and
-// held-out test sets for `muse eval` come from here.
+// scratchpad a careful solver writes (one line per column, right to left: what is left of the
+// operands, the column's digits with the carry or borrow, the result's digits so far) and the
+// exact answer. Training data for Muse-Tiny and held-out test sets for `muse eval` come from
+// here.
 //
 //   muse::tasks::generator g({ .digits_min = 3, .digits_max = 4, .seed = 7 });
 //   muse::tasks::problem p = g.next(muse::tasks::SPLIT_TEST);
 //   // p.question  "What is 487 + 356?"
-//   // p.reasoning "Pad to 3 digits: 487 + 356. Ones: 7 + 6 = 13, write 3, carry 1. ..."
+//   // p.reasoning "487 + 356: 7 + 6 + 0 = 13, carry 1, so far 3.\n48 + 35: 8 + 5 + 1 = 14, ..."
 //   // p.answer    "843"
 //
 // The split is a property of the problem, not of the seed: a problem is held out when a hash
@@ -30,9 +31,8 @@ struct problem {
     std::string question, reasoning, answer;
 };
 
-// The problem for a op b, with its scratchpad (`digits`: the padded width, at least the
-// longer operand's length).
-problem make_problem(op_t op, uint64_t a, uint64_t b, int digits);
+// The problem for a op b, with its scratchpad.
+problem make_problem(op_t op, uint64_t a, uint64_t b);
 
 // True when the problem belongs to the held-out test split.
 bool held_out(op_t op, uint64_t a, uint64_t b);
