@@ -73,6 +73,22 @@ check "windows were shown" test -s "$work/w21.txt"
 check "the resumed data is the next window" cmp -s "$work/w21.txt" "$work/w1.txt"
 check "a finished checkpoint cannot resume past its steps" bash -c "! '$train' --resume '$work/b.gguf' ${data[*]} ${sched[*]} -o '$work/c.gguf' 2> '$work/err.txt' && grep -q 'raise --steps' '$work/err.txt'"
 
+# A .jsonl file of chats is rendered with the model's chat template (reasoning included); a
+# plain text file is cut into windows; a bad line is named.
+printf '%s\n' '{"messages":[{"role":"user","content":"Hi there"},{"role":"assistant","reasoning_content":"A greeting.","content":"Hello!"}]}' \
+  '{"messages":[{"role":"user","content":"Bye"},{"role":"assistant","content":"See you."}]}' > "$work/chats.jsonl"
+"$train" -m "$work/a.gguf" --data "$work/chats.jsonl" --show 1 -o "$work/unused.gguf" > "$work/chats.txt" 2>/dev/null
+check "chats: reasoning inside <think>" grep -q "<think>" "$work/chats.txt"
+check "chats: the reasoning text is there" grep -q "A greeting." "$work/chats.txt"
+check "chats: an answer without reasoning opens <think></think>" grep -q "<think></think>" "$work/chats.txt"
+printf '%s\n' '{"messages":[{"role":"user","content":"ok"}]}' '{"messages": 5}' > "$work/bad.jsonl"
+"$train" -m "$work/a.gguf" --data "$work/bad.jsonl" --steps 4 -o "$work/x2.gguf" 2> "$work/err.txt"; rc=$?
+check "a bad chat line fails" test $rc -ne 0
+check "the bad line is named" grep -q "bad.jsonl:2" "$work/err.txt"
+for i in $(seq 1 200); do echo "the cat sat on the mat and the dog sat on the log"; done > "$work/text.txt"
+"$train" -m "$work/a.gguf" --data "$work/text.txt" --steps 4 --warmup 1 --checkpoint-every 0 -t 2 -o "$work/text.gguf" > "$work/text.out" 2>&1
+check "plain text trains" grep -q ": 4 steps, 1024 tokens" "$work/text.out"
+
 # The trained model is a Muse model: template with reasoning, no tools; it answers something.
 "$muse" info "$work/a.gguf" > "$work/info.txt"
 check "info: chat template with reasoning" grep -q "reasoning *yes" "$work/info.txt"

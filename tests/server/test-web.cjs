@@ -130,7 +130,7 @@ async function tiny() {
     };
     const thinking = await ask('thinking', 1, 0);
     check('Muse-Tiny thinking: answers 843', /\b843\b/.test(thinking.answer) && !thinking.error, thinking);
-    check('Muse-Tiny thinking: the reasoning works column by column', /Ones: 7 \+ 6 = 13/.test(thinking.reasoning), thinking.reasoning);
+    check('Muse-Tiny thinking: the reasoning works column by column', /487 \+ 356: 7 \+ 6 \+ 0 = 13, carry 1/.test(thinking.reasoning), thinking.reasoning);
     const contemplating = await ask('contemplating', 5, 0.7);
     check('Muse-Tiny contemplating: answers 843', /\b843\b/.test(contemplating.answer) && !contemplating.error, contemplating);
     check('Muse-Tiny contemplating: five agents reasoned', contemplating.solvers.length === 5 && contemplating.solvers.every((t) => t.length > 0), contemplating.solvers);

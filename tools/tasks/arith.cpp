@@ -25,7 +25,8 @@ std::string str(uint64_t v) { return std::to_string(v); }
 // One line per column, right to left. Each line restates what is left of the operands (the
 // previous line's numbers without their last digit, 0 once a number is used up), so the digits
 // to combine are always the last ones written and each line copies the one before; it ends with
-// the digits of the result found so far, the new one in front.
+// the digits of the result found so far, the new one in front. The last line gives the answer:
+// those digits, the final carry in front, leading zeros dropped.
 problem make_problem(op_t op, uint64_t a, uint64_t b) {
     if (op == OP_SUB && a < b) throw std::invalid_argument("subtraction needs a >= b");
     const char * sign = op == OP_ADD ? " + " : " - ";
@@ -66,7 +67,7 @@ problem make_problem(op_t op, uint64_t a, uint64_t b) {
     if (op == OP_ADD && carry) digits = "1" + digits;
     const size_t nz = digits.find_first_not_of('0');
     p.answer        = nz == std::string::npos ? "0" : digits.substr(nz);
-    r += "So " + str(a) + sign + str(b) + " = " + p.answer + ".";
+    r += "So the answer is " + p.answer + ".";
     p.reasoning = r;
     return p;
 }
