@@ -200,7 +200,10 @@ int main(int argc, char ** argv) {
     opt.stop = [] { return g_stop.load(); };
     run_report  rep;
     std::string err;
-    if (!run(opt, rep, err)) return fail(err), 1;
+    if (!run(opt, rep, err)) {
+        fprintf(stderr, "muse-train: %s\n", err.c_str());
+        return 1;  // training failed (2 is for a bad command line)
+    }
     printf("muse-train: %s: %lld steps, %lld tokens, loss %.4f, token accuracy %.1f%%, %.0f s%s\n",
            opt.out_path.c_str(), (long long) rep.steps, (long long) rep.tokens, rep.loss, 100 * rep.accuracy,
            rep.seconds, rep.stopped ? " (stopped; --resume continues)" : "");
