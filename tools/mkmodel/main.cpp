@@ -28,7 +28,7 @@ void print_usage(FILE * out) {
                  "                  (default: the preset's text model, %d for tiny, %d for 0.5b)\n"
                  "  --vocab-dir D   llama.cpp models/ folder with ggml-vocab-*.gguf and templates/\n"
                  "                  (default: %s)\n"
-                 "  -o, --out FILE  output file (written as FILE.tmp, then renamed)\n"
+                 "  -o, --out FILE  output file (written under a temporary name, then renamed)\n"
                  "  -q, --quiet     no progress output\n"
                  "  -h, --help      show this help\n",
                  mk::text_n_embd(mk::model_preset::TINY), mk::text_n_embd(mk::model_preset::BENCH_0_5B),

@@ -11,7 +11,7 @@
 //     std::string error;
 //     if (!muse::mkmodel::write_model(opt, error)) { FAIL() << error; }
 //
-// Same options => byte-identical file. The file is written to "<out_path>.tmp" and renamed
+// Same options => byte-identical file. The file is written under a temporary name of the process and renamed
 // on success, so a failed run never leaves a truncated model behind.
 //
 // Thread safety: write_model() keeps no global state; concurrent calls with different

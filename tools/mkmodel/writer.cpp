@@ -3,10 +3,13 @@
 #include "model-plan.h"
 #include "random.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+
+#include <unistd.h>
 
 namespace muse::mkmodel {
 
@@ -210,7 +213,12 @@ bool write_plan(model_plan & plan, const options & opt, std::string & error) {
         error = "internal error: model has no tensors";
         return false;
     }
-    const std::string tmp = opt.out_path + ".tmp";
+    // A temporary name of this process and call: tests in parallel processes may generate the
+    // same model at once, and each must rename a whole file of its own (never share one being
+    // written), so a reader only ever sees a complete model.
+    static std::atomic<unsigned> n_calls{ 0 };
+    const std::string            tmp =
+        opt.out_path + ".tmp." + std::to_string((long) getpid()) + "." + std::to_string(n_calls++);
     const bool        ok  = write_file(plan, opt, tmp, error);
     if (ok && std::rename(tmp.c_str(), opt.out_path.c_str()) == 0) {
         return true;
