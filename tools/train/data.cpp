@@ -48,7 +48,6 @@ class packer : public window_source {
                     for (size_t i = 0; (int) w.size() < n; ++i) w.push_back(w[i]);
                     return true;
                 }
-                ++n_examples;
                 if ((int) pending.size() > n) {
                     if (!warned) {
                         fprintf(stderr, "muse-train: an example of %zu tokens is longer than the context (%d); it is cut\n",
@@ -72,7 +71,6 @@ class packer : public window_source {
         }
         return true;
     }
-    uint64_t examples() const override { return n_examples; }
 
   protected:
     virtual bool next_example(std::vector<int32_t> & tokens, std::string & err) = 0;
@@ -80,7 +78,6 @@ class packer : public window_source {
   private:
     int                  n;
     std::vector<int32_t> pending;
-    uint64_t             n_examples = 0;
     bool                 warned     = false;
 };
 
@@ -206,16 +203,13 @@ class text_source : public window_source {
         if (pos + (size_t) n > toks.size()) return false;
         w.assign(toks.begin() + (long) pos, toks.begin() + (long) (pos + n));
         pos += (size_t) n - 1;
-        ++n_windows;
         return true;
     }
-    uint64_t examples() const override { return n_windows; }
 
   private:
     std::vector<int32_t> toks;
     int                  n;
     size_t               pos       = 0;
-    uint64_t             n_windows = 0;
 };
 
 }  // namespace

@@ -63,7 +63,6 @@ class window_source {
     // Next window (n_ctx + 1 tokens: inputs and the label of the last one); false at the end of
     // a file (the caller starts a new pass).
     virtual bool next(std::vector<int32_t> & window, std::string & err) = 0;
-    virtual uint64_t examples() const = 0;  // examples read so far
 };
 
 std::unique_ptr<window_source> make_source(const data_spec & spec, const llama_model * model, int n_ctx,
