@@ -68,6 +68,24 @@ check "muse eval on Muse-Tiny: thinking >= 27/30, instant below it" node -e '
   const [i, t] = j.modes;
   console.error(`instant ${i.correct}/30, thinking ${t.correct}/30`);
   if (i.mode !== "instant" || t.mode !== "thinking" || t.correct < 27 || i.correct >= t.correct) process.exit(1);' "$work/tiny-eval.json"
+# The sampling flags reach the sampler: at temperature 1, top-k 1 keeps only the likeliest
+# token, so every answer is greedy's; the whole distribution (top-k 0, top-p 1, min-p 0) is
+# sampled reproducibly from a seed.
+"$muse" eval "$work/tiny-tasks.jsonl" --model tiny --modes thinking --temp 1 --top-k 1 --seed 5 --json --quiet > "$work/tiny-topk1.json"
+check "muse eval --temp 1 --top-k 1 answers as greedy does" node -e '
+  const fs = require("fs");
+  const g = JSON.parse(fs.readFileSync(process.argv[1])).items.filter(x => x.mode === "thinking");
+  const k = JSON.parse(fs.readFileSync(process.argv[2])).items;
+  if (g.length !== 30 || k.length !== 30 || g.some((x, n) => x.got !== k[n].got)) process.exit(1);' "$work/tiny-eval.json" "$work/tiny-topk1.json"
+for n in 1 2; do
+  "$muse" eval "$work/tiny-tasks.jsonl" --model tiny --modes thinking --limit 10 --temp 1 --top-k 0 --top-p 1 --min-p 0 --seed 9 --json --quiet > "$work/tiny-pure$n.json"
+done
+check "muse eval: seeded sampling of the whole distribution repeats" node -e '
+  const fs = require("fs");
+  const [a, b] = process.argv.slice(1).map(f => JSON.parse(fs.readFileSync(f)).items.map(x => x.got));
+  if (a.length !== 10 || JSON.stringify(a) !== JSON.stringify(b)) process.exit(1);' "$work/tiny-pure1.json" "$work/tiny-pure2.json"
+"$muse" eval "$work/tiny-tasks.jsonl" --model tiny --min-p 1.5 2> "$work/err.txt"; rc=$?
+check "muse eval: --min-p out of range exits 2, naming it" test $rc -eq 2 -a "$(grep -c -- --min-p "$work/err.txt")" -ge 1
 
 # The smoke model (here through MUSE_MODEL=smoke, as ctest sets it) is generated on first use
 # and labelled as such.

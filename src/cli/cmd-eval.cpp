@@ -47,6 +47,10 @@ static std::string eval_help() {
            "  --budget N          thinking tokens per reasoning agent " + range(k_limit_thinking_budget) + "\n"
            "  --max-tokens N      answer tokens per agent " + range(k_limit_max_tokens) + "\n"
            "  --temp T            sampling temperature " + range(k_limit_temperature) + "\n"
+           "  --top-k N           " + range(k_limit_top_k) + "; 0 = the whole vocabulary\n"
+           "  --top-p P           " + range(k_limit_top_p) + "; 1 = off\n"
+           "  --min-p P           " + range(k_limit_min_p) + "; 0 = off (top-k 0, top-p 1 and\n"
+           "                      min-p 0 sample from the model's whole distribution)\n"
            "  --seed N            sampling seed " + range(k_limit_seed) + "\n"
            "  --no-tools          no calculator or date tool\n"
            "  --no-planner        contemplating: skip the plan (one task)\n"
@@ -84,6 +88,9 @@ int cmd_eval(int argc, char ** argv) {
         if (a.limit_value(k_limit_thinking_budget, v)) { p.opt.budget = (int32_t) v; continue; }
         if (a.limit_value(k_limit_max_tokens, v)) { p.opt.answer_tokens = (int32_t) v; continue; }
         if (a.limit_value(k_limit_temperature, v)) { p.opt.sampling.temperature = (float) v; continue; }
+        if (a.limit_value(k_limit_top_k, v)) { p.opt.sampling.top_k = (int32_t) v; continue; }
+        if (a.limit_value(k_limit_top_p, v)) { p.opt.sampling.top_p = (float) v; continue; }
+        if (a.limit_value(k_limit_min_p, v)) { p.opt.sampling.min_p = (float) v; continue; }
         if (a.limit_value(k_limit_seed, v)) { p.opt.sampling.seed = v < 0 ? 0xFFFFFFFFu : (uint32_t) v; continue; }
         if (a.flag("--no-tools")) { p.opt.tools.clear(); continue; }
         if (a.flag("--no-planner")) { p.opt.planner = false; continue; }
