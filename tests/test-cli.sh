@@ -77,6 +77,9 @@ check "muse eval --temp 1 --top-k 1 answers as greedy does" node -e '
   const g = JSON.parse(fs.readFileSync(process.argv[1])).items.filter(x => x.mode === "thinking");
   const k = JSON.parse(fs.readFileSync(process.argv[2])).items;
   if (g.length !== 30 || k.length !== 30 || g.some((x, n) => x.got !== k[n].got)) process.exit(1);' "$work/tiny-eval.json" "$work/tiny-topk1.json"
+check "muse eval --json names its sampling" node -e '
+  const s = JSON.parse(require("fs").readFileSync(process.argv[1])).sampling;
+  if (s.temperature !== 1 || s.top_k !== 1 || s.top_p !== 0.95 || s.min_p !== 0.05 || s.seed !== 5) process.exit(1);' "$work/tiny-topk1.json"
 for n in 1 2; do
   "$muse" eval "$work/tiny-tasks.jsonl" --model tiny --modes thinking --limit 10 --temp 1 --top-k 0 --top-p 1 --min-p 0 --seed 9 --json --quiet > "$work/tiny-pure$n.json"
 done
@@ -225,6 +228,7 @@ check "muse eval --json: 3 tasks x 2 modes, scored" test $? -eq 0
 "$muse" eval "$work/tasks.jsonl" --model "$model" --modes instant --max-tokens 4 --no-tools --limit 2 > "$work/eval.txt" 2>&1; rc=$?
 check "muse eval table exits 0" test $rc -eq 0
 check "muse eval table has a row per mode" grep -qE '^\| instant +\| +2 \|' "$work/eval.txt"
+check "muse eval table names its sampling" grep -q "2 questions from .*tasks.jsonl, temperature 0.7, top-k 40, top-p 0.95, min-p 0.05, a random seed" "$work/eval.txt"
 printf '%s\n' '{"question": "q", "answer": "1"}' 'oops' > "$work/bad.jsonl"
 "$muse" eval "$work/bad.jsonl" --model "$model" 2> "$work/err.txt"; rc=$?
 check "muse eval: a bad line exits 2" test $rc -eq 2

@@ -8,6 +8,7 @@
 #include "app/runtime.h"
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <semaphore.h>
@@ -177,13 +178,30 @@ int cmd_eval(int argc, char ** argv) {
         fprintf(stderr, "muse eval: %s\n", e.message.c_str());
         return exit_code_for(e.code);
     }
+    // The sampling every row used, so a report says how to reproduce it.
+    const sampling_params & sp     = p.opt.sampling;
+    const bool              random = sp.seed == 0xFFFFFFFFu;
     if (as_json) {
         nlohmann::ordered_json j = to_json(report, tasks);
         j["model"]      = rt->describe().description;
         j["model_path"] = model_path;
+        auto r6         = [](float x) { return std::round((double) x * 1e6) / 1e6; };  // 0.95f, not 0.949999988
+        j["sampling"]   = { { "temperature", r6(sp.temperature) },
+                            { "top_k", sp.top_k },
+                            { "top_p", r6(sp.top_p) },
+                            { "min_p", r6(sp.min_p) },
+                            { "seed", random ? nlohmann::ordered_json() : nlohmann::ordered_json(sp.seed) } };
         printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
     } else {
-        printf("%s: %d questions from %s\n\n", rt->describe().description.c_str(), report.tasks, tasks_path.c_str());
+        const std::string seed = random ? std::string("a random seed") : "seed " + std::to_string(sp.seed);
+        if (sp.temperature <= 0.0f) {
+            printf("%s: %d questions from %s, greedy\n\n", rt->describe().description.c_str(), report.tasks,
+                   tasks_path.c_str());
+        } else {
+            printf("%s: %d questions from %s, temperature %g, top-k %d, top-p %g, min-p %g, %s\n\n",
+                   rt->describe().description.c_str(), report.tasks, tasks_path.c_str(), sp.temperature, sp.top_k,
+                   sp.top_p, sp.min_p, seed.c_str());
+        }
         fputs(eval_table(report).c_str(), stdout);
     }
     fflush(stdout);
