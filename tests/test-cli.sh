@@ -68,18 +68,18 @@ check "muse eval on Muse-Tiny: thinking >= 27/30, instant below it" node -e '
   const [i, t] = j.modes;
   console.error(`instant ${i.correct}/30, thinking ${t.correct}/30`);
   if (i.mode !== "instant" || t.mode !== "thinking" || t.correct < 27 || i.correct >= t.correct) process.exit(1);' "$work/tiny-eval.json"
-# The sampling flags reach the sampler: at temperature 1, top-k 1 keeps only the likeliest
-# token, so every answer is greedy's; the whole distribution (top-k 0, top-p 1, min-p 0) is
-# sampled reproducibly from a seed.
-"$muse" eval "$work/tiny-tasks.jsonl" --model tiny --modes thinking --temp 1 --top-k 1 --seed 5 --json --quiet > "$work/tiny-topk1.json"
-check "muse eval --temp 1 --top-k 1 answers as greedy does" node -e '
+# The sampling flags reach the sampler: at temperature 2 with top-p and min-p off, sampling is
+# wild, but top-k 1 keeps only the likeliest token, so every answer is greedy's; the whole
+# distribution (top-k 0, top-p 1, min-p 0) is sampled reproducibly from a seed.
+"$muse" eval "$work/tiny-tasks.jsonl" --model tiny --modes thinking --temp 2 --top-p 1 --min-p 0 --top-k 1 --seed 5 --json --quiet > "$work/tiny-topk1.json"
+check "muse eval --temp 2 --top-k 1 answers as greedy does" node -e '
   const fs = require("fs");
   const g = JSON.parse(fs.readFileSync(process.argv[1])).items.filter(x => x.mode === "thinking");
   const k = JSON.parse(fs.readFileSync(process.argv[2])).items;
   if (g.length !== 30 || k.length !== 30 || g.some((x, n) => x.got !== k[n].got)) process.exit(1);' "$work/tiny-eval.json" "$work/tiny-topk1.json"
 check "muse eval --json names its sampling" node -e '
   const s = JSON.parse(require("fs").readFileSync(process.argv[1])).sampling;
-  if (s.temperature !== 1 || s.top_k !== 1 || s.top_p !== 0.95 || s.min_p !== 0.05 || s.seed !== 5) process.exit(1);' "$work/tiny-topk1.json"
+  if (s.temperature !== 2 || s.top_k !== 1 || s.top_p !== 1 || s.min_p !== 0 || s.seed !== 5) process.exit(1);' "$work/tiny-topk1.json"
 for n in 1 2; do
   "$muse" eval "$work/tiny-tasks.jsonl" --model tiny --modes thinking --limit 10 --temp 1 --top-k 0 --top-p 1 --min-p 0 --seed 9 --json --quiet > "$work/tiny-pure$n.json"
 done
