@@ -144,6 +144,37 @@ TEST(tasks, the_seed_fixes_the_problems) {
     EXPECT_THROW(generator({ .digits_min = 3, .digits_max = 19 }), std::invalid_argument);
 }
 
+// Hard cases: what uniform operands rarely give comes often, never from the test split, and
+// p_hard = 0 leaves the uniform draws exactly as they were.
+TEST(tasks, hard_cases_are_frequent_and_stay_in_the_training_split) {
+    auto digits = [](uint64_t v) { return (int) std::to_string(v).size(); };
+    auto count  = [&](double p_hard, int & unequal, int & leading_zeros, int & carry_runs) {
+        generator g({ .digits_min = 1, .digits_max = 4, .seed = 11, .p_hard = p_hard });
+        unequal = leading_zeros = carry_runs = 0;
+        for (int i = 0; i < 4000; ++i) {
+            const problem p = g.next(SPLIT_TRAIN);
+            EXPECT_FALSE(held_out(p.op, p.a, p.b)) << p.question;
+            EXPECT_EQ(p.answer, std::to_string(p.op == OP_ADD ? p.a + p.b : p.a - p.b)) << p.question;
+            unequal += digits(p.a) != digits(p.b);
+            if (p.op == OP_SUB && digits(p.a) >= 2 && digits(p.a - p.b) < digits(p.a)) {
+                leading_zeros += std::to_string(p.a)[0] == std::to_string(p.b)[0] && digits(p.b) == digits(p.a);
+            }
+            carry_runs += p.op == OP_ADD && p.a % 100 == 99 && p.b % 10 != 0;
+        }
+    };
+    int u0, z0, c0, u1, z1, c1;
+    count(0.0, u0, z0, c0);
+    count(1.0, u1, z1, c1);
+    EXPECT_GT(u1, 2000) << "lengths differ in most hard cases (" << u0 << " of 4000 uniform)";
+    EXPECT_GT(u1, 2 * u0);
+    EXPECT_GT(z1, 4 * z0) << "subtractions of numbers that share their leading digit";
+    EXPECT_GT(c1, 4 * c0 + 100) << "additions with a run of carries";
+
+    generator a({ .digits_min = 1, .digits_max = 4, .seed = 3 }), b({ .digits_min = 1, .digits_max = 4, .seed = 3, .p_hard = 0.0 });
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(a.next(SPLIT_TEST).question, b.next(SPLIT_TEST).question);
+    EXPECT_THROW(generator({ .digits_min = 1, .digits_max = 4, .p_hard = 1.5 }), std::invalid_argument);
+}
+
 TEST(tasks, test_sets_are_muse_eval_task_files) {
     generator   g({ .digits_min = 3, .digits_max = 3, .seed = 5 });
     std::string text;

@@ -82,6 +82,7 @@ generator::generator(const generator_params & params) : p(params), state(params.
         throw std::invalid_argument("digits must be in 1..18, min <= max");
     }
     if (!p.add && !p.sub) throw std::invalid_argument("at least one operation");
+    if (!(p.p_hard >= 0.0 && p.p_hard <= 1.0)) throw std::invalid_argument("p_hard must be in 0..1");
 }
 
 uint64_t generator::next_u64() {
@@ -99,12 +100,43 @@ uint64_t generator::below(uint64_t n) {
     return v % n;
 }
 
+uint64_t generator::with_digits(int d) {
+    if (d <= 1) return below(10);
+    return pow10(d - 1) + below(pow10(d) - pow10(d - 1));
+}
+
+void generator::hard(op_t op, uint64_t & a, uint64_t & b) {
+    const uint64_t span = (uint64_t) (p.digits_max - p.digits_min + 1);
+    const int      la   = p.digits_min + (int) below(span);
+    const int      lb   = p.digits_min + (int) below(span);
+    a                   = with_digits(la);
+    b                   = with_digits(lb);
+    if (op == OP_SUB && la >= 2 && below(2)) {
+        // b shares a's leading k digits: a - b starts with k zeros before they are dropped.
+        const int      k    = 1 + (int) below((uint64_t) (la - 1));
+        const uint64_t unit = pow10(la - k);
+        b                   = a / unit * unit + below(unit);
+    } else if (op == OP_ADD && below(3) == 0) {
+        // A run of carries: a's low digits are nines, b's last digit is not zero.
+        const int run = 1 + (int) below((uint64_t) la);
+        const uint64_t unit = pow10(run);
+        a = a / unit * unit + (unit - 1);
+        if (b % 10 == 0) b += 1 + below(9);
+        if (b >= pow10(lb)) b = pow10(lb) - 1;
+    }
+}
+
 problem generator::next(split_t split) {
     for (;;) {
-        const op_t op     = p.add && p.sub ? (below(2) ? OP_SUB : OP_ADD) : p.add ? OP_ADD : OP_SUB;
-        const int  digits = p.digits_min + (int) below((uint64_t) (p.digits_max - p.digits_min + 1));
-        uint64_t   a      = below(pow10(digits));
-        uint64_t   b      = below(pow10(digits));
+        const op_t op = p.add && p.sub ? (below(2) ? OP_SUB : OP_ADD) : p.add ? OP_ADD : OP_SUB;
+        uint64_t   a = 0, b = 0;
+        if (p.p_hard > 0.0 && (double) below(1000000) < p.p_hard * 1000000.0) {
+            hard(op, a, b);
+        } else {
+            const int digits = p.digits_min + (int) below((uint64_t) (p.digits_max - p.digits_min + 1));
+            a                = below(pow10(digits));
+            b                = below(pow10(digits));
+        }
         if (op == OP_SUB && a < b) std::swap(a, b);
         if (held_out(op, a, b) != (split == SPLIT_TEST)) continue;
         return make_problem(op, a, b);

@@ -41,6 +41,11 @@ struct generator_params {
     int      digits_min = 3, digits_max = 3;  // operand length, 1..18 (each operand drawn with this many digits at most)
     bool     add = true, sub = true;          // which operations (at least one)
     uint64_t seed = 1;
+    // Share of problems drawn from the hard cases that uniform operands rarely give (training
+    // only; test sets stay uniform): each operand's length drawn on its own, so lengths differ
+    // about as often as not; subtractions whose operands share their leading digits (a result
+    // with leading zeros to drop); additions with a long run of carries.
+    double   p_hard = 0.0;
 };
 
 class generator {
@@ -52,6 +57,8 @@ class generator {
   private:
     uint64_t         next_u64();
     uint64_t         below(uint64_t n);  // uniform in [0, n)
+    uint64_t         with_digits(int d); // uniform among numbers of exactly d digits (0..9 for d = 1)
+    void             hard(op_t op, uint64_t & a, uint64_t & b);
     generator_params p;
     uint64_t         state;
 };

@@ -111,7 +111,8 @@ class arith_source : public packer {
     arith_source(const data_spec & s, const llama_model * model, int n_ctx) :
         packer(n_ctx),
         spec(s),
-        gen({ .digits_min = s.digits_min, .digits_max = s.digits_max, .add = true, .sub = true, .seed = s.seed }),
+        gen({ .digits_min = s.digits_min, .digits_max = s.digits_max, .add = true, .sub = true, .seed = s.seed,
+               .p_hard = s.p_hard }),
         rng(s.seed ^ 0x5eed5eedULL),
         chat(model) {}
 

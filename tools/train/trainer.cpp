@@ -81,7 +81,12 @@ std::string data_desc(const data_spec & d) {
         char buf[160];
         snprintf(buf, sizeof(buf), "arith digits %d-%d, reasoning %.2f, harness %.2f, seed %llu", d.digits_min,
                  d.digits_max, d.p_reasoning, d.p_harness, (unsigned long long) d.seed);
-        return buf;
+        std::string s = buf;
+        if (d.p_hard > 0) {
+            snprintf(buf, sizeof(buf), ", hard %.2f", d.p_hard);
+            s += buf;
+        }
+        return s;
     }
     return "file " + d.file;
 }
