@@ -73,6 +73,23 @@ check "windows were shown" test -s "$work/w21.txt"
 check "the resumed data is the next window" cmp -s "$work/w21.txt" "$work/w1.txt"
 check "a finished checkpoint cannot resume past its steps" bash -c "! '$train' --resume '$work/b.gguf' ${data[*]} ${sched[*]} -o '$work/c.gguf' 2> '$work/err.txt' && grep -q 'raise --steps' '$work/err.txt'"
 
+# Token embeddings (patches/0003): trained with --train-embeddings, left as they were without
+# it; a checkpoint remembers the choice for --resume.
+hash() { python3 "$src/tests/gguf-tensor.py" "$1" "$2"; }
+short=(--steps 4 --warmup 1 --lr 3e-3 --checkpoint-every 0 --log-every 1 -t 2)
+"$train" -m "$work/a.gguf" "${data[@]}" "${short[@]}" -o "$work/noemb.gguf" > /dev/null 2> "$work/noemb.err"
+check "without the flag: embeddings as initialised" grep -q "token embeddings as initialised" "$work/noemb.err"
+check "without the flag: token_embd unchanged" test "$(hash "$work/a.gguf" token_embd.weight)" = "$(hash "$work/noemb.gguf" token_embd.weight)"
+check "without the flag: attn_k trained" test "$(hash "$work/a.gguf" blk.0.attn_k.weight)" != "$(hash "$work/noemb.gguf" blk.0.attn_k.weight)"
+"$train" -m "$work/a.gguf" "${data[@]}" "${short[@]}" --train-embeddings --stop-after 2 -o "$work/emb.gguf" > /dev/null 2> "$work/emb.err"
+check "--train-embeddings runs" test $? -eq 0
+check "--train-embeddings is announced" grep -q "token embeddings trained" "$work/emb.err"
+check "--train-embeddings changes token_embd" test "$(hash "$work/a.gguf" token_embd.weight)" != "$(hash "$work/emb.gguf" token_embd.weight)"
+e2="$(hash "$work/emb.gguf" token_embd.weight)"
+"$train" --resume "$work/emb.gguf" "${data[@]}" "${short[@]}" -o "$work/emb.gguf" > /dev/null 2> "$work/emb2.err"
+check "a resumed run keeps training the embeddings" grep -q "token embeddings trained" "$work/emb2.err"
+check "and they change again" test "$(hash "$work/emb.gguf" token_embd.weight)" != "$e2"
+
 # A .jsonl file of chats is rendered with the model's chat template (reasoning included); a
 # plain text file is cut into windows; a bad line is named.
 printf '%s\n' '{"messages":[{"role":"user","content":"Hi there"},{"role":"assistant","reasoning_content":"A greeting.","content":"Hello!"}]}' \

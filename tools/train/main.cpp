@@ -56,6 +56,7 @@ static const char * k_help =
     "  --stop-after N     train N steps in this run, write OUT and stop (--resume continues)\n"
     "  -t, --threads N    (default: all cores)\n"
     "  -o FILE            where the model goes (checkpoints too); required\n"
+    "  --train-embeddings train the token embeddings too (default: they stay as initialised)\n"
     "  --show N           print the first N training windows as text and stop (check the data)\n"
     "  --log-every N      a progress line every N steps (default: every 10 s, 1 s on a terminal)\n"
     "  -q, --quiet        no progress lines\n"
@@ -165,6 +166,7 @@ int main(int argc, char ** argv) {
         else if (a == "-q" || a == "--quiet") opt.quiet = true;
         else if (a == "--log-every") opt.log_every = integer("--log-every", 1, 100000000);
         else if (a == "--stop-after") opt.stop_after = integer("--stop-after", 1, 100000000);
+        else if (a == "--train-embeddings") opt.train_embeddings = true;
         else if (a == "--show") opt.show = (int) integer("--show", 1, 1000);
         else return fail("unknown option '" + a + "' (see --help)");
     }

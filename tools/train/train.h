@@ -85,6 +85,7 @@ struct run_options {
     int64_t     log_every     = 0;     // a progress line every this many steps (0: every 10 s, 1 s on a terminal)
     int64_t     stop_after    = 0;     // steps in this run, then a checkpoint and stop (0: until `steps`)
     int         show          = 0;     // print this many windows as text (after any resume skip) and stop
+    bool        train_embeddings = false;  // token_embd trains too (patches/0003 offers it)
     std::function<bool()> stop;        // polled between steps: true stops after a checkpoint
 };
 

@@ -50,9 +50,20 @@ ggml_opt_optimizer_params optimizer_params(void * ud) {
     return p;
 }
 
-// The trainable tensors, by name, as llama_opt_init offers them.
+// The trainable tensors, by name, as llama_opt_init offers them; the token embedding only when
+// asked for.
+struct param_choice {
+    std::map<std::string, const ggml_tensor *> trained;
+    bool                                       embeddings = false;
+};
+
 bool collect(const ggml_tensor * t, void * ud) {
-    (*static_cast<std::map<std::string, const ggml_tensor *> *>(ud))[ggml_get_name(t)] = t;
+    auto &            c    = *static_cast<param_choice *>(ud);
+    const std::string name = ggml_get_name(t);
+    if (name == "token_embd.weight" && !c.embeddings) {
+        return false;
+    }
+    c.trained[name] = t;
     return true;
 }
 
@@ -128,6 +139,7 @@ bool save(const std::string & src_path, const std::map<std::string, const ggml_t
     gguf_set_val_f32(m, "muse.train.lr", opt.lr);
     gguf_set_val_i64(m, "muse.train.warmup", opt.warmup);
     gguf_set_val_str(m, "muse.train.data", data_desc(opt.data).c_str());
+    gguf_set_val_bool(m, "muse.train.embeddings", opt.train_embeddings);
     for (int64_t i = 0; i < gguf_get_n_tensors(src.get()); ++i) {
         ggml_tensor * t  = ggml_get_tensor(data.get(), gguf_get_tensor_name(src.get(), i));
         auto          it = trained.find(ggml_get_name(t));
@@ -151,7 +163,8 @@ bool save(const std::string & src_path, const std::map<std::string, const ggml_t
 
 }  // namespace
 
-bool run(const run_options & opt, run_report & rep, std::string & err) {
+bool run(const run_options & opt_in, run_report & rep, std::string & err) {
+    run_options opt = opt_in;
     if (opt.steps < 1 || opt.steps > 100000000 || !(opt.lr > 0 && opt.lr < 1) || opt.warmup < 0 ||
         !(opt.lr_min_ratio >= 0 && opt.lr_min_ratio <= 1) || opt.weight_decay < 0 || opt.checkpoint_every < 0) {
         err = "bad schedule: steps 1..1e8, 0 < lr < 1, warmup >= 0, 0 <= lr-min-ratio <= 1, weight decay >= 0";
@@ -170,6 +183,11 @@ bool run(const run_options & opt, run_report & rep, std::string & err) {
             st.windows = meta_i64(g.get(), "muse.train.windows", 0);
             st.tokens  = meta_i64(g.get(), "muse.train.tokens", 0);
             st.seconds = meta_f64(g.get(), "muse.train.seconds", 0);
+            // A run that trained the embeddings goes on training them (--resume repeats the run).
+            const int64_t ke = gguf_find_key(g.get(), "muse.train.embeddings");
+            if (ke >= 0 && gguf_get_kv_type(g.get(), ke) == GGUF_TYPE_BOOL && gguf_get_val_bool(g.get(), ke)) {
+                opt.train_embeddings = true;
+            }
             if (st.step < 0) {
                 err = opt.model_path + " is not a muse-train checkpoint (no muse.train.step): train it without --resume";
                 return false;
@@ -251,16 +269,22 @@ bool run(const run_options & opt, run_report & rep, std::string & err) {
     schedule sch;
     sch.opt  = &opt;
     sch.step = st.step;
-    std::map<std::string, const ggml_tensor *> trained;
-    llama_opt_params                           op = {
+    param_choice choice;
+    choice.embeddings = opt.train_embeddings;
+    auto & trained    = choice.trained;
+    llama_opt_params op = {
         .n_ctx_train     = 0,
         .param_filter    = collect,
-        .param_filter_ud = &trained,
+        .param_filter_ud = &choice,
         .get_opt_pars    = optimizer_params,
         .get_opt_pars_ud = &sch,
         .optimizer_type  = GGML_OPT_OPTIMIZER_TYPE_ADAMW,
     };
     llama_opt_init(ctx.get(), model.get(), op);
+    if (opt.train_embeddings && !trained.count("token_embd.weight")) {
+        err = "this libllama does not offer token_embd to training (patches/0003 is not applied): run scripts/setup";
+        return false;
+    }
 
     ggml_opt_dataset_t ds = ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, n_ctx, n_ctx, CHUNK, 1);
     ggml_opt_result_t  result = ggml_opt_result_init();
@@ -271,8 +295,9 @@ bool run(const run_options & opt, run_report & rep, std::string & err) {
     int64_t            tok_last = st.tokens, last_ckpt = st.step;
     bool               ok = true;
     if (!opt.quiet) {
-        fprintf(stderr, "muse-train: %s, context %d, %s, %lld steps of %d tokens, %d threads%s\n",
+        fprintf(stderr, "muse-train: %s, context %d, %s, %lld steps of %d tokens, %d threads%s%s\n",
                 opt.model_path.c_str(), n_ctx, data_desc(opt.data).c_str(), (long long) opt.steps, n_ctx, threads,
+                opt.train_embeddings ? ", token embeddings trained" : ", token embeddings as initialised",
                 opt.resume ? (", resuming at step " + std::to_string(st.step)).c_str() : "");
     }
     const int64_t first_step = st.step;
