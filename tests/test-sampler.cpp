@@ -64,7 +64,8 @@ std::vector<llama_token_data> llama_top_k(const std::vector<float> & v, int32_t 
 
 TEST(fast_sampler, top_k_matches_llama_cpp_ties_included) {
     std::mt19937 rng(1);
-    for (int32_t n : { 1, 5, 63, 64, 65, 1000, 151936 }) {
+    // Both paths: the whole array (small vocabularies) and the heap tracking (large ones).
+    for (int32_t n : { 1, 5, 63, 64, 65, 1000, 8192, 8193, 151936 }) {
         for (int32_t k : { 1, 2, 40, 128 }) {
             for (bool ties : { false, true }) {
                 auto v = random_logits(rng, n, 3.0f);
@@ -120,6 +121,7 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
     std::mt19937 rng(7);
     int          distinct_total = 0;
     int          not_lowest_id  = 0;  // greedy draws where llama.cpp's choice is not the first maximum
+    for (int32_t n_vocab : { 4096, 20000 }) {  // the whole-array path and the heap tracking
     for (const auto & c : cfgs) {
         common_params_sampling sp;
         sp.temp  = c.temp;
@@ -128,11 +130,11 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
         sp.min_p = c.min_p;
         sp.seed  = 1234;
         ASSERT_TRUE(fast_sampler::supports(sp, 0));
-        fast_sampler      fast(nullptr, 4096, sp);
+        fast_sampler      fast(nullptr, n_vocab, sp);
         reference_sampler ref(sp);
         std::vector<llama_token> seen;
         for (int i = 0; i < 300; ++i) {
-            auto v = random_logits(rng, 4096, c.scale);
+            auto v = random_logits(rng, n_vocab, c.scale);
             if (i % 2) {
                 for (auto & x : v) {
                     x = std::round(x * 8.0f) / 8.0f;  // equal logits, as quantised random models give
@@ -153,6 +155,7 @@ TEST(fast_sampler, picks_the_same_tokens_as_llama_cpp_on_the_whole_vocabulary) {
         }
         std::sort(seen.begin(), seen.end());
         distinct_total += (int) (std::unique(seen.begin(), seen.end()) - seen.begin());
+    }
     }
     EXPECT_GT(distinct_total, 300) << "the draws are random, not one token over and over";
     EXPECT_GT(not_lowest_id, 0) << "equal maxima where an argmax by lowest id would differ from llama.cpp";

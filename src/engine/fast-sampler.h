@@ -44,6 +44,7 @@ float max_logit(const float * x, int32_t n);
 
 // The k largest of logits[0, n), sorted by logit, descending, into out (resized to min(k, n)):
 // the same elements in the same order as llama.cpp's top-k on the whole array, ties included.
+// Up to 8192 logits it is that very operation (cheaper there than tracking llama.cpp's heap).
 void top_k_logits(const float * logits, int32_t n, int32_t k, std::vector<llama_token_data> & out);
 
 }  // namespace muse
