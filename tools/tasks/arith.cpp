@@ -121,8 +121,7 @@ void generator::hard(op_t op, uint64_t & a, uint64_t & b) {
         const int run = 1 + (int) below((uint64_t) la);
         const uint64_t unit = pow10(run);
         a = a / unit * unit + (unit - 1);
-        if (b % 10 == 0) b += 1 + below(9);
-        if (b >= pow10(lb)) b = pow10(lb) - 1;
+        if (b % 10 == 0) b += 1 + below(9);  // stays within its length: the last digit was 0
     }
 }
 
