@@ -2,18 +2,23 @@
 // model learns a short repetitive text, which needs the fixes in patches/: the loss falls
 // steadily (ggml-opt zeroes its gradient accumulators between steps) and attn_k changes
 // (attention on training graphs lets the gradient reach wk); and the token embedding is offered
-// to the caller's filter (patches/0003).
+// to the caller's filter (patches/0003); ggml's CPU out_prod, the weight gradient of every
+// matrix multiply, agrees with a plain reference on every shape and thread count (patches/0004
+// replaced its kernel).
 //
 //     ctest -R test-train        # label `model`; about 20 s on 2 cores (15 optimizer steps)
 
 #include "test-models.h"
 
+#include "ggml-cpu.h"
 #include "ggml-opt.h"
 #include "llama-cpp.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -78,7 +83,99 @@ ggml_opt_dataset_t make_dataset(const std::vector<llama_token> & tokens, int64_t
     return ds;
 }
 
+// dst[i0, i1, i2, i3] = sum_k a[i0, k, i2 / (ne2 / a.ne2), i3 / (ne3 / a.ne3)] * b[i1, k, i2, i3], in
+// double, read through the tensors' strides (views included).
+float at(const ggml_tensor * t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    return *reinterpret_cast<const float *>(static_cast<const char *>(t->data) + i0 * t->nb[0] + i1 * t->nb[1] +
+                                            i2 * t->nb[2] + i3 * t->nb[3]);
+}
+
+// Fills a tensor (or view) with values in [-1, 1) from a fixed generator.
+void fill(ggml_tensor * t, uint32_t seed) {
+    for (int64_t i3 = 0; i3 < t->ne[3]; ++i3) {
+        for (int64_t i2 = 0; i2 < t->ne[2]; ++i2) {
+            for (int64_t i1 = 0; i1 < t->ne[1]; ++i1) {
+                for (int64_t i0 = 0; i0 < t->ne[0]; ++i0) {
+                    seed    = seed * 1664525u + 1013904223u;
+                    auto *p = reinterpret_cast<float *>(static_cast<char *>(t->data) + i0 * t->nb[0] + i1 * t->nb[1] +
+                                                        i2 * t->nb[2] + i3 * t->nb[3]);
+                    *p      = static_cast<float>(seed >> 8) / static_cast<float>(1u << 23) - 1.0f;
+                }
+            }
+        }
+    }
+}
+
+struct out_prod_case {
+    const char * what;
+    int64_t      a[4];  // src0: [n0, k, ...]
+    int64_t      b[4];  // src1: [n1, k, ...]
+    bool         b_transposed;  // src1 is a transposed view (its k dimension contiguous)
+    bool         a_padded;      // src0 is a view whose rows are longer than n0
+};
+
 }  // namespace
+
+// ggml_out_prod is the weight gradient of every ggml_mul_mat in training (ds0 = dt * s1^T); its
+// CPU kernel spends half of muse-train's time, and patches/0004 replaces it with a
+// register-tiled one. Every shape class, checked against the definition at several thread
+// counts: tile-sized and ragged rows and columns, broadcast over dims 2 and 3 (grouped-query
+// attention), a transposed src1 and a src0 with padded rows.
+TEST(Train, OutProdMatchesReference) {
+    const out_prod_case cases[] = {
+        { "weight gradient", { 128, 256, 1, 1 }, { 512, 256, 1, 1 }, false, false },
+        { "ragged", { 37, 19, 1, 1 }, { 13, 19, 1, 1 }, false, false },
+        { "one column", { 1, 5, 1, 1 }, { 7, 5, 1, 1 }, false, false },
+        { "broadcast", { 40, 9, 2, 1 }, { 7, 9, 4, 3 }, false, false },
+        { "transposed src1", { 70, 33, 1, 1 }, { 21, 33, 1, 1 }, true, false },
+        { "padded src0 rows", { 50, 17, 1, 1 }, { 9, 17, 1, 1 }, false, true },
+    };
+    for (const out_prod_case & c : cases) {
+        for (int n_threads : { 1, 2, 3, 5 }) {
+            ggml_init_params ip = { 64u << 20, nullptr, false };
+            ggml_context *   ctx = ggml_init(ip);
+            ASSERT_NE(ctx, nullptr);
+            ggml_tensor * a = c.a_padded ?
+                ggml_view_2d(ctx, ggml_new_tensor_2d(ctx, GGML_TYPE_F32, c.a[0] + 3, c.a[1]), c.a[0], c.a[1],
+                             (c.a[0] + 3) * sizeof(float), 0) :
+                ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.a[0], c.a[1], c.a[2], c.a[3]);
+            ggml_tensor * b = c.b_transposed ?
+                ggml_transpose(ctx, ggml_new_tensor_2d(ctx, GGML_TYPE_F32, c.b[1], c.b[0])) :
+                ggml_new_tensor_4d(ctx, GGML_TYPE_F32, c.b[0], c.b[1], c.b[2], c.b[3]);
+            fill(a, 1);
+            fill(b, 2);
+            ggml_tensor * d  = ggml_out_prod(ctx, a, b);
+            ggml_cgraph * gf = ggml_new_graph(ctx);
+            ggml_build_forward_expand(gf, d);
+            ASSERT_EQ(ggml_graph_compute_with_ctx(ctx, gf, n_threads), GGML_STATUS_SUCCESS);
+
+            ASSERT_EQ(d->ne[0], c.a[0]);
+            ASSERT_EQ(d->ne[1], c.b[0]);
+            double worst = 0.0;
+            for (int64_t i3 = 0; i3 < d->ne[3]; ++i3) {
+                for (int64_t i2 = 0; i2 < d->ne[2]; ++i2) {
+                    for (int64_t i1 = 0; i1 < d->ne[1]; ++i1) {
+                        for (int64_t i0 = 0; i0 < d->ne[0]; ++i0) {
+                            double sum = 0.0;
+                            double mag = 0.0;
+                            for (int64_t k = 0; k < a->ne[1]; ++k) {
+                                const double t = static_cast<double>(at(a, i0, k, i2 / (d->ne[2] / a->ne[2]),
+                                                                        i3 / (d->ne[3] / a->ne[3]))) *
+                                                 at(b, i1, k, i2, i3);
+                                sum += t;
+                                mag += std::fabs(t);
+                            }
+                            const double err = std::fabs(at(d, i0, i1, i2, i3) - sum) / (mag + 1e-30);
+                            worst            = std::max(worst, err);
+                        }
+                    }
+                }
+            }
+            EXPECT_LT(worst, 1e-5) << c.what << ", " << n_threads << " threads: relative error " << worst;
+            ggml_free(ctx);
+        }
+    }
+}
 
 TEST(Train, LossFallsAndAttnKLearns) {
     llama_backend_init();
