@@ -175,6 +175,28 @@ TEST(tasks, hard_cases_are_frequent_and_stay_in_the_training_split) {
     EXPECT_THROW(generator({ .digits_min = 1, .digits_max = 4, .p_hard = 1.5 }), std::invalid_argument);
 }
 
+// p_sub sets the share of subtractions; 0.5 is the fair coin of a generator without it.
+TEST(tasks, share_of_subtractions) {
+    auto subs = [](double p_sub) {
+        generator g({ .digits_min = 1, .digits_max = 4, .seed = 7, .p_sub = p_sub });
+        int       n = 0;
+        for (int i = 0; i < 4000; ++i) {
+            const problem p = g.next(SPLIT_TRAIN);
+            EXPECT_EQ(p.answer, std::to_string(p.op == OP_ADD ? p.a + p.b : p.a - p.b)) << p.question;
+            n += p.op == OP_SUB;
+        }
+        return n;
+    };
+    EXPECT_EQ(subs(0.0), 0);
+    EXPECT_EQ(subs(1.0), 4000);
+    EXPECT_NEAR(subs(0.75), 3000, 150);
+    EXPECT_NEAR(subs(0.5), 2000, 150);
+    generator a({ .digits_min = 1, .digits_max = 4, .seed = 3 }), b({ .digits_min = 1, .digits_max = 4, .seed = 3, .p_sub = 0.5 });
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(a.next(SPLIT_TRAIN).question, b.next(SPLIT_TRAIN).question);
+    EXPECT_THROW(generator({ .digits_min = 1, .digits_max = 4, .p_sub = -0.1 }), std::invalid_argument);
+    EXPECT_THROW(generator({ .digits_min = 1, .digits_max = 4, .p_sub = 1.01 }), std::invalid_argument);
+}
+
 TEST(tasks, test_sets_are_muse_eval_task_files) {
     generator   g({ .digits_min = 3, .digits_max = 3, .seed = 5 });
     std::string text;

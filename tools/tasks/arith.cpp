@@ -83,6 +83,7 @@ generator::generator(const generator_params & params) : p(params), state(params.
     }
     if (!p.add && !p.sub) throw std::invalid_argument("at least one operation");
     if (!(p.p_hard >= 0.0 && p.p_hard <= 1.0)) throw std::invalid_argument("p_hard must be in 0..1");
+    if (!(p.p_sub >= 0.0 && p.p_sub <= 1.0)) throw std::invalid_argument("p_sub must be in 0..1");
 }
 
 uint64_t generator::next_u64() {
@@ -127,7 +128,8 @@ void generator::hard(op_t op, uint64_t & a, uint64_t & b) {
 
 problem generator::next(split_t split) {
     for (;;) {
-        const op_t op = p.add && p.sub ? (below(2) ? OP_SUB : OP_ADD) : p.add ? OP_ADD : OP_SUB;
+        const bool sub = p.p_sub == 0.5 ? below(2) != 0 : (double) below(1000000) < p.p_sub * 1000000.0;
+        const op_t op  = p.add && p.sub ? (sub ? OP_SUB : OP_ADD) : p.add ? OP_ADD : OP_SUB;
         uint64_t   a = 0, b = 0;
         if (p.p_hard > 0.0 && (double) below(1000000) < p.p_hard * 1000000.0) {
             hard(op, a, b);

@@ -46,6 +46,9 @@ struct generator_params {
     // about as often as not; subtractions whose operands share their leading digits (a result
     // with leading zeros to drop); additions with a long run of carries.
     double   p_hard = 0.0;
+    // Share of subtractions when both operations are on. At 0.5 the draws are those of a
+    // generator without this field (a fair coin per problem).
+    double   p_sub = 0.5;
 };
 
 class generator {

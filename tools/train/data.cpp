@@ -112,7 +112,7 @@ class arith_source : public packer {
         packer(n_ctx),
         spec(s),
         gen({ .digits_min = s.digits_min, .digits_max = s.digits_max, .add = true, .sub = true, .seed = s.seed,
-               .p_hard = s.p_hard }),
+               .p_hard = s.p_hard, .p_sub = s.p_sub }),
         rng(s.seed ^ 0x5eed5eedULL),
         chat(model) {}
 

@@ -52,6 +52,7 @@ struct data_spec {
     double      p_reasoning = 0.5;   // share of examples with the scratchpad as reasoning
     double      p_harness   = 0.25;  // share of reasoning examples in contemplating's prompt shape
     double      p_hard      = 0.0;   // share of problems from the hard cases (tasks::generator_params)
+    double      p_sub       = 0.5;   // share of subtractions
     uint64_t    seed        = 1;
 };
 

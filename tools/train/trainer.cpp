@@ -97,6 +97,10 @@ std::string data_desc(const data_spec & d) {
             snprintf(buf, sizeof(buf), ", hard %.2f", d.p_hard);
             s += buf;
         }
+        if (d.p_sub != 0.5) {
+            snprintf(buf, sizeof(buf), ", subtractions %.2f", d.p_sub);
+            s += buf;
+        }
         return s;
     }
     return "file " + d.file;
