@@ -1,7 +1,6 @@
 #include "prompts.h"
 
 #include <algorithm>
-#include <cctype>
 
 namespace muse::contemplating {
 
@@ -87,11 +86,7 @@ std::string solver_shared_suffix(const plan & p, const std::map<std::string, std
 }
 
 std::string solver_opening(int i) {
-    // The role alone, no agent number: a digit just before the reasoning is one more number a
-    // small model can mistake for the problem's.
-    std::string s = solver_role(i);
-    s[0]          = (char) std::toupper((unsigned char) s[0]);
-    return s + ":";
+    return "Agent " + std::to_string(i + 1) + ", " + solver_role(i) + ":";
 }
 
 std::string solver_intro(int i, int k, const std::string & extra) {
