@@ -2,6 +2,7 @@
 // the per-mode figures, a vote scored on its winner, bad task files named by line, cancel.
 
 #include "app/eval.h"
+#include "reasoning/contemplating/prompts.h"
 #include "backend/scripted-backend.h"
 
 #include <gtest/gtest.h>
@@ -122,9 +123,10 @@ TEST(eval, contemplating_is_scored_on_the_vote) {
     std::atomic<int> solver{ 0 };
     be.set_responder([&](const chat_request & q) {
         if (q.max_tokens == 0) return reply("");  // the shared prefix
-        if (q.assistant_prefix.rfind("Agent ", 0) == 0) {
-            const int n = std::atoi(q.assistant_prefix.c_str() + 6);
-            return reply(n == 2 ? "Final answer: 5" : "Final answer: 4", "thinking");
+        if (!q.assistant_prefix.empty()) {  // a solver: its role opens its reasoning
+            return reply(q.assistant_prefix == muse::contemplating::solver_opening(1) ? "Final answer: 5"
+                                                                                      : "Final answer: 4",
+                         "thinking");
         }
         return reply("Final answer: 4");
     });

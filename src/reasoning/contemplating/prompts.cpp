@@ -1,6 +1,7 @@
 #include "prompts.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace muse::contemplating {
 
@@ -86,7 +87,11 @@ std::string solver_shared_suffix(const plan & p, const std::map<std::string, std
 }
 
 std::string solver_opening(int i) {
-    return "Agent " + std::to_string(i + 1) + ", " + solver_role(i) + ":";
+    // The role alone, no agent number: a digit just before the reasoning is one more number a
+    // small model can mistake for the problem's.
+    std::string s = solver_role(i);
+    s[0]          = (char) std::toupper((unsigned char) s[0]);
+    return s + ":";
 }
 
 std::string solver_intro(int i, int k, const std::string & extra) {

@@ -32,7 +32,7 @@ std::string subtask_suffix(const plan_task & task, const std::map<std::string, s
 // The solvers' shared suffix: the sub-task results (if any) and the answer format.
 std::string solver_shared_suffix(const plan & p, const std::map<std::string, std::string> & results);
 
-// What opens the i-th solver's own reasoning ("Agent 2, backward verifier:").
+// What opens the i-th solver's own reasoning ("Backward verifier:").
 std::string solver_opening(int i);
 
 // A solver or refiner told who it is, with `extra` instructions (refinement).
