@@ -99,6 +99,10 @@ struct eval_report {
 // Runs every task in every mode (mode by mode). `progress(done, total)` after each question.
 // A refused request (the rules of app::assistant) is an error returned before anything runs; a
 // request that fails while running is a wrong answer with its error in the item.
+// The sampling seed of question i under a run's seed: derived from both, so every question
+// has its own stream and a rerun the same ones; 0xFFFFFFFF (random) stays random.
+uint32_t eval_question_seed(uint32_t seed, size_t i);
+
 error run_eval(const assistant & door, const std::vector<eval_task> & tasks, const eval_params & p,
                const std::function<void(int done, int total)> & progress, const cancel_token & cancel, eval_report & out);
 
