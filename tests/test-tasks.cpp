@@ -32,23 +32,39 @@ TEST(tasks, scratchpad_of_a_known_problem) {
     EXPECT_EQ(p.reasoning,
               "7045 - 533: 5 - 3 - 0 = 2, borrow 0, so far 2.\n"
               "704 - 53: 4 - 3 - 0 = 1, borrow 0, so far 12.\n"
-              "70 - 5: 0 + 10 - 5 - 0 = 5, borrow 1, so far 512.\n"
+              "70 - 5: 0 - 5 - 0 < 0, so 10 - 5 - 0 = 5, borrow 1, so far 512.\n"
               "7 - 0: 7 - 0 - 1 = 6, borrow 0, so far 6512.\n"
               "So the answer is 6512.");
     EXPECT_EQ(make_problem(OP_ADD, 9999, 1).answer, "10000");
-    EXPECT_EQ(make_problem(OP_SUB, 1000, 999).answer, "1");
-    EXPECT_EQ(make_problem(OP_SUB, 5, 5).answer, "0");
+    p = make_problem(OP_SUB, 1000, 999);
+    EXPECT_EQ(p.answer, "1");
+    EXPECT_EQ(p.reasoning,
+              "1000 - 999: 0 - 9 - 0 < 0, so 10 - 9 - 0 = 1, borrow 1, so far 1.\n"
+              "100 - 99: 0 - 9 - 1 < 0, so 10 - 9 - 1 = 0, borrow 1, so far 01.\n"
+              "10 - 9: 0 - 9 - 1 < 0, so 10 - 9 - 1 = 0, borrow 1, so far 001.\n"
+              "1 - 0: 1 - 0 - 1 = 0, borrow 0, so far 0001.\n"
+              "0001 without its leading zeros is 1.\n"
+              "So the answer is 1.");
+    EXPECT_EQ(make_problem(OP_SUB, 7793, 7031).reasoning.substr(make_problem(OP_SUB, 7793, 7031).reasoning.find("so far 0762")),
+              "so far 0762.\n0762 without its leading zero is 762.\nSo the answer is 762.");
+    EXPECT_EQ(make_problem(OP_SUB, 5, 5).reasoning, "5 - 5: 5 - 5 - 0 = 0, borrow 0, so far 0.\nSo the answer is 0.");
+    EXPECT_EQ(make_problem(OP_SUB, 10, 10).reasoning,
+              "10 - 10: 0 - 0 - 0 = 0, borrow 0, so far 0.\n1 - 1: 1 - 1 - 0 = 0, borrow 0, so far 00.\n"
+              "00 without its leading zero is 0.\nSo the answer is 0.");
     EXPECT_EQ(make_problem(OP_ADD, 0, 0).reasoning, "0 + 0: 0 + 0 + 0 = 0, carry 0, so far 0.\nSo the answer is 0.");
     EXPECT_THROW(make_problem(OP_SUB, 1, 2), std::invalid_argument);
 }
 
 // Every line of every scratchpad is recomputed from its own numbers: the operands left are the
 // previous line's without their last digit, the column is right, the carry or borrow goes on,
-// and the digits so far grow by the column's digit in front.
+// the digits so far grow by the column's digit in front, and a result with leading zeros drops
+// them on a line of its own before the last.
 TEST(tasks, every_answer_and_column_is_right) {
     generator        g({ .digits_min = 1, .digits_max = 9, .seed = 42 });
     const std::regex add_line(R"(^(\d+) \+ (\d+): (\d) \+ (\d) \+ ([01]) = (\d+), carry ([01]), so far (\d+)\.$)");
-    const std::regex sub_line(R"(^(\d+) - (\d+): (\d)( \+ 10)? - (\d) - ([01]) = (\d), borrow ([01]), so far (\d+)\.$)");
+    // a borrowing column: "3 - 8 - 0 < 0, so 13 - 8 - 0 = 5" (group 4 holds the repeat)
+    const std::regex sub_line(
+        R"(^(\d+) - (\d+): (\d)( - \d - [01] < 0, so 1\d)? - (\d) - ([01]) = (\d), borrow ([01]), so far (\d+)\.$)");
     for (int i = 0; i < 5000; ++i) {
         const problem  p    = g.next(i % 2 ? SPLIT_TRAIN : SPLIT_TEST);
         const uint64_t want = p.op == OP_ADD ? p.a + p.b : p.a - p.b;
@@ -63,7 +79,10 @@ TEST(tasks, every_answer_and_column_is_right) {
         uint64_t    x = p.a, y = p.b;
         int         carry = 0;
         std::string so_far;
-        for (size_t k = 0; k + 1 < lines.size(); ++k) {
+        // the leading-zeros line, when the digits found start with a 0
+        const bool   zeros = p.op == OP_SUB && lines.size() >= 3 && lines[lines.size() - 2].find(" without its leading ") != std::string::npos;
+        const size_t n_col = lines.size() - (zeros ? 2 : 1);
+        for (size_t k = 0; k < n_col; ++k) {
             std::smatch m;
             const bool  add = p.op == OP_ADD;
             ASSERT_TRUE(std::regex_match(lines[k], m, add ? add_line : sub_line)) << lines[k];
@@ -85,6 +104,11 @@ TEST(tasks, every_answer_and_column_is_right) {
                 ASSERT_EQ(std::stoi(m[6]), carry) << lines[k];
                 const int s = (int) (x % 10) - (int) (y % 10) - carry;
                 ASSERT_EQ(m[4].matched, s < 0) << lines[k];
+                if (s < 0) {  // the repeat restates this column's numbers
+                    ASSERT_EQ(m[4].str(), " - " + std::to_string(y % 10) + " - " + std::to_string(carry) + " < 0, so 1" +
+                                              std::to_string(x % 10))
+                        << lines[k];
+                }
                 d     = s < 0 ? s + 10 : s;
                 carry = s < 0;
                 ASSERT_EQ(std::stoi(m[7]), d) << lines[k];
@@ -97,6 +121,13 @@ TEST(tasks, every_answer_and_column_is_right) {
         }
         EXPECT_EQ(x, 0u) << p.reasoning;
         EXPECT_EQ(y, 0u) << p.reasoning;
+        const bool has_zeros = so_far.size() > 1 && so_far[0] == '0';
+        EXPECT_EQ(zeros, has_zeros && p.op == OP_SUB) << p.reasoning;
+        if (zeros) {
+            EXPECT_EQ(lines[lines.size() - 2], so_far + " without its leading zero" +
+                                                   (so_far.size() - p.answer.size() > 1 ? "s" : "") + " is " + p.answer + ".")
+                << p.reasoning;
+        }
         EXPECT_EQ(lines.back(), "So the answer is " + p.answer + ".") << p.reasoning;
     }
 }
