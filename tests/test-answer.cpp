@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <string>
 #include <vector>
 
@@ -190,4 +192,86 @@ TEST(majority_vote, no_ballots_and_none_answers) {
     v = majority_vote({ make_ballot(0, essay) });
     EXPECT_FALSE(v.decided);
     EXPECT_EQ(v.voters, 0);
+}
+
+namespace {
+
+ballot weighted_ballot(int agent, const std::string & text, double log_weight) {
+    ballot b     = make_ballot(agent, text);
+    b.has_weight = true;
+    b.log_weight = log_weight;
+    return b;
+}
+
+}  // namespace
+
+TEST(weighted_vote, a_sure_minority_outweighs_agents_that_slipped) {
+    // Two agents agree on 13762, each through a stretch of unlikely tokens (log-probability
+    // -9 and -8); two agree on 9682 with no slip (-0.5, -1): the sure answer wins, the count
+    // does not decide.
+    std::vector<ballot> ballots = { weighted_ballot(0, "Final answer: 13762", -9), weighted_ballot(1, "9682", -0.5),
+                                    weighted_ballot(2, "13762", -8), weighted_ballot(3, "Final answer: 9682", -1),
+                                    weighted_ballot(4, "13762", -7) };
+    vote_result v = majority_vote(ballots, muse::VOTE_WEIGHTED);
+    EXPECT_TRUE(v.weighted);
+    EXPECT_EQ(v.normalized, "9682");
+    EXPECT_EQ(v.votes, 2);
+    EXPECT_DOUBLE_EQ(v.agreement, 0.4);
+    EXPECT_GT(v.weight, 0.99);
+    ASSERT_EQ(v.tally.size(), 2u);
+    EXPECT_EQ(v.tally[0].agents, (std::vector<int>{ 1, 3 }));
+    EXPECT_NEAR(v.tally[0].weight + v.tally[1].weight, 1.0, 1e-12);
+    EXPECT_EQ(v.tally[1].votes, 3);
+
+    // The same ballots counted one each: the three win.
+    v = majority_vote(ballots, muse::VOTE_MAJORITY);
+    EXPECT_FALSE(v.weighted);
+    EXPECT_EQ(v.normalized, "13762");
+    EXPECT_DOUBLE_EQ(v.weight, 0.6);
+}
+
+TEST(weighted_vote, weights_far_below_exp_range_still_compare) {
+    // exp(-2000) underflows to 0; the vote works on log weights shifted by the largest.
+    std::vector<ballot> ballots = { weighted_ballot(0, "1", -2000), weighted_ballot(1, "2", -1990),
+                                    weighted_ballot(2, "1", -2001) };
+    vote_result v = majority_vote(ballots, muse::VOTE_WEIGHTED);
+    EXPECT_TRUE(v.weighted);
+    EXPECT_EQ(v.normalized, "2");
+    EXPECT_FALSE(v.tie);
+    EXPECT_GT(v.weight, 0.99);
+}
+
+TEST(weighted_vote, equal_weights_fall_back_to_the_count_then_the_tie_rules) {
+    std::vector<ballot> ballots = { weighted_ballot(0, "5", -1), weighted_ballot(1, "6", -1) };
+    vote_result v = majority_vote(ballots, muse::VOTE_WEIGHTED);
+    EXPECT_TRUE(v.tie);
+    EXPECT_EQ(v.tie_break, "first agent");
+    EXPECT_EQ(v.normalized, "5");
+    EXPECT_DOUBLE_EQ(v.weight, 0.5);
+}
+
+TEST(weighted_vote, an_unknown_or_broken_weight_makes_it_a_plain_count) {
+    for (double bad : { std::nan(""), -(double) INFINITY, (double) INFINITY }) {
+        std::vector<ballot> ballots = { weighted_ballot(0, "5", -0.1), weighted_ballot(1, "6", bad),
+                                        weighted_ballot(2, "6", -50) };
+        vote_result v = majority_vote(ballots, muse::VOTE_WEIGHTED);
+        EXPECT_FALSE(v.weighted) << bad;
+        EXPECT_EQ(v.normalized, "6") << bad;
+    }
+    std::vector<ballot> ballots = { weighted_ballot(0, "5", -0.1), make_ballot(1, "6"), weighted_ballot(2, "6", -50) };
+    vote_result v = majority_vote(ballots, muse::VOTE_WEIGHTED);
+    EXPECT_FALSE(v.weighted);
+    EXPECT_EQ(v.normalized, "6");
+}
+
+TEST(vote_rule, names_round_trip_and_others_are_refused) {
+    muse::vote_rule r = muse::VOTE_MAJORITY;
+    EXPECT_TRUE(muse::parse_vote_rule("weighted", r));
+    EXPECT_EQ(r, muse::VOTE_WEIGHTED);
+    EXPECT_STREQ(muse::vote_rule_name(r), "weighted");
+    EXPECT_TRUE(muse::parse_vote_rule("majority", r));
+    EXPECT_EQ(r, muse::VOTE_MAJORITY);
+    EXPECT_FALSE(muse::parse_vote_rule("Weighted", r));
+    EXPECT_FALSE(muse::parse_vote_rule("", r));
+    EXPECT_EQ(r, muse::VOTE_MAJORITY);
 }

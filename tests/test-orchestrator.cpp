@@ -6,6 +6,7 @@
 #include "agents/tools/query-table.h"
 #include "reasoning/contemplating/prompts.h"
 #include "reasoning/orchestrator.h"
+#include "reasoning/result-json.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -266,6 +267,7 @@ TEST(orchestrator, tie_is_broken_by_confidence) {
     orchestrator orch(be, builtin_tools());
     ask_request  req = contemplate("Pick A or B");
     req.opt.prune    = false;
+    req.opt.vote     = muse::VOTE_MAJORITY;  // one ballot each: 2 against 2
     ask_result r     = orch.run(req);
     ASSERT_FALSE(r.err) << r.err.message;
     EXPECT_EQ(r.aggregation, "vote");
@@ -273,6 +275,59 @@ TEST(orchestrator, tie_is_broken_by_confidence) {
     EXPECT_EQ(r.vote.tie_break, "confidence");
     EXPECT_EQ(r.vote.display.back(), 'B') << r.vote.display;
     EXPECT_DOUBLE_EQ(r.confidence, 0.5);
+}
+
+TEST(orchestrator, weighted_vote_counts_each_answer_as_sure_as_its_weakest_stretch) {
+    // Three agents answer 13762, each through one unlikely token (a slip: log-probability -7);
+    // one answers 9682 without a slip. Weighted (the default), the sure answer wins; counted
+    // one each, the three do.
+    auto script = [](const chat_request & q) {
+        if (is_prefix(q)) {
+            return reply("");
+        }
+        const bool slip = solver_slot(q) != 1;
+        std::vector<float> lps(40, -0.01f);
+        if (slip) {
+            lps[20] = -7.0f;
+        }
+        return reply(slip ? "Final answer: 13762" : "Final answer: 9682", words(39, "x"), lps);
+    };
+    for (muse::vote_rule rule : { muse::VOTE_WEIGHTED, muse::VOTE_MAJORITY }) {
+        scripted_backend be;
+        be.set_responder(script);
+        orchestrator orch(be, builtin_tools());
+        ask_request  req = contemplate("What is 453 + 9229?");
+        req.opt.prune    = false;
+        if (rule == muse::VOTE_MAJORITY) {
+            req.opt.vote = rule;
+        }
+        ask_result r = orch.run(req);
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.aggregation, "vote");
+        EXPECT_EQ(r.vote.weighted, rule == muse::VOTE_WEIGHTED);
+        for (const auto & a : r.agents) {
+            if (a.kind == AGENT_SOLVER) {
+                // the weakest stretch is prune_window (32) tokens long
+                EXPECT_GE(a.scored_tokens, 40);  // the reasoning's pieces, then the answer's
+                EXPECT_NEAR(a.weakest_logprob, a.answer == "Final answer: 9682" ? -0.32 : -7.31, 1e-4);
+            }
+        }
+        if (rule == muse::VOTE_WEIGHTED) {
+            EXPECT_EQ(r.vote.normalized, "9682");
+            EXPECT_EQ(r.vote.votes, 1);
+            EXPECT_GT(r.vote.weight, 0.95);
+            EXPECT_DOUBLE_EQ(r.confidence, r.vote.weight);
+            const nlohmann::ordered_json j = muse::to_json(r);
+            EXPECT_EQ(j["vote"]["rule"], "weighted");
+            EXPECT_EQ(j["vote"]["tally"][0]["answer"], "9682");
+            EXPECT_EQ(j["vote"]["tally"][1]["votes"], 3);
+            EXPECT_GT(j["vote"]["tally"][0]["weight"].get<double>(), 0.95);
+        } else {
+            EXPECT_EQ(r.vote.normalized, "13762");
+            EXPECT_EQ(r.vote.votes, 3);
+            EXPECT_DOUBLE_EQ(r.confidence, 0.75);
+        }
+    }
 }
 
 TEST(orchestrator, free_text_answers_are_synthesised) {

@@ -38,6 +38,9 @@ TEST(server_api, minimal_request_defaults) {
     EXPECT_EQ(r.n, 1);
     EXPECT_FALSE(r.stream);
     EXPECT_EQ(r.ask.opt.answer_tokens, api_limits{}.default_max_tokens);
+    EXPECT_EQ(r.ask.opt.vote, VOTE_WEIGHTED);
+    ASSERT_FALSE(parse(body(R"(,"mode":"contemplating","vote":"majority")"), r));
+    EXPECT_EQ(r.ask.opt.vote, VOTE_MAJORITY);
 }
 
 TEST(server_api, every_numeric_field_is_range_checked_and_named) {
@@ -95,6 +98,8 @@ TEST(server_api, bad_shapes_are_named) {
     EXPECT_EQ(parse(json::parse(R"({"messages":[{"role":"system","content":"only a system"}]})"), r).param, "messages");
     EXPECT_EQ(parse(body(R"(,"mode":"turbo")"), r).param, "mode");
     EXPECT_EQ(parse(body(R"(,"reasoning_effort":"extreme")"), r).param, "reasoning_effort");
+    EXPECT_EQ(parse(body(R"(,"vote":"loudest")"), r).param, "vote");
+    EXPECT_EQ(parse(body(R"(,"vote":1)"), r).param, "vote");
     EXPECT_EQ(parse(body(R"(,"stop":[1,2])"), r).param, "stop");
     EXPECT_EQ(parse(body(R"(,"response_format":{"type":"yaml"})"), r).param, "response_format.type");
     EXPECT_EQ(parse(body(R"(,"tools":[{"type":"function","function":{"name":"bad name!"}}])"), r).param, "tools[0].function.name");

@@ -3,6 +3,7 @@
 #include "core/random.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
 
@@ -18,11 +19,29 @@ void confidence_window::add(float lp) {
     if ((int32_t)vals.size() < w) {
         vals.push_back(lp);
         sum += lp;
+        if ((int32_t) vals.size() == w) {
+            note_full();
+        }
         return;
     }
     sum += lp - vals[next];
     vals[next] = lp;
     next       = (next + 1) % vals.size();
+    note_full();
+}
+
+void confidence_window::note_full() {
+    if (!any_full || sum < min_sum) {
+        min_sum  = sum;
+        any_full = true;
+    }
+}
+
+double confidence_window::weakest() const {
+    if (any_full) {
+        return min_sum;
+    }
+    return n_all > 0 ? mean_all() * (double) w : 0.0;
 }
 
 double confidence_window::mean() const {
@@ -232,7 +251,9 @@ static agent_trace run_agent_steps(const agent_env & env, const agent_spec & spe
         prev = std::move(cur);
     }
 
-    t.confidence = win.mean_all();
+    t.confidence      = win.mean_all();
+    t.weakest_logprob = win.weakest();
+    t.scored_tokens   = (int32_t) std::min<int64_t>(win.count(), INT32_MAX);
     t.end_ms     = env.now_ms();
     return t;
 }

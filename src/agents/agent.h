@@ -47,6 +47,10 @@ struct agent_trace {
     bool                         pruned                  = false;
     int32_t                      tokens_saved            = 0;  // reasoning budget left unspent when pruned
     double                       confidence              = 0;  // mean token log-probability (0 when not measured)
+    // The log-probability of the agent's least likely stretch of prune_window tokens (its
+    // weakest step: where a slip shows), confidence_window::weakest; 0 when not measured.
+    double                       weakest_logprob         = 0;
+    int32_t                      scored_tokens           = 0;  // tokens with a log-probability
     float                        temperature             = 0;
     uint32_t                     seed                    = 0;
     finish_reason                finish                  = FINISH_NONE;
@@ -115,6 +119,10 @@ class confidence_window {
     bool   full() const { return (int32_t)vals.size() >= w; }
     double mean() const;
     double mean_all() const { return n_all > 0 ? sum_all / n_all : 0.0; }
+    // The summed log-probability of the least likely `window` consecutive values seen (a
+    // shorter run: its mean times `window`, so runs of any length compare); 0 when none.
+    double weakest() const;
+    int64_t count() const { return n_all; }
 
   private:
     int32_t            w;
@@ -123,6 +131,10 @@ class confidence_window {
     double             sum     = 0;
     double             sum_all = 0;
     int64_t            n_all   = 0;
+    double             min_sum  = 0;  // over full windows
+    bool               any_full = false;
+
+    void note_full();
 };
 
 }  // namespace muse

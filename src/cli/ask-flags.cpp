@@ -67,6 +67,8 @@ std::string ask_help() {
            L(k_limit_prune_threshold) +
            ")\n"
            "  --refine            contemplating: one debate round in which agents may revise\n"
+           "  --vote RULE         contemplating: weighted (default: each answer counts as sure as its\n"
+           "                      agent was at its weakest stretch of tokens) or majority (one each)\n"
            "  --show-agents       contemplating: show the live agent view and every agent's answer\n"
            "  --router-model      auto: also let the model classify the request\n"
            "  --no-tools          no calculator / date / table tool\n"
@@ -171,6 +173,12 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out) 
         if (a.flag("--no-planner")) { opt.planner = false; continue; }
         if (a.flag("--no-prune")) { opt.prune = false; continue; }
         if (a.flag("--refine")) { opt.refine = true; continue; }
+        if (a.value("--vote", value)) {
+            if (a.error.empty() && !parse_vote_rule(value, opt.vote)) {
+                a.error = "--vote must be weighted or majority, got '" + value + "'";
+            }
+            continue;
+        }
         if (a.flag("--router-model")) { opt.router_model = true; continue; }
         if (a.flag("--no-tools")) { opt.tools.clear(); continue; }
         if (a.value("--data", value)) {

@@ -57,6 +57,7 @@ static std::string eval_help() {
            "  --no-tools          no calculator or date tool\n"
            "  --no-planner        contemplating: skip the plan (one task)\n"
            "  --no-prune          contemplating: never stop a low-confidence agent early\n"
+           "  --vote RULE         contemplating: weighted (default) or majority, as in muse ask\n"
            "  --system TEXT       a system prompt before every question\n"
            "  -t, --threads N     CPU threads (default: all)\n"
            "  -c, --ctx N         context size (default: sized for the modes' agents)\n"
@@ -72,7 +73,7 @@ int cmd_eval(int argc, char ** argv) {
     std::signal(SIGINT, on_eval_sigint);
     sem_init(&g_eval_sigint, 0, 0);
     args        a(argc, argv, 2);
-    std::string tasks_path, model_path, modes_list = "instant,thinking,contemplating";
+    std::string tasks_path, model_path, modes_list = "instant,thinking,contemplating", vote_name;
     int32_t     limit = 0, threads = 0, ctx = 0;
     bool        as_json = false, quiet = false;
     int         verbose = 0;
@@ -97,6 +98,12 @@ int cmd_eval(int argc, char ** argv) {
         if (a.flag("--no-tools")) { p.opt.tools.clear(); continue; }
         if (a.flag("--no-planner")) { p.opt.planner = false; continue; }
         if (a.flag("--no-prune")) { p.opt.prune = false; continue; }
+        if (a.value("--vote", vote_name)) {
+            if (a.error.empty() && !parse_vote_rule(vote_name, p.opt.vote)) {
+                a.error = "--vote must be weighted or majority, got '" + vote_name + "'";
+            }
+            continue;
+        }
         if (a.value("--system", p.system_prompt)) continue;
         if (a.int_value("-t", 1, 1024, threads) || a.int_value("--threads", 1, 1024, threads)) continue;
         if (a.int_value("-c", 256, 1 << 20, ctx) || a.int_value("--ctx", 256, 1 << 20, ctx)) continue;
@@ -192,6 +199,7 @@ int cmd_eval(int argc, char ** argv) {
                             { "top_p", r6(sp.top_p) },
                             { "min_p", r6(sp.min_p) },
                             { "seed", random ? nlohmann::ordered_json() : nlohmann::ordered_json(sp.seed) } };
+        j["vote"]       = vote_rule_name(p.opt.vote);  // contemplating's aggregation
         printf("%s\n", j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
     } else {
         const std::string seed = random ? std::string("a random seed") : "seed " + std::to_string(sp.seed);
@@ -204,6 +212,9 @@ int cmd_eval(int argc, char ** argv) {
                    sp.top_p, sp.min_p, seed.c_str());
         }
         fputs(eval_table(report).c_str(), stdout);
+        if (p.opt.vote == VOTE_MAJORITY) {
+            printf("(contemplating: majority vote, one ballot per agent)\n");
+        }
     }
     fflush(stdout);
     if (report.cancelled) {

@@ -3,6 +3,7 @@
 #include "core/number.h"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <map>
 
@@ -502,7 +503,23 @@ extracted_answer extract_answer(const std::string & text) {
     return {};
 }
 
-vote_result majority_vote(const std::vector<ballot> & ballots) {
+const char * vote_rule_name(vote_rule r) {
+    return r == VOTE_WEIGHTED ? "weighted" : "majority";
+}
+
+bool parse_vote_rule(const std::string & s, vote_rule & out) {
+    if (s == "weighted") {
+        out = VOTE_WEIGHTED;
+        return true;
+    }
+    if (s == "majority") {
+        out = VOTE_MAJORITY;
+        return true;
+    }
+    return false;
+}
+
+vote_result majority_vote(const std::vector<ballot> & ballots, vote_rule rule) {
     vote_result res;
     try {
         std::vector<const ballot *> counted;
@@ -515,10 +532,20 @@ vote_result majority_vote(const std::vector<ballot> & ballots) {
         std::stable_sort(counted.begin(), counted.end(),
                          [](const ballot * a, const ballot * b) { return a->agent < b->agent; });
 
+        // Weights in log space, shifted by the largest, so that exp never underflows to a tie.
+        bool   weighted = rule == VOTE_WEIGHTED && !counted.empty();
+        double max_lw   = -INFINITY;
+        for (const ballot * b : counted) {
+            weighted = weighted && b->has_weight && std::isfinite(b->log_weight);
+            if (weighted) {
+                max_lw = std::max(max_lw, b->log_weight);
+            }
+        }
         struct group {
             vote_tally_entry entry;
             double           conf_sum   = 0;
             int              conf_known = 0;
+            double           w          = 0;  // sum of exp(log_weight - max_lw)
         };
         std::vector<group>            groups;
         std::map<std::string, size_t> index;
@@ -533,6 +560,9 @@ vote_result majority_vote(const std::vector<ballot> & ballots) {
             }
             group & g = groups[it->second];
             g.entry.votes++;
+            if (weighted) {
+                g.w += std::exp(b->log_weight - max_lw);
+            }
             g.entry.agents.push_back(b->agent);
             // 0 means unknown: averaging it in would make an unscored agent look surest
             if (b->confidence != 0) {
@@ -544,12 +574,24 @@ vote_result majority_vote(const std::vector<ballot> & ballots) {
         if (groups.empty()) {
             return res;
         }
+        double w_total = 0;
+        for (const group & g : groups) {
+            w_total += g.w;
+        }
+        for (group & g : groups) {
+            g.entry.weight = weighted ? g.w / w_total : (double) g.entry.votes / (double) res.voters;
+        }
         // groups were created in first-agent order, so a stable sort keeps that order among equal counts
-        std::stable_sort(groups.begin(), groups.end(),
-                         [](const group & a, const group & b) { return a.entry.votes > b.entry.votes; });
+        auto ahead = [&](const group & a, const group & b) {
+            if (weighted && a.w != b.w) {
+                return a.w > b.w;
+            }
+            return a.entry.votes > b.entry.votes;
+        };
+        std::stable_sort(groups.begin(), groups.end(), ahead);
 
         size_t tied = 1;
-        while (tied < groups.size() && groups[tied].entry.votes == groups[0].entry.votes) {
+        while (tied < groups.size() && !ahead(groups[0], groups[tied])) {
             ++tied;
         }
         size_t winner = 0;
@@ -589,6 +631,8 @@ vote_result majority_vote(const std::vector<ballot> & ballots) {
         res.display    = res.tally[0].display;
         res.votes      = res.tally[0].votes;
         res.agreement  = double(res.votes) / res.voters;
+        res.weighted   = weighted;
+        res.weight     = res.tally[0].weight;
     } catch (const std::exception &) {
         res = {};
     }

@@ -37,12 +37,24 @@ struct ballot {
     int              agent = 0;  // agent index (order the agents were started)
     extracted_answer answer;
     double           confidence = 0;  // the agent's mean token log-probability (higher = surer); 0 when unknown
+    // VOTE_WEIGHTED: the ballot counts exp(log_weight) (the agent's weakest_logprob: the
+    // probability of its least likely stretch of tokens). Unknown for any ballot: a plain count.
+    bool   has_weight = false;
+    double log_weight = 0;
 };
+
+// How ballots count: one each (self-consistency), or weighted by how sure each agent was at
+// its weakest point (DeepConf-style confidence weighting: a slip shows as a stretch of
+// unlikely tokens, and an answer reached through one counts little).
+enum vote_rule { VOTE_MAJORITY, VOTE_WEIGHTED };
+const char * vote_rule_name(vote_rule r);
+bool         parse_vote_rule(const std::string & s, vote_rule & out);  // "majority" or "weighted"
 
 struct vote_tally_entry {
     std::string      normalized, display;
     int              votes = 0;
-    std::vector<int> agents;  // ascending
+    std::vector<int> agents;        // ascending
+    double           weight = 0;    // share of the total weight, [0, 1] (weighted), else votes / voters
 };
 
 struct vote_result {
@@ -53,7 +65,9 @@ struct vote_result {
     bool                          tie    = false;       // more than one answer had the top count
     std::string                   tie_break;            // when tie: "confidence" or "first agent"
     double                        agreement = 0;        // votes / voters
-    std::vector<vote_tally_entry> tally;                // all answers, most votes first (winner, then by first agent)
+    bool                          weighted  = false;    // ballots counted by weight (VOTE_WEIGHTED with every weight known)
+    double                        weight    = 0;        // the winner's share of the weight (weighted), else agreement
+    std::vector<vote_tally_entry> tally;                // all answers, winner first, then by count (weight) and first agent
 };
 
 // Majority vote over ballots whose answer kind != ANSWER_NONE. Ties: the tied answer whose agents have the higher
@@ -61,6 +75,8 @@ struct vote_result {
 // or some tied answer has no known confidence at all, the answer given by the lowest agent index wins ("first
 // agent"). Deterministic.
 // The winner's display is the display string of the lowest-index agent that gave it.
-vote_result majority_vote(const std::vector<ballot> & ballots);
+// VOTE_WEIGHTED with every counted ballot's weight known: the answer with the largest total
+// weight wins (equal weights fall back to the rules above); otherwise a plain count.
+vote_result majority_vote(const std::vector<ballot> & ballots, vote_rule rule = VOTE_MAJORITY);
 
 }  // namespace muse

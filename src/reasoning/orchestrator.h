@@ -56,6 +56,9 @@ struct ask_options {
     int32_t prune_window    = 32;     // tokens, 4..4096
 
     bool    refine = false;  // contemplating: one debate round where each agent may revise
+    // contemplating: how the solvers' answers count (answer.h): weighted by each agent's
+    // weakest stretch of tokens (measured: +1 point over a plain count on Muse-Tiny), or one each
+    vote_rule vote = VOTE_WEIGHTED;
 
     std::vector<std::string> tools = { "calculator", "current_datetime" };  // tools agents may call
     // Tools the caller runs itself (the OpenAI API's `tools`). When given, they replace the

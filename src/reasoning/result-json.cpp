@@ -39,6 +39,7 @@ json to_json(const ask_result & r) {
             { "pruned", a.pruned },
             { "tokens_saved", a.tokens_saved },
             { "confidence", a.confidence },
+            { "weakest_logprob", a.weakest_logprob },
             { "temperature", a.temperature },
             { "seed", a.seed },
             { "tool_calls", calls },
@@ -59,10 +60,11 @@ json to_json(const ask_result & r) {
         json tally = json::array();
         for (const auto & e : r.vote.tally) {
             tally.push_back({ { "answer", e.display }, { "normalized", e.normalized }, { "votes", e.votes },
-                              { "agents", e.agents } });
+                              { "weight", e.weight }, { "agents", e.agents } });
         }
         vote = { { "winner", r.vote.display }, { "votes", r.vote.votes }, { "voters", r.vote.voters },
-                 { "agreement", r.vote.agreement }, { "tie", r.vote.tie }, { "tally", tally } };
+                 { "agreement", r.vote.agreement }, { "rule", r.vote.weighted ? "weighted" : "majority" },
+                 { "weight", r.vote.weight }, { "tie", r.vote.tie }, { "tally", tally } };
         if (r.vote.tie) {
             vote["tie_break"] = r.vote.tie_break;
         }

@@ -505,6 +505,11 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     if (api_error e = get_bool(body, "planner", opt.planner)) return e;
     if (api_error e = get_bool(body, "prune", opt.prune)) return e;
     if (api_error e = get_bool(body, "refine", opt.refine)) return e;
+    std::string vote_name;
+    if (api_error e = get_string(body, "vote", 32, present, vote_name)) return e;
+    if (present && !parse_vote_rule(vote_name, opt.vote)) {
+        return bad_request("vote", "vote must be weighted or majority, got '" + vote_name + "'");
+    }
 
     // response_format
     if (auto rf = body.find("response_format"); rf != body.end() && !rf->is_null()) {

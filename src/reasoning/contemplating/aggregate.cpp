@@ -7,6 +7,7 @@
 
 #include "core/utf8.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace muse::contemplating {
@@ -40,6 +41,8 @@ static void aggregate(contemplation & c) {
         b.agent      = answered[i].index;
         b.answer     = extract_answer(answered[i].answer);
         b.confidence = answered[i].confidence;
+        b.has_weight = answered[i].scored_tokens > 0;
+        b.log_weight = answered[i].weakest_logprob;
         if (b.answer.kind != ANSWER_NONE) {
             ballots.push_back(b);
         }
@@ -88,7 +91,12 @@ static void aggregate(contemplation & c) {
     // A vote needs extractable answers from at least half of the agents and two that agree;
     // answers that all differ are better merged by a synthesiser.
     if (answered.size() >= 2 && ballots.size() >= 2 && ballots.size() * 2 >= answered.size()) {
-        vr = majority_vote(ballots);
+        vr = majority_vote(ballots, opt.vote);
+    }
+    // Two agents agreeing on some answer make it a vote (a weighted winner may stand alone).
+    int most_votes = 0;
+    for (const auto & e : vr.tally) {
+        most_votes = std::max(most_votes, e.votes);
     }
     if (answered.empty() && !pruned.empty()) {
         // Every branch was pruned: their unfinished reasoning is all there is. Confidence 0:
@@ -130,9 +138,9 @@ static void aggregate(contemplation & c) {
         reasoning  = answered[0].reasoning;
         confidence = std::exp(answered[0].confidence);
         summary    = "one agent answered";
-    } else if (vr.votes >= 2) {
+    } else if (vr.decided && most_votes >= 2) {
         method     = "vote";
-        confidence = (double)vr.votes / (double)answered.size();
+        confidence = vr.weighted ? vr.weight : (double) vr.votes / (double) answered.size();
         answer     = vr.display;
         for (const auto & t : answered) {
             if (t.index == vr.tally[0].agents[0]) {  // the winner's first agent speaks for it
@@ -140,7 +148,9 @@ static void aggregate(contemplation & c) {
             }
         }
         summary = "vote: " + vr.display + " with " + std::to_string(vr.votes) + " of " +
-                  std::to_string(answered.size()) + " agents" + (vr.tie ? " (tie broken by " + vr.tie_break + ")" : "");
+                  std::to_string(answered.size()) + " agents" +
+                  (vr.weighted ? ", " + std::to_string((int) std::lround(100 * vr.weight)) + "% of the weight" : "") +
+                  (vr.tie ? " (tie broken by " + vr.tie_break + ")" : "");
     } else {
         take(synthesize(answered, false));
         method = "synthesis";
