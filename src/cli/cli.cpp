@@ -36,6 +36,7 @@ int exit_code_for(error_code code) {
             return EXIT_MODEL;
         case ERROR_INVALID_ARGUMENT:
         case ERROR_BAD_INPUT:
+        case ERROR_NOT_FOUND:
             return EXIT_USAGE;
         default:
             return EXIT_FAILURE_;

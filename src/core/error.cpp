@@ -18,6 +18,8 @@ const char * error_code_name(error_code code) {
         case ERROR_PARENT_NOT_FOUND: return "parent_not_found";
         case ERROR_ENGINE_STOPPED:   return "engine_stopped";
         case ERROR_BAD_INPUT:        return "bad_input";
+        case ERROR_NOT_FOUND:        return "not_found";
+        case ERROR_STORAGE:          return "storage_error";
         case ERROR_INTERNAL:         return "internal_error";
     }
     return "unknown";

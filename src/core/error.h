@@ -28,6 +28,8 @@ enum error_code {
     ERROR_PARENT_NOT_FOUND,   // fork from a sequence that does not exist
     ERROR_ENGINE_STOPPED,     // the engine shut down before the request finished
     ERROR_BAD_INPUT,          // an attached data file or image is malformed, too large or unsupported
+    ERROR_NOT_FOUND,          // no stored object with this id for this user (store/)
+    ERROR_STORAGE,            // the data directory is full, read-only or damaged (store/)
     ERROR_INTERNAL,
 };
 

@@ -46,6 +46,15 @@ api_error result_error(const error & e) {
             out.type   = "server_error";
             out.code   = "kv_cache_full";
             break;
+        case ERROR_NOT_FOUND:
+            out.status = 404;
+            out.code   = "not_found";
+            break;
+        case ERROR_STORAGE:
+            out.status = 503;
+            out.type   = "server_error";
+            out.code   = "storage_unavailable";
+            break;
         default:
             out.status = 500;
             out.type   = "server_error";
