@@ -20,6 +20,7 @@ static const char * k_help =
     "  info MODEL     describe a GGUF model: architecture, size, context, template, reasoning\n"
     "  serve          serve the OpenAI-compatible API and the web chat (muse serve --help)\n"
     "  eval TASKS     score the reasoning modes on questions with known answers (JSON Lines)\n"
+    "  users          add, list, remove, export the users of muse serve (muse users --help)\n"
     "\n"
     "  muse <command> --help   options of a command\n"
     "  muse --version          print the version\n"
@@ -28,6 +29,8 @@ static const char * k_help =
     "  MUSE_MODEL      model used when --model is not given (a file, tiny or smoke; default tiny)\n"
     "  MUSE_MODELS_DIR where Muse-Tiny (muse-tiny.gguf) is (default: the source tree's models/)\n"
     "  MUSE_CACHE_DIR  where generated models live (default ~/.cache/muse)\n"
+    "  MUSE_DATA_DIR   where users, conversations and files are stored (default\n"
+    "                  $XDG_DATA_HOME/muse, else ~/.local/share/muse)\n"
     "\n"
     "exit codes:\n"
     "  0 success, 1 generation failed, 2 bad command line or request,\n"
@@ -58,6 +61,9 @@ int main(int argc, char ** argv) {
     }
     if (!strcmp(cmd, "eval")) {
         return muse::cli::cmd_eval(argc, argv);
+    }
+    if (!strcmp(cmd, "users")) {
+        return muse::cli::cmd_users(argc, argv);
     }
     fprintf(stderr, "muse: unknown command '%s' (see muse --help)\n", cmd);
     return muse::cli::EXIT_USAGE;

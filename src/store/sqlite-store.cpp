@@ -293,7 +293,11 @@ class sqlite_store : public store {
         if (!memory) {
             std::error_code ec;
             const fs::path  dir = fs::path(prm.path).parent_path();
-            if (!dir.empty()) fs::create_directories(dir, ec);
+            // What is stored is private: a directory Muse creates is its owner's alone.
+            if (!dir.empty() && !fs::exists(dir, ec)) {
+                fs::create_directories(dir, ec);
+                if (!ec) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+            }
             if (prm.blob_dir.empty()) prm.blob_dir = (dir.empty() ? fs::path(".") : dir).string() + "/blobs";
         }
         sqlite3 * raw = nullptr;
