@@ -820,7 +820,8 @@ class Server {
   async start() {
     const o = this.opts;
     const args = ['serve', '--port', '0', '--model', o.model, '--threads', String(o.threads), '--max-tokens', '32', '--max-agents', '4',
-                  '--parallel', '2', '--queue', '16', '--max-files', '16', '--grace', '2', '--ctx', '16384', ...this.extraArgs];
+                  '--parallel', '2', '--queue', '16', '--max-files', '16', '--grace', '2', '--ctx', '16384',
+                  '--data-dir', path.join(o.work, `data-${this.name}-${this.generation + 1}`), ...this.extraArgs];
     const proc = spawn(o.muse, args, { env: { ...process.env, MUSE_CACHE_DIR: path.join(o.work, 'cache-' + this.name), OMP_WAIT_POLICY: 'passive' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.proc = proc; this.generation++;
     if (o.pidfile) fs.appendFileSync(o.pidfile, `${proc.pid}\n`);

@@ -163,7 +163,8 @@ function request(ctx, client, opt, retried) {
 
 function startServer(o, keysFile) {
   const args = ['serve', '--port', '0', '--model', o.model, '--threads', String(o.threads), '--parallel', String(o.parallel),
-                '--queue', String(o.queue), '--api-key-file', keysFile, '--max-tokens', '256', '--quiet', '--no-web', '--grace', '5', ...o.serverArgs];
+                '--queue', String(o.queue), '--api-key-file', keysFile, '--max-tokens', '256', '--quiet', '--no-web', '--grace', '5',
+                '--data-dir', path.join(o.work, 'data'), ...o.serverArgs];
   const proc = spawn(o.muse, args, { env: { ...process.env, MUSE_CACHE_DIR: path.join(o.work, 'cache'), OMP_WAIT_POLICY: 'passive' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   if (o.pidfile) fs.appendFileSync(o.pidfile, `${proc.pid}\n`);
   const srv = { proc, log: '', exit: null, args };

@@ -190,6 +190,7 @@ kill -INT $pid
 wait $pid; rc=$?
 check "Ctrl-C exits 130" test $rc -eq 130
 check "Ctrl-C says cancelled" grep -q "cancelled" "$work/err.txt"
+grep -q "cancelled" "$work/err.txt" || { echo "muse ask's stderr after Ctrl-C:"; cat "$work/err.txt"; }
 
 # Ctrl-C while the model loads: the handler is in place from the start (seen in the process's
 # caught-signal mask), so even a background job, which starts with SIGINT ignored, leaves at

@@ -97,6 +97,9 @@ TEST_P(store_test, users_keys_and_names) {
     EXPECT_EQ(st->add_key(b.id, "plaintext-key").code, ERROR_INVALID_ARGUMENT) << "only digests are stored";
     ASSERT_FALSE(st->find_user_by_name("bob", found));
     EXPECT_EQ(found.id, b.id);
+    int64_t n_keys = 0;
+    ASSERT_FALSE(st->count_keys(n_keys));
+    EXPECT_EQ(n_keys, 2);
     std::vector<user_record> all;
     ASSERT_FALSE(st->list_users(all));
     ASSERT_EQ(all.size(), 2u);
@@ -198,7 +201,7 @@ TEST_P(store_test, another_users_ids_do_not_exist) {
     std::vector<item_record> items = { message("user", "my secret plan") };
     ASSERT_FALSE(st->append_items(a.id, c.id, items));
     file_record f;
-    ASSERT_FALSE(st->put_file(a.id, "notes.txt", "text/plain", "private notes", f));
+    ASSERT_FALSE(st->put_file(a.id, "notes.txt", "text/plain", "user_data", "private notes", f));
 
     conversation_record          cg;
     std::vector<item_record>     il;
@@ -274,8 +277,8 @@ TEST_P(store_test, files_are_content_addressed_and_freed_with_their_last_referen
     user_record b = user("b");
     file_record fa, fb;
     const std::string data(100000, 'z');
-    ASSERT_FALSE(st->put_file(a.id, "z.bin", "application/octet-stream", data, fa));
-    ASSERT_FALSE(st->put_file(b.id, "same.bin", "", data, fb));
+    ASSERT_FALSE(st->put_file(a.id, "z.bin", "application/octet-stream", "user_data", data, fa));
+    ASSERT_FALSE(st->put_file(b.id, "same.bin", "", "", data, fb));
     EXPECT_EQ(fa.sha256, fb.sha256);
     EXPECT_NE(fa.id, fb.id);
     EXPECT_EQ(fa.bytes, 100000);
@@ -288,20 +291,25 @@ TEST_P(store_test, files_are_content_addressed_and_freed_with_their_last_referen
     EXPECT_EQ(content, data);
     ASSERT_FALSE(st->delete_file(b.id, fb.id));
     if (on_disk()) EXPECT_FALSE(fs::exists(blob)) << "the last reference gone, the blob is deleted";
-    EXPECT_EQ(st->put_file(a.id, "", "", "x", got).code, ERROR_INVALID_ARGUMENT);
-    EXPECT_EQ(st->put_file(a.id, std::string(300, 'n'), "", "x", got).code, ERROR_INVALID_ARGUMENT);
-    EXPECT_EQ(st->put_file("user_nobody", "n", "", "x", got).code, ERROR_NOT_FOUND);
+    EXPECT_EQ(st->put_file(a.id, "", "", "", "x", got).code, ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(st->put_file(a.id, std::string(300, 'n'), "", "", "x", got).code, ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(st->put_file("user_nobody", "n", "", "", "x", got).code, ERROR_NOT_FOUND);
 
-    ASSERT_FALSE(st->put_file(a.id, "keep.txt", "text/plain", "kept across restarts", fa));
+    ASSERT_FALSE(st->put_file(a.id, "keep.txt", "text/plain", "vision", "kept across restarts", fa));
     if (on_disk()) {
         ASSERT_FALSE(reopen());
         ASSERT_FALSE(st->get_file(a.id, fa.id, got, &content));
         EXPECT_EQ(content, "kept across restarts");
         EXPECT_EQ(got.name, "keep.txt");
+        EXPECT_EQ(got.purpose, "vision");
     }
     std::vector<file_record> list;
     ASSERT_FALSE(st->list_files(a.id, list));
     ASSERT_EQ(list.size(), 1u);
+    int64_t n = 0, bytes = 0;
+    ASSERT_FALSE(st->file_totals(n, bytes));
+    EXPECT_EQ(n, 1);
+    EXPECT_EQ(bytes, 20);
 }
 
 TEST_P(store_test, quotas_audit_and_export) {
@@ -322,7 +330,7 @@ TEST_P(store_test, quotas_audit_and_export) {
     items[1].usage_json = R"({"input_tokens":5,"output_tokens":1})";
     ASSERT_FALSE(st->append_items(a.id, c.id, items));
     file_record f;
-    ASSERT_FALSE(st->put_file(a.id, "a.csv", "text/csv", "x,y\n1,2\n", f));
+    ASSERT_FALSE(st->put_file(a.id, "a.csv", "text/csv", "user_data", "x,y\n1,2\n", f));
 
     std::string doc;
     ASSERT_FALSE(st->export_user(a.id, doc));
@@ -353,7 +361,7 @@ TEST_P(store_test, erase_removes_every_trace_of_a_user) {
     items[1].trace_json = nlohmann::json{ { "note", canary } }.dump();
     ASSERT_FALSE(st->append_items(a.id, c.id, items));
     file_record f;
-    ASSERT_FALSE(st->put_file(a.id, "c.txt", "text/plain", "file " + canary, f));
+    ASSERT_FALSE(st->put_file(a.id, "c.txt", "text/plain", "", "file " + canary, f));
     conversation_record cb = conv(b, "bob keeps this");
     std::vector<item_record> ib = { message("user", "bob's words") };
     ASSERT_FALSE(st->append_items(b.id, cb.id, ib));

@@ -1,5 +1,6 @@
 // muse serve: the OpenAI-compatible API and the web chat on one model.
 
+#include "app/data.h"
 #include "cli.h"
 #include "commands.h"
 
@@ -51,6 +52,9 @@ static const char * k_serve_help =
     "  --metrics-key KEY       with API keys: the key GET /metrics needs (it shows every user's\n"
     "                          counters; without this flag /metrics answers 403)\n"
     "  --insecure-no-auth      allow a non-loopback --host without API keys\n"
+    "  --data-dir DIR          where users (muse users add) and uploaded files are kept (default:\n"
+    "                          $MUSE_DATA_DIR, else $XDG_DATA_HOME/muse, else ~/.local/share/muse;\n"
+    "                          :memory: keeps nothing). Its users' keys sign in beside --api-key's\n"
     "\n"
     "browsers:\n"
     "  --allow-origin ORIGIN   let pages from ORIGIN (https://app.example.com, or *) call the API;\n"
@@ -117,7 +121,7 @@ int cmd_serve(int argc, char ** argv) {
     std::signal(SIGPIPE, SIG_IGN);
     args          a(argc, argv, 2);
     server_params sp;
-    std::string   model_path, mmproj, key, key_file, host_allowed;
+    std::string   model_path, mmproj, key, key_file, host_allowed, data_dir;
     std::vector<std::string> keys_given, key_files;
     int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30, cache_prompts = 32;
     int32_t       max_files_mb = 64, max_request_mb = 256;
@@ -137,6 +141,7 @@ int cmd_serve(int argc, char ** argv) {
         if (a.int_value("--port", 0, 65535, sp.port)) continue;
         if (a.value("--api-key", key)) { keys_given.push_back(key); continue; }
         if (a.value("--api-key-file", key_file)) { key_files.push_back(key_file); continue; }
+        if (a.value("--data-dir", data_dir)) continue;
         if (a.value("--allow-image-host", host_allowed)) { sp.image_hosts.push_back(host_allowed); continue; }
         if (a.flag("--no-web")) { sp.web = false; continue; }
         if (a.value("--metrics-key", sp.metrics_key)) continue;
@@ -218,10 +223,11 @@ int cmd_serve(int argc, char ** argv) {
         fprintf(stderr, "muse serve: %s\n", err.message.c_str());
         return exit_code_for(err.code);
     }
+    sp.data_dir = resolve_data_dir(data_dir);
     server srv(rt->door(), std::move(keys), sp);
     if (error e = srv.start()) {
         fprintf(stderr, "muse serve: %s\n", e.message.c_str());
-        return EXIT_USAGE;
+        return e.code == ERROR_STORAGE ? EXIT_FAILURE_ : EXIT_USAGE;
     }
     g_serving = true;
 
@@ -232,6 +238,7 @@ int cmd_serve(int argc, char ** argv) {
     if (sp.web) {
         printf("  web chat: %s/\n", url.c_str());
     }
+    printf("  data: %s\n", sp.data_dir == ":memory:" ? "in memory (gone when the server stops)" : sp.data_dir.c_str());
     printf("  API:      %s/v1  (OpenAI-compatible%s)\n", url.c_str(), keys_given.empty() && key_files.empty() ? "" : ", API key required");
     printf("listening on %s\n", url.c_str());
     fflush(stdout);

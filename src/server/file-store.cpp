@@ -14,6 +14,41 @@ std::string new_file_id() {
     return "file-" + random_hex(24);
 }
 
+// A stored file's kind and format travel as its MIME type.
+std::string mime_of(const std::string & kind, const std::string & format) {
+    if (kind == "image") return "image/" + format;
+    if (format == "csv") return "text/csv";
+    if (format == "tsv") return "text/tab-separated-values";
+    if (format == "json") return "application/json";
+    if (format == "jsonl") return "application/jsonl";
+    return "application/octet-stream";
+}
+
+void kind_of(const std::string & mime, std::string & kind, std::string & format) {
+    if (mime.rfind("image/", 0) == 0) {
+        kind   = "image";
+        format = mime.substr(6);
+        return;
+    }
+    kind   = "table";
+    format = mime == "text/csv"                    ? "csv"
+             : mime == "text/tab-separated-values" ? "tsv"
+             : mime == "application/json"          ? "json"
+             : mime == "application/jsonl"         ? "jsonl"
+                                                   : "";
+}
+
+stored_file from_record(const file_record & r, const std::string & user) {
+    stored_file f;
+    f.id         = r.id;
+    f.user       = user;
+    f.filename   = r.name;
+    f.purpose    = r.purpose;
+    f.created_at = r.created_at / 1000;
+    kind_of(r.mime, f.kind, f.format);
+    return f;
+}
+
 }  // namespace
 
 std::string normalize_file_name(const std::string & raw, size_t max_bytes) {
@@ -48,11 +83,7 @@ error file_store::put(stored_file & f, file_refusal * why) {
     }
     std::lock_guard<std::mutex> lk(mu);
     size_t mine = 0, mine_bytes = 0;
-    for (const auto & [id, g] : files) {
-        if (g.user != f.user) continue;
-        mine++;
-        mine_bytes += g.bytes->size();
-    }
+    usage_locked(f.user, mine, mine_bytes);
     if (mine >= lim.max_files_per_user) {
         return refuse(file_refusal::QUOTA, "file: you already have " + std::to_string(mine) +
                                                " files stored, the limit per user; delete some (DELETE /v1/files/ID)");
@@ -61,9 +92,21 @@ error file_store::put(stored_file & f, file_refusal * why) {
         return refuse(file_refusal::QUOTA, "file: your files would take " + std::to_string(mine_bytes + n) + " bytes, over the limit of " +
                                                std::to_string(lim.max_bytes_per_user) + " bytes per user; delete some (DELETE /v1/files/ID)");
     }
-    if (bytes + n > lim.max_total_bytes) {
+    if (total_locked() + n > lim.max_total_bytes) {
         return refuse(file_refusal::FULL, "file: the server's file storage is full (" + std::to_string(lim.max_total_bytes) +
                                               " bytes for all users); try again later");
+    }
+    if (db) {
+        std::string uid;
+        file_record r;
+        error       e = user_id(f.user, uid);
+        if (!e) e = db->put_file(uid, f.filename, mime_of(f.kind, f.format), f.purpose, *f.bytes, r);
+        if (e) {
+            return e.code == ERROR_STORAGE ? refuse(file_refusal::STORAGE, "file: " + e.message) : e;
+        }
+        f.id         = r.id;
+        f.created_at = r.created_at / 1000;
+        return {};
     }
     do {
         f.id = new_file_id();
@@ -75,7 +118,37 @@ error file_store::put(stored_file & f, file_refusal * why) {
     return {};
 }
 
+error file_store::user_id(const std::string & user, std::string & id) const {
+    {
+        std::lock_guard<std::mutex> lk(ids_mu);
+        if (auto it = ids.find(user); it != ids.end()) {
+            id = it->second;
+            return {};
+        }
+    }
+    user_record u;
+    error       e = db->find_user_by_name(user, u);
+    if (e.code == ERROR_NOT_FOUND) {
+        e = db->add_user(user, false, "", u);
+        if (e.code == ERROR_INVALID_ARGUMENT) e = db->find_user_by_name(user, u);  // added meanwhile
+    }
+    if (e) return e;
+    std::lock_guard<std::mutex> lk(ids_mu);
+    ids[user] = u.id;
+    id        = u.id;
+    return {};
+}
+
 bool file_store::get(const std::string & user, const std::string & id, stored_file & out) const {
+    if (db) {
+        std::string uid;
+        file_record r;
+        auto        content = std::make_shared<std::string>();
+        if (user_id(user, uid) || db->get_file(uid, id, r, content.get())) return false;
+        out       = from_record(r, user);
+        out.bytes = std::move(content);
+        return true;
+    }
     std::lock_guard<std::mutex> lk(mu);
     auto it = files.find(id);
     if (it == files.end() || it->second.user != user) {
@@ -86,8 +159,19 @@ bool file_store::get(const std::string & user, const std::string & id, stored_fi
 }
 
 std::vector<stored_file> file_store::list(const std::string & user) const {
-    std::lock_guard<std::mutex> lk(mu);
     std::vector<stored_file> out;
+    if (db) {
+        std::string              uid;
+        std::vector<file_record> rs;
+        if (user_id(user, uid) || db->list_files(uid, rs)) return out;
+        for (const auto & r : rs) {
+            out.push_back(from_record(r, user));
+            out.back().bytes = std::make_shared<const std::string>();  // metadata only
+            out.back().size  = (size_t) r.bytes;
+        }
+        return out;
+    }
+    std::lock_guard<std::mutex> lk(mu);
     for (const auto & [id, f] : files) {
         if (f.user == user) {
             out.push_back(f);
@@ -97,6 +181,10 @@ std::vector<stored_file> file_store::list(const std::string & user) const {
 }
 
 bool file_store::remove(const std::string & user, const std::string & id) {
+    if (db) {
+        std::string uid;
+        return !user_id(user, uid) && !db->delete_file(uid, id);
+    }
     std::lock_guard<std::mutex> lk(mu);
     auto it = files.find(id);
     if (it == files.end() || it->second.user != user) {
@@ -109,7 +197,21 @@ bool file_store::remove(const std::string & user, const std::string & id) {
 
 void file_store::usage(const std::string & user, size_t & n_files, size_t & n_bytes) const {
     std::lock_guard<std::mutex> lk(mu);
+    usage_locked(user, n_files, n_bytes);
+}
+
+void file_store::usage_locked(const std::string & user, size_t & n_files, size_t & n_bytes) const {
     n_files = n_bytes = 0;
+    if (db) {
+        std::string              uid;
+        std::vector<file_record> rs;
+        if (user_id(user, uid) || db->list_files(uid, rs)) return;
+        for (const auto & r : rs) {
+            n_files++;
+            n_bytes += (size_t) r.bytes;
+        }
+        return;
+    }
     for (const auto & [id, f] : files) {
         if (f.user != user) continue;
         n_files++;
@@ -117,13 +219,25 @@ void file_store::usage(const std::string & user, size_t & n_files, size_t & n_by
     }
 }
 
+size_t file_store::total_locked() const {
+    if (db) {
+        int64_t n = 0, b = 0;
+        return db->file_totals(n, b) ? 0 : (size_t) b;
+    }
+    return bytes;
+}
+
 size_t file_store::total_bytes() const {
     std::lock_guard<std::mutex> lk(mu);
-    return bytes;
+    return total_locked();
 }
 
 size_t file_store::count() const {
     std::lock_guard<std::mutex> lk(mu);
+    if (db) {
+        int64_t n = 0, b = 0;
+        return db->file_totals(n, b) ? 0 : (size_t) n;
+    }
     return files.size();
 }
 

@@ -1,12 +1,14 @@
 #pragma once
-// Files uploaded through POST /v1/files: images and tables kept in memory for later
-// requests (`attachments: ["file-..."]`), each visible only to the user who uploaded it.
+// Files uploaded through POST /v1/files: images and tables kept for later requests
+// (`attachments: ["file-..."]`), each visible only to the user who uploaded it. In memory, or,
+// attached to the data directory's store (attach()), in the store: they survive restarts.
 //
 // Caps: bytes per file, files per user, bytes in all. A put over a cap fails and leaves what
 // is stored as it was.
 //
 // Thread safety: every method may be called from any thread.
 
+#include "app/data.h"
 #include "core/error.h"
 
 #include <cstdint>
@@ -26,7 +28,8 @@ struct stored_file {
     std::string kind;      // image or table
     std::string format;    // png, jpeg, ... / csv, tsv, json, jsonl
     int64_t     created_at = 0;  // Unix seconds
-    std::shared_ptr<const std::string> bytes;
+    std::shared_ptr<const std::string> bytes;  // list(): empty, with the size in `size`
+    size_t size = 0;                           // the content's bytes
 };
 
 struct file_store_limits {
@@ -36,8 +39,9 @@ struct file_store_limits {
     size_t max_total_bytes    = 512u << 20;
 };
 
-// Why a put was refused (the server's status): TOO_LARGE 413, QUOTA 429, FULL 507.
-enum class file_refusal { NONE, EMPTY, TOO_LARGE, QUOTA, FULL };
+// Why a put was refused (the server's status): TOO_LARGE 413, QUOTA 429, FULL 507, STORAGE
+// 503 (the data directory cannot be written).
+enum class file_refusal { NONE, EMPTY, TOO_LARGE, QUOTA, FULL, STORAGE };
 
 // A name as a client sent it, made safe to store and show: valid UTF-8 (invalid bytes
 // replaced), no directories or control characters, at most max_bytes on a character
@@ -61,7 +65,18 @@ class file_store {
     size_t count() const;
     const file_store_limits & limits() const { return lim; }
 
+    // From now on, files live in st (which must outlive this): a user is the store's user of
+    // that name, created on first use (a user of --api-key, or "local").
+    void attach(store * st) { db = st; }
+
   private:
+    store *                            db = nullptr;
+    mutable std::mutex                 ids_mu;
+    mutable std::map<std::string, std::string> ids;  // user name -> store user id
+    error  user_id(const std::string & user, std::string & id) const;
+    void   usage_locked(const std::string & user, size_t & n_files, size_t & n_bytes) const;
+    size_t total_locked() const;
+
     file_store_limits                  lim;
     mutable std::mutex                 mu;
     std::map<std::string, stored_file> files;  // by id

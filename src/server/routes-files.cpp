@@ -44,7 +44,7 @@ void server::impl::routes_files() {
 }
 
 ojson server::impl::file_json(const stored_file & f) const {
-    return { { "id", f.id }, { "object", "file" }, { "bytes", f.bytes->size() }, { "created_at", f.created_at },
+    return { { "id", f.id }, { "object", "file" }, { "bytes", std::max(f.size, f.bytes ? f.bytes->size() : (size_t) 0) }, { "created_at", f.created_at },
              { "filename", f.filename }, { "purpose", f.purpose }, { "muse_kind", f.kind }, { "muse_format", f.format } };
 }
 void server::impl::handle_file_upload(http::request & req, http::response & res) {

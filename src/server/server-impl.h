@@ -116,11 +116,16 @@ inline std::string host_name(const std::string & host_header) {
 
 struct server::impl {
     impl(assistant & door, api_keys k, server_params pp);
+    bool auth_on() const { return !keys.empty() || store_keys; }
 
     assistant &     asst;  // the one door of every chat
     backend &       be;    // the assistant's: caps and stats
     api_keys        keys;
     server_params   params;
+    // (db_err and store_keys before db: db's initializer sets them)
+    error           db_err;            // why the store did not open (start() fails with it)
+    bool            store_keys = false;  // users with keys in the store: authentication is on
+    std::unique_ptr<store> db;         // the data directory's store (params.data_dir), or null
     file_store      files;
     admission       adm;
     server_metrics  met;

@@ -55,20 +55,41 @@ assistant_params assistant_params_for(const server_params & p) {
     return assistant_params{ p.request_memory, p.limits.max_n };
 }
 
+// The store opens before admission is sized: its users with keys turn authentication on.
+static std::unique_ptr<store> open_store(const server_params & p, error & err, bool & has_keys) {
+    std::unique_ptr<store> st;
+    has_keys = false;
+    if (p.data_dir.empty()) return st;
+    if ((err = open_data_store(p.data_dir, st))) return nullptr;
+    int64_t n = 0;
+    if ((err = st->count_keys(n))) return nullptr;
+    has_keys = n > 0;
+    return st;
+}
+
 server::impl::impl(assistant & door, api_keys k, server_params pp) :
-    asst(door), be(door.get_backend()), keys(std::move(k)), params(std::move(pp)), files(params.files),
+    asst(door), be(door.get_backend()), keys(std::move(k)), params(std::move(pp)),
+    db(open_store(params, db_err, store_keys)), files(params.files),
     adm(params.parallel, params.queue,
         params.user_slots > 0 ? params.user_slots
-        : keys.empty()        ? params.parallel + params.queue  // one local user: the global caps
-                              : params.parallel + params.queue / 2) {}
+        : !auth_on()          ? params.parallel + params.queue  // one local user: the global caps
+                              : params.parallel + params.queue / 2) {
+    if (db) files.attach(db.get());
+}
 
 bool server::impl::authorized(const http::request & req, http::response & res, std::string & user) const {
-    if (keys.empty()) {
+    if (!auth_on()) {
         user = "local";
         return true;
     }
     const std::string key = bearer_token(req);
-    if (key.empty() || !keys.check(key, user)) {
+    bool              ok  = !key.empty() && keys.check(key, user);
+    if (!ok && !key.empty() && db) {
+        user_record u;
+        ok = !db->find_user_by_key(key_digest(key), u);
+        if (ok) user = u.name;
+    }
+    if (!ok) {
         res.set_header("WWW-Authenticate", "Bearer");
         send_error(res, make_error(401, key.empty() ? "missing API key: send Authorization: Bearer KEY"
                                                     : "invalid API key", "authentication_error", "invalid_api_key"));
@@ -150,7 +171,7 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
         send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
         return true;
     }
-    if (req.route == "/metrics" && !keys.empty()) {
+    if (req.route == "/metrics" && auth_on()) {
         // Every user's counters: only for the operator's metrics key.
         const std::string key = bearer_token(req);
         if (!params.metrics_key.empty() && !key.empty() && key.size() == params.metrics_key.size() &&
@@ -275,7 +296,10 @@ int32_t server::port() const {
 }
 
 error server::start() {
-    if (std::string e = validate(p->params, !p->keys.empty()); !e.empty()) {
+    if (p->db_err) {
+        return p->db_err;
+    }
+    if (std::string e = validate(p->params, p->auth_on()); !e.empty()) {
         return { ERROR_INVALID_ARGUMENT, e };
     }
     p->routes();

@@ -54,6 +54,9 @@ struct server_params {
     bool        insecure_no_auth = false; // allow a non-loopback address without API keys
     int32_t     user_slots = 0;           // requests one user may have running or waiting; 0: parallel + queue / 2 with keys
     size_t      request_memory = 256u << 20; // decoded images and tables per request
+    // Where users (`muse users add`) and uploaded files are stored ("" : files in memory, no
+    // store users; ":memory:" : a store in memory). Users with keys there sign in beside --api-key's.
+    std::string data_dir;
     http::options transport;              // deadlines and connection caps (host/port/max_body from above)
 };
 

@@ -94,6 +94,7 @@ CREATE TABLE files (
     user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     name       TEXT NOT NULL,
     mime       TEXT NOT NULL DEFAULT '',
+    purpose    TEXT NOT NULL DEFAULT '',
     sha256     TEXT NOT NULL,
     bytes      INTEGER NOT NULL,
     created_at INTEGER NOT NULL
@@ -399,6 +400,16 @@ class sqlite_store : public store {
         });
     }
 
+    error count_keys(int64_t & n) override {
+        return read([&](sqlite3 * db) -> error {
+            stmt s(db, "SELECT COUNT(*) FROM api_keys");
+            if (!s.ok()) return s.prepare_error();
+            if (s.step() != SQLITE_ROW) return sql_error(db, SQLITE_ERROR, "count keys");
+            n = s.i64(0);
+            return {};
+        });
+    }
+
     error erase_user(const std::string & user_id, const std::string & actor) override {
         std::vector<std::string> blobs;
         error                    e = write([&](sqlite3 * db) -> error {
@@ -640,8 +651,8 @@ class sqlite_store : public store {
 
     // --- files ------------------------------------------------------------------------------
 
-    error put_file(const std::string & user_id, const std::string & name, const std::string & mime, const std::string & content,
-                   file_record & out) override {
+    error put_file(const std::string & user_id, const std::string & name, const std::string & mime, const std::string & purpose,
+                   const std::string & content, file_record & out) override {
         if (name.empty() || name.size() > 255 || !utf8_valid(name)) {
             return { ERROR_INVALID_ARGUMENT, "a file name is 1-255 bytes of UTF-8" };
         }
@@ -653,7 +664,8 @@ class sqlite_store : public store {
         f.id         = "file-" + random_hex(24);
         f.user_id    = user_id;
         f.name       = name;
-        f.mime       = mime.substr(0, 255);
+        f.mime       = utf8_head(mime, 255);
+        f.purpose    = utf8_head(purpose, 64);
         f.sha256     = hash_sha256_hex(content.data(), content.size());
         f.bytes      = (int64_t) content.size();
         f.created_at = now_ms();
@@ -665,8 +677,10 @@ class sqlite_store : public store {
         if (error e = write_blob(f.sha256, content)) return e;
         error e = write([&](sqlite3 * db) -> error {
             if (error e = require_user(db, user_id)) return e;
-            stmt s(db, "INSERT INTO files (id, user_id, name, mime, sha256, bytes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-            s.bind(1, f.id).bind(2, user_id).bind(3, f.name).bind(4, f.mime).bind(5, f.sha256).bind(6, f.bytes).bind(7, f.created_at);
+            stmt s(db, "INSERT INTO files (id, user_id, name, mime, purpose, sha256, bytes, created_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+            s.bind(1, f.id).bind(2, user_id).bind(3, f.name).bind(4, f.mime).bind(5, f.purpose).bind(6, f.sha256).bind(7, f.bytes);
+            s.bind(8, f.created_at);
             return run(s, db, "put file");
         });
         if (e) {
@@ -679,7 +693,7 @@ class sqlite_store : public store {
 
     error get_file(const std::string & user_id, const std::string & id, file_record & out, std::string * content) override {
         error e = read([&](sqlite3 * db) -> error {
-            stmt s(db, "SELECT id, user_id, name, mime, sha256, bytes, created_at FROM files WHERE id = ?1 AND user_id = ?2");
+            stmt s(db, "SELECT id, user_id, name, mime, purpose, sha256, bytes, created_at FROM files WHERE id = ?1 AND user_id = ?2");
             s.bind(1, id).bind(2, user_id);
             if (!s.ok()) return s.prepare_error();
             int rc = s.step();
@@ -696,13 +710,24 @@ class sqlite_store : public store {
     error list_files(const std::string & user_id, std::vector<file_record> & out) override {
         return read([&](sqlite3 * db) -> error {
             out.clear();
-            stmt s(db, "SELECT id, user_id, name, mime, sha256, bytes, created_at FROM files WHERE user_id = ?1 "
+            stmt s(db, "SELECT id, user_id, name, mime, purpose, sha256, bytes, created_at FROM files WHERE user_id = ?1 "
                        "ORDER BY created_at, rowid");
             s.bind(1, user_id);
             if (!s.ok()) return s.prepare_error();
             int rc;
             while ((rc = s.step()) == SQLITE_ROW) out.push_back(file_of(s));
             return rc == SQLITE_DONE ? error{} : sql_error(db, rc, "list files");
+        });
+    }
+
+    error file_totals(int64_t & files, int64_t & bytes) override {
+        return read([&](sqlite3 * db) -> error {
+            stmt s(db, "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files");
+            if (!s.ok()) return s.prepare_error();
+            if (s.step() != SQLITE_ROW) return sql_error(db, SQLITE_ERROR, "file totals");
+            files = s.i64(0);
+            bytes = s.i64(1);
+            return {};
         });
     }
 
@@ -995,7 +1020,7 @@ class sqlite_store : public store {
     }
 
     static file_record file_of(const stmt & s) {
-        return { s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.i64(5), s.i64(6) };
+        return { s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.i64(6), s.i64(7) };
     }
 
     static error not_found(const char * what, const std::string & id) {

@@ -71,8 +71,9 @@ struct file_record {
     std::string id;  // "file-" + 24 hex digits
     std::string user_id;
     std::string name;  // the uploaded name, at most 255 bytes
-    std::string mime;
-    std::string sha256;  // of the content: the blob's name
+    std::string mime;     // image/png, text/csv, ...
+    std::string purpose;  // what the uploader said it is for (OpenAI's purpose), at most 64 bytes
+    std::string sha256;   // of the content: the blob's name
     int64_t     bytes      = 0;
     int64_t     created_at = 0;
 };
@@ -110,6 +111,7 @@ class store {
     virtual error find_user_by_key(const std::string & digest, user_record & out)                              = 0;
     virtual error get_user(const std::string & user_id, user_record & out)                                     = 0;
     virtual error list_users(std::vector<user_record> & out)                                                   = 0;
+    virtual error count_keys(int64_t & n)                                                                      = 0;
     // Everything stored for the user, for real (rows, search index, orphaned blobs); the audit
     // log keeps one "user_erase" entry naming only the id.
     virtual error erase_user(const std::string & user_id, const std::string & actor) = 0;
@@ -140,11 +142,13 @@ class store {
 
     // --- files (content-addressed blobs; a blob shared by two users is stored once)
     virtual error put_file(const std::string & user_id, const std::string & name, const std::string & mime,
-                           const std::string & content, file_record & out)                              = 0;
+                           const std::string & purpose, const std::string & content, file_record & out) = 0;
     virtual error get_file(const std::string & user_id, const std::string & id, file_record & out,
                            std::string * content)                                                       = 0;
     virtual error list_files(const std::string & user_id, std::vector<file_record> & out)               = 0;
     virtual error delete_file(const std::string & user_id, const std::string & id)                      = 0;
+    // All users' files: how many, and their bytes (a blob shared by two counts twice).
+    virtual error file_totals(int64_t & files, int64_t & bytes)                                        = 0;
 
     // --- quotas and audit
     virtual error set_quota(const std::string & user_id, const quota_record & q, const std::string & actor) = 0;

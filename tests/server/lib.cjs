@@ -1,6 +1,9 @@
 // Helpers for the server tests: start `muse serve` on a free port, check things, report.
 'use strict';
 const { spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 
 let failures = 0, passes = 0;
 
@@ -17,7 +20,14 @@ function summary() {
 // Starts `muse serve --port 0 ARGS...`; resolves with {url, proc, log()} once it listens.
 function startServer(muse, args, env) {
   return new Promise((resolve, reject) => {
+    // Each server keeps its users and files in a data directory of its own, removed when it exits.
+    let dataDir = null;
+    if (!args.includes('--data-dir')) {
+      dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'muse-serve-data-'));
+      args = [...args, '--data-dir', dataDir];
+    }
     const proc = spawn(muse, ['serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (dataDir) proc.on('exit', () => fs.rmSync(dataDir, { recursive: true, force: true }));
     let out = '', err = '';
     const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error('muse serve did not start in 120 s:\n' + out + err)); }, 120000);
     proc.stdout.on('data', (d) => {
