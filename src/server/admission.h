@@ -12,7 +12,9 @@
 
 #include "core/cancel.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <functional>
 #include <list>
@@ -25,9 +27,11 @@ namespace muse {
 
 // Requests running and waiting. A request reserves its place from its headers (a ticket): at
 // most parallel + queue tickets exist, and one user holds at most `user_cap`; beyond that it is
-// refused before its body is read. Once its body is in, the ticket joins the queue, in order of
-// arrival of complete requests, for one of `parallel` running slots (so a client that trickles
-// its body holds a reservation, never a running slot). The ticket is released when the
+// refused before its body is read. Once its body is in, the ticket joins the queue for one of
+// `parallel` running slots (so a client that trickles its body holds a reservation, never a
+// running slot). Turns are fair between users: a free slot goes to the waiting user served
+// least recently (first the one never served), and within a user to its oldest request, so a
+// user with 20 requests queued does not starve one with 1. The ticket is released when the
 // request ends, however it ends.
 class admission {
     using clock_type = std::chrono::steady_clock;
@@ -80,13 +84,18 @@ class admission {
     result wait(ticket & t, const cancel_token & stop) {
         std::unique_lock<std::mutex> lk(mu);
         if (!t.queued && !t.running) {
-            order.push_back(t.id);
+            queues[t.user].push_back(t.id);
+            n_queued++;
             t.queued = true;
         }
         const bool turn = cv.wait(lk, stop, [&] {
             if (t.running) return true;
-            if (order.front() == t.id && active < parallel) {
-                order.pop_front();
+            if (active < parallel && next_to_run() == t.id) {
+                auto & q = queues[t.user];
+                q.pop_front();
+                if (q.empty()) queues.erase(t.user);
+                n_queued--;
+                last_served[t.user] = ++serve_count;
                 t.queued  = false;
                 t.running = true;
                 t.t_run   = clock_type::now();
@@ -102,7 +111,7 @@ class admission {
     // Seconds until a turn is likely free: the queue ahead times the mean request time.
     int retry_after() const {
         std::lock_guard<std::mutex> lk(mu);
-        const double s = std::max(1.0, avg_s) * (1.0 + (double) order.size() / parallel);
+        const double s = std::max(1.0, avg_s) * (1.0 + (double) n_queued / parallel);
         return (int) std::clamp(std::ceil(s), 1.0, 120.0);
     }
 
@@ -112,9 +121,25 @@ class admission {
     }
 
     int running() const { std::lock_guard<std::mutex> lk(mu); return active; }
-    int waiting() const { std::lock_guard<std::mutex> lk(mu); return (int) order.size(); }
+    int waiting() const { std::lock_guard<std::mutex> lk(mu); return n_queued; }
 
   private:
+    // The ticket whose turn is next: the oldest of the waiting user served least recently.
+    uint64_t next_to_run() const {
+        uint64_t best = 0, best_served = 0;
+        bool     any  = false;
+        for (const auto & [user, q] : queues) {
+            const auto     it     = last_served.find(user);
+            const uint64_t served = it == last_served.end() ? 0 : it->second;
+            if (!any || served < best_served || (served == best_served && q.front() < best)) {
+                best        = q.front();
+                best_served = served;
+                any         = true;
+            }
+        }
+        return best;
+    }
+
     void leave(ticket & t) {
         std::lock_guard<std::mutex> lk(mu);
         if (t.running) {
@@ -122,10 +147,16 @@ class admission {
             const double secs = std::chrono::duration<double>(clock_type::now() - t.t_run).count();
             avg_s = avg_s <= 0 ? secs : 0.8 * avg_s + 0.2 * secs;
         } else if (t.queued) {
-            order.remove(t.id);
+            auto & q = queues[t.user];
+            q.remove(t.id);
+            if (q.empty()) queues.erase(t.user);
+            n_queued--;
         }
         reserved--;
-        if (--per_user[t.user] <= 0) per_user.erase(t.user);
+        if (--per_user[t.user] <= 0) {
+            per_user.erase(t.user);
+            last_served.erase(t.user);  // a user with nothing left starts afresh (the map stays small)
+        }
         cv.notify_all();
     }
 
@@ -134,7 +165,10 @@ class admission {
     std::condition_variable_any cv;
     int                        active   = 0;  // running
     int                        reserved = 0;  // tickets alive: arriving, queued or running
-    std::list<uint64_t>        order;         // queued, in order
+    std::map<std::string, std::list<uint64_t>> queues;  // queued tickets per user, oldest first
+    int                        n_queued = 0;
+    std::map<std::string, uint64_t> last_served;     // user -> serve_count when it last got a turn
+    uint64_t                   serve_count = 0;
     std::map<std::string, int> per_user;
     uint64_t                   next_ticket = 0;
     double                     avg_s = 0;
