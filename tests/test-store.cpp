@@ -323,6 +323,17 @@ TEST_P(store_test, quotas_audit_and_export) {
     EXPECT_EQ(q.tokens_per_day, 100000);
     EXPECT_EQ(st->set_quota(a.id, { -1, 0 }, "admin").code, ERROR_INVALID_ARGUMENT);
     EXPECT_EQ(st->set_quota("user_nobody", { 1, 1 }, "admin").code, ERROR_NOT_FOUND);
+    int64_t tokens = -1, requests = -1;
+    ASSERT_FALSE(st->get_usage(a.id, 20000, tokens, requests));
+    EXPECT_EQ(tokens, 0);
+    ASSERT_FALSE(st->add_usage(a.id, 20000, 120, 1));
+    ASSERT_FALSE(st->add_usage(a.id, 20000, 30, 1));
+    ASSERT_FALSE(st->add_usage(a.id, 20001, 5, 1));
+    ASSERT_FALSE(st->get_usage(a.id, 20000, tokens, requests));
+    EXPECT_EQ(tokens, 150);
+    EXPECT_EQ(requests, 2);
+    EXPECT_EQ(st->add_usage(a.id, 20000, -5, 0).code, ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(st->add_usage("user_nobody", 20000, 5, 1).code, ERROR_NOT_FOUND);
 
     conversation_record c = conv(a, "Export me");
     std::vector<item_record> items = { message("user", "2 + 2?"), message("assistant", "4") };
@@ -345,6 +356,8 @@ TEST_P(store_test, quotas_audit_and_export) {
     ASSERT_EQ(j["files"].size(), 1u);
     EXPECT_EQ(j["files"][0]["content_url"], "/v1/files/" + f.id + "/content");
     EXPECT_EQ(j["quota"]["requests_per_minute"], 30);
+    ASSERT_EQ(j["usage"].size(), 2u);
+    EXPECT_EQ(j["usage"][0]["tokens"], 150);
     std::vector<std::string> actions;
     for (const auto & a2 : j["audit"]) actions.push_back(a2["action"]);
     EXPECT_EQ(actions, (std::vector<std::string>{ "user_add", "quota_set" }));
@@ -426,15 +439,17 @@ INSTANTIATE_TEST_SUITE_P(sqlite, store_test, ::testing::Values("memory", "file")
 
 // --- SQLite only: the file's settings, migration and versions -----------------------------
 
-TEST(sqlite_store, settings_and_migration_from_the_previous_version) {
+TEST(sqlite_store, settings_and_migration_from_earlier_versions) {
     temp_dir          dir;
     const std::string path = (dir.path / "muse.db").string();
     std::unique_ptr<store> st;
     sqlite_store_params    p;
     p.path           = path;
-    p.schema_version = sqlite_store_latest_version() - 1;
+    // The first version's schema, with rows as that version wrote them; every migration since
+    // then runs on open.
+    p.schema_version = 1;
     ASSERT_FALSE(open_sqlite_store(p, st));
-    EXPECT_EQ(st->schema_version(), sqlite_store_latest_version() - 1);
+    EXPECT_EQ(st->schema_version(), 1);
     st.reset();
     {
         // Rows as the previous version wrote them (its schema, its columns).

@@ -69,11 +69,13 @@ class file_store {
     // that name, created on first use (a user of --api-key, or "local").
     void attach(store * st) { db = st; }
 
+    // The store's id of the user with this name, made on first use (attached only).
+    error user_id(const std::string & user, std::string & id) const;
+
   private:
     store *                            db = nullptr;
     mutable std::mutex                 ids_mu;
     mutable std::map<std::string, std::string> ids;  // user name -> store user id
-    error  user_id(const std::string & user, std::string & id) const;
     void   usage_locked(const std::string & user, size_t & n_files, size_t & n_bytes) const;
     size_t total_locked() const;
 

@@ -196,6 +196,11 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
 
     const bool cancelled = stop->src.stop_requested();
     count_chat(result, cancelled, t0);
+    {
+        int64_t tokens = 0;
+        for (const auto & r : result.results) tokens += (int64_t) r.use.prompt_tokens_prefilled + r.use.completion_tokens;
+        charge_tokens(req.user, tokens);
+    }
     api_error err;
     if (cancelled && cancelling) {
         err = make_error(503, "the server is shutting down: the answer was cut short", "server_error", "shutting_down");

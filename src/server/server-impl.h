@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -117,6 +118,14 @@ inline std::string host_name(const std::string & host_header) {
 struct server::impl {
     impl(assistant & door, api_keys k, server_params pp);
     bool auth_on() const { return !keys.empty() || store_keys; }
+
+    // Per-user quotas from the store (muse users quota): false, with the 429 sent, when the
+    // user is over one. A passing request is counted against requests per minute.
+    bool within_quota(const std::string & user, http::response & res);
+    // After a request: its tokens count against the user's tokens per day.
+    void charge_tokens(const std::string & user, int64_t tokens);
+    std::mutex                                                       quota_mu;
+    std::map<std::string, std::deque<std::chrono::steady_clock::time_point>> recent;  // user -> request times, last minute
 
     assistant &     asst;  // the one door of every chat
     backend &       be;    // the assistant's: caps and stats

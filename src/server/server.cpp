@@ -77,6 +77,54 @@ server::impl::impl(assistant & door, api_keys k, server_params pp) :
     if (db) files.attach(db.get());
 }
 
+static int64_t utc_day(int64_t & seconds_left) {
+    const int64_t now = (int64_t) std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    seconds_left = 86400 - now % 86400;
+    return now / 86400;
+}
+
+bool server::impl::within_quota(const std::string & user, http::response & res) {
+    if (!db) return true;
+    std::string  id;
+    quota_record q;
+    if (files.user_id(user, id) || db->get_quota(id, q)) return true;  // a store fault is not the user's quota
+    auto refuse = [&](int64_t retry, const std::string & msg) {
+        res.set_header("Retry-After", std::to_string(std::max<int64_t>(1, retry)));
+        send_error(res, make_error(429, msg, "rate_limit_error", "quota_exceeded"));
+        return false;
+    };
+    if (q.tokens_per_day > 0) {
+        int64_t left = 0, tokens = 0, requests = 0;
+        const int64_t day = utc_day(left);
+        if (!db->get_usage(id, day, tokens, requests) && tokens >= q.tokens_per_day) {
+            return refuse(left, "your quota of " + std::to_string(q.tokens_per_day) + " tokens_per_day is used up (" +
+                                    std::to_string(tokens) + " tokens today, UTC); it renews at midnight UTC, in the Retry-After seconds");
+        }
+    }
+    if (q.requests_per_minute > 0) {
+        const auto                  now = std::chrono::steady_clock::now();
+        std::lock_guard<std::mutex> lk(quota_mu);
+        auto &                      times = recent[user];
+        while (!times.empty() && now - times.front() >= std::chrono::seconds(60)) times.pop_front();
+        if ((int64_t) times.size() >= q.requests_per_minute) {
+            const auto wait = std::chrono::duration_cast<std::chrono::seconds>(times.front() + std::chrono::seconds(60) - now).count() + 1;
+            return refuse(wait, "your quota of " + std::to_string(q.requests_per_minute) +
+                                    " requests_per_minute is reached; retry after the Retry-After seconds");
+        }
+        times.push_back(now);
+    }
+    return true;
+}
+
+void server::impl::charge_tokens(const std::string & user, int64_t tokens) {
+    if (!db || tokens <= 0) return;
+    std::string id;
+    int64_t     left = 0;
+    if (files.user_id(user, id)) return;
+    db->add_usage(id, utc_day(left), tokens, 1);
+}
+
 bool server::impl::authorized(const http::request & req, http::response & res, std::string & user) const {
     if (!auth_on()) {
         user = "local";
@@ -206,6 +254,10 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
     if (upload && media_type(req.header("content-type")) != "multipart/form-data") {
         send_error(res, make_error(415, "send the file as multipart/form-data with a `file` part (got Content-Type '" +
                                             utf8_head(req.header("content-type"), 100) + "')", "invalid_request_error", "unsupported_media_type"));
+        return true;
+    }
+    if (chat && !within_quota(req.user, res)) {
+        met.rejected++;
         return true;
     }
     if (chat || upload) {

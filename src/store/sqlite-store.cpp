@@ -121,6 +121,16 @@ INSERT INTO search_fts (body, user_id, conversation_id, item_id)
 INSERT INTO search_fts (body, user_id, conversation_id, item_id)
     SELECT text, user_id, conversation_id, id FROM items WHERE text <> '';
 )sql",
+    // 3: daily usage, for the tokens-per-day quota
+    R"sql(
+CREATE TABLE usage_daily (
+    user_id  TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    day      INTEGER NOT NULL,
+    tokens   INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, day)
+);
+)sql",
 };
 constexpr int k_latest = (int) (sizeof(k_migrations) / sizeof(k_migrations[0]));
 
@@ -780,6 +790,33 @@ class sqlite_store : public store {
         });
     }
 
+    error add_usage(const std::string & user_id, int64_t day, int64_t tokens, int64_t requests) override {
+        if (day < 0 || day > 1000000 || tokens < 0 || tokens > (int64_t) 1e12 || requests < 0 || requests > 1000000) {
+            return { ERROR_INVALID_ARGUMENT, "usage: day, tokens or requests out of range" };
+        }
+        return write([&](sqlite3 * db) -> error {
+            if (error e = require_user(db, user_id)) return e;
+            stmt s(db, "INSERT INTO usage_daily (user_id, day, tokens, requests) VALUES (?1, ?2, ?3, ?4) "
+                       "ON CONFLICT (user_id, day) DO UPDATE SET tokens = tokens + ?3, requests = requests + ?4");
+            s.bind(1, user_id).bind(2, day).bind(3, tokens).bind(4, requests);
+            return run(s, db, "add usage");
+        });
+    }
+
+    error get_usage(const std::string & user_id, int64_t day, int64_t & tokens, int64_t & requests) override {
+        return read([&](sqlite3 * db) -> error {
+            if (error e = require_user(db, user_id)) return e;
+            tokens = requests = 0;
+            stmt s(db, "SELECT tokens, requests FROM usage_daily WHERE user_id = ?1 AND day = ?2");
+            s.bind(1, user_id).bind(2, day);
+            if (s.step() == SQLITE_ROW) {
+                tokens   = s.i64(0);
+                requests = s.i64(1);
+            }
+            return {};
+        });
+    }
+
     error audit(const std::string & actor, const std::string & action, const std::string & target_user,
                 const std::string & detail) override {
         return write([&](sqlite3 * db) { return insert_audit(db, actor, action, target_user, detail); });
@@ -843,6 +880,21 @@ class sqlite_store : public store {
         quota_record q;
         if (error e = get_quota(user_id, q)) return e;
         doc["quota"] = { { "requests_per_minute", q.requests_per_minute }, { "tokens_per_day", q.tokens_per_day } };
+        {
+            ojson usage = ojson::array();
+            error ue    = read([&](sqlite3 * db) -> error {
+                stmt s(db, "SELECT day, tokens, requests FROM usage_daily WHERE user_id = ?1 ORDER BY day");
+                s.bind(1, user_id);
+                if (!s.ok()) return s.prepare_error();
+                int rc;
+                while ((rc = s.step()) == SQLITE_ROW) {
+                    usage.push_back({ { "day", s.i64(0) }, { "tokens", s.i64(1) }, { "requests", s.i64(2) } });
+                }
+                return rc == SQLITE_DONE ? error{} : sql_error(db, rc, "usage");
+            });
+            if (ue) return ue;
+            doc["usage"] = usage;
+        }
         std::vector<audit_record> au;
         if (error e = list_audit(user_id, au)) return e;
         ojson aj = ojson::array();

@@ -155,6 +155,10 @@ class store {
     virtual error get_quota(const std::string & user_id, quota_record & out)                               = 0;
     virtual error audit(const std::string & actor, const std::string & action, const std::string & target_user,
                         const std::string & detail)                                                        = 0;
+    // Tokens and requests a user spent on a day (days since 1970-01-01, UTC): what the
+    // tokens-per-day quota counts. add_usage adds to the day's totals.
+    virtual error add_usage(const std::string & user_id, int64_t day, int64_t tokens, int64_t requests) = 0;
+    virtual error get_usage(const std::string & user_id, int64_t day, int64_t & tokens, int64_t & requests) = 0;
     // Entries about the user (target_user), oldest first; empty user_id: all.
     virtual error list_audit(const std::string & user_id, std::vector<audit_record> & out) = 0;
 

@@ -1,7 +1,7 @@
 // `muse serve --data-dir`: users made with `muse users add` sign in (also one added while the
 // server runs), uploaded files survive a restart, another user's file ids do not exist, a
 // deleted file's blob leaves the disk, and a data directory that cannot be opened stops the
-// server with a message. Driven by the official `openai` npm package.
+// server with a message; quotas set with `muse users quota` answer 429 with Retry-After. Driven by the official `openai` npm package.
 // usage: node test-data-dir.cjs MUSE_BINARY WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
@@ -19,6 +19,9 @@ const data = path.join(work, 'data');
 
 const addUser = (name) => execFileSync(muse, ['users', 'add', name, '--data-dir', data], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 const client = (url, key) => new OpenAI({ baseURL: `${url}/v1`, apiKey: key, maxRetries: 0, timeout: 60000 });
+
+// The SDK's error carries the response headers (a Headers object, or a plain one in older versions).
+const retryAfter = (e) => Number(e.headers && (typeof e.headers.get === 'function' ? e.headers.get('retry-after') : e.headers['retry-after']));
 
 async function status(promise) {
   try { await promise; return 200; } catch (e) { return e.status; }
@@ -66,6 +69,34 @@ async function main() {
     check('the file is deleted', (await alice2.files.delete(file.id)).deleted === true);
     check('its blob leaves the disk', blobs().length === 0, blobs());
     check('and it is gone', await status(alice2.files.retrieve(file.id)) === 404);
+
+    // Quotas set with muse users while the server runs apply to the next request.
+    execFileSync(muse, ['users', 'quota', 'alice', '--requests-per-minute', '2', '--data-dir', data], { stdio: 'ignore' });
+    const ask = (c) => c.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], mode: 'instant', max_tokens: 2 });
+    check('request 1 of 2 per minute', await status(ask(alice2)) === 200);
+    check('request 2 of 2 per minute', await status(ask(alice2)) === 200);
+    try {
+      await ask(alice2);
+      check('request 3 in the minute is refused', false, 'answered');
+    } catch (e) {
+      const retry = retryAfter(e);
+      check('request 3 in the minute: 429 naming the quota, with Retry-After', e.status === 429 && /requests_per_minute/.test(e.message) &&
+        retry >= 1 && retry <= 61, `${e.status} ${e.message} retry-after ${retry}`);
+    }
+    execFileSync(muse, ['users', 'quota', 'bob', '--tokens-per-day', '1', '--data-dir', data], { stdio: 'ignore' });
+    const bob2 = client(srv.url, bobKey);
+    check("bob's first request spends his day's tokens", await status(ask(bob2)) === 200);
+    try {
+      await ask(bob2);
+      check('the next is refused', false, 'answered');
+    } catch (e) {
+      const retry = retryAfter(e);
+      check('the next: 429 naming tokens_per_day, Retry-After until midnight UTC', e.status === 429 && /tokens_per_day/.test(e.message) &&
+        retry >= 1 && retry <= 86400, `${e.status} ${e.message} retry-after ${retry}`);
+    }
+    const exported = JSON.parse(execFileSync(muse, ['users', 'export', 'bob', '--data-dir', data]).toString());
+    check("bob's export shows the day's usage", exported.usage.length === 1 && exported.usage[0].requests === 1 &&
+      exported.usage[0].tokens > 1, exported.usage);
   } finally {
     srv.proc.kill('SIGKILL');
     await waitExit(srv.proc, 10000);
