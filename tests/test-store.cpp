@@ -133,6 +133,12 @@ TEST_P(store_test, conversations_items_and_their_order) {
     ASSERT_FALSE(st->list_items(u.id, c.id, 1, 1, items));
     ASSERT_EQ(items.size(), 1u);
     EXPECT_EQ(items[0].seq, 2);
+    ASSERT_FALSE(st->list_items(u.id, c.id, 0, 2, items, true));
+    ASSERT_EQ(items.size(), 2u);
+    EXPECT_EQ(items[0].seq, 3) << "newest first";
+    ASSERT_FALSE(st->list_items(u.id, c.id, 3, 10, items, true));
+    ASSERT_EQ(items.size(), 2u);
+    EXPECT_EQ(items[0].seq, 2);
 
     // One bad item: nothing of the batch is stored.
     std::vector<item_record> bad = { message("user", "fine"), message("user", "bad") };

@@ -429,6 +429,13 @@ struct transport {
         return MHD_YES;
     }
 
+    static MHD_Result collect_query(void * cls, MHD_ValueKind, const char * key, const char * value) {
+        auto & req = *static_cast<request *>(cls);
+        const std::string k = key ? key : "", v = value ? value : "";
+        if (req.query.size() < 32 && k.size() <= 64 && v.size() <= 1024) req.query.emplace(k, v);  // the first of a repeated key
+        return MHD_YES;
+    }
+
     static ssize_t read_stream(void * cls, uint64_t, char * buf, size_t max) {
         stream & s = **static_cast<std::shared_ptr<stream> *>(cls);
         std::lock_guard<std::mutex> lk(s.mu);
@@ -514,6 +521,7 @@ struct transport {
             req.method = method ? method : "";
             req.path   = url ? url : "";
             MHD_get_connection_values(c, MHD_HEADER_KIND, &collect_header, &req);
+            MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, &collect_query, &req);
             {
                 std::lock_guard<std::mutex> lk(t.mu);
                 if (rc->cs) {

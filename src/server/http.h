@@ -71,6 +71,7 @@ struct request {
     std::string remote_addr;
     std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
     std::map<std::string, std::string>               params;   // ":id" segments of the route
+    std::map<std::string, std::string>               query;    // ?key=value, decoded (at most 32; longer ones dropped)
     std::string body;
 
     // The header's value ("" when absent); `name` lower-case.

@@ -597,12 +597,13 @@ class sqlite_store : public store {
     }
 
     error list_items(const std::string & user_id, const std::string & conversation_id, int64_t after_seq, int32_t limit,
-                     std::vector<item_record> & out) override {
+                     std::vector<item_record> & out, bool newest_first) override {
         if (error e = check_limit(limit)) return e;
         return read([&](sqlite3 * db) -> error {
             out.clear();
             if (error e = require_conversation(db, user_id, conversation_id)) return e;
-            stmt s(db, MUSE_ITEM_SELECT " WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+            stmt s(db, newest_first ? MUSE_ITEM_SELECT " WHERE conversation_id = ?1 AND (?2 <= 0 OR seq < ?2) ORDER BY seq DESC LIMIT ?3"
+                                    : MUSE_ITEM_SELECT " WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
             s.bind(1, conversation_id).bind(2, after_seq).bind(3, (int64_t) limit);
             if (!s.ok()) return s.prepare_error();
             int rc;
@@ -850,7 +851,7 @@ class sqlite_store : public store {
                 ojson items = ojson::array();
                 for (int64_t after = 0;;) {
                     std::vector<item_record> its;
-                    if (error e = list_items(user_id, c.id, after, k_store_max_list, its)) return e;
+                    if (error e = list_items(user_id, c.id, after, k_store_max_list, its, false)) return e;
                     for (const auto & it : its) {
                         ojson j = { { "id", it.id }, { "seq", it.seq }, { "type", it.type }, { "role", it.role },
                                     { "author", it.author }, { "content", ojson::parse(it.content_json, nullptr, false) },

@@ -130,9 +130,10 @@ class store {
     // and created_at of each.
     virtual error append_items(const std::string & user_id, const std::string & conversation_id,
                                std::vector<item_record> & items)                                     = 0;
-    // Items with seq > after_seq, oldest first, at most limit.
+    // At most limit items, oldest first with seq > after_seq; newest_first: with seq < after_seq
+    // (0: from the newest).
     virtual error list_items(const std::string & user_id, const std::string & conversation_id, int64_t after_seq,
-                             int32_t limit, std::vector<item_record> & out)                          = 0;
+                             int32_t limit, std::vector<item_record> & out, bool newest_first = false) = 0;
     virtual error get_item(const std::string & user_id, const std::string & item_id, item_record & out) = 0;
     virtual error delete_item(const std::string & user_id, const std::string & item_id)                 = 0;
     // Full-text search over the user's titles and item texts (SQLite FTS5 syntax is not

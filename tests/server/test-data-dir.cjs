@@ -1,7 +1,7 @@
 // `muse serve --data-dir`: users made with `muse users add` sign in (also one added while the
 // server runs), uploaded files survive a restart, another user's file ids do not exist, a
 // deleted file's blob leaves the disk, and a data directory that cannot be opened stops the
-// server with a message; quotas set with `muse users quota` answer 429 with Retry-After. Driven by the official `openai` npm package.
+// server with a message; the Conversations API stores, pages, searches and isolates; quotas set with `muse users quota` answer 429 with Retry-After. Driven by the official `openai` npm package.
 // usage: node test-data-dir.cjs MUSE_BINARY WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
@@ -55,10 +55,59 @@ async function main() {
     check("bob cannot delete alice's file", await status(bob.files.delete(file.id)) === 404);
     check("bob's list is empty", (await bob.files.list()).data.length === 0);
 
+    // The Conversations API (openai SDK, unchanged).
+    const conv = await alice.conversations.create({ metadata: { title: 'Lisbon trip' },
+      items: [{ type: 'message', role: 'user', content: 'Where should we eat near the river?' }] });
+    check('conversations.create', /^conv_/.test(conv.id) && conv.object === 'conversation' && conv.metadata.title === 'Lisbon trip', conv);
+    const added = await alice.conversations.items.create(conv.id, { items: [
+      { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Try the Time Out Market.' }] },
+      { type: 'function_call', call_id: 'call_1', name: 'lookup', arguments: '{"q":"market"}' },
+      { type: 'function_call_output', call_id: 'call_1', output: 'open 10-24' }] });
+    check('items.create returns the stored items', added.data.length === 3 && /^msg_/.test(added.data[0].id) && added.data[1].type === 'function_call',
+      added);
+    const asc = await alice.conversations.items.list(conv.id, { order: 'asc' });
+    check('items.list in order', asc.data.length === 4 && asc.data[0].content[0].text === 'Where should we eat near the river?' &&
+      asc.data[0].content[0].type === 'input_text' && asc.data[3].output === 'open 10-24', asc.data);
+    const desc = await alice.conversations.items.list(conv.id);
+    check('items.list newest first by default', desc.data[0].type === 'function_call_output', desc.data);
+    const all = [];
+    for await (const it of alice.conversations.items.list(conv.id, { limit: 1, order: 'asc' })) all.push(it.id);
+    check('items.list pages with after', all.length === 4 && all[0] === asc.data[0].id && all[3] === asc.data[3].id, all);
+    const one = await alice.conversations.items.retrieve(asc.data[1].id, { conversation_id: conv.id });
+    check('items.retrieve', one.content[0].text === 'Try the Time Out Market.', one);
+    const renamed = await alice.conversations.update(conv.id, { metadata: { title: 'Porto trip' } });
+    check('conversations.update', renamed.metadata.title === 'Porto trip', renamed);
+    const found = await (await fetch(`${srv.url}/v1/conversations?search=market`, { headers: { Authorization: `Bearer ${aliceKey}` } })).json();
+    check('search over titles and items', found.data.length === 1 && found.data[0].id === conv.id && /Market/.test(found.data[0].snippet), found);
+    const listed2 = await (await fetch(`${srv.url}/v1/conversations`, { headers: { Authorization: `Bearer ${aliceKey}` } })).json();
+    check('the conversation list', listed2.data.length === 1 && listed2.data[0].title === 'Porto trip' && listed2.data[0].items === 4, listed2);
+    check("bob: alice's conversation does not exist", await status(bob.conversations.retrieve(conv.id)) === 404);
+    check("bob: nor its items", await status(bob.conversations.items.list(conv.id)) === 404);
+    check("bob: cannot add to it", await status(bob.conversations.items.create(conv.id, { items: [{ type: 'message', role: 'user', content: 'x' }] })) === 404);
+    check("bob: cannot read one of its items", await status(bob.conversations.items.retrieve(asc.data[0].id, { conversation_id: conv.id })) === 404);
+    check("bob: cannot delete it", await status(bob.conversations.delete(conv.id)) === 404);
+    const bobList = await (await fetch(`${srv.url}/v1/conversations?search=market`, { headers: { Authorization: `Bearer ${bobKey}` } })).json();
+    check("bob's search finds nothing of alice's", bobList.data.length === 0, bobList);
+    try {
+      await alice.conversations.items.create(conv.id, { items: [{ type: 'message', role: 'user', content: 'ok' }, { type: 'telegram' }] });
+      check('a bad item is refused', false, 'stored');
+    } catch (e) {
+      check('a bad item is refused, naming it', e.status === 400 && /items\[1\]\.type/.test(e.message), `${e.status} ${e.message}`);
+    }
+    check('a wrong role is refused', await status(alice.conversations.create({ items: [{ type: 'message', role: 'wizard', content: 'x' }] })) === 400);
+    check('and nothing of a refused batch is stored', (await alice.conversations.items.list(conv.id)).data.length === 4);
+    const afterDelete = await alice.conversations.items.delete(asc.data[2].id, { conversation_id: conv.id });
+    check('items.delete returns the conversation', afterDelete.id === conv.id);
+    const gone = await alice.conversations.create({ items: [{ type: 'message', role: 'user', content: 'delete me' }] });
+    check('conversations.delete', (await alice.conversations.delete(gone.id)).deleted === true);
+    check('a deleted conversation is 404', await status(alice.conversations.retrieve(gone.id)) === 404);
+
     srv.proc.kill('SIGTERM');
     check('the server stops', await waitExit(srv.proc, 60000) === 0);
     srv = await startServer(muse, args, env);
     const alice2 = client(srv.url, aliceKey);
+    const kept = await alice2.conversations.items.list(conv.id, { order: 'asc' });
+    check('the conversation survives a restart', kept.data.length === 3 && kept.data[0].content[0].text === 'Where should we eat near the river?', kept.data);
     const again = await alice2.files.retrieve(file.id);
     check('the file survives a restart', again.id === file.id && again.filename === 'trips.csv' && again.bytes === csv.length, again);
     const listed = await alice2.files.list();
