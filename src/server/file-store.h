@@ -71,6 +71,11 @@ class file_store {
 
     // The store's id of the user with this name, made on first use (attached only).
     error user_id(const std::string & user, std::string & id) const;
+    // Forgets the name's id (the user was erased: a later use makes a new one).
+    void forget(const std::string & user) {
+        std::lock_guard<std::mutex> lk(ids_mu);
+        ids.erase(user);
+    }
 
   private:
     store *                            db = nullptr;

@@ -130,6 +130,31 @@ api_error store_error(const error & e) {
 
 }  // namespace
 
+void server::impl::routes_privacy() {
+    // Everything stored for the caller, as one JSON document.
+    svr.route("GET", "/v1/users/me/export", counted([this](http::request & req, http::response & res) {
+        std::string uid, doc;
+        if (!db) return send_error(res, make_error(503, "nothing is stored without a data directory (--data-dir)", "server_error", "no_data_dir"));
+        if (error e = files.user_id(req.user, uid)) return send_error(res, store_error(e));
+        if (error e = db->export_user(uid, doc)) return send_error(res, store_error(e));
+        res.set_header("Content-Disposition", "attachment; filename=\"muse-export.json\"");
+        res.set_content(doc, "application/json");
+    }));
+    // Erases the caller and everything stored for them, for real (store.h: erase_user).
+    svr.route("DELETE", "/v1/users/me", counted([this](http::request & req, http::response & res) {
+        std::string uid;
+        if (!db) return send_error(res, make_error(503, "nothing is stored without a data directory (--data-dir)", "server_error", "no_data_dir"));
+        if (error e = files.user_id(req.user, uid)) return send_error(res, store_error(e));
+        if (error e = db->erase_user(uid, req.user)) return send_error(res, store_error(e));
+        files.forget(req.user);
+        {
+            std::lock_guard<std::mutex> lk(quota_mu);
+            recent.erase(req.user);
+        }
+        res.set_content(wire(ojson{ { "id", uid }, { "object", "user.deleted" }, { "deleted", true } }), "application/json");
+    }));
+}
+
 void server::impl::routes_conversations() {
     // The store's id of the request's user, or a 503 when there is no store.
     auto owner = [this](http::request & req, http::response & res, std::string & uid) {

@@ -320,6 +320,7 @@ void server::impl::routes() {
     routes_chat();
     routes_files();
     routes_conversations();
+    routes_privacy();
     routes_info();
 }
 

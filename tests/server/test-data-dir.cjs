@@ -146,6 +146,35 @@ async function main() {
     const exported = JSON.parse(execFileSync(muse, ['users', 'export', 'bob', '--data-dir', data]).toString());
     check("bob's export shows the day's usage", exported.usage.length === 1 && exported.usage[0].requests === 1 &&
       exported.usage[0].tokens > 1, exported.usage);
+
+    // Privacy over HTTP: bob exports everything, then erases himself; his canary is nowhere on disk.
+    const canary = 'CANARY-b0b-5e1f-erase';
+    const bconv = await bob2.conversations.create({ metadata: { title: `trip ${canary}` },
+      items: [{ type: 'message', role: 'user', content: `my secret ${canary}` }] });
+    const bfile = await bob2.files.create({ file: await toFile(Buffer.from(`name,secret\nbob,${canary}\n`), 'secret.csv'), purpose: 'user_data' });
+    const auth = { Authorization: `Bearer ${bobKey}` };
+    const exp = await fetch(`${srv.url}/v1/users/me/export`, { headers: auth });
+    const doc = await exp.json();
+    check('GET /v1/users/me/export: everything stored for bob', exp.status === 200 && doc.user.name === 'bob' &&
+      doc.conversations.length === 1 && doc.conversations[0].items[0].text.includes(canary) && doc.files.length === 1 &&
+      doc.files[0].id === bfile.id && doc.usage.length === 1, doc);
+    const del = await fetch(`${srv.url}/v1/users/me`, { method: 'DELETE', headers: auth });
+    const delBody = await del.json();
+    check('DELETE /v1/users/me erases bob', del.status === 200 && delBody.deleted === true, delBody);
+    check("bob's key no longer signs in", await status(bob2.models.list()) === 401);
+    let bytesScanned = 0, hits = [];
+    const scan = (dir) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) { scan(p); continue; }
+        const b = fs.readFileSync(p);
+        bytesScanned += b.length;
+        if (b.includes(canary) || b.includes('CANARY-b0b')) hits.push(p);
+      }
+    };
+    scan(data);
+    check("bob's canary is nowhere in the data directory (db, WAL, blobs)", hits.length === 0 && bytesScanned > 4096, { hits, bytesScanned });
+    check("alice's conversation is still there", (await alice2.conversations.retrieve(conv.id)).id === conv.id);
   } finally {
     srv.proc.kill('SIGKILL');
     await waitExit(srv.proc, 10000);
