@@ -155,6 +155,80 @@ void server::impl::routes_privacy() {
     }));
 }
 
+void server::impl::routes_admin() {
+    // Only a store user marked admin (muse users add NAME --admin), signed in with their own
+    // store key: an --api-key user of the same name is not that user.
+    auto admin_of = [this](http::request & req, http::response & res, user_record & me) {
+        if (!db) {
+            send_error(res, make_error(503, "users are kept in the data directory: start muse serve with --data-dir", "server_error", "no_data_dir"));
+            return false;
+        }
+        const std::string key = bearer_token(req);
+        if (key.empty() || db->find_user_by_key(key_digest(key), me) || !me.admin) {
+            send_error(res, make_error(403, "managing users needs an admin's key (muse users add NAME --admin)", "permission_error", "admin_required"));
+            return false;
+        }
+        return true;
+    };
+    auto user_json = [](const user_record & u) {
+        return ojson{ { "id", u.id }, { "object", "user" }, { "name", u.name }, { "admin", u.admin }, { "created_at", u.created_at / 1000 } };
+    };
+    svr.route("GET", "/v1/admin/users", counted([=, this](http::request & req, http::response & res) {
+        user_record me;
+        if (!admin_of(req, res, me)) return;
+        std::vector<user_record> users;
+        if (error e = db->list_users(users)) return send_error(res, store_error(e));
+        ojson data = ojson::array();
+        for (const auto & u : users) data.push_back(user_json(u));
+        res.set_content(wire(ojson{ { "object", "list" }, { "data", data } }), "application/json");
+    }));
+    svr.route("POST", "/v1/admin/users", counted([=, this](http::request & req, http::response & res) {
+        user_record me;
+        if (!admin_of(req, res, me)) return;
+        const ojson body = ojson::parse(req.body.size() <= 4096 ? req.body : std::string(), nullptr, false);
+        if (!body.is_object() || !body.contains("name") || !body["name"].is_string()) {
+            return send_error(res, bad_request("name", "send {\"name\": \"NAME\", \"admin\": false}"));
+        }
+        if (body.contains("admin") && !body["admin"].is_boolean()) return send_error(res, bad_request("admin", "admin must be true or false"));
+        const std::string key = new_api_key();
+        user_record       u;
+        if (error e = db->add_user(body["name"].get<std::string>(), body.value("admin", false), key_digest(key), u)) {
+            return send_error(res, e.code == ERROR_INVALID_ARGUMENT ? bad_request("name", e.message) : store_error(e));
+        }
+        db->audit(me.name, "user_add_http", u.id, u.name);
+        ojson j      = user_json(u);
+        j["api_key"] = key;  // shown once: only its digest is stored
+        res.set_content(wire(j), "application/json");
+    }));
+    svr.route("DELETE", "/v1/admin/users/:name", counted([=, this](http::request & req, http::response & res) {
+        user_record me, u;
+        if (!admin_of(req, res, me)) return;
+        if (error e = db->find_user_by_name(req.params.at("name"), u)) return send_error(res, store_error(e));
+        if (error e = db->erase_user(u.id, me.name)) return send_error(res, store_error(e));
+        files.forget(u.name);
+        res.set_content(wire(ojson{ { "id", u.id }, { "object", "user.deleted" }, { "deleted", true } }), "application/json");
+    }));
+    svr.route("POST", "/v1/admin/users/:name/quota", counted([=, this](http::request & req, http::response & res) {
+        user_record me, u;
+        if (!admin_of(req, res, me)) return;
+        if (error e = db->find_user_by_name(req.params.at("name"), u)) return send_error(res, store_error(e));
+        const ojson  body = ojson::parse(req.body.size() <= 4096 ? req.body : std::string(), nullptr, false);
+        quota_record q;
+        if (error e = db->get_quota(u.id, q)) return send_error(res, store_error(e));
+        if (!body.is_object()) return send_error(res, bad_request("", "send {\"requests_per_minute\": N, \"tokens_per_day\": N}"));
+        for (const char * k : { "requests_per_minute", "tokens_per_day" }) {
+            if (!body.contains(k)) continue;
+            if (!body[k].is_number_integer()) return send_error(res, bad_request(k, std::string(k) + " must be an integer (0 = unlimited)"));
+            (std::string(k) == "requests_per_minute" ? q.requests_per_minute : q.tokens_per_day) = body[k].get<int64_t>();
+        }
+        if (error e = db->set_quota(u.id, q, me.name)) {
+            return send_error(res, e.code == ERROR_INVALID_ARGUMENT ? bad_request("quota", e.message) : store_error(e));
+        }
+        res.set_content(wire(ojson{ { "user", u.name }, { "requests_per_minute", q.requests_per_minute }, { "tokens_per_day", q.tokens_per_day } }),
+                        "application/json");
+    }));
+}
+
 void server::impl::routes_conversations() {
     // The store's id of the request's user, or a 503 when there is no store.
     auto owner = [this](http::request & req, http::response & res, std::string & uid) {

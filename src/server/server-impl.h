@@ -171,6 +171,7 @@ struct server::impl {
     void routes_files();  // routes-files.cpp
     void routes_conversations();  // routes-conversations.cpp
     void routes_privacy();        // routes-conversations.cpp: export and erase of the caller's data
+    void routes_admin();          // routes-conversations.cpp: /v1/admin/users
     void routes_info();   // routes-info.cpp: models, health, metrics, the web chat
     // Wraps a handler so that a drain can tell when the last one ended.
     http::handler counted(http::handler h);

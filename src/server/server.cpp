@@ -246,7 +246,7 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
     // By the route matched, never by the path's spelling.
     const bool chat   = req.method == "POST" && (req.route == "/v1/chat/completions" || req.route == "/chat/completions");
     const bool upload = req.method == "POST" && (req.route == "/v1/files" || req.route == "/files");
-    const bool json_post = req.method == "POST" && req.route.rfind("/v1/conversations", 0) == 0;
+    const bool json_post = req.method == "POST" && (req.route.rfind("/v1/conversations", 0) == 0 || req.route.rfind("/v1/admin/", 0) == 0);
     if ((chat || (json_post && !req.header("content-type").empty())) && media_type(req.header("content-type")) != "application/json") {
         send_error(res, make_error(415, "send the body as JSON with Content-Type: application/json (got '" +
                                             utf8_head(req.header("content-type"), 100) + "')", "invalid_request_error", "unsupported_media_type"));
@@ -321,6 +321,7 @@ void server::impl::routes() {
     routes_files();
     routes_conversations();
     routes_privacy();
+    routes_admin();
     routes_info();
 }
 

@@ -175,6 +175,29 @@ async function main() {
     scan(data);
     check("bob's canary is nowhere in the data directory (db, WAL, blobs)", hits.length === 0 && bytesScanned > 4096, { hits, bytesScanned });
     check("alice's conversation is still there", (await alice2.conversations.retrieve(conv.id)).id === conv.id);
+
+    // /v1/admin/users: only a store admin's own key.
+    const rootKey = execFileSync(muse, ['users', 'add', 'root', '--admin', '--data-dir', data], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    const call = async (key, method, route, body) => {
+      const r = await fetch(`${srv.url}${route}`, { method, headers: { Authorization: `Bearer ${key}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined });
+      return { status: r.status, body: await r.json() };
+    };
+    const users = await call(rootKey, 'GET', '/v1/admin/users');
+    check('an admin lists the users', users.status === 200 && users.body.data.some((u) => u.name === 'alice') &&
+      !users.body.data.some((u) => u.name === 'bob'), users.body);
+    check('a user who is not an admin gets 403', (await call(aliceKey, 'GET', '/v1/admin/users')).status === 403);
+    const carol = await call(rootKey, 'POST', '/v1/admin/users', { name: 'carol' });
+    check('an admin adds a user; the key is shown once', carol.status === 200 && /^sk-muse-/.test(carol.body.api_key), carol.body);
+    check('carol signs in', await status(client(srv.url, carol.body.api_key).models.list()) === 200);
+    const dup = await call(rootKey, 'POST', '/v1/admin/users', { name: 'carol' });
+    check('a duplicate name is a 400 naming it', dup.status === 400 && dup.body.error.param === 'name', dup.body);
+    const quota = await call(rootKey, 'POST', '/v1/admin/users/carol/quota', { requests_per_minute: 5 });
+    check('an admin sets a quota', quota.status === 200 && quota.body.requests_per_minute === 5, quota.body);
+    check('a bad quota is a 400', (await call(rootKey, 'POST', '/v1/admin/users/carol/quota', { tokens_per_day: -1 })).status === 400);
+    check('an admin erases a user', (await call(rootKey, 'DELETE', '/v1/admin/users/carol')).body.deleted === true);
+    check("carol's key is gone", await status(client(srv.url, carol.body.api_key).models.list()) === 401);
+    check('an unknown user is 404', (await call(rootKey, 'DELETE', '/v1/admin/users/nobody')).status === 404);
   } finally {
     srv.proc.kill('SIGKILL');
     await waitExit(srv.proc, 10000);
