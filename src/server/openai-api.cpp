@@ -419,6 +419,8 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     // vLLM's cache_salt: the client's own partition of its prompt cache. The server puts the
     // authenticated user in front of it (scoped_cache_salt), so it never reaches another user's.
     if (api_error e = get_string(body, "cache_salt", (size_t) k_limit_cache_salt.max, present, out.ask.cache_salt)) return e;
+    if (api_error e = get_string(body, "conversation", 128, present, out.conversation_id)) return e;
+    if (present && out.conversation_id.empty()) return bad_request("conversation", "conversation must be a conversation id (conv_...)");
     if (api_error e = parse_messages(body, lim, out)) return e;
 
     if (api_error e = get_limited(body, "temperature", k_limit_temperature, present, d)) return e;

@@ -57,6 +57,9 @@ struct chat_api_request {
     std::vector<std::string> image_urls; // image_url parts, in order: data: URIs or http(s) URLs
     std::vector<std::string> file_ids;   // `attachments`: uploaded files
     bool        mode_given    = false;   // mode or reasoning_effort said which mode
+    // Muse: a stored conversation (POST /v1/conversations) this turn continues: its messages go
+    // before `messages`, and the turn (these messages and the answer) is appended to it.
+    std::string conversation_id;
 };
 
 // Parses and checks a /v1/chat/completions body. Every numeric field is range-checked against

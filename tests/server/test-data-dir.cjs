@@ -108,6 +108,32 @@ async function main() {
     const alice2 = client(srv.url, aliceKey);
     const kept = await alice2.conversations.items.list(conv.id, { order: 'asc' });
     check('the conversation survives a restart', kept.data.length === 3 && kept.data[0].content[0].text === 'Where should we eat near the river?', kept.data);
+
+    // Chat completions continue a stored conversation (Muse's `conversation` field): the history
+    // goes first, the turn is stored before the answer is acknowledged, and the next turn
+    // reuses the cached prefix.
+    const talk = await alice2.conversations.create({ metadata: { title: 'talk' } });
+    const turn = (text, extra = {}) => alice2.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: text }],
+      conversation: talk.id, mode: 'instant', max_tokens: 6, temperature: 0, ...extra });
+    const t1 = await turn('The first question of this talk');
+    let stored = (await alice2.conversations.items.list(talk.id, { order: 'asc' })).data;
+    check('turn 1 is stored: the question and the answer', stored.length === 2 && stored[0].role === 'user' &&
+      stored[0].content[0].text === 'The first question of this talk' && stored[1].role === 'assistant' &&
+      stored[1].content[0].text === t1.choices[0].message.content, stored);
+    const t2 = await turn('And a second one');
+    stored = (await alice2.conversations.items.list(talk.id, { order: 'asc' })).data;
+    check('turn 2 is stored after turn 1', stored.length === 4 && stored[2].content[0].text === 'And a second one', stored.map((i) => i.id));
+    const cached = t2.usage && t2.usage.prompt_tokens_details && t2.usage.prompt_tokens_details.cached_tokens;
+    check('turn 2 reuses the cached history (cached_tokens > 0)', cached > 0 && t2.usage.prompt_tokens > t1.usage.prompt_tokens, t2.usage);
+    const stream = await turn('A streamed third', { stream: true });
+    let streamed = '';
+    for await (const chunk of stream) streamed += (chunk.choices[0] && chunk.choices[0].delta && chunk.choices[0].delta.content) || '';
+    stored = (await alice2.conversations.items.list(talk.id, { order: 'asc' })).data;
+    check('a streamed turn is stored by the time the stream ends', stored.length === 6 && stored[5].content[0].text === streamed,
+      { streamed, last: stored[5] });
+    check("bob cannot continue alice's conversation", await status(client(srv.url, bobKey).chat.completions.create({ model: 'm',
+      messages: [{ role: 'user', content: 'x' }], conversation: talk.id, max_tokens: 2 })) === 404);
+    check('an unknown conversation is 404', await status(turn('x', { conversation: 'conv_nope' })) === 404);
     const again = await alice2.files.retrieve(file.id);
     check('the file survives a restart', again.id === file.id && again.filename === 'trips.csv' && again.bytes === csv.length, again);
     const listed = await alice2.files.list();
