@@ -6,6 +6,7 @@
 
 #include "core/random.h"
 #include "core/utf8.h"
+#include "app/conversation-turn.h"
 #include "app/result-json.h"
 
 #include "app/assistant.h"
@@ -155,19 +156,11 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         if (!db) return send_error(res, make_error(503, "conversations are kept in the data directory: start muse serve with --data-dir",
                                                    "server_error", "no_data_dir"));
         if (error e = files.user_id(req.user, conv_uid)) return send_error(res, result_error(e));
-        std::vector<item_record> items;
-        if (error e = db->list_items(conv_uid, in.conversation_id, 0, k_store_max_list, items, true)) {
+        std::vector<chat_message> history;
+        if (error e = load_history(*db, conv_uid, in.conversation_id, history)) {
             api_error ae = result_error(e);
             ae.param     = "conversation";
             return send_error(res, ae);
-        }
-        std::vector<chat_message> history;
-        for (auto it = items.rbegin(); it != items.rend(); ++it) {
-            if (it->type != "message" || it->text.empty()) continue;  // function calls are not replayed yet
-            chat_message m;
-            m.role    = it->role == "developer" ? "system" : it->role;
-            m.content = it->text;
-            history.push_back(std::move(m));
         }
         turn_messages = in.ask.messages;
         in.ask.messages.insert(in.ask.messages.begin(), history.begin(), history.end());
@@ -241,34 +234,7 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
     // The turn joins its conversation before the client hears it is done: an answer the client
     // got is an answer stored (the first choice's, with its trace and usage).
     if (!err && !cancelled && !in.conversation_id.empty() && !result.results.empty()) {
-        std::vector<item_record> items;
-        for (const auto & m : turn_messages) {
-            if (m.role != "user" && m.role != "system") continue;
-            item_record it;
-            it.type         = "message";
-            it.role         = m.role;
-            it.author       = req.user;
-            it.text         = m.content;
-            it.content_json = ojson::array({ { { "type", "input_text" }, { "text", m.content } } }).dump();
-            items.push_back(std::move(it));
-        }
-        const ask_result & r0 = result.results.front();
-        item_record        a;
-        a.type         = "message";
-        a.role         = "assistant";
-        a.author       = params.model_id;
-        a.text         = r0.answer;
-        a.reasoning    = r0.reasoning;
-        a.content_json = ojson::array({ { { "type", "output_text" }, { "text", r0.answer }, { "annotations", ojson::array() } } }).dump(
-            -1, ' ', false, ojson::error_handler_t::replace);
-        a.trace_json = wire(to_json(r0));
-        a.usage_json = wire(usage_json({ r0 }));
-        if (!utf8_valid(a.text) || !utf8_valid(a.reasoning)) {
-            a.text      = utf8_sanitize(a.text);
-            a.reasoning = utf8_sanitize(a.reasoning);
-        }
-        items.push_back(std::move(a));
-        if (error e = db->append_items(conv_uid, in.conversation_id, items)) {
+        if (error e = store_turn(*db, conv_uid, in.conversation_id, turn_messages, result.results.front(), req.user, params.model_id)) {
             err = result_error(e);
         }
     }
