@@ -370,6 +370,28 @@ TEST_P(store_test, quotas_audit_and_export) {
     EXPECT_EQ(st->export_user("user_nobody", doc).code, ERROR_NOT_FOUND);
 }
 
+TEST_P(store_test, responses_are_the_users_own) {
+    user_record a = user("a");
+    user_record b = user("b");
+    response_record r;
+    r.id         = "resp_1";
+    r.input_json = R"([{"type":"message","role":"user","content":"hi"}])";
+    r.body_json  = R"({"id":"resp_1","object":"response"})";
+    ASSERT_FALSE(st->put_response(a.id, r));
+    EXPECT_GT(r.created_at, 0);
+    response_record got;
+    ASSERT_FALSE(st->get_response(a.id, "resp_1", got));
+    EXPECT_EQ(got.input_json, r.input_json);
+    EXPECT_EQ(st->get_response(b.id, "resp_1", got).code, ERROR_NOT_FOUND);
+    EXPECT_EQ(st->delete_response(b.id, "resp_1").code, ERROR_NOT_FOUND);
+    response_record bad = r;
+    bad.id        = "resp_2";
+    bad.body_json = "[1]";
+    EXPECT_EQ(st->put_response(a.id, bad).code, ERROR_INVALID_ARGUMENT);
+    ASSERT_FALSE(st->delete_response(a.id, "resp_1"));
+    EXPECT_EQ(st->get_response(a.id, "resp_1", got).code, ERROR_NOT_FOUND);
+}
+
 TEST_P(store_test, erase_removes_every_trace_of_a_user) {
     const std::string canary = "CANARY-7f3a9c-erase-me";
     user_record a = user("a", "sk-a");

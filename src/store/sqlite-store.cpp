@@ -131,6 +131,19 @@ CREATE TABLE usage_daily (
     PRIMARY KEY (user_id, day)
 );
 )sql",
+    // 4: the Responses API's stored responses
+    R"sql(
+CREATE TABLE responses (
+    id                   TEXT PRIMARY KEY,
+    user_id              TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    conversation_id      TEXT NOT NULL DEFAULT '',
+    previous_response_id TEXT NOT NULL DEFAULT '',
+    input                TEXT NOT NULL DEFAULT '[]',
+    body                 TEXT NOT NULL DEFAULT '{}',
+    created_at           INTEGER NOT NULL
+);
+CREATE INDEX responses_user ON responses(user_id);
+)sql",
 };
 constexpr int k_latest = (int) (sizeof(k_migrations) / sizeof(k_migrations[0]));
 
@@ -791,6 +804,52 @@ class sqlite_store : public store {
         });
     }
 
+    error put_response(const std::string & user_id, response_record & r) override {
+        if (r.input_json.size() + r.body_json.size() > k_store_max_item_bytes) {
+            return { ERROR_INVALID_ARGUMENT, "a response is at most " + std::to_string(k_store_max_item_bytes) + " bytes of JSON" };
+        }
+        if (error e = check_json(r.input_json, false, "input", k_store_max_item_bytes)) return e;
+        if (error e = check_json(r.body_json, true, "response", k_store_max_item_bytes)) return e;
+        r.user_id    = user_id;
+        r.created_at = now_ms();
+        return write([&](sqlite3 * db) -> error {
+            if (error e = require_user(db, user_id)) return e;
+            stmt s(db, "INSERT INTO responses (id, user_id, conversation_id, previous_response_id, input, body, created_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+            s.bind(1, r.id).bind(2, user_id).bind(3, r.conversation_id).bind(4, r.previous_response_id).bind(5, r.input_json);
+            s.bind(6, r.body_json).bind(7, r.created_at);
+            return run(s, db, "store response");
+        });
+    }
+
+    error get_response(const std::string & user_id, const std::string & id, response_record & out) override {
+        return read([&](sqlite3 * db) -> error {
+            stmt s(db, "SELECT id, user_id, conversation_id, previous_response_id, input, body, created_at FROM responses "
+                       "WHERE id = ?1 AND user_id = ?2");
+            s.bind(1, id).bind(2, user_id);
+            if (!s.ok()) return s.prepare_error();
+            int rc = s.step();
+            if (rc == SQLITE_ROW) {
+                out = { s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.text(5), s.i64(6) };
+                return {};
+            }
+            return rc == SQLITE_DONE ? not_found("response", id) : sql_error(db, rc, "get response");
+        });
+    }
+
+    error delete_response(const std::string & user_id, const std::string & id) override {
+        error e = write([&](sqlite3 * db) -> error {
+            stmt q(db, "SELECT 1 FROM responses WHERE id = ?1 AND user_id = ?2");
+            q.bind(1, id).bind(2, user_id);
+            if (q.step() != SQLITE_ROW) return not_found("response", id);
+            stmt s(db, "DELETE FROM responses WHERE id = ?1");
+            s.bind(1, id);
+            return run(s, db, "delete response");
+        });
+        if (e) return e;
+        return scrub({});
+    }
+
     error add_usage(const std::string & user_id, int64_t day, int64_t tokens, int64_t requests) override {
         if (day < 0 || day > 1000000 || tokens < 0 || tokens > (int64_t) 1e12 || requests < 0 || requests > 1000000) {
             return { ERROR_INVALID_ARGUMENT, "usage: day, tokens or requests out of range" };
@@ -895,6 +954,24 @@ class sqlite_store : public store {
             });
             if (ue) return ue;
             doc["usage"] = usage;
+        }
+        {
+            ojson resps = ojson::array();
+            error re    = read([&](sqlite3 * db) -> error {
+                stmt s(db, "SELECT id, conversation_id, previous_response_id, input, body, created_at FROM responses "
+                           "WHERE user_id = ?1 ORDER BY created_at, rowid");
+                s.bind(1, user_id);
+                if (!s.ok()) return s.prepare_error();
+                int rc;
+                while ((rc = s.step()) == SQLITE_ROW) {
+                    resps.push_back({ { "id", s.text(0) }, { "conversation_id", s.text(1) }, { "previous_response_id", s.text(2) },
+                                      { "input", ojson::parse(s.text(3), nullptr, false) },
+                                      { "response", ojson::parse(s.text(4), nullptr, false) }, { "created_at", s.i64(5) } });
+                }
+                return rc == SQLITE_DONE ? error{} : sql_error(db, rc, "responses");
+            });
+            if (re) return re;
+            doc["responses"] = resps;
         }
         std::vector<audit_record> au;
         if (error e = list_audit(user_id, au)) return e;

@@ -93,6 +93,18 @@ struct audit_record {
     std::string detail;
 };
 
+// A stored answer of the Responses API: the input items of its turn and the response object
+// (with its output items), chained to the one before it.
+struct response_record {
+    std::string id;  // "resp_" + 48 hex digits
+    std::string user_id;
+    std::string conversation_id;       // or empty
+    std::string previous_response_id;  // or empty
+    std::string input_json = "[]";     // this turn's input items (normalised), a JSON array
+    std::string body_json  = "{}";     // the response object as answered, a JSON object
+    int64_t     created_at = 0;
+};
+
 struct search_hit {
     std::string conversation_id, item_id, title, snippet;
 };
@@ -162,6 +174,11 @@ class store {
     virtual error get_usage(const std::string & user_id, int64_t day, int64_t & tokens, int64_t & requests) = 0;
     // Entries about the user (target_user), oldest first; empty user_id: all.
     virtual error list_audit(const std::string & user_id, std::vector<audit_record> & out) = 0;
+
+    // Responses (at most 8 MiB of JSON each); a foreign id is ERROR_NOT_FOUND.
+    virtual error put_response(const std::string & user_id, response_record & r) = 0;  // fills created_at
+    virtual error get_response(const std::string & user_id, const std::string & id, response_record & out) = 0;
+    virtual error delete_response(const std::string & user_id, const std::string & id) = 0;
 
     // Everything stored for the user as one JSON document (conversations with their items and
     // traces, files' metadata, quota, audit entries about them). Files' contents are not
