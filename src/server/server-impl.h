@@ -172,6 +172,8 @@ struct server::impl {
     void routes_conversations();  // routes-conversations.cpp
     void routes_privacy();        // routes-conversations.cpp: export and erase of the caller's data
     void routes_admin();          // routes-conversations.cpp: /v1/admin/users
+    void routes_responses();      // routes-responses.cpp
+    void handle_response(http::request & req, http::response & res);
     void routes_info();   // routes-info.cpp: models, health, metrics, the web chat
     // Wraps a handler so that a drain can tell when the last one ended.
     http::handler counted(http::handler h);

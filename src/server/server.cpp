@@ -244,7 +244,8 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
         return true;
     }
     // By the route matched, never by the path's spelling.
-    const bool chat   = req.method == "POST" && (req.route == "/v1/chat/completions" || req.route == "/chat/completions");
+    const bool chat   = req.method == "POST" && (req.route == "/v1/chat/completions" || req.route == "/chat/completions" ||
+                                               req.route == "/v1/responses");
     const bool upload = req.method == "POST" && (req.route == "/v1/files" || req.route == "/files");
     const bool json_post = req.method == "POST" && (req.route.rfind("/v1/conversations", 0) == 0 || req.route.rfind("/v1/admin/", 0) == 0);
     if ((chat || (json_post && !req.header("content-type").empty())) && media_type(req.header("content-type")) != "application/json") {
@@ -322,6 +323,7 @@ void server::impl::routes() {
     routes_conversations();
     routes_privacy();
     routes_admin();
+    routes_responses();
     routes_info();
 }
 

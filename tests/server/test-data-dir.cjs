@@ -134,6 +134,35 @@ async function main() {
     check("bob cannot continue alice's conversation", await status(client(srv.url, bobKey).chat.completions.create({ model: 'm',
       messages: [{ role: 'user', content: 'x' }], conversation: talk.id, max_tokens: 2 })) === 404);
     check('an unknown conversation is 404', await status(turn('x', { conversation: 'conv_nope' })) === 404);
+
+    // The Responses API (openai SDK's responses.*): stored answers continued by id.
+    const r1 = await alice2.responses.create({ model: 'm', input: 'Remember the number 42', mode: 'instant', max_output_tokens: 6, temperature: 0 });
+    check('responses.create', /^resp_/.test(r1.id) && r1.object === 'response' && typeof r1.output_text === 'string' &&
+      r1.output.some((o) => o.type === 'message') && r1.usage.input_tokens > 0, r1);
+    const r2 = await alice2.responses.create({ model: 'm', input: 'Which number was it?', previous_response_id: r1.id, mode: 'instant',
+      max_output_tokens: 6, temperature: 0 });
+    check('previous_response_id continues from the stored turn', r2.previous_response_id === r1.id &&
+      r2.usage.input_tokens > r1.usage.input_tokens && r2.usage.input_tokens_details.cached_tokens > 0, r2.usage);
+    const again1 = await alice2.responses.retrieve(r1.id);
+    check('responses.retrieve', again1.id === r1.id && again1.output_text === r1.output_text, again1);
+    const inItems = await alice2.responses.inputItems.list(r1.id);
+    check('responses.inputItems.list', inItems.data.length === 1 && inItems.data[0].content === 'Remember the number 42', inItems.data);
+    const bobC = client(srv.url, bobKey);
+    check("bob: alice's response does not exist", await status(bobC.responses.retrieve(r1.id)) === 404);
+    check("bob: nor can he continue it", await status(bobC.responses.create({ model: 'm', input: 'x', previous_response_id: r1.id, max_output_tokens: 2 })) === 404);
+    const beforeConv = (await alice2.conversations.items.list(talk.id)).data.length;
+    await alice2.responses.create({ model: 'm', input: 'Through the Responses API', conversation: talk.id, mode: 'instant', max_output_tokens: 4 });
+    check('a response in a conversation appends the turn', (await alice2.conversations.items.list(talk.id, { limit: 100 })).data.length === beforeConv + 2);
+    try {
+      await alice2.responses.create({ model: 'm', input: [{ type: 'message', role: 'wizard', content: 'x' }], max_output_tokens: 2 });
+      check('a bad input item is refused', false, 'answered');
+    } catch (e) {
+      check('a bad input item is a 400 naming input[0]', e.status === 400 && /input\[0\]/.test(e.message), `${e.status} ${e.message}`);
+    }
+    const unstored = await alice2.responses.create({ model: 'm', input: 'not kept', store: false, mode: 'instant', max_output_tokens: 2 });
+    check('store: false keeps nothing', await status(alice2.responses.retrieve(unstored.id)) === 404);
+    check('responses.delete', (await alice2.responses.delete(r1.id)) !== undefined && await status(alice2.responses.retrieve(r1.id)) === 404);
+    check('stream: true is refused with a clear 400 (not served yet)', await status(alice2.responses.create({ model: 'm', input: 'x', stream: true })) === 400);
     const again = await alice2.files.retrieve(file.id);
     check('the file survives a restart', again.id === file.id && again.filename === 'trips.csv' && again.bytes === csv.length, again);
     const listed = await alice2.files.list();
