@@ -98,6 +98,14 @@ void rename_param(api_error & e, size_t offset) {
     };
     fix(e.param);
     fix(e.message);
+    // The chat request's names of the fields this request named otherwise.
+    for (const auto & [chat, resp] : { std::pair<std::string, std::string>{ "max_tokens", "max_output_tokens" },
+                                       { "response_format.json_schema", "text.format" }, { "response_format", "text.format" },
+                                       { "reasoning_effort", "reasoning.effort" } }) {
+        for (std::string * t : { &e.param, &e.message }) {
+            if (t->rfind(chat, 0) == 0) *t = resp + t->substr(chat.size());
+        }
+    }
 }
 
 ojson usage_of(const ask_result & r) {
@@ -120,7 +128,10 @@ void server::impl::handle_response(http::request & req, http::response & res) {
     const ojson body = ojson::parse(req.body, nullptr, false);
     req.body.clear();
     if (body.is_discarded() || !body.is_object()) return send_error(res, bad_request("", "the request body must be a JSON object"));
-    if (body.value("stream", false)) {
+    if (body.contains("stream") && !body["stream"].is_null() && !body["stream"].is_boolean()) {
+        return send_error(res, bad_request("stream", "stream must be true or false"));
+    }
+    if (body.contains("stream") && body["stream"] == true) {
         return send_error(res, bad_request("stream", "streamed responses are not served yet: send stream: false, or use "
                                                      "/v1/chat/completions with stream: true"));
     }
@@ -213,6 +224,9 @@ void server::impl::handle_response(http::request & req, http::response & res) {
     }
     if (body.contains("text") && body["text"].is_object() && body["text"].contains("format")) {
         const ojson & f = body["text"]["format"];
+        if (!f.is_object() || !f.contains("type") || !f["type"].is_string()) {
+            return send_error(res, bad_request("text.format.type", "text.format.type must be text, json_object or json_schema"));
+        }
         if (f.is_object() && f.value("type", "") == "json_schema") {
             cbody["response_format"] = { { "type", "json_schema" },
                                          { "json_schema", { { "name", f.value("name", "answer") }, { "schema", f.contains("schema") ? f["schema"] : ojson() } } } };
@@ -318,7 +332,14 @@ void server::impl::handle_response(http::request & req, http::response & res) {
 }
 
 void server::impl::routes_responses() {
-    svr.route("POST", "/v1/responses", counted([this](http::request & req, http::response & res) { handle_response(req, res); }));
+    svr.route("POST", "/v1/responses", counted([this](http::request & req, http::response & res) {
+        try {
+            handle_response(req, res);
+        } catch (const nlohmann::json::exception & e) {
+            // A field of an unexpected type that a check missed: still the client's error.
+            send_error(res, bad_request("", std::string("malformed request: ") + e.what()));
+        }
+    }));
     auto owned = [this](http::request & req, http::response & res, std::string & uid, response_record & r) {
         if (!db) {
             send_error(res, make_error(503, "responses are kept in the data directory: start muse serve with --data-dir", "server_error", "no_data_dir"));

@@ -163,6 +163,13 @@ async function main() {
     check('store: false keeps nothing', await status(alice2.responses.retrieve(unstored.id)) === 404);
     check('responses.delete', (await alice2.responses.delete(r1.id)) !== undefined && await status(alice2.responses.retrieve(r1.id)) === 404);
     check('stream: true is refused with a clear 400 (not served yet)', await status(alice2.responses.create({ model: 'm', input: 'x', stream: true })) === 400);
+    try {
+      await alice2.responses.create({ model: 'm', input: 'x', max_output_tokens: -7 });
+      check('a bad max_output_tokens is refused', false, 'answered');
+    } catch (e) {
+      check('a bad max_output_tokens is a 400 naming it (not the chat field)', e.status === 400 && e.param === 'max_output_tokens' &&
+        /^max_output_tokens/.test(e.message), `${e.status} ${e.param} ${e.message}`);
+    }
     const again = await alice2.files.retrieve(file.id);
     check('the file survives a restart', again.id === file.id && again.filename === 'trips.csv' && again.bytes === csv.length, again);
     const listed = await alice2.files.list();
