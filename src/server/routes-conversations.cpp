@@ -124,6 +124,20 @@ api_error parse_item(const ojson & j, const std::string & where, item_record & i
     return {};
 }
 
+// ?limit=N, 1-100 (default: what `limit` holds); false, with the 400 sent, when it is not.
+bool query_limit(const http::request & req, http::response & res, int32_t & limit) {
+    auto it = req.query.find("limit");
+    if (it == req.query.end()) return true;
+    char *     end = nullptr;
+    const long v   = strtol(it->second.c_str(), &end, 10);
+    if (it->second.empty() || !end || *end || v < 1 || v > 100) {
+        send_error(res, bad_request("limit", "limit must be an integer in [1, 100]"));
+        return false;
+    }
+    limit = (int32_t) v;
+    return true;
+}
+
 api_error store_error(const error & e) {
     return result_error(e);
 }
@@ -310,12 +324,7 @@ void server::impl::routes_conversations() {
         std::string uid;
         if (!owner(req, res, uid)) return;
         int32_t limit = 20;
-        if (auto it = req.query.find("limit"); it != req.query.end()) {
-            char * end = nullptr;
-            const long v = strtol(it->second.c_str(), &end, 10);
-            if (!end || *end || v < 1 || v > 100) return send_error(res, bad_request("limit", "limit must be an integer in [1, 100]"));
-            limit = (int32_t) v;
-        }
+        if (!query_limit(req, res, limit)) return;
         ojson data = ojson::array();
         if (auto s = req.query.find("search"); s != req.query.end() && !s->second.empty()) {
             std::vector<search_hit> hits;
@@ -384,12 +393,7 @@ void server::impl::routes_conversations() {
         std::string uid;
         if (!owner(req, res, uid)) return;
         int32_t limit = 20;
-        if (auto it = req.query.find("limit"); it != req.query.end()) {
-            char * end = nullptr;
-            const long v = strtol(it->second.c_str(), &end, 10);
-            if (!end || *end || v < 1 || v > 100) return send_error(res, bad_request("limit", "limit must be an integer in [1, 100]"));
-            limit = (int32_t) v;
-        }
+        if (!query_limit(req, res, limit)) return;
         bool newest_first = true;  // OpenAI's default order is desc
         if (auto it = req.query.find("order"); it != req.query.end()) {
             if (it->second != "asc" && it->second != "desc") return send_error(res, bad_request("order", "order must be asc or desc"));

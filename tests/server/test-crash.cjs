@@ -35,7 +35,8 @@ async function main() {
   const convs = [];
   for (let c = 0; c < CLIENTS; c++) convs.push((await current.client.conversations.create({ metadata: { title: `client ${c}` } })).id);
   const acked = convs.map(() => []);  // per client: the texts acknowledged, in order
-  let stop = false, attempts = 0, failures = 0;
+  let stop = false, attempts = 0, failures = 0, stuck = false;
+  const ackWaiters = [];  // resolved at each acknowledged turn
 
   const clientLoop = async (c) => {
     for (let k = 0; !stop; k++) {
@@ -45,7 +46,10 @@ async function main() {
       try {
         const r = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: text }],
           conversation: convs[c], mode: 'instant', max_tokens: 4 });
-        if (r.choices && r.choices[0]) acked[c].push(text);
+        if (r.choices && r.choices[0]) {
+          acked[c].push(text);
+          ackWaiters.splice(0).forEach((w) => w());
+        }
       } catch (e) {
         failures++;  // the server died under it: not acknowledged, so not owed
         await whenUp();
@@ -58,11 +62,11 @@ async function main() {
   const total = () => acked.reduce((n, a) => n + a.length, 0);
   while (kills < KILLS) {
     // Let a few turns be acknowledged, then kill at a random moment within the next turns.
-    const base = total(), deadline = Date.now() + 120000;
-    while (total() < base + 2) {
-      if (Date.now() > deadline) throw new Error(`no turn acknowledged in 120 s after kill ${kills}:\n${current ? current.srv.log() : ''}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    const base = total();
+    const timer = setTimeout(() => { stuck = true; ackWaiters.splice(0).forEach((w) => w()); }, 120000);
+    while (total() < base + 2 && !stuck) await new Promise((r) => ackWaiters.push(r));  // woken by each acknowledgement
+    clearTimeout(timer);
+    if (stuck) throw new Error(`no turn acknowledged in 120 s after kill ${kills}:\n${current ? current.srv.log() : ''}`);
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 60)));
     const { srv } = current;
     current = null;
