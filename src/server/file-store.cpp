@@ -119,15 +119,16 @@ error file_store::put(stored_file & f, file_refusal * why) {
 }
 
 error file_store::user_id(const std::string & user, std::string & id) const {
+    id.clear();
     {
         std::lock_guard<std::mutex> lk(ids_mu);
-        if (auto it = ids.find(user); it != ids.end()) {
-            id = it->second;
-            return {};
-        }
+        if (auto it = ids.find(user); it != ids.end()) id = it->second;
     }
     user_record u;
-    error       e = db->find_user_by_name(user, u);
+    // The id is checked each time: `muse users remove` may have erased the user meanwhile,
+    // and then a new use starts a new user.
+    if (!id.empty() && !db->get_user(id, u)) return {};
+    error e = db->find_user_by_name(user, u);
     if (e.code == ERROR_NOT_FOUND) {
         e = db->add_user(user, false, "", u);
         if (e.code == ERROR_INVALID_ARGUMENT) e = db->find_user_by_name(user, u);  // added meanwhile
