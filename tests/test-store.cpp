@@ -8,10 +8,15 @@
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+
+#include <sys/mount.h>
+#include <cerrno>
+#include <cstring>
 
 using namespace muse;
 namespace fs = std::filesystem;
@@ -546,4 +551,80 @@ TEST(sqlite_store, a_file_that_is_not_a_database_is_a_storage_error) {
     EXPECT_FALSE(st);
     p.path = "";
     EXPECT_EQ(open_sqlite_store(p, st).code, ERROR_INVALID_ARGUMENT);
+}
+
+// A full disk and a read-only data directory: the call fails with ERROR_STORAGE naming the
+// cause, and nothing stored before is lost. Needs a small filesystem of its own: a tmpfs,
+// mounted when the test may (root, as in CI); skipped otherwise.
+TEST(sqlite_store, a_full_disk_and_a_read_only_directory_are_storage_errors) {
+    temp_dir dir;
+    const std::string mnt = (dir.path / "fs").string();
+    fs::create_directories(mnt);
+    if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=768k") != 0) {
+        GTEST_SKIP() << "cannot mount a small tmpfs here (" << strerror(errno) << "): run as root to test a full disk";
+    }
+    struct unmount_at_end {
+        std::string m;
+        ~unmount_at_end() { umount2(m.c_str(), MNT_DETACH); }
+    } guard{ mnt };
+
+    std::unique_ptr<store> st;
+    sqlite_store_params    p;
+    p.path = mnt + "/muse.db";
+    ASSERT_FALSE(open_sqlite_store(p, st));
+    user_record u;
+    ASSERT_FALSE(st->add_user("full", false, "", u));
+    conversation_record c;
+    ASSERT_FALSE(st->create_conversation(u.id, "before the disk filled", "{}", c));
+
+    // Fill the disk with items until a write fails.
+    int   stored = 0;
+    error e;
+    for (int i = 0; i < 10000 && !e; ++i) {
+        std::vector<item_record> it(1);
+        it[0].type = "message";
+        it[0].role = "user";
+        it[0].text = "item " + std::to_string(i) + " " + std::string(8000, (char) ('a' + i % 26));
+        e          = st->append_items(u.id, c.id, it);
+        if (!e) stored++;
+    }
+    ASSERT_TRUE(e) << "the disk never filled";
+    EXPECT_EQ(e.code, ERROR_STORAGE) << e.message;
+    EXPECT_NE(e.message.find("full"), std::string::npos) << e.message;
+    EXPECT_GT(stored, 5);
+    // A file's blob does not fit either: refused, and no partial blob is left behind.
+    file_record f;
+    error       fe = st->put_file(u.id, "big.bin", "", "", std::string(512 * 1024, 'x'), f);
+    EXPECT_EQ(fe.code, ERROR_STORAGE) << fe.message;
+    std::vector<file_record> files;
+    ASSERT_FALSE(st->list_files(u.id, files));
+    EXPECT_TRUE(files.empty());
+
+    // Everything stored before is there; after a restart too.
+    std::vector<item_record> items;
+    ASSERT_FALSE(st->list_items(u.id, c.id, 0, k_store_max_list, items));
+    EXPECT_EQ((int) items.size(), stored);
+    st.reset();
+    ASSERT_FALSE(open_sqlite_store(p, st));
+    ASSERT_FALSE(st->list_items(u.id, c.id, 0, k_store_max_list, items));
+    EXPECT_EQ((int) items.size(), stored);
+    conversation_record got;
+    ASSERT_FALSE(st->get_conversation(u.id, c.id, got));
+    EXPECT_EQ(got.title, "before the disk filled");
+    st.reset();
+
+    // Read-only: reads work, a write is a storage error naming the cause.
+    ASSERT_EQ(mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr), 0) << strerror(errno);
+    error oe = open_sqlite_store(p, st);
+    if (!oe) {
+        ASSERT_FALSE(st->list_items(u.id, c.id, 0, 10, items));
+        EXPECT_EQ((int) items.size(), std::min(10, stored));
+        conversation_record c2;
+        error we = st->create_conversation(u.id, "x", "{}", c2);
+        EXPECT_EQ(we.code, ERROR_STORAGE) << we.message;
+        EXPECT_NE(we.message.find("cannot be written"), std::string::npos) << we.message;
+    } else {
+        // Opening a WAL database needs its -shm: on a read-only directory that is refused, with the cause.
+        EXPECT_EQ(oe.code, ERROR_STORAGE) << oe.message;
+    }
 }
