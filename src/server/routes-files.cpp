@@ -110,9 +110,10 @@ void server::impl::handle_file_upload(http::request & req, http::response & res)
     f.bytes = std::make_shared<const std::string>(file->data);
     file_refusal why = file_refusal::NONE;
     if (error pe = files.put(f, &why)) {
-        const int status = why == file_refusal::TOO_LARGE ? 413 : why == file_refusal::QUOTA ? 429 : why == file_refusal::FULL ? 507 : 400;
-        send_error(res, make_error(status, pe.message, status == 429 ? "rate_limit_error" : status == 507 ? "server_error" : "invalid_request_error",
-                                   status == 429 ? "file_quota_exceeded" : status == 507 ? "storage_full" : ""));
+        const int status = why == file_refusal::TOO_LARGE ? 413 : why == file_refusal::QUOTA ? 429 : why == file_refusal::FULL ? 507
+                         : why == file_refusal::STORAGE ? 503 : pe.code == ERROR_STORAGE ? 503 : 400;
+        send_error(res, make_error(status, pe.message, status == 429 ? "rate_limit_error" : status >= 500 ? "server_error" : "invalid_request_error",
+                                   status == 429 ? "file_quota_exceeded" : status == 507 ? "storage_full" : status == 503 ? "storage_unavailable" : ""));
         return;
     }
     res.set_content(wire(file_json(f)), "application/json");
