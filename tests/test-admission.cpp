@@ -41,105 +41,78 @@ TEST(admission, caps_refuse_before_the_body) {
     EXPECT_TRUE(adm.reserve("c", why)) << "a released ticket frees its place";
 }
 
-TEST(admission, a_user_with_many_queued_requests_does_not_starve_one_with_one) {
-    admission         adm(1, 64, 64);
-    admission::result why;
-    cancel_source     never;
-    // A's first request runs; 19 more of A's wait, then one of B's.
-    auto running = adm.reserve("a", why);
-    ASSERT_EQ(adm.wait(*running, never.get_token()), admission::ADMITTED);
+// One slot held by a first request (of user `first`); the test queues requests (each waits on its own thread)
+// and then ends the running one turn after turn, recording who got each turn.
+struct turns {
+    admission                                        adm{ 1, 64, 64 };
+    admission::result                                why = admission::ADMITTED;
+    cancel_source                                    never;
+    std::shared_ptr<admission::ticket>               running;
+    std::mutex                                       mu;
+    std::vector<std::string>                         order;  // who got each turn
+    std::vector<uint64_t>                            ran;    // which ticket
+    std::vector<std::shared_ptr<admission::ticket>>  tickets;
+    std::vector<std::thread>                         ts;
 
-    std::mutex               mu;
-    std::vector<std::string> order;  // who got each turn
-    std::vector<uint64_t>    ran;    // which ticket
-    std::atomic<int>         done{ 0 };
-    std::vector<std::thread> ts;
-    std::vector<std::shared_ptr<admission::ticket>> tickets;
-    auto queue_one = [&](const std::string & user) {
+    explicit turns(const std::string & first) {
+        running = adm.reserve(first, why);
+        adm.wait(*running, never.get_token());
+    }
+    ~turns() {
+        tickets.clear();  // a ticket still queued leaves; its thread then gets GONE or its turn
+        for (auto & t : ts) t.join();
+    }
+    // Queues one request of `user` and waits until it is in the queue.
+    bool queue(const std::string & user) {
         auto t = adm.reserve(user, why);
-        ASSERT_TRUE(t);
+        if (!t) return false;
         tickets.push_back(t);
-        admission::ticket * tp = t.get();  // the test's reset() alone ends the request
-        ts.emplace_back([&, tp, user] {
+        const int           before = adm.waiting();
+        admission::ticket * tp     = t.get();  // the test's reset() alone ends the request
+        ts.emplace_back([this, tp, user] {
             cancel_source s;
             if (adm.wait(*tp, s.get_token()) == admission::ADMITTED) {
                 std::lock_guard<std::mutex> lk(mu);
                 order.push_back(user);
                 ran.push_back(tp->id);
             }
-            done++;
         });
-    };
-    for (int i = 0; i < 19; ++i) queue_one("a");
-    ASSERT_TRUE(eventually([&] { return adm.waiting() == 19; }));
-    queue_one("b");
-    ASSERT_TRUE(eventually([&] { return adm.waiting() == 20; }));
-
-    // Free the slot turn after turn: each time, one waiting request runs.
-    running.reset();
-    for (int turn = 1; turn <= 20; ++turn) {
-        ASSERT_TRUE(eventually([&] { std::lock_guard<std::mutex> lk(mu); return (int) order.size() == turn; })) << turn;
-        uint64_t id;
-        {
-            std::lock_guard<std::mutex> lk(mu);
-            id = ran.back();
-        }
-        // The request that got the turn ends: its ticket goes.
-        for (auto & t : tickets) {
-            if (t && t->id == id) {
-                t.reset();
-                break;
+        return eventually([&] { return adm.waiting() == before + 1; });
+    }
+    // Ends the running request n times, each time waiting for the next one to get its turn.
+    bool serve(int n) {
+        running.reset();
+        for (int turn = 1; turn <= n; ++turn) {
+            if (!eventually([&] { std::lock_guard<std::mutex> lk(mu); return (int) order.size() == turn; })) return false;
+            uint64_t id;
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                id = ran.back();
+            }
+            for (auto & t : tickets) {
+                if (t && t->id == id) {
+                    t.reset();
+                    break;
+                }
             }
         }
+        return true;
     }
-    for (auto & t : ts) t.join();
-    ASSERT_EQ(order.size(), 20u);
-    EXPECT_EQ(order[0], "b") << "A just ran: B, waiting with one request, goes first";
-    EXPECT_EQ(std::count(order.begin(), order.end(), "a"), 19);
+};
+
+TEST(admission, a_user_with_many_queued_requests_does_not_starve_one_with_one) {
+    turns t("a");  // A's first request runs
+    for (int i = 0; i < 19; ++i) ASSERT_TRUE(t.queue("a"));
+    ASSERT_TRUE(t.queue("b"));
+    ASSERT_TRUE(t.serve(20));
+    ASSERT_EQ(t.order.size(), 20u);
+    EXPECT_EQ(t.order[0], "b") << "A just ran: B, waiting with one request, goes first";
+    EXPECT_EQ(std::count(t.order.begin(), t.order.end(), "a"), 19);
 }
 
 TEST(admission, turns_alternate_between_users_that_both_wait) {
-    admission         adm(1, 64, 64);
-    admission::result why;
-    cancel_source     never;
-    auto running = adm.reserve("x", why);
-    ASSERT_EQ(adm.wait(*running, never.get_token()), admission::ADMITTED);
-    std::mutex               mu;
-    std::vector<std::string> order;
-    std::vector<uint64_t>    ran;
-    std::vector<std::thread> ts;
-    std::vector<std::shared_ptr<admission::ticket>> tickets;
-    for (const char * u : { "a", "a", "a", "b", "b", "b" }) {
-        auto t = adm.reserve(u, why);
-        ASSERT_TRUE(t);
-        tickets.push_back(t);
-        const int queued = (int) tickets.size();
-        admission::ticket * tp = t.get();  // the test's reset() alone ends the request
-        ts.emplace_back([&, tp, u] {
-            cancel_source s;
-            if (adm.wait(*tp, s.get_token()) == admission::ADMITTED) {
-                std::lock_guard<std::mutex> lk(mu);
-                order.push_back(u);
-                ran.push_back(tp->id);
-            }
-        });
-        ASSERT_TRUE(eventually([&] { return adm.waiting() == queued; })) << "queued in this order";
-    }
-    running.reset();
-    for (size_t turn = 1; turn <= 6; ++turn) {
-        ASSERT_TRUE(eventually([&] { std::lock_guard<std::mutex> lk(mu); return order.size() == turn; }));
-        uint64_t id;
-        {
-            std::lock_guard<std::mutex> lk(mu);
-            id = ran.back();
-        }
-        for (auto & t : tickets) {
-            if (t && t->id == id) {
-                t.reset();
-                break;
-            }
-        }
-    }
-    for (auto & t : ts) t.join();
-    EXPECT_EQ(order, (std::vector<std::string>{ "a", "b", "a", "b", "a", "b" }));
+    turns t("x");
+    for (const char * u : { "a", "a", "a", "b", "b", "b" }) ASSERT_TRUE(t.queue(u));
+    ASSERT_TRUE(t.serve(6));
+    EXPECT_EQ(t.order, (std::vector<std::string>{ "a", "b", "a", "b", "a", "b" }));
 }

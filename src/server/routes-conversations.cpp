@@ -414,22 +414,25 @@ void server::impl::routes_conversations() {
         if (more) items.pop_back();
         res.set_content(wire(list_json(items, more)), "application/json");
     }));
+    // The :item of the :id conversation, the user's own; false with the 404 sent otherwise.
+    auto item_in = [this](http::request & req, http::response & res, const std::string & uid, item_record & it) {
+        error e = db->get_item(uid, req.params.at("item"), it);
+        if (!e && it.conversation_id == req.params.at("id")) return true;
+        send_error(res, e ? store_error(e) : make_error(404, "no item with this id in this conversation", "invalid_request_error", "not_found"));
+        return false;
+    };
     svr.route("GET", "/v1/conversations/:id/items/:item", counted([=, this](http::request & req, http::response & res) {
         std::string uid;
         if (!owner(req, res, uid)) return;
         item_record it;
-        if (error e = db->get_item(uid, req.params.at("item"), it); e || it.conversation_id != req.params.at("id")) {
-            return send_error(res, e ? store_error(e) : make_error(404, "no item with this id in this conversation", "invalid_request_error", "not_found"));
-        }
+        if (!item_in(req, res, uid, it)) return;
         res.set_content(wire(item_json(it)), "application/json");
     }));
     svr.route("DELETE", "/v1/conversations/:id/items/:item", counted([=, this](http::request & req, http::response & res) {
         std::string uid;
         if (!owner(req, res, uid)) return;
         item_record it;
-        if (error e = db->get_item(uid, req.params.at("item"), it); e || it.conversation_id != req.params.at("id")) {
-            return send_error(res, e ? store_error(e) : make_error(404, "no item with this id in this conversation", "invalid_request_error", "not_found"));
-        }
+        if (!item_in(req, res, uid, it)) return;
         if (error e = db->delete_item(uid, it.id)) return send_error(res, store_error(e));
         conversation_record c;
         if (error e = db->get_conversation(uid, req.params.at("id"), c)) return send_error(res, store_error(e));

@@ -36,13 +36,15 @@ async function main() {
   for (let c = 0; c < CLIENTS; c++) convs.push((await current.client.conversations.create({ metadata: { title: `client ${c}` } })).id);
   const acked = convs.map(() => []);  // per client: the texts acknowledged, in order
   let stop = false, attempts = 0, failures = 0, stuck = false;
-  const ackWaiters = [];  // resolved at each acknowledged turn
+  const ackWaiters = [];    // resolved at each acknowledged turn
+  const startWaiters = [];  // resolved each time a client posts a turn
 
   const clientLoop = async (c) => {
     for (let k = 0; !stop; k++) {
       const text = `client ${c} turn ${k}`;
       const { client } = await whenUp();
       attempts++;
+      startWaiters.splice(0).forEach((w) => w());
       try {
         const r = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: text }],
           conversation: convs[c], mode: 'instant', max_tokens: 4 });
@@ -67,7 +69,9 @@ async function main() {
     while (total() < base + 2 && !stuck) await new Promise((r) => ackWaiters.push(r));  // woken by each acknowledgement
     clearTimeout(timer);
     if (stuck) throw new Error(`no turn acknowledged in 120 s after kill ${kills}:\n${current ? current.srv.log() : ''}`);
-    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 60)));
+    // The moment: after 1-3 more turns were posted, so the kill lands while some are in flight
+    // (being prefilled, generated or stored) and others were just acknowledged.
+    for (let n = 1 + Math.floor(Math.random() * 3); n > 0 && !stuck; n--) await new Promise((r) => startWaiters.push(r));
     const { srv } = current;
     current = null;
     srv.proc.kill('SIGKILL');
