@@ -5,6 +5,7 @@
 #include "server/api-keys.h"
 #include "server/file-store.h"
 #include "server/openai-api.h"
+#include "server/responses-api.h"
 
 #include <gtest/gtest.h>
 
@@ -267,6 +268,144 @@ TEST(server_api, completion_and_chunk_shapes) {
     d.text = "2";
     b2.event(0, d);
     EXPECT_EQ(b2.finish(0, res).size(), 1u) << "a streamed answer is not sent twice";
+}
+
+TEST(responses_api, request_translation_and_errors) {
+    responses_request rq;
+    const ojson history = ojson::array({ { { "role", "user" }, { "content", "earlier" } } });
+    ASSERT_FALSE(parse_responses_request(ojson::parse(R"({"input":"hi","instructions":"be brief","max_output_tokens":9,
+        "reasoning":{"effort":"low"},"text":{"format":{"type":"json_schema","name":"r","schema":{"type":"object"}}},
+        "tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],"truncation":"auto","stream":true})"), history, rq));
+    EXPECT_TRUE(rq.stream);
+    EXPECT_TRUE(rq.store);
+    EXPECT_TRUE(rq.truncate);
+    EXPECT_EQ(rq.offset, 2u) << "instructions, then the history, then the input";
+    EXPECT_EQ(rq.chat["messages"][0]["role"], "system");
+    EXPECT_EQ(rq.chat["messages"][1]["content"], "earlier");
+    EXPECT_EQ(rq.chat["messages"][2]["content"], "hi");
+    EXPECT_EQ(rq.chat["max_tokens"], 9);
+    EXPECT_EQ(rq.chat["reasoning_effort"], "low");
+    EXPECT_EQ(rq.chat["response_format"]["json_schema"]["name"], "r");
+    EXPECT_EQ(rq.chat["tools"][0]["function"]["name"], "f");
+
+    ojson fc = ojson::parse(R"({"input":[{"type":"function_call","call_id":"c1","name":"f","arguments":"{}"},
+        {"type":"function_call_output","call_id":"c1","output":"7"},{"type":"reasoning","summary":[]},
+        {"type":"message","role":"user","content":[{"type":"input_text","text":"a"},{"type":"input_file","file_id":"file-1"}]}]})");
+    ASSERT_FALSE(parse_responses_request(fc, ojson::array(), rq));
+    ASSERT_EQ(rq.chat["messages"].size(), 3u) << "reasoning items are not replayed";
+    EXPECT_EQ(rq.chat["messages"][0]["tool_calls"][0]["id"], "c1");
+    EXPECT_EQ(rq.chat["messages"][1]["role"], "tool");
+    EXPECT_EQ(rq.chat["attachments"][0], "file-1");
+
+    struct tc { const char * body; const char * param; };
+    for (const tc & t : std::vector<tc>{ { R"({})", "input" }, { R"({"input":7})", "input" },
+                                         { R"({"input":[{"type":"message","role":"user","content":[{"type":"video"}]}]})", "input[0].content[0].type" },
+                                         { R"({"input":[{"type":"shell_call"}]})", "input[0].type" },
+                                         { R"({"input":[{"type":5}]})", "input[0].type" },
+                                         { R"({"input":[{"type":"function_call_output","call_id":"c"}]})", "input[0].output" },
+                                         { R"({"input":"x","truncation":"sometimes"})", "truncation" },
+                                         { R"({"input":"x","stream":"yes"})", "stream" },
+                                         { R"({"input":"x","store":1})", "store" },
+                                         { R"({"input":"x","reasoning":"high"})", "reasoning" },
+                                         { R"({"input":"x","text":{"format":{"type":3}}})", "text.format.type" },
+                                         { R"({"input":"x","tools":[{"type":"web_search"}]})", "tools[0].type" },
+                                         { R"({"input":"x","stream_options":{"muse_events":"on"}})", "stream_options.muse_events" },
+                                         { R"({"input":"x","attachments":"file-1"})", "attachments" } }) {
+        responses_request r;
+        api_error         e = parse_responses_request(ojson::parse(t.body), ojson::array(), r);
+        EXPECT_EQ(e.status, 400) << t.body;
+        EXPECT_EQ(e.param, t.param) << t.body;
+    }
+    api_error e = bad_request("messages[7].content", "messages[7].content must be a string");
+    rename_chat_error(e, 5);
+    EXPECT_EQ(e.param, "input[2].content");
+    EXPECT_EQ(e.message, "input[2].content must be a string");
+    e = bad_request("max_tokens", "max_tokens must be an integer");
+    rename_chat_error(e, 0);
+    EXPECT_EQ(e.param, "max_output_tokens");
+}
+
+TEST(responses_api, stream_events_build_the_final_response) {
+    ojson            skeleton = { { "id", "resp_1" }, { "object", "response" }, { "status", "in_progress" }, { "output", ojson::array() },
+                                  { "usage", nullptr }, { "muse", { { "truncated_messages", 4 } } } };
+    response_builder b(skeleton, false);
+    std::vector<ojson> all = b.start();
+    ask_event d;
+    d.type  = ask_event::AGENT_DELTA;
+    d.kind  = AGENT_ANSWER;
+    d.delta = chat_event::REASONING;
+    for (const char * t : { "let me ", "think" }) {
+        d.text = t;
+        for (auto & e : b.event(d)) all.push_back(e);
+    }
+    d.delta = chat_event::CONTENT;
+    for (const char * t : { "4", "2" }) {
+        d.text = t;
+        for (auto & e : b.event(d)) all.push_back(e);
+    }
+    ask_event other = d;
+    other.kind      = AGENT_SOLVER;
+    EXPECT_TRUE(b.event(other).empty()) << "no muse.event unless asked";
+    ask_result r;
+    r.answer    = "42";
+    r.reasoning = "let me think";
+    r.finish    = FINISH_STOP;
+    r.use.prompt_tokens_prefilled = 5;
+    r.use.prompt_tokens_reused    = 7;
+    r.use.completion_tokens       = 3;
+    ojson final;
+    for (auto & e : b.finish(r, final)) all.push_back(e);
+    std::vector<std::string> types;
+    for (size_t i = 0; i < all.size(); ++i) {
+        EXPECT_EQ(all[i]["sequence_number"], (int64_t) i);
+        types.push_back(all[i]["type"]);
+    }
+    const std::vector<std::string> want = { "response.created", "response.in_progress", "response.output_item.added",
+                                            "response.content_part.added", "response.reasoning_text.delta", "response.reasoning_text.delta",
+                                            "response.reasoning_text.done", "response.content_part.done", "response.output_item.done",
+                                            "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+                                            "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+                                            "response.output_item.done", "response.completed" };
+    EXPECT_EQ(types, want);
+    EXPECT_EQ(final["status"], "completed");
+    EXPECT_EQ(final["output"][0]["type"], "reasoning");
+    EXPECT_EQ(final["output"][0]["content"][0]["text"], "let me think");
+    EXPECT_EQ(final["output"][1]["content"][0]["text"], "42");
+    EXPECT_EQ(final["output"][1]["id"], all[9]["item"]["id"]) << "the streamed item is the stored item";
+    EXPECT_EQ(final["usage"]["input_tokens"], 12);
+    EXPECT_EQ(final["usage"]["input_tokens_details"]["cached_tokens"], 7);
+    EXPECT_EQ(final["muse"]["truncated_messages"], 4) << "the route's additions survive the trace";
+    EXPECT_EQ(all.back()["response"], final);
+
+    // A vote: nothing streamed, the answer arrives whole; a tool call becomes a function_call item.
+    response_builder v(skeleton, true);
+    v.start();
+    EXPECT_EQ(v.event(other).at(0)["type"], "muse.event");
+    ask_result tc;
+    tc.finish     = FINISH_TOOL_CALLS;
+    tc.tool_calls = { { "call_1", "get_weather", R"({"city":"Oslo"})" } };
+    auto tail     = v.finish(tc, final);
+    EXPECT_EQ(final["output"].size(), 1u);
+    EXPECT_EQ(final["output"][0]["type"], "function_call");
+    EXPECT_EQ(final["output"][0]["arguments"], R"({"city":"Oslo"})");
+    bool args_delta = false;
+    for (auto & e : tail) args_delta |= e["type"] == "response.function_call_arguments.delta";
+    EXPECT_TRUE(args_delta);
+
+    response_builder w(skeleton, false);
+    w.start();
+    ask_result len;
+    len.answer = "partial";
+    len.finish = FINISH_LENGTH;
+    EXPECT_EQ(w.finish(len, final).back()["type"], "response.incomplete");
+    EXPECT_EQ(final["incomplete_details"]["reason"], "max_output_tokens");
+
+    response_builder f(skeleton, false);
+    f.start();
+    auto failed = f.fail(bad_request("", "no"));
+    EXPECT_EQ(failed[0]["type"], "error");
+    EXPECT_EQ(failed[1]["type"], "response.failed");
+    EXPECT_EQ(failed[1]["response"]["status"], "failed");
 }
 
 TEST(server_api, error_shape) {

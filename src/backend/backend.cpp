@@ -37,4 +37,9 @@ chat_result collect(chat_stream & stream) {
     return r;
 }
 
+error backend::count_prompt_tokens(const chat_request &, int32_t & n) const {
+    n = 0;
+    return { ERROR_INVALID_ARGUMENT, caps().name + " backend: cannot count a prompt's tokens" };
+}
+
 }  // namespace muse

@@ -112,6 +112,10 @@ class backend {
     virtual backend_caps                 caps() const = 0;
     // What /metrics shows of this backend.
     virtual std::vector<backend_metric>  stats() const { return {}; }
+    // The tokens req's messages and tools take, rendered as start() would render them (images
+    // not counted), for callers that must fit a history into n_ctx (truncation). An error: this
+    // backend cannot tell.
+    virtual error count_prompt_tokens(const chat_request & req, int32_t & n) const;
 };
 
 // The whole answer of a stream, read to its end.

@@ -215,6 +215,17 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     return {};
 }
 
+error local_backend::count_prompt_tokens(const chat_request & req, int32_t & n) const {
+    n = 0;
+    chat_request text = req;
+    for (auto & m : text.messages) m.images.clear();
+    sequence_request sr;
+    chat_prompt      prompt;
+    if (error err = build(text, sr, prompt)) return err;
+    n = (int32_t) eng.tokenize(sr.prompt).size();
+    return {};
+}
+
 std::unique_ptr<chat_stream> local_backend::start(const chat_request & req) {
     sequence_request sr;
     chat_prompt      prompt;

@@ -22,6 +22,7 @@ class local_backend : public backend {
     std::unique_ptr<chat_stream> start(const chat_request & req) override;
     backend_caps                 caps() const override;
     std::vector<backend_metric>  stats() const override;
+    error                        count_prompt_tokens(const chat_request & req, int32_t & n) const override;
 
     // Image encodings done and served from the cache (zero without a projector).
     vision_stats vision_counters() const;

@@ -645,49 +645,42 @@ std::vector<ojson> chunk_builder::start() {
     return out;
 }
 
-std::vector<ojson> chunk_builder::event(int choice, const ask_event & ev) {
-    ojson c = chunk(choice, ojson::object());
-    ojson m;
+ojson trace_event_json(const ask_event & ev) {
     switch (ev.type) {
         case ask_event::MODE:
-            parse_ask_mode(ev.text, modes[choice]);
-            m = { { "event", "mode" }, { "mode", ev.text }, { "reason", ev.detail } };
-            break;
+            return { { "event", "mode" }, { "mode", ev.text }, { "reason", ev.detail } };
         case ask_event::PLAN: {
             ojson plan = ojson::parse(ev.text, nullptr, false);
-            m = { { "event", "plan" }, { "plan", plan.is_discarded() ? ojson(ev.text) : plan } };
-            break;
+            return { { "event", "plan" }, { "plan", plan.is_discarded() ? ojson(ev.text) : plan } };
         }
         case ask_event::AGENT_START:
-            m = { { "event", "agent_start" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) }, { "role", ev.role } };
-            break;
+            return { { "event", "agent_start" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) }, { "role", ev.role } };
         case ask_event::AGENT_DELTA: {
-            const bool reasoning = ev.delta == chat_event::REASONING;
-            m = { { "event", "delta" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) },
-                  { "type", reasoning ? "reasoning" : "content" }, { "tokens", ev.tokens } };
-            if (ev.kind == AGENT_ANSWER) {
-                // The answering agent of instant / thinking: its text is the reply itself.
-                c["choices"][0]["delta"][reasoning ? "reasoning_content" : "content"] = ev.text;
-                if (!reasoning) {
-                    streamed[choice] += ev.text;
-                }
-            } else {
-                m["text"] = ev.text;
-            }
-            break;
+            ojson m = { { "event", "delta" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) },
+                        { "type", ev.delta == chat_event::REASONING ? "reasoning" : "content" }, { "tokens", ev.tokens } };
+            if (ev.kind != AGENT_ANSWER) m["text"] = ev.text;  // the answering agent's text is the reply itself
+            return m;
         }
         case ask_event::AGENT_TOOL:
-            m = { { "event", "tool" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) }, { "text", ev.text } };
-            break;
+            return { { "event", "tool" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) }, { "text", ev.text } };
         case ask_event::AGENT_END:
-            m = { { "event", "agent_end" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) },
-                  { "state", ev.detail }, { "tokens", ev.tokens }, { "answer", ev.text } };
-            break;
+            return { { "event", "agent_end" }, { "agent", ev.agent }, { "kind", agent_kind_name(ev.kind) },
+                     { "state", ev.detail }, { "tokens", ev.tokens }, { "answer", ev.text } };
         case ask_event::AGGREGATE:
-            m = { { "event", "aggregate" }, { "text", ev.text } };
-            break;
+            return { { "event", "aggregate" }, { "text", ev.text } };
     }
-    c["muse"] = m;
+    return ojson::object();
+}
+
+std::vector<ojson> chunk_builder::event(int choice, const ask_event & ev) {
+    ojson c = chunk(choice, ojson::object());
+    if (ev.type == ask_event::MODE) parse_ask_mode(ev.text, modes[choice]);
+    if (ev.type == ask_event::AGENT_DELTA && ev.kind == AGENT_ANSWER) {
+        const bool reasoning = ev.delta == chat_event::REASONING;
+        c["choices"][0]["delta"][reasoning ? "reasoning_content" : "content"] = ev.text;
+        if (!reasoning) streamed[choice] += ev.text;
+    }
+    c["muse"] = trace_event_json(ev);
     return { c };
 }
 

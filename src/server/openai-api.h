@@ -81,6 +81,11 @@ ojson usage_json(const std::vector<ask_result> & results);
 ojson completion_json(const std::string & id, int64_t created, const std::string & model,
                       const std::vector<ask_result> & results);
 
+// One orchestrator event as the `muse` object of a stream event (mode, plan, agent_start,
+// delta, tool, agent_end, aggregate); the answering agent's delta carries no text (the text is
+// the reply itself, sent in the API's own field).
+ojson trace_event_json(const ask_event & ev);
+
 // The chunks of one streamed response. Each call returns the chunks (JSON objects) to send
 // as `data:` events, in order.
 class chunk_builder {

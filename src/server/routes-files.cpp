@@ -1,4 +1,4 @@
-// POST/GET/DELETE /v1/files: uploads checked before they are stored, per-user quotas.
+// POST/GET/DELETE /v1/files and GET /v1/files/ID/content: uploads checked before they are stored, per-user quotas.
 
 #include "server-impl.h"
 
@@ -30,6 +30,30 @@ void server::impl::routes_files() {
     });
     svr.route("GET", "/v1/files/:id", get_file);
     svr.route("GET", "/files/:id", get_file);
+    // The bytes as uploaded (files.content in the SDK; the export links here).
+    auto file_content = counted([this](http::request & req, http::response & res) {
+        stored_file f;
+        if (!files.get(req.user, req.params.at("id"), f) || !f.bytes) {
+            send_error(res, make_error(404, "no file '" + utf8_head(req.params.at("id"), 100) + "'", "invalid_request_error", "file_not_found"));
+            return;
+        }
+        static const std::pair<const char *, const char *> types[] = { { "png", "image/png" }, { "jpeg", "image/jpeg" }, { "gif", "image/gif" },
+                                                                        { "bmp", "image/bmp" }, { "webp", "image/webp" }, { "csv", "text/csv" },
+                                                                        { "tsv", "text/tab-separated-values" }, { "json", "application/json" },
+                                                                        { "jsonl", "application/jsonl" } };
+        std::string type = "application/octet-stream";
+        for (const auto & [fmt, mime] : types) {
+            if (f.format == fmt) type = mime;
+        }
+        std::string name = utf8_head(f.filename, 200);  // a header value: no quotes, backslashes or control bytes
+        for (char & c : name) {
+            if ((unsigned char) c < 0x20 || c == '"' || c == '\\' || c == 0x7f) c = '_';
+        }
+        res.set_header("Content-Disposition", "attachment; filename=\"" + name + "\"");
+        res.set_content(*f.bytes, type);
+    });
+    svr.route("GET", "/v1/files/:id/content", file_content);
+    svr.route("GET", "/files/:id/content", file_content);
     auto delete_file = counted([this](http::request & req, http::response & res) {
         const std::string id = req.params.at("id");
         if (!files.remove(req.user, id)) {

@@ -1,10 +1,13 @@
-// OpenAI's Responses API: POST /v1/responses (not streamed yet), GET and DELETE
-// /v1/responses/ID, GET /v1/responses/ID/input_items. A request is turned into the chat
-// request the chat route runs (one door, one set of checks); the answer is stored (store:
-// true, the default) with its input, so that previous_response_id continues from it, and a
-// `conversation` gets the turn appended, as with chat completions.
+// OpenAI's Responses API: POST /v1/responses (whole or streamed as typed events), GET and
+// DELETE /v1/responses/ID, GET /v1/responses/ID/input_items. A request is turned into the chat
+// request the chat route runs (one door, one set of checks; responses-api.h does the wire
+// format); the answer is stored (store: true, the default) with its input, so that
+// previous_response_id continues from it, and a `conversation` gets the turn appended, as with
+// chat completions.
 
 #include "server-impl.h"
+
+#include "responses-api.h"
 
 #include "app/conversation-turn.h"
 #include "app/result-json.h"
@@ -18,101 +21,58 @@ namespace {
 
 constexpr int k_max_chain = 100;  // previous_response_id links followed
 
-// An input or output item as a chat message (ok = false: an item type chat cannot carry).
-api_error item_to_message(const ojson & it, const std::string & where, ojson & msg, std::vector<std::string> & file_ids) {
-    if (it.is_string()) {
-        msg = { { "role", "user" }, { "content", it } };
-        return {};
+// truncation: "auto": drops the oldest whole turns (a user message and what answered it) until
+// the messages fit the context with `room` tokens to spare; the last turn is never dropped.
+// Returns the messages dropped; an error when even the last turn alone does not fit.
+error truncate_history(const backend & be, std::vector<chat_message> & messages, const std::vector<chat_tool> & tools,
+                       int32_t room, int & dropped) {
+    dropped              = 0;
+    const int32_t n_ctx  = be.caps().n_ctx;
+    if (n_ctx <= 0) return {};
+    // Room for what the run adds (the mode's instructions, reasoning, the answer): at least an
+    // eighth of the context, at most half.
+    const int32_t budget = n_ctx - std::clamp(room, n_ctx / 8, n_ctx / 2);
+    size_t        head   = 0;  // leading system messages stay
+    while (head < messages.size() && messages[head].role == "system") head++;
+    std::vector<size_t> turns;  // where each turn starts
+    for (size_t i = head; i < messages.size(); ++i) {
+        if (messages[i].role == "user" && (turns.empty() || i > turns.back())) turns.push_back(i);
     }
-    if (!it.is_object()) return bad_request(where, where + " must be an object or a string");
-    const std::string type = it.contains("type") && it["type"].is_string() ? it["type"].get<std::string>() : "message";
-    if (type == "message") {
-        if (!it.contains("role") || !it["role"].is_string()) return bad_request(where + ".role", where + ".role must be a string");
-        msg = { { "role", it["role"] } };
-        const ojson & c = it.contains("content") ? it["content"] : ojson();
-        if (c.is_string()) {
-            msg["content"] = c;
-            return {};
-        }
-        if (!c.is_array()) return bad_request(where + ".content", where + ".content must be a string or an array of parts");
-        ojson parts = ojson::array();
-        for (size_t k = 0; k < c.size(); ++k) {
-            const std::string pw = where + ".content[" + std::to_string(k) + "]";
-            const ojson &     p  = c[k];
-            const std::string pt = p.is_object() && p.contains("type") && p["type"].is_string() ? p["type"].get<std::string>() : "";
-            if (pt == "input_text" || pt == "output_text" || pt == "text") {
-                if (!p.contains("text") || !p["text"].is_string()) return bad_request(pw + ".text", pw + ".text must be a string");
-                parts.push_back({ { "type", "text" }, { "text", p["text"] } });
-            } else if (pt == "input_image") {
-                if (p.contains("file_id") && p["file_id"].is_string()) {
-                    file_ids.push_back(p["file_id"]);
-                } else if (p.contains("image_url") && p["image_url"].is_string()) {
-                    parts.push_back({ { "type", "image_url" }, { "image_url", { { "url", p["image_url"] } } } });
-                } else {
-                    return bad_request(pw, pw + " needs image_url (a data: URI) or file_id");
-                }
-            } else if (pt == "input_file") {
-                if (!p.contains("file_id") || !p["file_id"].is_string()) return bad_request(pw + ".file_id", pw + ".file_id must be a file id");
-                file_ids.push_back(p["file_id"]);
-            } else {
-                return bad_request(pw + ".type", pw + ".type must be input_text, output_text, input_image or input_file");
-            }
-        }
-        msg["content"] = parts;
-        return {};
-    }
-    if (type == "function_call") {
-        for (const char * k : { "call_id", "name", "arguments" }) {
-            if (!it.contains(k) || !it[k].is_string()) return bad_request(where + "." + k, where + "." + k + " must be a string");
-        }
-        msg = { { "role", "assistant" }, { "content", "" },
-                { "tool_calls", ojson::array({ { { "id", it["call_id"] }, { "type", "function" },
-                                                 { "function", { { "name", it["name"] }, { "arguments", it["arguments"] } } } } }) } };
-        return {};
-    }
-    if (type == "function_call_output") {
-        for (const char * k : { "call_id", "output" }) {
-            if (!it.contains(k) || !it[k].is_string()) return bad_request(where + "." + k, where + "." + k + " must be a string");
-        }
-        msg = { { "role", "tool" }, { "tool_call_id", it["call_id"] }, { "content", it["output"] } };
-        return {};
-    }
-    if (type == "reasoning") {
-        msg = nullptr;  // earlier reasoning is not replayed (as OpenAI does for other models' reasoning)
-        return {};
-    }
-    return bad_request(where + ".type", where + ".type must be message, function_call, function_call_output or reasoning, got '" +
-                                            utf8_head(type, 40) + "'");
-}
-
-// "messages[7].content" -> "input[2].content" when the request's own input starts at message 5.
-void rename_param(api_error & e, size_t offset) {
-    auto fix = [&](std::string & s) {
-        const size_t at = s.find("messages[");
-        if (at == std::string::npos) return;
-        const size_t close = s.find(']', at);
-        if (close == std::string::npos) return;
-        const long k = strtol(s.c_str() + at + 9, nullptr, 10);
-        if (k < (long) offset) return;
-        s = s.substr(0, at) + "input[" + std::to_string(k - (long) offset) + s.substr(close);
+    if (turns.empty() || turns.front() != head) turns.insert(turns.begin(), head);
+    auto tokens_without = [&](size_t k, int32_t & n) {  // the first k turns dropped
+        chat_request r;
+        r.messages.assign(messages.begin(), messages.begin() + (long) head);
+        r.messages.insert(r.messages.end(), messages.begin() + (long) turns[k], messages.end());
+        r.tools = tools;
+        return be.count_prompt_tokens(r, n);
     };
-    fix(e.param);
-    fix(e.message);
-    // The chat request's names of the fields this request named otherwise.
-    for (const auto & [chat, resp] : { std::pair<std::string, std::string>{ "max_tokens", "max_output_tokens" },
-                                       { "response_format.json_schema", "text.format" }, { "response_format", "text.format" },
-                                       { "reasoning_effort", "reasoning.effort" } }) {
-        for (std::string * t : { &e.param, &e.message }) {
-            if (t->rfind(chat, 0) == 0) *t = resp + t->substr(chat.size());
-        }
+    int32_t n = 0;
+    if (error e = tokens_without(0, n)) return {};  // the backend cannot count: the engine's own check decides
+    if (n <= budget) return {};
+    int32_t last = 0;
+    if (error e = tokens_without(turns.size() - 1, last)) return e;
+    if (last > budget) {
+        return { ERROR_CONTEXT_OVERFLOW, "the last turn alone takes " + std::to_string(last) + " tokens of the context's " +
+                                             std::to_string(n_ctx) + " (with " + std::to_string(n_ctx - budget) +
+                                             " kept for the answer): shorten it, lower max_output_tokens or raise --ctx" };
     }
+    size_t lo = 1, hi = turns.size() - 1;  // the fewest turns to drop: fits(hi) holds
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (error e = tokens_without(mid, n)) return e;
+        if (n <= budget) hi = mid;
+        else lo = mid + 1;
+    }
+    dropped = (int) (turns[hi] - head);
+    messages.erase(messages.begin() + (long) head, messages.begin() + (long) turns[hi]);
+    return {};
 }
 
-ojson usage_of(const ask_result & r) {
-    const int64_t in = r.use.prompt_tokens_prefilled + r.use.prompt_tokens_reused;
-    return { { "input_tokens", in }, { "input_tokens_details", { { "cached_tokens", r.use.prompt_tokens_reused } } },
-             { "output_tokens", r.use.completion_tokens }, { "output_tokens_details", { { "reasoning_tokens", 0 } } },
-             { "total_tokens", in + r.use.completion_tokens } };
+// The events of a stream as SSE: "event: TYPE" and "data: JSON" per event.
+std::string sse(const std::vector<ojson> & events) {
+    std::string s;
+    for (const auto & e : events) s += "event: " + e["type"].get<std::string>() + "\ndata: " + wire(e) + "\n\n";
+    return s;
 }
 
 }  // namespace
@@ -128,14 +88,9 @@ void server::impl::handle_response(http::request & req, http::response & res) {
     const ojson body = ojson::parse(req.body, nullptr, false);
     req.body.clear();
     if (body.is_discarded() || !body.is_object()) return send_error(res, bad_request("", "the request body must be a JSON object"));
-    if (body.contains("stream") && !body["stream"].is_null() && !body["stream"].is_boolean()) {
-        return send_error(res, bad_request("stream", "stream must be true or false"));
+    if (body.contains("previous_response_id") && !body["previous_response_id"].is_null() && !body["previous_response_id"].is_string()) {
+        return send_error(res, bad_request("previous_response_id", "previous_response_id must be a response id"));
     }
-    if (body.contains("stream") && body["stream"] == true) {
-        return send_error(res, bad_request("stream", "streamed responses are not served yet: send stream: false, or use "
-                                                     "/v1/chat/completions with stream: true"));
-    }
-    const bool store_it = !body.contains("store") || body["store"].is_null() || body["store"] == true;
     const std::string prev = body.contains("previous_response_id") && body["previous_response_id"].is_string()
                                  ? body["previous_response_id"].get<std::string>() : "";
     std::string conv;
@@ -147,8 +102,9 @@ void server::impl::handle_response(http::request & req, http::response & res) {
     if (!prev.empty() && !conv.empty()) {
         return send_error(res, bad_request("previous_response_id", "use previous_response_id or conversation, not both"));
     }
+    const bool wants_store = !body.contains("store") || body["store"].is_null() || body["store"] == true;
     std::string uid;
-    if ((store_it || !prev.empty() || !conv.empty()) && !db) {
+    if ((wants_store || !prev.empty() || !conv.empty()) && !db) {
         return send_error(res, make_error(503, "responses are kept in the data directory: start muse serve with --data-dir, or send store: false",
                                           "server_error", "no_data_dir"));
     }
@@ -156,13 +112,8 @@ void server::impl::handle_response(http::request & req, http::response & res) {
         if (error e = files.user_id(req.user, uid)) return send_error(res, result_error(e));
     }
 
-    // The chat request: instructions, the history, then this input.
-    ojson                    messages = ojson::array();
-    std::vector<std::string> file_ids;
-    if (body.contains("instructions") && !body["instructions"].is_null()) {
-        if (!body["instructions"].is_string()) return send_error(res, bad_request("instructions", "instructions must be a string"));
-        messages.push_back({ { "role", "system" }, { "content", body["instructions"] } });
-    }
+    // The history: the previous responses' chain (oldest first), or the stored conversation.
+    ojson history = ojson::array();
     if (!prev.empty()) {
         std::vector<response_record> chain;
         for (std::string id = prev; !id.empty() && (int) chain.size() < k_max_chain;) {
@@ -183,78 +134,28 @@ void server::impl::handle_response(http::request & req, http::response & res) {
                 if (!list || !list->is_array()) continue;
                 for (const auto & it : *list) {
                     ojson m;
-                    if (item_to_message(it, "previous_response_id", m, ignored) || m.is_null()) continue;
-                    messages.push_back(m);
+                    if (response_item_to_message(it, "previous_response_id", m, ignored) || m.is_null()) continue;
+                    history.push_back(m);
                 }
             }
         }
     }
     if (!conv.empty()) {
-        std::vector<chat_message> history;
-        if (error e = load_history(*db, uid, conv, history)) {
+        std::vector<chat_message> stored;
+        if (error e = load_history(*db, uid, conv, stored)) {
             api_error ae = result_error(e);
             ae.param     = "conversation";
             return send_error(res, ae);
         }
-        for (const auto & m : history) messages.push_back({ { "role", m.role }, { "content", m.content } });
+        for (const auto & m : stored) history.push_back({ { "role", m.role }, { "content", m.content } });
     }
-    const size_t offset = messages.size();
-    ojson        input  = ojson::array();
-    if (!body.contains("input") || body["input"].is_null()) return send_error(res, bad_request("input", "input is required"));
-    if (body["input"].is_string()) {
-        input.push_back({ { "type", "message" }, { "role", "user" }, { "content", body["input"] } });
-    } else if (body["input"].is_array()) {
-        input = body["input"];
-    } else {
-        return send_error(res, bad_request("input", "input must be a string or an array of items"));
-    }
-    for (size_t i = 0; i < input.size(); ++i) {
-        ojson m;
-        if (api_error e = item_to_message(input[i], "input[" + std::to_string(i) + "]", m, file_ids)) return send_error(res, e);
-        if (!m.is_null()) messages.push_back(m);
-    }
-    ojson cbody = { { "messages", messages } };
-    for (const char * k : { "temperature", "top_p", "top_k", "min_p", "seed", "mode", "agents", "thinking_budget", "planner", "prune",
-                            "refine", "vote", "cache_salt", "tool_choice", "parallel_tool_calls", "model" }) {
-        if (body.contains(k)) cbody[k] = body[k];
-    }
-    if (body.contains("max_output_tokens") && !body["max_output_tokens"].is_null()) cbody["max_tokens"] = body["max_output_tokens"];
-    if (body.contains("reasoning") && body["reasoning"].is_object() && body["reasoning"].contains("effort")) {
-        cbody["reasoning_effort"] = body["reasoning"]["effort"];
-    }
-    if (body.contains("text") && body["text"].is_object() && body["text"].contains("format")) {
-        const ojson & f = body["text"]["format"];
-        if (!f.is_object() || !f.contains("type") || !f["type"].is_string()) {
-            return send_error(res, bad_request("text.format.type", "text.format.type must be text, json_object or json_schema"));
-        }
-        if (f.is_object() && f.value("type", "") == "json_schema") {
-            cbody["response_format"] = { { "type", "json_schema" },
-                                         { "json_schema", { { "name", f.value("name", "answer") }, { "schema", f.contains("schema") ? f["schema"] : ojson() } } } };
-        } else if (f.is_object()) {
-            cbody["response_format"] = { { "type", f.value("type", "text") } };
-        }
-    }
-    if (body.contains("tools") && body["tools"].is_array()) {
-        ojson tools = ojson::array();
-        for (const auto & t : body["tools"]) {
-            if (!t.is_object() || t.value("type", "") != "function") {
-                return send_error(res, bad_request("tools", "tools: only function tools ({type: function, name, parameters})"));
-            }
-            ojson fn = { { "name", t.contains("name") ? t["name"] : ojson() } };
-            if (t.contains("description")) fn["description"] = t["description"];
-            if (t.contains("parameters")) fn["parameters"] = t["parameters"];
-            tools.push_back({ { "type", "function" }, { "function", fn } });
-        }
-        cbody["tools"] = tools;
-    }
-    ojson attachments = body.contains("attachments") && body["attachments"].is_array() ? body["attachments"] : ojson::array();
-    for (const auto & f : file_ids) attachments.push_back(f);
-    if (!attachments.empty()) cbody["attachments"] = attachments;
+    responses_request rq;
+    if (api_error e = parse_responses_request(body, history, rq)) return send_error(res, e);
 
     chat_api_request in;
     try {
-        if (api_error e = parse_chat_request(nlohmann::json::parse(cbody.dump()), params.limits, in)) {
-            rename_param(e, offset);
+        if (api_error e = parse_chat_request(nlohmann::json::parse(rq.chat.dump()), params.limits, in)) {
+            rename_chat_error(e, rq.offset);
             return send_error(res, e);
         }
     } catch (const std::exception & ex) {
@@ -262,7 +163,16 @@ void server::impl::handle_response(http::request & req, http::response & res) {
     }
     in.stream = false;
     in.n      = 1;
-    std::vector<chat_message> turn_messages(in.ask.messages.begin() + (long) std::min(offset, in.ask.messages.size()), in.ask.messages.end());
+    std::vector<chat_message> turn_messages(in.ask.messages.begin() + (long) std::min(rq.offset, in.ask.messages.size()), in.ask.messages.end());
+    int truncated = 0;
+    if (rq.truncate) {
+        const int32_t room = in.ask.opt.answer_tokens + (in.ask.opt.mode == MODE_INSTANT ? 0 : in.ask.opt.budget);
+        if (error e = truncate_history(be, in.ask.messages, in.ask.opt.client_tools, room, truncated)) {
+            api_error ae = result_error(e);
+            ae.param     = "input";
+            return send_error(res, ae);
+        }
+    }
     ask_input ai;
     if (!chat_input(req, res, in, ai)) return;
     prepared_ask prep;
@@ -270,64 +180,104 @@ void server::impl::handle_response(http::request & req, http::response & res) {
     if (error e = asst.prepare(std::move(ai), prep, &why, stop->token())) {
         api_error ae = result_error(e);
         if (e.code == ERROR_INVALID_ARGUMENT || e.code == ERROR_BAD_INPUT) ae = bad_request(why.field, e.message);
+        rename_chat_error(ae, rq.offset);
         return send_error(res, ae);
     }
+
+    // The response object's fixed fields; the builder adds status, output and usage.
+    const std::string id       = "resp_" + random_hex(48);
+    ojson             skeleton = { { "id", id }, { "object", "response" }, { "created_at", unix_now() }, { "status", "in_progress" },
+                                   { "error", nullptr }, { "incomplete_details", nullptr },
+                                   { "instructions", body.contains("instructions") ? body["instructions"] : ojson(nullptr) },
+                                   { "max_output_tokens", body.contains("max_output_tokens") ? body["max_output_tokens"] : ojson(nullptr) },
+                                   { "model", params.model_id }, { "output", ojson::array() }, { "parallel_tool_calls", true },
+                                   { "previous_response_id", prev.empty() ? ojson(nullptr) : ojson(prev) }, { "store", rq.store },
+                                   { "truncation", rq.truncate ? "auto" : "disabled" },
+                                   { "metadata", body.contains("metadata") && body["metadata"].is_object() ? body["metadata"] : ojson::object() },
+                                   { "usage", nullptr } };
+    if (!conv.empty()) skeleton["conversation"] = { { "id", conv } };
+    if (truncated > 0) skeleton["muse"] = { { "truncated_messages", truncated } };
+    response_builder builder(skeleton, rq.muse_events);
+
+    std::shared_ptr<http::stream> out;
+    std::mutex                    out_mu;  // the builder and the stream, shared by the agents' events
+    auto send = [&](const std::vector<ojson> & events) {
+        if (events.empty()) return;
+        if (!out->write(sse(events))) stop->src.request_stop();  // the client left: cancel at the next engine step
+    };
+    if (rq.stream) {
+        out           = std::make_shared<http::stream>();
+        out->on_close = [stop](bool complete) {
+            if (!complete) stop->src.request_stop();
+        };
+        res.stream       = out;
+        res.content_type = "text/event-stream";
+        res.set_header("Cache-Control", "no-cache");
+        res.set_header("X-Accel-Buffering", "no");
+        req.commit();  // the status and headers go out now; the handler must not touch res after this
+        send(builder.start());
+    }
+    std::atomic<bool> first_token{ false };
+    choice_sink sink = [&](int, const ask_event & ev) {
+        if (ev.type == ask_event::AGENT_DELTA && !first_token.exchange(true)) {
+            met.ttft_count++;
+            met.ttft_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
+        }
+        if (!rq.stream) return;
+        std::lock_guard<std::mutex> lk(out_mu);
+        send(builder.event(ev));
+    };
     ask_output result;
-    asst.run(prep, [](int, const ask_event &) {}, stop->token(), result);
-    req.hold.reset();
+    asst.run(prep, sink, stop->token(), result);
+    req.hold.reset();  // the work is done: the turn is free before the client can see the end
     const bool cancelled = stop->src.stop_requested();
     count_chat(result, cancelled, t0);
-    if (result.results.empty()) return send_error(res, make_error(500, "no result", "server_error"));
-    const ask_result & r = result.results.front();
-    charge_tokens(req.user, (int64_t) r.use.prompt_tokens_prefilled + r.use.completion_tokens);
-    if (cancelled) {
-        if (cancelling) return send_error(res, make_error(503, "the server is shutting down", "server_error", "shutting_down"));
-        res.status = 499;
+    api_error err;
+    if (result.results.empty()) err = make_error(500, "internal error: the run gave no result", "server_error");
+    if (!err) {
+        const ask_result & r = result.results.front();
+        charge_tokens(req.user, (int64_t) r.use.prompt_tokens_prefilled + r.use.completion_tokens);
+        if (cancelled && cancelling) {
+            err = make_error(503, "the server is shutting down: the answer was cut short", "server_error", "shutting_down");
+        } else if (!cancelled && r.err) {
+            err = result_error(r.err);
+            if (r.err.code == ERROR_CONTEXT_OVERFLOW && !rq.truncate) err.message += " (or send truncation: \"auto\" to drop the oldest turns)";
+        }
+    }
+    if (cancelled && !cancelling) {
+        if (!rq.stream) res.status = 499;  // the client left: nobody reads this
         return;
     }
-    if (r.err) return send_error(res, result_error(r.err));
-
-    // The response object.
-    const std::string id = "resp_" + random_hex(48);
-    ojson             output = ojson::array();
-    if (!r.reasoning.empty()) {
-        output.push_back({ { "type", "reasoning" }, { "id", "rs_" + random_hex(48) }, { "summary", ojson::array() },
-                           { "content", ojson::array({ { { "type", "reasoning_text" }, { "text", utf8_sanitize(r.reasoning) } } }) } });
+    ojson resp;
+    std::vector<ojson> tail;
+    if (!err) {
+        std::lock_guard<std::mutex> lk(out_mu);
+        tail = builder.finish(result.results.front(), resp);
+        if (!result.attachments.empty()) resp["muse"]["attachments"] = result.attachments;
+        if (!tail.empty() && resp.contains("muse")) tail.back()["response"]["muse"] = resp["muse"];
     }
-    for (const auto & tc : r.tool_calls) {
-        output.push_back({ { "type", "function_call" }, { "id", "fc_" + random_hex(48) }, { "call_id", tc.id }, { "name", tc.name },
-                           { "arguments", tc.arguments }, { "status", "completed" } });
-    }
-    if (r.tool_calls.empty()) {
-        output.push_back({ { "type", "message" }, { "id", "msg_" + random_hex(48) }, { "status", "completed" }, { "role", "assistant" },
-                           { "content", ojson::array({ { { "type", "output_text" }, { "text", utf8_sanitize(r.answer) },
-                                                         { "annotations", ojson::array() } } }) } });
-    }
-    const bool incomplete = r.finish == FINISH_LENGTH;
-    ojson      resp       = { { "id", id }, { "object", "response" }, { "created_at", unix_now() },
-                              { "status", incomplete ? "incomplete" : "completed" }, { "error", nullptr },
-                              { "incomplete_details", incomplete ? ojson{ { "reason", "max_output_tokens" } } : ojson(nullptr) },
-                              { "instructions", body.contains("instructions") ? body["instructions"] : ojson(nullptr) },
-                              { "max_output_tokens", body.contains("max_output_tokens") ? body["max_output_tokens"] : ojson(nullptr) },
-                              { "model", params.model_id }, { "output", output }, { "parallel_tool_calls", true },
-                              { "previous_response_id", prev.empty() ? ojson(nullptr) : ojson(prev) }, { "store", store_it },
-                              { "metadata", body.contains("metadata") && body["metadata"].is_object() ? body["metadata"] : ojson::object() },
-                              { "usage", usage_of(r) }, { "muse", to_json(r) } };
-    if (!conv.empty()) resp["conversation"] = { { "id", conv } };
-
     // Stored before it is answered: a response the client got can be continued.
-    if (store_it) {
+    if (!err && rq.store) {
         response_record rec;
         rec.id                   = id;
         rec.conversation_id      = conv;
         rec.previous_response_id = prev;
-        rec.input_json           = wire(input);
+        rec.input_json           = wire(rq.input);
         rec.body_json            = wire(resp);
-        if (error e = db->put_response(uid, rec)) return send_error(res, result_error(e));
+        if (error e = db->put_response(uid, rec)) err = result_error(e);
     }
-    if (!conv.empty()) {
-        if (error e = store_turn(*db, uid, conv, turn_messages, r, req.user, params.model_id)) return send_error(res, result_error(e));
+    if (!err && !conv.empty()) {
+        if (error e = store_turn(*db, uid, conv, turn_messages, result.results.front(), req.user, params.model_id)) err = result_error(e);
     }
+    if (rq.stream) {
+        std::lock_guard<std::mutex> lk(out_mu);
+        if (!out->gone()) {
+            out->write(sse(err ? builder.fail(err) : tail));
+            out->finish();
+        }
+        return;
+    }
+    if (err) return send_error(res, err);
     res.set_content(wire(resp), "application/json");
 }
 
