@@ -137,7 +137,7 @@ std::string ask_help() {
            "Ctrl-C stops generation cleanly and prints what was produced.\n";
 }
 
-std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out) {
+std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, bool prompt_required) {
     out = ask_flags{};
     args          a(argc, argv, first);
     ask_options & opt = out.opt;
@@ -222,7 +222,7 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out) 
     if (!a.error.empty()) {
         return a.error;
     }
-    if (out.prompt.empty()) {
+    if (out.prompt.empty() && prompt_required) {
         return "missing PROMPT (usage: muse ask \"your question\")";
     }
     if (!mode_name.empty() && !parse_ask_mode(mode_name, opt.mode)) {

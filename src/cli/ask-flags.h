@@ -26,8 +26,9 @@ struct ask_flags {
     int                      verbose = 0;
 };
 
-// Parses argv[first..]. "" on success, else one line that names the flag.
-std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out);
+// Parses argv[first..]. "" on success, else one line that names the flag. `muse chat` takes the
+// same flags with no PROMPT (prompt_required false).
+std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, bool prompt_required = true);
 
 // `muse ask --help`.
 std::string ask_help();

@@ -17,6 +17,7 @@ static const char * k_help =
     "\n"
     "commands:\n"
     "  ask PROMPT     answer a prompt with a local GGUF model (streams reasoning and answer)\n"
+    "  chat           an interactive chat on a stored conversation (muse chat --help)\n"
     "  info MODEL     describe a GGUF model: architecture, size, context, template, reasoning\n"
     "  serve          serve the OpenAI-compatible API and the web chat (muse serve --help)\n"
     "  eval TASKS     score the reasoning modes on questions with known answers (JSON Lines)\n"
@@ -52,6 +53,9 @@ int main(int argc, char ** argv) {
     }
     if (!strcmp(cmd, "ask")) {
         return muse::cli::cmd_ask(argc, argv);
+    }
+    if (!strcmp(cmd, "chat")) {
+        return muse::cli::cmd_chat(argc, argv);
     }
     if (!strcmp(cmd, "info")) {
         return muse::cli::cmd_info(argc, argv);
