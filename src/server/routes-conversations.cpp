@@ -26,7 +26,15 @@ ojson item_json(const item_record & it) {
     ojson content = ojson::parse(it.content_json, nullptr, false);
     if (!content.is_array()) content = ojson::array();
     if (it.type == "message") {
-        return { { "type", "message" }, { "id", it.id }, { "status", "completed" }, { "role", it.role }, { "content", content } };
+        ojson j = { { "type", "message" }, { "id", it.id }, { "status", "completed" }, { "role", it.role }, { "content", content } };
+        // Muse's additions, for a client that shows a stored turn as it was answered (the web chat).
+        if (!it.reasoning.empty()) j["reasoning"] = it.reasoning;
+        if (!it.trace_json.empty()) {
+            ojson trace = ojson::parse(it.trace_json, nullptr, false);
+            if (trace.is_object()) j["muse"] = std::move(trace);
+        }
+        j["created_at"] = it.created_at / 1000;
+        return j;
     }
     // Other items keep the object they were given, stored as the one element of content.
     ojson j = content.empty() || !content[0].is_object() ? ojson::object() : content[0];

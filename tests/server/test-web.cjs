@@ -1,6 +1,9 @@
 // The web chat in headless Chromium (Debian's, driven by playwright-core): a message in
 // Instant, then Contemplating with an attached image — the agents' columns fill side by side
-// and the final answer arrives. Saves a screenshot. Fails on any request that leaves the server.
+// and the final answer arrives. The conversation is stored: the sidebar lists it, a reload
+// reopens it with its agent traces; a second one, search, rename, delete; the settings panel
+// exports and erases the user's data. Saves a screenshot. Fails on any request that leaves the
+// server.
 // Then Muse-Tiny (the model trained on arithmetic) answers "What is 487 + 356?" correctly in
 // Thinking and in Contemplating.
 // usage: node test-web.cjs MUSE_BINARY WORK_DIR   (NODE_PATH: the cache's node_modules)
@@ -82,10 +85,89 @@ async function main() {
     check('contemplating: the plan is drawn', result.plan);
     check('the user message shows the image', await page.$$eval('.msg.user img', (a) => a.length) === 1);
 
+    // The sidebar: the chat was stored as a conversation titled after its first message.
+    await page.waitForSelector('#conversations li[data-id]', { timeout: 20000 });
+    const convId = await page.$eval('#conversations li[data-id]', (li) => li.dataset.id);
+    check('sidebar: the conversation is listed, titled after its first message, and active',
+      await page.$eval('#conversations li[data-id]', (li) => li.querySelector('.title').textContent === 'Hello Muse, who are you?' && li.classList.contains('active')));
+    check('the address names the conversation', page.url().endsWith('#' + convId), page.url());
+
+    // A reload reopens it with its agent traces.
+    await page.reload();
+    await page.waitForFunction(() => document.querySelectorAll('.msg.assistant').length === 2, null, { timeout: 20000 });
+    const replay = await page.$eval('#thread', (t) => {
+      const turns = [...t.querySelectorAll('.msg.assistant')];
+      return {
+        users: [...t.querySelectorAll('.msg.user .answer')].map((u) => u.textContent),
+        answers: turns.map((m) => m.querySelector('.final').textContent),
+        badges: turns.map((m) => m.querySelector('.badge').textContent),
+        solverCols: [...turns[1].querySelectorAll('.agent-col[data-kind="solver"]')].map((c) => ({ text: c.querySelector('.stream').textContent.length, cls: c.className })),
+        verdict: turns[1].querySelector('.verdict').textContent,
+        plan: !!turns[1].querySelector('.plan svg'),
+      };
+    });
+    check('reload: both turns come back, the answers as given', replay.users.length === 2 && replay.answers[0] === first &&
+      replay.answers[1] === result.answer, replay);
+    check('reload: the modes, the agent columns with their reasoning, the verdict and the plan come back',
+      replay.badges.join() === 'instant,contemplating' && replay.solverCols.length >= 3 && replay.solverCols.every((c) => c.text > 0 && !/thinking/.test(c.cls)) &&
+      /Vote|Synthesis/.test(replay.verdict) && replay.plan, replay);
+
     const shot = path.join(work, 'web-chat.png');
     await page.screenshot({ path: shot, fullPage: true });
     check('screenshot saved', fs.statSync(shot).size > 20000, shot);
     console.log('screenshot: ' + shot);
+
+    // A second conversation; the list is newest first.
+    await page.click('#new-chat');
+    await page.click('button[data-mode="instant"]');
+    await page.fill('#max-tokens', '6');
+    await page.fill('#prompt', 'Planning a Lisbon weekend');
+    await page.click('#send');
+    await page.waitForFunction(() => document.querySelectorAll('#conversations li[data-id]').length === 2, null, { timeout: 60000 });
+    const titles = await page.$$eval('#conversations li[data-id] .title', (a) => a.map((t) => t.textContent));
+    check('sidebar: newest first', titles[0] === 'Planning a Lisbon weekend' && titles[1] === 'Hello Muse, who are you?', titles);
+
+    // Search over titles and contents (FTS5).
+    await page.fill('#search', 'lisbon');
+    await page.waitForFunction(() => document.querySelectorAll('#conversations li[data-id]').length === 1, null, { timeout: 10000 });
+    check('search finds the conversation by a word', await page.$eval('#conversations li[data-id] .title', (t) => t.textContent) === 'Planning a Lisbon weekend');
+    await page.fill('#search', 'zzqxnotthere');
+    await page.waitForSelector('#conversations li.none', { timeout: 10000 });
+    check('search with no match says so', /Nothing matches/.test(await page.$eval('#conversations li.none', (l) => l.textContent)));
+    await page.fill('#search', '');
+    await page.waitForFunction(() => document.querySelectorAll('#conversations li[data-id]').length === 2, null, { timeout: 10000 });
+
+    // Rename, then delete (two clicks).
+    await page.click(`#conversations li[data-id="${convId}"] button.rename`);
+    await page.fill(`#conversations li[data-id="${convId}"] .entry input`, 'First chat, renamed');
+    await page.press(`#conversations li[data-id="${convId}"] .entry input`, 'Enter');
+    await page.waitForFunction((id) => { const t = document.querySelector(`#conversations li[data-id="${id}"] .title`); return t && t.textContent === 'First chat, renamed'; }, convId, { timeout: 10000 });
+    const stored = await (await fetch(`${srv.url}/v1/conversations/${convId}`)).json();
+    check('rename: the server keeps the new title', stored.metadata && stored.metadata.title === 'First chat, renamed', stored);
+    const secondId = await page.$$eval('#conversations li[data-id]', (a) => a.find((li) => li.querySelector('.title').textContent === 'Planning a Lisbon weekend').dataset.id);
+    await page.click(`#conversations li[data-id="${secondId}"] button.delete`);
+    check('delete asks once more', await page.$eval(`#conversations li[data-id="${secondId}"] button.delete`, (b) => b.textContent) === 'Delete?');
+    await page.click(`#conversations li[data-id="${secondId}"] button.delete`);
+    await page.waitForFunction(() => document.querySelectorAll('#conversations li[data-id]').length === 1, null, { timeout: 10000 });
+    check('delete: gone from the list and from the server', (await fetch(`${srv.url}/v1/conversations/${secondId}`)).status === 404);
+    check('deleting the open conversation empties the page', await page.$$eval('.msg', (a) => a.length) === 0);
+
+    // Settings: export, then erase.
+    await page.click('#settings-button');
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: 20000 }), page.click('#export-data')]);
+    const exported = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
+    check('settings: export downloads everything stored for me', exported.conversations.length === 1 &&
+      exported.conversations[0].items.length === 4 && exported.conversations[0].items.some((i) => i.muse && i.muse.mode === 'contemplating'),
+      exported.conversations.map((c) => c.items.length));
+    await page.click('#erase-data');
+    check('erase asks once more', /again/.test(await page.$eval('#erase-data', (b) => b.textContent)));
+    await page.click('#erase-data');
+    await page.waitForFunction(() => /Erased/.test(document.querySelector('#settings-status').textContent), null, { timeout: 20000 });
+    const after = await (await fetch(`${srv.url}/v1/conversations`)).json();
+    check('erase: nothing of mine is left on the server, the list is empty', after.data.length === 0 &&
+      await page.$eval('#conversations li.none', (l) => /No conversations/.test(l.textContent)), after);
+    await page.click('#settings-dialog form button');
+
     check('no request left the server (offline, no CDN)', outside.length === 0, outside);
     check('no page errors', consoleErrors.length === 0, consoleErrors);
   } finally {
