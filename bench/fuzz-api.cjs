@@ -3,8 +3,9 @@
 // API keys for two users (alice, bob; cross-user and auth checks run there) and one without
 // keys. Then, for a bounded time, C workers send requests generated from a corpus of valid
 // bodies (chat completions with text, image data URIs, tools and tool results, JSON schemas,
-// streams, n, stop, attachments; multipart uploads of CSV, PNG, BMP and JSON tables; file
-// list/get/delete; models; metrics; health) and mutated structurally (fields dropped,
+// streams, n, stop, attachments; Responses API requests continuing stored responses and
+// conversations; the Conversations API's calls and searches; multipart uploads of CSV, PNG,
+// BMP and JSON tables; file list/get/content/delete; models; metrics; health) and mutated structurally (fields dropped,
 // duplicated, renamed, retyped string/number/array/object/null/bool, huge, negative and
 // NaN-like numbers, deep nesting, long strings, blown-up arrays, grafted subtrees), at the
 // byte level (truncation, bit flips, invalid UTF-8, NUL, BOM, UTF-16, garbage) and in the
@@ -25,7 +26,8 @@
 //                  server is restarted and the run goes on)
 //   health         /health not 200 within 10 s (checked every --health-every requests)
 //   auth           a 2xx without a valid key on the keyed server (any route but /health)
-//   leak           another user's file readable, deletable, listed or attachable
+//   leak           another user's file, conversation, item or response readable, changeable,
+//                  deletable, listed, attachable or continued (anything but a 404)
 // Each distinct finding signature keeps up to 5 examples under FINDINGS/: NNN-kind.http (the
 // raw bytes sent; replay with `bench/fuzz-api --replay FILE`) and NNN-kind.txt (what was sent,
 // escaped, and what came back).
@@ -473,6 +475,87 @@ const CHAT_GENS = {
   },
 };
 
+// The Responses API: the same kinds of request as chat (text, items with parts, tools and their
+// results, JSON schemas), plus continuing a stored response or conversation (ids of this user,
+// made earlier in the run, or ids that do not exist).
+function respBase(r) {
+  const b = { model: r.pick(['muse', 'gpt-4o']), input: words(r), max_output_tokens: r.int(1, 8) };
+  const mode = r.weighted([[5, 'instant'], [2, 'thinking'], [1, 'contemplating'], [1, 'auto'], [2, null]]);
+  if (mode) b.mode = mode;
+  if (mode === 'contemplating') { b.agents = r.int(1, 3); b.planner = r.chance(0.5); }
+  b.thinking_budget = r.int(0, 16);
+  if (r.chance(0.3)) b.stream = true;
+  if (r.chance(0.1)) b.stream_options = { muse_events: r.chance(0.8) };
+  if (r.chance(0.3)) b.store = r.chance(0.7);
+  if (r.chance(0.2)) b.instructions = words(r);
+  if (r.chance(0.15)) b.truncation = r.pick(['auto', 'disabled']);
+  if (r.chance(0.15)) b.reasoning = { effort: r.pick(['minimal', 'low', 'medium', 'high']) };
+  if (r.chance(0.2)) b.temperature = r.pick([0, 0.7, 1.5]);
+  if (r.chance(0.1)) b.metadata = { topic: words(r, 2) };
+  return b;
+}
+const RESP_GENS = {
+  text: (r) => respBase(r),
+  items: (r, ctx) => {
+    const b = respBase(r);
+    const parts = [{ type: 'input_text', text: words(r) }];
+    if (r.chance(0.3)) parts.push({ type: 'input_image', image_url: dataUri(r) });
+    const own = ctx.ownFiles();
+    if (own.length && r.chance(0.3)) parts.push({ type: 'input_file', file_id: r.pick(own) });
+    b.input = [{ type: 'message', role: 'system', content: 'Be brief.' }, { role: 'user', content: words(r) },
+               { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: words(r) }] },
+               { type: 'reasoning', summary: [] }, { type: 'message', role: 'user', content: parts }];
+    return b;
+  },
+  tools: (r) => {
+    const b = respBase(r);
+    if (b.mode === 'contemplating') b.mode = 'thinking';
+    b.tools = [{ type: 'function', name: 'get_weather', description: 'Weather in a city',
+                 parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 } }, required: ['city'] } }];
+    b.tool_choice = r.pick(['auto', 'none', 'required']);
+    return b;
+  },
+  toolOutput: (r) => {
+    const b = respBase(r);
+    b.mode = 'instant';
+    b.tools = [{ type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } }];
+    b.input = [{ role: 'user', content: 'Weather in Oslo?' }, { type: 'function_call', call_id: 'call_1', name: 'get_weather', arguments: '{"city":"Oslo"}' },
+               { type: 'function_call_output', call_id: 'call_1', output: '12 C and rain' }];
+    return b;
+  },
+  json: (r) => {
+    const b = respBase(r);
+    b.mode = r.pick(['instant', 'thinking']);
+    b.text = { format: r.chance(0.3) ? { type: 'json_object' } : { type: 'json_schema', name: 'answer', strict: true,
+               schema: { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'], additionalProperties: false } } };
+    return b;
+  },
+  chain: (r, ctx) => {
+    const b = respBase(r);
+    const ids = ctx.own('resp');
+    b.previous_response_id = ids.length && r.chance(0.85) ? r.pick(ids) : r.pick(['resp_none', '', 'resp_' + 'f'.repeat(48), 'x'.repeat(300)]);
+    return b;
+  },
+  conversation: (r, ctx) => {
+    const b = respBase(r);
+    const ids = ctx.own('conv');
+    const id = ids.length && r.chance(0.85) ? r.pick(ids) : r.pick(['conv_none', 'conv_' + '0'.repeat(48)]);
+    b.conversation = r.chance(0.8) ? id : { id };
+    return b;
+  },
+};
+function boundResp(root) {
+  if (!root || typeof root !== 'object' || Array.isArray(root) || root instanceof Raw) return;
+  if (!('thinking_budget' in root)) root.thinking_budget = 16;
+  else if (typeof root.thinking_budget === 'number' && root.thinking_budget > 64 && root.thinking_budget <= 16384) root.thinking_budget = 64;
+  if (typeof root.agents === 'number' && root.agents > 4 && root.agents <= 16) root.agents = 4;
+  if (!('max_output_tokens' in root)) root.max_output_tokens = 8;
+}
+const SEARCHES = ['river', 'lant', '"', '"unclosed', '*', 'a*', 'NEAR(a b)', 'a OR b', 'NOT x', '-x', '^x', 'col:x', "'", '\u00e9t\u00e9',
+                  '%', '\u0000', '()', 'x'.repeat(2000), 'AND', 'a AND (b OR', '{x}'];
+// Sent as they are: bytes that are not UTF-8 (a lone surrogate's encoding, 0xFF).
+const RAW_SEARCHES = ['%ED%A0%80', '%FF%FE', 'a%00b', '%C0%AF'];
+
 function multipartBody(parts, boundary) {
   const chunks = [];
   for (const p of parts) {
@@ -804,7 +887,13 @@ function sseInfo(body) {
   for (const line of text.split('\n')) {
     if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
     info.events++;
-    try { const j = JSON.parse(line.slice(6)); if (j.error) info.errors.push(j.error); } catch (e) { info.errors.push({ type: 'unparseable_event', message: line.slice(0, 200) }); }
+    try {
+      const j = JSON.parse(line.slice(6));
+      if (j.error && !j.type) info.errors.push(j.error);
+      // The Responses API's error event: {type: "error", code, message}; a server's own failure has a server code.
+      if (j.type === 'error') info.errors.push({ type: ['server_error', 'storage_unavailable', 'kv_cache_full'].includes(j.code) ? 'server_error' : 'response_error', code: j.code, message: j.message });
+      if (j.type === 'response.completed' || j.type === 'response.incomplete' || j.type === 'response.failed') info.done = true;
+    } catch (e) { info.errors.push({ type: 'unparseable_event', message: line.slice(0, 200) }); }
   }
   return info;
 }
@@ -882,6 +971,10 @@ class Fuzzer {
       open: new Server('open', o, ['--quiet']),
     };
     this.files = { keyed: { alice: [], bob: [] }, open: { _: [] } };
+    // Ids of stored responses, conversations and items, per user: later requests use them, and
+    // the other user's must be 404 (cross-user).
+    const pools = () => ({ resp: [], conv: [], item: [] });
+    this.ids = { keyed: { alice: pools(), bob: pools() }, open: { _: pools() } };
     this.next = 0; this.sent = 0; this.stats = { status: {}, route: {}, kinds: {}, streamErrors: {}, gens: {}, valid: {} };
     this.findings = []; this.signatures = new Map(); this.findingSeq = 0;
     this.crashes = []; this.recent = { keyed: [], open: [] }; this.inflight = { keyed: new Set(), open: new Set() };
@@ -976,13 +1069,16 @@ class Fuzzer {
     const user = srvName === 'keyed' ? r.pick(['alice', 'bob']) : null;
     const other = user === 'alice' ? 'bob' : 'alice';
     const own = () => (srvName === 'keyed' ? this.files.keyed[user] : this.files.open._);
-    const ctx = { ownFiles: own, otherFiles: () => (srvName === 'keyed' ? this.files.keyed[other] : []) };
+    const idsOf = (u) => (srvName === 'keyed' ? this.ids.keyed[u] : this.ids.open._);
+    const ctx = { ownFiles: own, otherFiles: () => (srvName === 'keyed' ? this.files.keyed[other] : []), own: (k) => idsOf(user)[k] };
+    const remember = (kind, id) => { const l = idsOf(user)[kind]; if (typeof id === 'string' && !l.includes(id)) { l.push(id); if (l.length > 20) l.shift(); } };
+    const forget = (kind, id) => { const l = idsOf(user)[kind]; const k = l.indexOf(id); if (k >= 0) l.splice(k, 1); };
     const req = { method: 'GET', target: '/', version: 'HTTP/1.1', headers: [['Host', 'PORT']], body: null, expect: 'response', timeoutMs: this.o.timeoutMs };
     if (user) req.headers.push(['Authorization', `Bearer ${KEYS[user]}`]);
     req.headers.push(['Connection', 'close']);
     const ops = []; let check = null;
-    const gen = r.weighted([[55, 'chat'], [14, 'upload'], [5, 'fileGet'], [4, 'fileDelete'], [3, 'fileList'], [3, 'models'], [2, 'metrics'],
-                            [1, 'health'], [1, 'root'], [2, 'options'], ...(srvName === 'keyed' ? [[4, 'crossUser'], [3, 'noAuth']] : [])]);
+    const gen = r.weighted([[40, 'chat'], [16, 'responses'], [12, 'conv'], [12, 'upload'], [5, 'fileGet'], [4, 'fileDelete'], [3, 'fileList'], [3, 'models'],
+                            [2, 'metrics'], [1, 'health'], [1, 'root'], [2, 'options'], ...(srvName === 'keyed' ? [[6, 'crossUser'], [3, 'noAuth']] : [])]);
     let genName = gen;
     const mutate = r.chance(0.85);
     switch (gen) {
@@ -1008,6 +1104,97 @@ class Fuzzer {
         req.body = Buffer.from(ser(holder.root), 'utf8');
         req.stream = holder.root && holder.root.stream === true;
         if (mutate && r.chance(0.25)) { const m = mutateBytes(r, req.body); req.body = m.body; ops.push(m); }
+        break;
+      }
+      case 'responses': {
+        const sub = r.weighted([[4, 'text'], [3, 'items'], [2, 'tools'], [2, 'toolOutput'], [2, 'json'], [4, 'chain'], [3, 'conversation']]);
+        genName = 'responses.' + sub;
+        const holder = { root: RESP_GENS[sub](r, ctx) };
+        req.method = 'POST'; req.target = '/v1/responses';
+        req.headers.push(['Content-Type', 'application/json']);
+        if (mutate) {
+          const graft = () => RESP_GENS[r.pick(Object.keys(RESP_GENS))](r, ctx);
+          for (let k = r.weighted([[5, 1], [3, 2], [1, 3]]); k > 0; k--) {
+            const before = cloneTree(holder.root);
+            const op = mutateTree(r, holder, graft);
+            if (sizeEst(holder.root) <= MAX_TREE_BYTES) { ops.push(op); continue; }
+            holder.root = before;
+          }
+          boundResp(holder.root);
+        }
+        req.body = Buffer.from(ser(holder.root), 'utf8');
+        req.stream = holder.root && holder.root.stream === true;
+        req.responses = true;
+        if (mutate && r.chance(0.2)) { const m = mutateBytes(r, req.body); req.body = m.body; ops.push(m); }
+        // A stored response (whole, or the stream's response.created) joins the user's pool.
+        req.onOk = (text) => { const m = /"id":"(resp_[0-9a-f]{48})"/.exec(text); if (m && !/"store":false/.test(text)) remember('resp', m[1]); };
+        break;
+      }
+      case 'conv': {
+        const sub = r.weighted([[3, 'create'], [2, 'list'], [2, 'search'], [2, 'get'], [1, 'update'], [1, 'delete'], [2, 'itemsAdd'],
+                                [2, 'itemsList'], [1, 'itemGet'], [1, 'itemDelete'], [1, 'respGet'], [1, 'respDelete'], [1, 'respInput']]);
+        genName = 'conv.' + sub;
+        const pool = idsOf(user);
+        const pickId = (kind, bogus) => (pool[kind].length && r.chance(0.85) ? r.pick(pool[kind]) : r.pick(bogus));
+        const cid = pickId('conv', ['conv_none', 'conv_' + '0'.repeat(48), '%00', 'x'.repeat(300), '..']);
+        const item = () => ({ type: 'message', role: r.pick(['user', 'assistant', 'system', 'developer']),
+                              content: r.chance(0.5) ? words(r) : [{ type: r.pick(['input_text', 'output_text']), text: words(r) }] });
+        let holder = null;
+        const enc = (x) => (/[^\x21-\x7e]/.test(x) ? encodeURIComponent(x) : x);
+        switch (sub) {
+          case 'create':
+            req.method = 'POST'; req.target = '/v1/conversations';
+            holder = { root: { metadata: { title: words(r, 3) }, items: r.chance(0.7) ? [item(), item()] : [] } };
+            req.onOk = (text) => { const j = JSON.parse(text); remember('conv', j.id); };
+            break;
+          case 'list': req.target = '/v1/conversations?limit=' + r.pick(['1', '20', '100', '0', '-1', '1001', 'x', '1e9']); break;
+          case 'search':
+            req.target = '/v1/conversations?search=' + (r.chance(0.85) ? encodeURIComponent(r.pick(SEARCHES)) : r.pick(RAW_SEARCHES)) +
+                         (r.chance(0.3) ? '&limit=' + r.int(-1, 200) : '');
+            break;
+          case 'get': req.target = '/v1/conversations/' + enc(cid); break;
+          case 'update':
+            req.method = 'POST'; req.target = '/v1/conversations/' + enc(cid);
+            holder = { root: { metadata: { title: words(r, 3), [words(r, 1)]: words(r, 2) } } };
+            break;
+          case 'delete': req.method = 'DELETE'; req.target = '/v1/conversations/' + enc(cid); forget('conv', cid); break;
+          case 'itemsAdd':
+            req.method = 'POST'; req.target = `/v1/conversations/${enc(cid)}/items`;
+            holder = { root: { items: [item(), ...(r.chance(0.3) ? [{ type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' },
+                                                            { type: 'function_call_output', call_id: 'c1', output: 'ok' }] : [])] } };
+            req.onOk = (text) => { for (const it of JSON.parse(text).data || []) remember('item', it.id); };
+            break;
+          case 'itemsList':
+            req.target = `/v1/conversations/${enc(cid)}/items?limit=${r.pick(['1', '20', '100', '0', '101', 'x'])}&order=${r.pick(['asc', 'desc', 'sideways'])}` +
+                         (r.chance(0.3) ? '&after=' + enc(pickId('item', ['msg_none', ''])) : '');
+            break;
+          case 'itemGet': case 'itemDelete': {
+            const iid = pickId('item', ['msg_none', 'msg_' + '0'.repeat(48), '%2e%2e']);
+            req.method = sub === 'itemGet' ? 'GET' : 'DELETE';
+            req.target = `/v1/conversations/${enc(cid)}/items/${enc(iid)}`;
+            if (sub === 'itemDelete') forget('item', iid);
+            break;
+          }
+          case 'respGet': case 'respDelete': case 'respInput': {
+            const rid = pickId('resp', ['resp_none', 'resp_' + '0'.repeat(48), 'x'.repeat(300)]);
+            req.method = sub === 'respDelete' ? 'DELETE' : 'GET';
+            req.target = '/v1/responses/' + enc(rid) + (sub === 'respInput' ? '/input_items' : '');
+            if (sub === 'respDelete') forget('resp', rid);
+            break;
+          }
+        }
+        if (holder) {
+          req.headers.push(['Content-Type', 'application/json']);
+          if (mutate) {
+            const graft = () => ({ items: [item()], metadata: { title: words(r) } });
+            for (let k = r.int(1, 2); k > 0; k--) {
+              const before = cloneTree(holder.root);
+              const op = mutateTree(r, holder, graft);
+              if (sizeEst(holder.root) <= MAX_TREE_BYTES) ops.push(op); else holder.root = before;
+            }
+          }
+          req.body = Buffer.from(ser(holder.root), 'utf8');
+        }
         break;
       }
       case 'upload': {
@@ -1046,6 +1233,34 @@ class Fuzzer {
         break;
       case 'crossUser': {
         // Another user's file must be invisible: not readable, deletable, listed or attachable.
+        const theirIds = this.ids.keyed[other];
+        if ((theirIds.conv.length || theirIds.resp.length) && r.chance(0.5)) {
+          // Another user's conversations, items and responses do not exist for this one.
+          const kinds = [...(theirIds.conv.length ? ['convGet', 'convUpdate', 'convDelete', 'convItems', 'convAdd', 'convTurn', 'chatTurn'] : []),
+                         ...(theirIds.item.length && theirIds.conv.length ? ['itemGet', 'itemDelete'] : []),
+                         ...(theirIds.resp.length ? ['respGet', 'respDelete', 'respInput', 'respContinue'] : [])];
+          const what = r.pick(kinds);
+          genName = 'cross-user.' + what;
+          const c = theirIds.conv.length ? r.pick(theirIds.conv) : '', it = theirIds.item.length ? r.pick(theirIds.item) : '', rs = theirIds.resp.length ? r.pick(theirIds.resp) : '';
+          const json = (o) => { req.headers.push(['Content-Type', 'application/json']); req.body = Buffer.from(JSON.stringify(o)); };
+          switch (what) {
+            case 'convGet': req.target = `/v1/conversations/${c}`; break;
+            case 'convUpdate': req.method = 'POST'; req.target = `/v1/conversations/${c}`; json({ metadata: { title: 'mine now' } }); break;
+            case 'convDelete': req.method = 'DELETE'; req.target = `/v1/conversations/${c}`; break;
+            case 'convItems': req.target = `/v1/conversations/${c}/items`; break;
+            case 'convAdd': req.method = 'POST'; req.target = `/v1/conversations/${c}/items`; json({ items: [{ type: 'message', role: 'user', content: 'x' }] }); break;
+            case 'convTurn': req.method = 'POST'; req.target = '/v1/responses'; json({ input: 'x', conversation: c, max_output_tokens: 2, mode: 'instant' }); break;
+            case 'chatTurn': req.method = 'POST'; req.target = '/v1/chat/completions'; json({ messages: [{ role: 'user', content: 'x' }], conversation: c, max_tokens: 2, mode: 'instant' }); break;
+            case 'itemGet': req.target = `/v1/conversations/${c}/items/${it}`; break;
+            case 'itemDelete': req.method = 'DELETE'; req.target = `/v1/conversations/${c}/items/${it}`; break;
+            case 'respGet': req.target = `/v1/responses/${rs}`; break;
+            case 'respDelete': req.method = 'DELETE'; req.target = `/v1/responses/${rs}`; break;
+            case 'respInput': req.target = `/v1/responses/${rs}/input_items`; break;
+            case 'respContinue': req.method = 'POST'; req.target = '/v1/responses'; json({ input: 'x', previous_response_id: rs, max_output_tokens: 2, mode: 'instant' }); break;
+          }
+          check = (res) => (res.status !== 404 ? `${req.method} ${req.target.slice(0, 80)} (${other}'s) as ${user}: ${res.status} (must be 404, like a missing id)` : null);
+          return { srv, srvName, user, req, genName, ops: [], check, r };
+        }
         const theirs = this.files.keyed[other];
         const id = theirs.length ? r.pick(theirs) : null;
         const what = id ? r.pick(['get', 'delete', 'attach', 'list']) : 'list';
@@ -1095,7 +1310,9 @@ class Fuzzer {
   record(srvName, genName, req, res, unmutated) {
     const st = res.kind === 'response' ? String(res.status) : res.kind;
     this.stats.status[st] = (this.stats.status[st] || 0) + 1;
-    const KNOWN = ['/v1/chat/completions', '/chat/completions', '/v1/files', '/files', '/v1/files/{id}', '/files/{id}', '/v1/models', '/models', '/health', '/metrics', '/', '/index.html'];
+    const KNOWN = ['/v1/chat/completions', '/chat/completions', '/v1/files', '/files', '/v1/files/{id}', '/files/{id}', '/v1/files/{id}/content', '/v1/models', '/models',
+                   '/health', '/metrics', '/', '/index.html', '/v1/responses', '/v1/responses/{id}', '/v1/responses/{id}/input_items', '/v1/conversations',
+                   '/v1/conversations/{id}', '/v1/conversations/{id}/items', '/v1/conversations/{id}/items/{item}'];
     const rt = routeOf(req.target), m = ['GET', 'POST', 'DELETE', 'OPTIONS', 'HEAD'].includes(req.method) ? req.method : 'other method';
     const route = KNOWN.includes(rt) && m !== 'other method' ? `${m} ${rt}` : KNOWN.includes(rt) ? `other method ${rt}` : `${m} other path`;
     const rs = (this.stats.route[route] = this.stats.route[route] || {});
@@ -1182,6 +1399,10 @@ class Fuzzer {
         const bad = check(res);
         if (bad) this.addFinding(genName.startsWith('cross') ? 'leak' : 'auth', bad, info, res, `${genName} ${routeOf(req.target)} ${res.status}`);
       }
+      // Stored ids (responses, conversations, items) join the user's pool.
+      if (req.onOk && res.status === 200 && res.body && !req.authMutated) {
+        try { req.onOk(res.body.toString('utf8')); } catch (e) { /* not the JSON expected: the histogram shows the 200 */ }
+      }
       // Track uploads, so later requests use and cross-check real ids.
       // (Not when the credentials were mutated: the server may rightly have taken the upload as another user's.)
       if (req.isUpload && res.status === 200 && res.body && !req.authMutated) {
@@ -1267,7 +1488,13 @@ class Fuzzer {
 
 function routeOf(t) {
   const p = t.split('?')[0];
+  if (/^\/(v1\/)?files\/[^/]+\/content$/.test(p)) return '/v1/files/{id}/content';
   if (/^\/(v1\/)?files\/./.test(p)) return p.startsWith('/v1/') ? '/v1/files/{id}' : '/files/{id}';
+  if (/^\/v1\/conversations\/[^/]+\/items\/./.test(p)) return '/v1/conversations/{id}/items/{item}';
+  if (/^\/v1\/conversations\/[^/]+\/items$/.test(p)) return '/v1/conversations/{id}/items';
+  if (/^\/v1\/conversations\/./.test(p)) return '/v1/conversations/{id}';
+  if (/^\/v1\/responses\/[^/]+\/input_items$/.test(p)) return '/v1/responses/{id}/input_items';
+  if (/^\/v1\/responses\/./.test(p)) return '/v1/responses/{id}';
   if (p.length > 40) return p.slice(0, 20) + '...';
   return p;
 }
