@@ -124,6 +124,20 @@ bool server::impl::chat_input(const http::request & req, http::response & res, c
     return true;
 }
 
+std::shared_ptr<http::stream> server::impl::open_event_stream(http::request & req, http::response & res,
+                                                              const std::shared_ptr<request_cancel> & stop) {
+    auto out      = std::make_shared<http::stream>();
+    out->on_close = [stop](bool complete) {
+        if (!complete) stop->src.request_stop();
+    };
+    res.stream       = out;
+    res.content_type = "text/event-stream";
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    req.commit();
+    return out;
+}
+
 void server::impl::count_chat(const ask_output & out, bool cancelled, clock_type::time_point t0) {
     for (const auto & r : out.results) {
         met.prompt_tokens += (uint64_t) (r.use.prompt_tokens_prefilled + r.use.prompt_tokens_reused);
@@ -184,23 +198,12 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
         if (!s.empty() && !out->write(s)) stop->src.request_stop();  // the client left: cancel at the next engine step
     };
     if (in.stream) {
-        out           = std::make_shared<http::stream>();
-        out->on_close = [stop](bool complete) {
-            if (!complete) stop->src.request_stop();
-        };
-        res.stream       = out;
-        res.content_type = "text/event-stream";
-        res.set_header("Cache-Control", "no-cache");
-        res.set_header("X-Accel-Buffering", "no");
-        req.commit();  // the status and headers go out now; the handler must not touch res after this
+        out = open_event_stream(req, res, stop);
         send(builder.start());
     }
-    std::atomic<bool> first_token{ false };
+    std::atomic<bool> seen_token{ false };
     choice_sink sink = [&](int i, const ask_event & ev) {
-        if (ev.type == ask_event::AGENT_DELTA && !first_token.exchange(true)) {
-            met.ttft_count++;
-            met.ttft_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
-        }
+        if (ev.type == ask_event::AGENT_DELTA) first_token(seen_token, t0);
         if (!in.stream) return;
         std::vector<ojson> chunks;
         {

@@ -206,23 +206,12 @@ void server::impl::handle_response(http::request & req, http::response & res) {
         if (!out->write(sse(events))) stop->src.request_stop();  // the client left: cancel at the next engine step
     };
     if (rq.stream) {
-        out           = std::make_shared<http::stream>();
-        out->on_close = [stop](bool complete) {
-            if (!complete) stop->src.request_stop();
-        };
-        res.stream       = out;
-        res.content_type = "text/event-stream";
-        res.set_header("Cache-Control", "no-cache");
-        res.set_header("X-Accel-Buffering", "no");
-        req.commit();  // the status and headers go out now; the handler must not touch res after this
+        out = open_event_stream(req, res, stop);
         send(builder.start());
     }
-    std::atomic<bool> first_token{ false };
+    std::atomic<bool> seen_token{ false };
     choice_sink sink = [&](int, const ask_event & ev) {
-        if (ev.type == ask_event::AGENT_DELTA && !first_token.exchange(true)) {
-            met.ttft_count++;
-            met.ttft_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
-        }
+        if (ev.type == ask_event::AGENT_DELTA) first_token(seen_token, t0);
         if (!rq.stream) return;
         std::lock_guard<std::mutex> lk(out_mu);
         send(builder.event(ev));

@@ -185,6 +185,16 @@ struct server::impl {
     bool take_turn(http::request & req, http::response & res, const cancel_token & stop);
     bool chat_input(const http::request & req, http::response & res, chat_api_request & in, ask_input & ai);
     void count_chat(const ask_output & out, bool cancelled, clock_type::time_point t0);
+    // A streamed answer: the response becomes an event stream whose status and headers go out
+    // now (the handler must not touch `res` after this); the client leaving cancels `stop`.
+    std::shared_ptr<http::stream> open_event_stream(http::request & req, http::response & res,
+                                                    const std::shared_ptr<request_cancel> & stop);
+    // The first token of a request (its first delta): counted once for /metrics' TTFT.
+    void first_token(std::atomic<bool> & seen, clock_type::time_point t0) {
+        if (seen.exchange(true)) return;
+        met.ttft_count++;
+        met.ttft_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
+    }
     void handle_file_upload(http::request & req, http::response & res);
     std::string metrics_text();
     api_error fetch_image(const std::string & url, std::string & bytes, std::string & name);
