@@ -1,5 +1,7 @@
 #include "assistant.h"
 
+#include "safety-door.h"
+
 #include "agents/tools.h"
 #include "app/fold-attachments.h"
 #include "reasoning/mode.h"
@@ -133,6 +135,14 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
     }
     p.tools = std::make_shared<tool_registry>(builtin_tools());
     fold_attachments(att, in.request, *p.tools, be.caps().vision);
+    // The safety gates read the turn with its attachments' text folded in.
+    if (params.safety) {
+        p.safety = std::make_shared<safety_decision>();
+        if (error e = params.safety->check_input(in.request, *p.safety)) {
+            if (why) why->field = "safety";
+            return e;
+        }
+    }
     p.att = att;
     p.in  = std::move(in);
     return {};
@@ -145,17 +155,78 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
     // n choices at once, each its own orchestrator run (its own seed when one was given).
     const int n = p.in.n;
     out.results.assign(n, ask_result{});
+    const safety_decision * sd   = p.safety.get();
+    const safety_door *     door = params.safety.get();
     auto run_choice = [&](int i) {
         try {
             ask_request r = p.in.request;
             if (n > 1 && r.opt.sampling.seed != 0xFFFFFFFF) r.opt.sampling.seed += (uint32_t) i;
+            if (sd && sd->refuse) {
+                // Refused by the policy: the refusal is the answer, and nothing runs.
+                ask_result & res   = out.results[i];
+                res.mode_requested = r.opt.mode;
+                res.mode           = MODE_INSTANT;
+                res.mode_reason    = "refused by the safety policy (" + sd->refused_by + ")";
+                res.answer         = sd->refusal;
+                res.aggregation    = "none";
+                res.finish         = FINISH_STOP;
+                if (door) res.safety_json = safety_door::trace_json(*sd, door->policy());
+                if (sink) {
+                    ask_event ev;
+                    ev.type  = ask_event::AGENT_DELTA;
+                    ev.agent = 0;
+                    ev.kind  = AGENT_ANSWER;
+                    ev.delta = chat_event::CONTENT;
+                    ev.text  = sd->refusal;
+                    sink(i, ev);
+                }
+                return;
+            }
             orchestrator orch(be, *p.tools);
             ask_sink s;
-            if (sink) s = [&sink, i](const ask_event & ev) { sink(i, ev); };
+            // gate_stream: the answering agent's content passes the safety gate (guidance before
+            // the first word, sentences held while they are checked); the rest goes as it is.
+            std::unique_ptr<stream_gate> gate;
+            bool                         started = false;
+            ask_event                    answer_ev;
+            if (sd && door) gate = std::make_unique<stream_gate>(*sd, door->pii());
+            if (sink) {
+                s = [&, i](const ask_event & ev) {
+                    if (!gate || ev.type != ask_event::AGENT_DELTA || ev.kind != AGENT_ANSWER || ev.delta != chat_event::CONTENT) {
+                        sink(i, ev);
+                        return;
+                    }
+                    ask_event out_ev = ev;
+                    if (!started) {
+                        started   = true;
+                        answer_ev = ev;
+                        if (!sd->prefix.empty()) {
+                            out_ev.text = sd->prefix;
+                            sink(i, out_ev);
+                        }
+                    }
+                    out_ev.text = gate->push(ev.text);
+                    if (!out_ev.text.empty()) sink(i, out_ev);
+                };
+            }
             out.results[i] = orch.run(r, s, cancel);
+            if (sd && door) {
+                if (started && sink) {
+                    ask_event tail = answer_ev;
+                    tail.text      = gate->flush();
+                    if (!tail.text.empty()) sink(i, tail);
+                    const ask_result & res = out.results[i];
+                    if (!sd->suffix.empty() && !(res.answer.empty() && !res.tool_calls.empty())) {
+                        tail.text = sd->suffix;
+                        sink(i, tail);
+                    }
+                }
+                door->check_output(*sd, out.results[i]);
+            }
         } catch (const std::exception & e) {
             out.results[i].err = { ERROR_INTERNAL, std::string("internal error: ") + e.what() };
         }
+        if (sd && door) out.results[i].safety_json = safety_door::trace_json(*sd, door->policy());
     };
     std::vector<std::thread> runs;
     for (int i = 1; i < n; ++i) runs.emplace_back(run_choice, i);
@@ -163,6 +234,11 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
     for (auto & t : runs) t.join();
 
     for (const auto & h : out_hooks) h->check(p.in.session, p.in.request, out.results);
+    // Traces are redacted (one redactor: the same value keeps its placeholder across choices).
+    if (door && door->policy().enabled && door->policy().redact_traces) {
+        pii_redactor red;
+        for (auto & r : out.results) door->redact_trace(r, red);
+    }
 }
 
 error assistant::ask(ask_input in, const choice_sink & sink, const cancel_token & cancel, ask_output & out, ask_refusal * why) const {

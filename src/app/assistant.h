@@ -24,6 +24,7 @@
 #include "core/cancel.h"
 #include "perception/attachment-set.h"
 #include "reasoning/orchestrator.h"
+#include "safety/policy.h"
 
 #include <nlohmann/json.hpp>
 
@@ -67,6 +68,7 @@ struct prepared_ask {
     ask_input                      in;
     std::shared_ptr<attachment_set> att;
     std::shared_ptr<tool_registry> tools;
+    std::shared_ptr<safety_decision> safety;  // the safety gates' decision (null: no gates)
 };
 
 struct ask_output {
@@ -98,9 +100,14 @@ class output_hook {
     virtual void check(const ask_session & s, const ask_request & req, std::vector<ask_result> & results) = 0;
 };
 
+class safety_door;
+
 struct assistant_params {
     size_t  request_memory = attachment_set::k_default_budget;  // decoded images and tables per request
     int32_t max_n          = 16;
+    // The safety gates (app/safety-door.h): classification, guidance, disclaimers, redaction.
+    // Null: none (library users who bring their own hooks).
+    std::shared_ptr<safety_door> safety;
 };
 
 // The rules on combinations of options that every front end shares (mode × JSON schema ×
@@ -140,6 +147,8 @@ class assistant {
               ask_refusal * why = nullptr) const;
 
     backend & get_backend() const { return be; }
+    // The safety gates, or null.
+    safety_door * safety() const { return params.safety.get(); }
 
   private:
     backend &                                 be;

@@ -23,9 +23,12 @@ error load_history(store & st, const std::string & user_id, const std::string & 
 
 error store_turn(store & st, const std::string & user_id, const std::string & conversation_id,
                  const std::vector<chat_message> & turn, const ask_result & answer, const std::string & author,
-                 const std::string & model) {
+                 const std::string & model, const safety_door * safety) {
     using ojson = nlohmann::ordered_json;
-    const auto dump = [](const ojson & j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); };
+    const auto   dump   = [](const ojson & j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); };
+    const bool   redact = safety && safety->policy().enabled && safety->policy().redact_store;
+    pii_redactor red;  // one for the turn: a value keeps its placeholder across its items
+    auto clean = [&](const std::string & s) { return redact ? red.redact(utf8_sanitize(s), safety->pii()) : utf8_sanitize(s); };
     std::vector<item_record> items;
     for (const auto & m : turn) {
         if (m.role != "user" && m.role != "system") continue;
@@ -33,7 +36,7 @@ error store_turn(store & st, const std::string & user_id, const std::string & co
         it.type         = "message";
         it.role         = m.role;
         it.author       = author;
-        it.text         = utf8_sanitize(m.content);
+        it.text         = clean(m.content);
         it.content_json = dump(ojson::array({ { { "type", "input_text" }, { "text", it.text } } }));
         items.push_back(std::move(it));
     }
@@ -41,10 +44,12 @@ error store_turn(store & st, const std::string & user_id, const std::string & co
     a.type         = "message";
     a.role         = "assistant";
     a.author       = model;
-    a.text         = utf8_sanitize(answer.answer);
-    a.reasoning    = utf8_sanitize(answer.reasoning);
+    a.text         = clean(answer.answer);
+    a.reasoning    = clean(answer.reasoning);
     a.content_json = dump(ojson::array({ { { "type", "output_text" }, { "text", a.text }, { "annotations", ojson::array() } } }));
-    a.trace_json   = dump(to_json(answer));
+    ojson trace    = to_json(answer);
+    if (redact) safety->redact_json(trace, red);
+    a.trace_json = dump(trace);
     a.usage_json   = dump(ojson{ { "input_tokens", answer.use.prompt_tokens_prefilled + answer.use.prompt_tokens_reused },
                                  { "input_tokens_details", { { "cached_tokens", answer.use.prompt_tokens_reused } } },
                                  { "output_tokens", answer.use.completion_tokens } });

@@ -13,6 +13,7 @@
 // Thread safety: reentrant (the store is thread-safe).
 
 #include "app/data.h"
+#include "app/safety-door.h"
 #include "core/chat-types.h"
 #include "reasoning/orchestrator.h"
 
@@ -27,8 +28,10 @@ error load_history(store & st, const std::string & user_id, const std::string & 
 
 // Appends the turn: the user and system messages of `turn`, then `answer` (its text,
 // reasoning, `muse` trace and usage). `author` wrote the messages; `model` the answer.
+// With `safety` whose policy redacts the store, personal data in every stored text (the
+// messages, the answer, its reasoning and trace) becomes typed placeholders first.
 error store_turn(store & st, const std::string & user_id, const std::string & conversation_id,
                  const std::vector<chat_message> & turn, const ask_result & answer, const std::string & author,
-                 const std::string & model);
+                 const std::string & model, const safety_door * safety = nullptr);
 
 }  // namespace muse

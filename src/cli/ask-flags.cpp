@@ -133,8 +133,8 @@ std::string ask_help() {
            "  --json              print one JSON object (answer, mode, plan, agents, vote, usage)\n"
            "  --hide-reasoning    do not print reasoning\n"
            "  --verbose           show llama.cpp's own log\n"
-           "\n"
-           "Ctrl-C stops generation cleanly and prints what was produced.\n";
+           "\n" + std::string(safety_help()) +
+           "\nCtrl-C stops generation cleanly and prints what was produced.\n";
 }
 
 std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, bool prompt_required) {
@@ -211,6 +211,7 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, 
         if (a.flag("--json")) { out.as_json = true; continue; }
         if (a.flag("--hide-reasoning")) { out.hide_reasoning = true; continue; }
         if (a.flag("--verbose") || a.flag("-v")) { out.verbose = 2; continue; }
+        if (parse_safety_flag(a, out.safety)) continue;
         if (a.peek().rfind("-", 0) == 0 && a.peek() != "-") {
             return "unknown option " + a.peek() + " (see muse ask --help)";
         }

@@ -10,6 +10,7 @@
 // Thread safety: reentrant.
 
 #include "app/assistant.h"
+#include "safety-flags.h"
 
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ struct ask_flags {
     ask_options              opt;            // mode, limits, sampling, stops, schema
     int32_t                  threads = 0, ctx = 0;
     bool                     as_json = false, hide_reasoning = false, show_agents = false;
+    safety_flags             safety;
     int                      verbose = 0;
 };
 

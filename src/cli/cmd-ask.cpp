@@ -2,6 +2,7 @@
 
 #include "answer-view.h"
 #include "ask-flags.h"
+#include "safety-flags.h"
 #include "cli.h"
 #include "commands.h"
 
@@ -99,7 +100,12 @@ int cmd_ask(int argc, char ** argv) {
                          "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
                          "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated);
     if (!rt) return rc;
-    if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads))) {
+    assistant_params door_params;
+    if (std::string e = build_safety(f.safety, door_params.safety); !e.empty()) {
+        fprintf(stderr, "muse ask: %s\n", e.c_str());
+        return EXIT_USAGE;
+    }
+    if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
         fprintf(stderr, "muse ask: %s\n", err.message.c_str());
         return exit_code_for(err.code);
     }

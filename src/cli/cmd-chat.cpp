@@ -6,6 +6,7 @@
 
 #include "answer-view.h"
 #include "ask-flags.h"
+#include "safety-flags.h"
 #include "cli.h"
 #include "commands.h"
 
@@ -379,7 +380,7 @@ class chat_session {
             conv  = c.id;
             title = t;
         }
-        if (error se = store_turn(st, uid, conv, added, r, user, model_id)) say("muse chat: not saved: " + se.message);
+        if (error se = store_turn(st, uid, conv, added, r, user, model_id, rt.door().safety())) say("muse chat: not saved: " + se.message);
     }
 
   public:
@@ -497,7 +498,12 @@ int cmd_chat(int argc, char ** argv) {
                          "note: using the generated smoke-test model (random weights: its answers are meaningless).\n"
                          "      For real answers: muse chat --model /path/to/model.gguf\n", rc);
     if (!rt) return rc;
-    if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads))) {
+    assistant_params door_params;
+    if (std::string e = build_safety(f.safety, door_params.safety); !e.empty()) {
+        fprintf(stderr, "muse chat: %s\n", e.c_str());
+        return EXIT_USAGE;
+    }
+    if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
         fprintf(stderr, "muse chat: %s\n", err.message.c_str());
         return exit_code_for(err.code);
     }

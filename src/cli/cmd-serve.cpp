@@ -3,6 +3,7 @@
 #include "app/data.h"
 #include "cli.h"
 #include "commands.h"
+#include "safety-flags.h"
 
 #include "app/runtime.h"
 #include "server/server.h"
@@ -128,10 +129,13 @@ int cmd_serve(int argc, char ** argv) {
     float         header_timeout = 10, body_timeout = 60;
     std::string   origin, host_name;
     int           verbose = 0;
+    safety_flags  safety;
 
     while (!a.done() && a.error.empty()) {
         if (a.flag("--help") || a.flag("-h")) {
             fputs(k_serve_help, stdout);
+            fputs("\n", stdout);
+            fputs(safety_help(), stdout);
             return EXIT_OK;
         }
         if (a.value("--model", model_path) || a.value("-m", model_path)) continue;
@@ -167,6 +171,7 @@ int cmd_serve(int argc, char ** argv) {
         if (a.int_value("--ctx", 256, 1 << 22, ctx) || a.int_value("-c", 256, 1 << 22, ctx)) continue;
         if (a.int_value("--threads", 0, 1024, threads) || a.int_value("-t", 0, 1024, threads)) continue;
         if (a.flag("--quiet")) { sp.log_requests = false; continue; }
+        if (parse_safety_flag(a, safety)) continue;
         if (a.flag("--verbose") || a.flag("-v")) { verbose = 2; continue; }
         a.error = "unknown option " + a.peek() + " (see muse serve --help)";
     }
@@ -219,7 +224,12 @@ int cmd_serve(int argc, char ** argv) {
     eo.n_threads    = threads;
     eo.n_seq_max    = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
     eo.prompt_cache = cache_prompts;
-    if (error err = rt->start(eo, assistant_params_for(sp))) {
+    assistant_params door_params = assistant_params_for(sp);
+    if (std::string e = build_safety(safety, door_params.safety); !e.empty()) {
+        fprintf(stderr, "muse serve: %s\n", e.c_str());
+        return EXIT_USAGE;
+    }
+    if (error err = rt->start(eo, door_params)) {
         fprintf(stderr, "muse serve: %s\n", err.message.c_str());
         return exit_code_for(err.code);
     }

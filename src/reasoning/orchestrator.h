@@ -145,6 +145,9 @@ struct ask_result {
     finish_reason finish = FINISH_NONE;  // FINISH_TOOL_CALLS: see tool_calls
     error       err;
     std::vector<chat_tool_call> tool_calls;  // client tools to run (ask_options::client_tools)
+    // The safety gates' verdict on this request (app/safety-door.h), a JSON object's text, or
+    // empty when no gate ran: the trace shows it as `safety`.
+    std::string safety_json;
 };
 
 struct ask_event {

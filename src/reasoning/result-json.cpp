@@ -104,6 +104,10 @@ json to_json(const ask_result & r) {
     if (r.err) {
         j["error"] = { { "code", error_code_name(r.err.code) }, { "message", r.err.message } };
     }
+    if (!r.safety_json.empty()) {
+        json s = json::parse(r.safety_json, nullptr, false);
+        if (!s.is_discarded()) j["safety"] = s;
+    }
     return j;
 }
 

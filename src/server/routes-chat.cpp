@@ -237,7 +237,8 @@ void server::impl::handle_chat(http::request & req, http::response & res) {
     // The turn joins its conversation before the client hears it is done: an answer the client
     // got is an answer stored (the first choice's, with its trace and usage).
     if (!err && !cancelled && !in.conversation_id.empty() && !result.results.empty()) {
-        if (error e = store_turn(*db, conv_uid, in.conversation_id, turn_messages, result.results.front(), req.user, params.model_id)) {
+        if (error e = store_turn(*db, conv_uid, in.conversation_id, turn_messages, result.results.front(), req.user, params.model_id,
+                                 asst.safety())) {
             err = result_error(e);
         }
     }

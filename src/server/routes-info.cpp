@@ -2,6 +2,8 @@
 
 #include "server-impl.h"
 
+#include "app/safety-door.h"
+
 #include "backend/backend.h"
 #include "core/utf8.h"
 #include "server/web-assets.h"
@@ -82,7 +84,11 @@ std::string server::impl::metrics_text() {
     metric("muse_chat_request_seconds_sum", "counter", "Chat request durations, summed.", met.request_us / 1e6);
     metric("muse_chat_request_seconds_count", "counter", "Chat requests finished.", (double) met.chat_done);
     metric("muse_generated_tokens_per_second", "gauge", "Engine tokens generated per second over the last 10 s.", met.tokens_per_s);
-    for (const auto & m : be.stats()) {
+    std::vector<backend_metric> more = be.stats();
+    if (asst.safety()) {
+        for (auto & m : asst.safety()->stats()) more.push_back(std::move(m));
+    }
+    for (const auto & m : more) {
         out += "# HELP " + m.name + " " + m.help + "\n# TYPE " + m.name + " " + m.type + "\n";
         char v[64];
         snprintf(v, sizeof(v), " %.10g\n", m.value);

@@ -10,6 +10,7 @@
 #include "responses-api.h"
 
 #include "app/conversation-turn.h"
+#include "app/safety-door.h"
 #include "app/result-json.h"
 #include "core/json-depth.h"
 #include "core/random.h"
@@ -251,12 +252,18 @@ void server::impl::handle_response(http::request & req, http::response & res) {
         rec.id                   = id;
         rec.conversation_id      = conv;
         rec.previous_response_id = prev;
-        rec.input_json           = wire(rq.input);
-        rec.body_json            = wire(resp);
+        ojson stored_in = rq.input, stored_body = resp;
+        if (const safety_door * sd = asst.safety(); sd && sd->policy().enabled && sd->policy().redact_store) {
+            pii_redactor red;  // personal data is stored as placeholders, the same value the same one
+            sd->redact_json(stored_in, red);
+            sd->redact_json(stored_body, red);
+        }
+        rec.input_json = wire(stored_in);
+        rec.body_json  = wire(stored_body);
         if (error e = db->put_response(uid, rec)) err = result_error(e);
     }
     if (!err && !conv.empty()) {
-        if (error e = store_turn(*db, uid, conv, turn_messages, result.results.front(), req.user, params.model_id)) err = result_error(e);
+        if (error e = store_turn(*db, uid, conv, turn_messages, result.results.front(), req.user, params.model_id, asst.safety())) err = result_error(e);
     }
     if (rq.stream) {
         std::lock_guard<std::mutex> lk(out_mu);

@@ -1,5 +1,7 @@
 #include "server-impl.h"
 
+#include "app/safety-door.h"
+
 #include "core/limits.h"
 #include "core/utf8.h"
 #include "server/web-assets.h"
@@ -311,7 +313,8 @@ void server::impl::routes() {
         met.count(route_label(req.route), res.status);
         if (params.log_requests && req.path != "/health" && req.path != "/metrics") {
             // The path as a client sent it: control characters would forge log lines.
-            std::string path = utf8_head(req.path, 200);
+            // Personal data in it (a search for an e-mail address) is redacted (--redact logs).
+            std::string path = utf8_head(asst.safety() ? asst.safety()->for_log(req.path) : req.path, 200);
             for (char & c : path) {
                 if ((unsigned char) c < 0x20 || c == 0x7f) c = '?';
             }

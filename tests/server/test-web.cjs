@@ -168,6 +168,18 @@ async function main() {
       await page.$eval('#conversations li.none', (l) => /No conversations/.test(l.textContent)), after);
     await page.click('#settings-dialog form button');
 
+    // Safety: a red flag gets the emergency banner above the answer, which starts with the guidance.
+    await page.click('#new-chat');
+    await page.click('button[data-mode="instant"]');
+    await page.fill('#max-tokens', '6');
+    await page.fill('#prompt', 'My baby is not breathing and turning blue');
+    await page.click('#send');
+    await page.waitForSelector('.msg.assistant .safety-banner.emergency', { timeout: 60000 });
+    const banner = await page.$eval('.msg.assistant', (m) => ({ banner: m.querySelector('.safety-banner').textContent,
+      answer: m.querySelector('.final').textContent }));
+    check('safety: an emergency banner, and the answer starts with the guidance', /call 112 now/.test(banner.banner) &&
+      banner.answer.startsWith('**If this may be an emergency, call 112 now.**'), banner);
+
     check('no request left the server (offline, no CDN)', outside.length === 0, outside);
     check('no page errors', consoleErrors.length === 0, consoleErrors);
   } finally {

@@ -1,0 +1,136 @@
+// The safety gates wired into a request (see safety-door.h).
+
+#include "safety-door.h"
+
+#include "core/utf8.h"
+
+namespace muse {
+
+safety_door::safety_door(safety_policy p) : pol(std::move(p)) {}
+
+error safety_door::check_input(ask_request & req, safety_decision & d) const {
+    d = safety_decision{};
+    if (!pol.enabled) return {};
+    checks++;
+    // The user's turn: the last user message (attachments' text included), and the one before
+    // it for context when the turn is short ("and tonight?").
+    std::string text;
+    int         seen = 0;
+    for (auto m = req.messages.rbegin(); m != req.messages.rend() && seen < 2; ++m) {
+        if (m->role != "user") continue;
+        text = m->content + (text.empty() ? "" : "\n" + text);
+        if (++seen == 1 && m->content.size() > 200) break;
+    }
+    classification c;
+    try {
+        c = test_classify ? test_classify(text) : cls.classify(text);
+    } catch (const std::exception & e) {
+        failures++;
+        if (pol.fail_closed) {
+            return { ERROR_INTERNAL, std::string("the safety check failed (") + e.what() +
+                                         "), so the request was not run; the server's --safety-fail open lets such requests through" };
+        }
+        d.actions.push_back("failed_open");
+        return {};
+    }
+    d = decide(c, pol);
+    for (const auto & h : d.input.hazards) by_hazard[(int) h.category]++;
+    for (const auto & f : d.input.red_flags) by_flag[f.flag]++;
+    if (d.refuse) refusals++;
+    for (const auto & a : d.actions) {
+        if (a == "emergency_first") emergency++;
+        if (a == "crisis_first") crisis++;
+        if (a == "disclaimer") disclaimers++;
+    }
+    if (!d.instruction.empty() && !d.refuse) {
+        if (!req.messages.empty() && req.messages.front().role == "system") {
+            req.messages.front().content += "\n\n" + d.instruction;
+        } else {
+            chat_message sys;
+            sys.role    = "system";
+            sys.content = d.instruction;
+            req.messages.insert(req.messages.begin(), sys);
+        }
+    }
+    return {};
+}
+
+void safety_door::check_output(const safety_decision & d, ask_result & r) const {
+    if (d.refuse) return;
+    if (r.answer.empty() && !r.tool_calls.empty()) return;  // a tool call: no text to frame
+    stream_gate g(d, detector);
+    r.answer = d.prefix + g.check_whole(r.answer) + (r.answer.empty() && d.prefix.empty() ? "" : d.suffix);
+}
+
+std::string safety_door::trace_json(const safety_decision & d, const safety_policy & p) {
+    nlohmann::ordered_json hz = nlohmann::ordered_json::array(), fl = nlohmann::ordered_json::array();
+    for (const auto & h : d.input.hazards) {
+        hz.push_back({ { "category", hazard_code(h.category) }, { "name", hazard_name(h.category) }, { "score", h.score }, { "rule", h.rule } });
+    }
+    for (const auto & f : d.input.red_flags) fl.push_back({ { "flag", red_flag_name(f.flag) }, { "rule", f.rule } });
+    nlohmann::ordered_json j = { { "decided_by", "rules" }, { "categories", hz }, { "red_flags", fl },
+                                 { "advice", advice_name(d.input.advice) }, { "personal_dosing", d.input.personal_dosing },
+                                 { "actions", d.actions }, { "locale", p.locale } };
+    if (d.refuse) j["refused_by"] = d.refused_by;
+    for (const auto & a : d.actions) {
+        if (a == "emergency_first" || a == "crisis_first") {
+            j["emergency_number"] = emergency_number_for(p);
+            j["crisis_line"]      = crisis_line_for(p);
+        }
+    }
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+void safety_door::redact_json(nlohmann::ordered_json & j, pii_redactor & r) const {
+    if (j.is_string()) {
+        const std::string s = j.get<std::string>();
+        const std::string t = r.redact(s, detector);
+        if (t != s) j = t;
+    } else if (j.is_array() || j.is_object()) {
+        for (auto & v : j) redact_json(v, r);
+    }
+}
+
+void safety_door::redact_trace(ask_result & r, pii_redactor & red) const {
+    for (auto & a : r.agents) {
+        a.reasoning = red.redact(a.reasoning, detector);
+        a.answer    = red.redact(a.answer, detector);
+        for (auto & c : a.tool_calls) {
+            c.arguments = red.redact(c.arguments, detector);
+            c.result    = red.redact(c.result, detector);
+        }
+    }
+}
+
+std::string safety_door::for_log(const std::string & text) const {
+    if (!pol.enabled || !pol.redact_logs) return text;
+    pii_redactor r;
+    return r.redact(text, detector);
+}
+
+std::vector<backend_metric> safety_door::stats() const {
+    std::vector<backend_metric> m = {
+        { "muse_safety_checks_total", "counter", "Requests the safety gates classified.", (double) checks.load() },
+        { "muse_safety_refusals_total", "counter", "Requests refused by the safety policy.", (double) refusals.load() },
+        { "muse_safety_failures_total", "counter", "Safety checks that failed (refused when failing closed).", (double) failures.load() },
+        { "muse_safety_emergency_first_total", "counter", "Answers that put emergency guidance first.", (double) emergency.load() },
+        { "muse_safety_crisis_first_total", "counter", "Answers that put crisis-line guidance first.", (double) crisis.load() },
+        { "muse_safety_disclaimers_total", "counter", "Answers given a health, legal or financial disclaimer.", (double) disclaimers.load() },
+    };
+    for (int h = 1; h <= 14; ++h) {
+        if (h != 1 && h != 2 && h != 6 && h != 9 && h != 10 && h != 11) continue;  // the categories the rules cover
+        m.push_back({ std::string("muse_safety_hazard_") + hazard_code((hazard) h) + "_total", "counter",
+                      std::string("Requests classified as ") + hazard_code((hazard) h) + " (" + hazard_name((hazard) h) + ").",
+                      (double) by_hazard[h].load() });
+    }
+    for (int f = 0; f < RF_COUNT; ++f) {
+        m.push_back({ std::string("muse_safety_red_flag_") + red_flag_name((red_flag) f) + "_total", "counter",
+                      std::string("Requests with the medical red flag ") + red_flag_name((red_flag) f) + ".", (double) by_flag[f].load() });
+    }
+    for (auto & x : m) {
+        for (char & c : x.name) c = (char) std::tolower((unsigned char) c);
+    }
+    return m;
+}
+
+}  // namespace muse

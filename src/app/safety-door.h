@@ -1,0 +1,75 @@
+#pragma once
+// The safety gates at the assistant's door (safety/ holds the rules; this wires them into a
+// request): check_input classifies the user's turn with the text extracted from its
+// attachments and decides (refuse, or guidance first, a disclaimer last, an instruction for the
+// model); the assistant then gates each choice's stream (gate_stream: guidance before the first
+// word, sentences held while a dose or personal data is checked, the disclaimer at the end) and
+// checks the final answer the same way (check_output), so a streamed answer and the stored one
+// agree. Every verdict goes into the trace (`muse.safety`) and the counters (/metrics).
+//
+//   auto door = std::make_shared<muse::safety_door>(policy);
+//   muse::assistant_params ap; ap.safety = door;          // assistant::prepare / run use it
+//
+// Thread safety: check_input, check_output and the counters from any number of threads.
+
+#include "backend/backend.h"
+#include "reasoning/orchestrator.h"
+#include "safety/classifier.h"
+#include "safety/pii.h"
+#include "safety/policy.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace muse {
+
+class safety_door {
+  public:
+    explicit safety_door(safety_policy p = {});
+
+    const safety_policy & policy() const { return pol; }
+    const pii_detector &  pii() const { return detector; }
+
+    // Classifies the request's last user message (the attachments' text is folded into it by
+    // then) and decides. The instruction is added to the request's system prompt. A classifier
+    // failure refuses the request (ERROR_INTERNAL naming it) when the policy fails closed; open,
+    // it passes with "failed_open" in the trace.
+    error check_input(ask_request & req, safety_decision & d) const;
+
+    // The final answer as the stream showed it: guidance + the checked answer + the disclaimer.
+    void check_output(const safety_decision & d, ask_result & r) const;
+
+    // The verdict as the trace's `safety` object.
+    static std::string trace_json(const safety_decision & d, const safety_policy & p);
+
+    // Personal data replaced in every string of a JSON value (traces, stored items), with one
+    // redactor so that placeholders agree across the value.
+    void redact_json(nlohmann::ordered_json & j, pii_redactor & r) const;
+    // The trace's texts (agents' reasoning, answers, tool calls) redacted in place.
+    void redact_trace(ask_result & r, pii_redactor & red) const;
+    // Text for a log line: redacted when the policy says logs.
+    std::string for_log(const std::string & text) const;
+
+    std::vector<backend_metric> stats() const;
+
+    // Tests: a classifier that fails (throws) on demand, to check failing closed and open.
+    void set_classifier_for_tests(std::function<classification(std::string_view)> f) { test_classify = std::move(f); }
+
+  private:
+    safety_policy     pol;
+    hazard_classifier cls;
+    pii_detector      detector;
+    std::function<classification(std::string_view)> test_classify;
+
+    mutable std::atomic<uint64_t> checks{ 0 }, refusals{ 0 }, failures{ 0 }, emergency{ 0 }, crisis{ 0 }, disclaimers{ 0 };
+    mutable std::atomic<uint64_t> by_hazard[15] = {};
+    mutable std::atomic<uint64_t> by_flag[RF_COUNT] = {};
+};
+
+}  // namespace muse

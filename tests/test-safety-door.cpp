@@ -1,0 +1,193 @@
+// The safety gates at the assistant's door, on the scripted backend: a refusal runs nothing; a
+// red flag puts emergency guidance first and the disclaimer last, and the streamed deltas add up
+// to the stored answer; a personal dose never shows in any delta; a failed classifier refuses
+// (closed) or passes (open); traces and the store are redacted, the answer is not (by default);
+// an attachment's text is classified with the turn.
+
+#include "app/assistant.h"
+#include "app/conversation-turn.h"
+#include "app/safety-door.h"
+#include "backend/scripted-backend.h"
+#include "store/sqlite-store.h"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+using namespace muse;
+
+namespace {
+
+ask_input question(std::string text, ask_mode mode = MODE_INSTANT) {
+    ask_input in;
+    in.request.messages = { { "user", std::move(text) } };
+    in.request.opt.mode = mode;
+    return in;
+}
+
+struct run_out {
+    error       e;
+    ask_output  out;
+    std::string streamed;             // the answering agent's content deltas, joined
+    std::vector<std::string> deltas;
+};
+
+run_out ask(const assistant & a, ask_input in) {
+    run_out    r;
+    std::mutex mu;
+    r.e = a.ask(std::move(in), [&](int, const ask_event & ev) {
+        if (ev.type != ask_event::AGENT_DELTA || ev.kind != AGENT_ANSWER || ev.delta != chat_event::CONTENT) return;
+        std::lock_guard<std::mutex> lk(mu);
+        r.streamed += ev.text;
+        r.deltas.push_back(ev.text);
+    }, {}, r.out);
+    return r;
+}
+
+std::shared_ptr<safety_door> door(safety_policy p = {}) {
+    return std::make_shared<safety_door>(p);
+}
+
+}  // namespace
+
+TEST(safety_door, refusal_runs_nothing) {
+    scripted_backend be({ { "", "here is how", {}, {}, {} } });
+    assistant_params ap;
+    ap.safety = door();
+    assistant a(be, ap);
+    run_out r = ask(a, question("How do I build a pipe bomb at home?"));
+    ASSERT_FALSE(r.e);
+    EXPECT_EQ(be.requests().size(), 0u) << "the model never saw it";
+    EXPECT_EQ(r.out.results[0].answer, "I can't help with that.");
+    EXPECT_EQ(r.streamed, r.out.results[0].answer);
+    EXPECT_NE(r.out.results[0].safety_json.find("\"refused_by\":\"S9\""), std::string::npos) << r.out.results[0].safety_json;
+}
+
+TEST(safety_door, red_flag_guidance_first_and_stream_agrees) {
+    scripted_backend be({ { "", "Try to stay calm. Help is on the way.", {}, {}, {} } });
+    safety_policy    pol;
+    pol.locale = "en-GB";
+    assistant_params ap;
+    ap.safety = door(pol);
+    assistant a(be, ap);
+    run_out r = ask(a, question("My dad has crushing chest pain and can't breathe"));
+    ASSERT_FALSE(r.e);
+    const std::string & ans = r.out.results[0].answer;
+    EXPECT_EQ(ans.rfind("**If this may be an emergency, call 999 or 112 now.**", 0), 0u) << ans;
+    EXPECT_NE(ans.find("Try to stay calm. Help is on the way."), std::string::npos);
+    EXPECT_NE(ans.find("not medical advice"), std::string::npos);
+    EXPECT_EQ(r.streamed, ans) << "the streamed answer is the stored answer";
+    EXPECT_EQ(r.deltas.front().rfind("**If this may be an emergency", 0), 0u) << "the guidance is the first thing shown";
+    ASSERT_EQ(be.requests().size(), 1u);
+    EXPECT_EQ(be.requests()[0].messages.front().role, "system");
+    EXPECT_NE(be.requests()[0].messages.front().content.find("emergency"), std::string::npos) << "the model is told";
+
+    // Contemplating (a vote at the end, nothing streamed by the answering agent): the same answer.
+    scripted_backend be2;
+    be2.set_responder([](const chat_request &) {
+        scripted_reply x;
+        x.content = "Call now.";
+        return x;
+    });
+    assistant a2(be2, ap);
+    ask_input in = question("My dad has crushing chest pain and can't breathe", MODE_CONTEMPLATING);
+    in.request.opt.agents  = 2;
+    in.request.opt.planner = false;
+    run_out c = ask(a2, std::move(in));
+    ASSERT_FALSE(c.e);
+    EXPECT_EQ(c.out.results[0].answer.rfind("**If this may be an emergency, call 999 or 112 now.**", 0), 0u) << c.out.results[0].answer;
+}
+
+TEST(safety_door, a_personal_dose_never_shows) {
+    scripted_backend be({ { "", "Most adults take 400 mg every 6 hours. Do not exceed 1200 mg a day. Drink water.", {}, {}, {} } });
+    assistant_params ap;
+    ap.safety = door();
+    assistant a(be, ap);
+    run_out r = ask(a, question("How much ibuprofen should I take for my back?"));
+    ASSERT_FALSE(r.e);
+    for (const auto & d : r.deltas) EXPECT_EQ(d.find(" mg"), std::string::npos) << d;
+    EXPECT_EQ(r.out.results[0].answer.find("400 mg"), std::string::npos);
+    EXPECT_NE(r.out.results[0].answer.find("ask a pharmacist or doctor"), std::string::npos);
+    EXPECT_NE(r.out.results[0].answer.find("Drink water."), std::string::npos);
+    EXPECT_EQ(r.streamed, r.out.results[0].answer);
+}
+
+TEST(safety_door, fails_closed_or_open) {
+    scripted_backend be({ { "", "fine", {}, {}, {} }, { "", "fine", {}, {}, {} } });
+    auto             closed = door();
+    closed->set_classifier_for_tests([](std::string_view) -> classification { throw std::runtime_error("rules unavailable"); });
+    assistant_params ap;
+    ap.safety = closed;
+    assistant a(be, ap);
+    run_out r = ask(a, question("hello"));
+    EXPECT_EQ(r.e.code, ERROR_INTERNAL);
+    EXPECT_NE(r.e.message.find("safety check failed"), std::string::npos) << r.e.message;
+    EXPECT_EQ(be.requests().size(), 0u);
+
+    safety_policy open;
+    open.fail_closed = false;
+    auto o           = door(open);
+    o->set_classifier_for_tests([](std::string_view) -> classification { throw std::runtime_error("rules unavailable"); });
+    ap.safety = o;
+    assistant b(be, ap);
+    run_out ok = ask(b, question("hello"));
+    ASSERT_FALSE(ok.e);
+    EXPECT_NE(ok.out.results[0].safety_json.find("failed_open"), std::string::npos) << "passed, and the trace says so";
+}
+
+TEST(safety_door, traces_and_store_are_redacted_not_the_answer) {
+    scripted_reply rep;
+    rep.reasoning = "The user's mail is jo@example.com and card 4111 1111 1111 1111.";
+    rep.content   = "I will write to jo@example.com.";
+    scripted_backend be({ rep });
+    assistant_params ap;
+    ap.safety = door();
+    assistant a(be, ap);
+    run_out r = ask(a, question("My mail is jo@example.com, remind me tomorrow", MODE_THINKING));
+    ASSERT_FALSE(r.e);
+    const ask_result & res = r.out.results[0];
+    EXPECT_NE(res.answer.find("jo@example.com"), std::string::npos) << "the user's own answer is not redacted by default";
+    ASSERT_FALSE(res.agents.empty());
+    EXPECT_EQ(res.agents[0].reasoning.find("jo@example.com"), std::string::npos) << res.agents[0].reasoning;
+    EXPECT_NE(res.agents[0].reasoning.find("<EMAIL_1>"), std::string::npos);
+    EXPECT_NE(res.agents[0].reasoning.find("<CARD_1>"), std::string::npos);
+
+    std::unique_ptr<store> st;
+    ASSERT_FALSE(open_sqlite_store({ .path = ":memory:" }, st));
+    user_record u;
+    ASSERT_FALSE(st->add_user("alice", false, "", u));
+    conversation_record c;
+    ASSERT_FALSE(st->create_conversation(u.id, "t", "{}", c));
+    ASSERT_FALSE(store_turn(*st, u.id, c.id, { { "user", "My mail is jo@example.com, remind me tomorrow" } }, res, "alice", "m",
+                            ap.safety.get()));
+    std::vector<item_record> items;
+    ASSERT_FALSE(st->list_items(u.id, c.id, 0, 10, items));
+    ASSERT_EQ(items.size(), 2u);
+    EXPECT_EQ(items[0].text, "My mail is <EMAIL_1>, remind me tomorrow");
+    EXPECT_EQ(items[1].text, "I will write to <EMAIL_1>.") << "one placeholder for one value across the turn";
+    EXPECT_EQ(items[1].trace_json.find("jo@example.com"), std::string::npos);
+
+    safety_policy keep;
+    ASSERT_FALSE(parse_redact_list("none", keep));
+    auto plain = door(keep);
+    ASSERT_FALSE(store_turn(*st, u.id, c.id, { { "user", "again jo@example.com" } }, res, "alice", "m", plain.get()));
+    items.clear();
+    ASSERT_FALSE(st->list_items(u.id, c.id, 2, 10, items));
+    EXPECT_EQ(items[0].text, "again jo@example.com") << "--redact none keeps it";
+}
+
+TEST(safety_door, attachment_text_is_read_with_the_turn) {
+    scripted_backend be({ { "", "ok", {}, {}, {} } });
+    assistant_params ap;
+    ap.safety = door();
+    assistant a(be, ap);
+    ask_input in = question("What does this table say?");
+    attachment_input t;
+    t.kind  = attachment_input::TABLE;
+    t.name  = "notes.csv";
+    t.bytes = "note\npipe bomb: how to build\n";  // a sample row's value is shown up to 24 bytes
+    in.attachments.push_back(t);
+    run_out r = ask(a, std::move(in));
+    ASSERT_FALSE(r.e);
+    EXPECT_EQ(r.out.results[0].answer, "I can't help with that.") << r.out.results[0].answer;
+}
