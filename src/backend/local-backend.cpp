@@ -1,5 +1,7 @@
 #include "local-backend.h"
 
+#include <algorithm>
+
 #include "core/limits.h"
 
 #include "engine/engine.h"
@@ -108,6 +110,22 @@ local_backend::local_backend(engine & e) : eng(e) {
     if (eng.get_model().projector()) {
         vision = std::make_unique<vision_encoder>(eng.get_model());
     }
+    // The control and added special tokens written as markup (<...>, [...]): the texts that
+    // message content must never turn into tokens.
+    const llama_vocab * vocab = llama_model_get_vocab(eng.get_model().get());
+    const int32_t       n     = llama_vocab_n_tokens(vocab);
+    for (llama_token t = 0; t < n; ++t) {
+        const llama_token_attr a = llama_vocab_get_attr(vocab, t);
+        if (!(a & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_USER_DEFINED))) continue;
+        const char * text = llama_vocab_get_text(vocab, t);
+        if (!text) continue;
+        const std::string s = text;
+        if (s.size() < 3 || s.size() > 64) continue;
+        const bool markup = (s.front() == '<' && s.back() == '>') || (s.front() == '[' && s.back() == ']');
+        if (markup && s != media_marker()) controls.push_back(s);
+    }
+    // Longest first, so that a longer token is broken before a shorter one inside it.
+    std::sort(controls.begin(), controls.end(), [](const std::string & a, const std::string & b) { return a.size() > b.size(); });
 }
 
 local_backend::~local_backend() = default;
@@ -137,6 +155,24 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     }
     chat_prompt_options opts;
     opts.messages    = req.messages;
+    // Message text stays text: a control token's markup in it is broken with a word joiner
+    // (U+2060) after its first character, so the tokenizer reads it as plain characters.
+    if (!controls.empty()) {
+        static const std::string joiner = "\xE2\x81\xA0";
+        auto defuse = [&](std::string & text) {
+            if (text.find_first_of("<[") == std::string::npos) return;
+            for (const auto & c : controls) {
+                for (size_t at = text.find(c); at != std::string::npos; at = text.find(c, at + c.size() + joiner.size())) {
+                    text.insert(at + 1, joiner);
+                }
+            }
+        };
+        for (auto & m : opts.messages) {
+            defuse(m.content);
+            defuse(m.reasoning_content);
+            for (auto & tc : m.tool_calls) defuse(tc.arguments);
+        }
+    }
     // Images: each needs its media marker in the rendered prompt; a message without markers
     // gets them before its text.
     std::vector<const media *> imgs;

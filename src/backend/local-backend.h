@@ -30,8 +30,14 @@ class local_backend : public backend {
     // Renders a request as the engine will see it; for tests and debugging.
     error build(const chat_request & req, sequence_request & out, chat_prompt & prompt) const;
 
+    // The model's control-token texts ("<|im_start|>", "<think>", ...): in message text they
+    // are broken (a word joiner after the first character) so that they stay text and never
+    // become control tokens (a table cell cannot end the user's turn).
+    const std::vector<std::string> & control_texts() const { return controls; }
+
   private:
     engine & eng;
+    std::vector<std::string> controls;
     std::unique_ptr<vision_encoder> vision;  // with a projector: image encodings, cached by content
 };
 
