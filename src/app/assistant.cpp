@@ -1,6 +1,7 @@
 #include "assistant.h"
 
 #include "safety-door.h"
+#include "safety/injection.h"
 
 #include "agents/tools.h"
 #include "app/fold-attachments.h"
@@ -134,11 +135,14 @@ error assistant::prepare(ask_input in, prepared_ask & p, ask_refusal * why, cons
         in.attachments.clear();
     }
     p.tools = std::make_shared<tool_registry>(builtin_tools());
-    fold_attachments(att, in.request, *p.tools, be.caps().vision);
+    // With the safety gates, the attachments' text goes between this request's markers.
+    const bool        gates  = params.safety && params.safety->policy().enabled;
+    const std::string marker = gates && att && !att->empty() ? new_spotlight_marker() : "";
+    const std::string block  = fold_attachments(att, in.request, *p.tools, be.caps().vision, marker);
     // The safety gates read the turn with its attachments' text folded in.
     if (params.safety) {
         p.safety = std::make_shared<safety_decision>();
-        if (error e = params.safety->check_input(in.request, *p.safety)) {
+        if (error e = params.safety->check_input(in.request, *p.safety, block, marker)) {
             if (why) why->field = "safety";
             return e;
         }
@@ -158,6 +162,7 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
     const safety_decision * sd   = p.safety.get();
     const safety_door *     door = params.safety.get();
     auto run_choice = [&](int i) {
+        std::vector<std::string> blocked;  // calls to withheld tools this choice made
         try {
             ask_request r = p.in.request;
             if (n > 1 && r.opt.sampling.seed != 0xFFFFFFFF) r.opt.sampling.seed += (uint32_t) i;
@@ -221,12 +226,12 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
                         sink(i, tail);
                     }
                 }
-                door->check_output(*sd, out.results[i]);
+                door->check_output(*sd, out.results[i], &blocked);
             }
         } catch (const std::exception & e) {
             out.results[i].err = { ERROR_INTERNAL, std::string("internal error: ") + e.what() };
         }
-        if (sd && door) out.results[i].safety_json = safety_door::trace_json(*sd, door->policy());
+        if (sd && door) out.results[i].safety_json = safety_door::trace_json(*sd, door->policy(), blocked);
     };
     std::vector<std::thread> runs;
     for (int i = 1; i < n; ++i) runs.emplace_back(run_choice, i);

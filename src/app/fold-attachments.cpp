@@ -2,13 +2,14 @@
 
 #include "agents/tools/query-table.h"
 #include "agents/tools/read-image-text.h"
+#include "safety/injection.h"
 
 namespace muse {
 
-void fold_attachments(const std::shared_ptr<const attachment_set> & set, ask_request & req, tool_registry & reg,
-                      bool vision) {
+std::string fold_attachments(const std::shared_ptr<const attachment_set> & set, ask_request & req, tool_registry & reg,
+                             bool vision, const std::string & spotlight_marker) {
     if (!set || set->empty()) {
-        return;
+        return "";
     }
     const auto images    = set->images();
     const bool as_vision = vision && !images.empty();
@@ -27,7 +28,8 @@ void fold_attachments(const std::shared_ptr<const attachment_set> & set, ask_req
         req.route_text = user->content;  // the router judges the question, not the data
     }
     req.attachments += (int32_t) set->count();
-    user->content += set->prompt_block(as_vision);
+    const std::string block = set->prompt_block(as_vision);
+    user->content += spotlight_marker.empty() ? block : spotlight(block, spotlight_marker);
     if (as_vision) {
         user->images.insert(user->images.end(), images.begin(), images.end());
         reg.add(read_image_text_tool(set));
@@ -41,6 +43,7 @@ void fold_attachments(const std::shared_ptr<const attachment_set> & set, ask_req
             req.opt.tools.push_back("query_table");
         }
     }
+    return block;
 }
 
 }  // namespace muse

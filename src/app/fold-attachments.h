@@ -24,7 +24,9 @@ namespace muse {
 
 // `vision`: the backend takes images as pictures (backend_caps::vision); without, each image
 // is its OCR text block. An empty set leaves the request and the registry as they are.
-void fold_attachments(const std::shared_ptr<const attachment_set> & set, ask_request & req, tool_registry & reg,
-                      bool vision);
+// `spotlight_marker` (safety/injection.h): the blocks go between that request's markers.
+// Returns the blocks' text as the attachments gave it (for the injection detector).
+std::string fold_attachments(const std::shared_ptr<const attachment_set> & set, ask_request & req, tool_registry & reg,
+                             bool vision, const std::string & spotlight_marker = "");
 
 }  // namespace muse

@@ -2,13 +2,16 @@
 
 #include "safety-door.h"
 
+#include <algorithm>
+
 #include "core/utf8.h"
+#include "safety/injection.h"
 
 namespace muse {
 
 safety_door::safety_door(safety_policy p) : pol(std::move(p)) {}
 
-error safety_door::check_input(ask_request & req, safety_decision & d) const {
+error safety_door::check_input(ask_request & req, safety_decision & d, const std::string & untrusted, const std::string & marker) const {
     d = safety_decision{};
     if (!pol.enabled) return {};
     checks++;
@@ -34,6 +37,32 @@ error safety_door::check_input(ask_request & req, safety_decision & d) const {
         return {};
     }
     d = decide(c, pol);
+    // Untrusted content: data between the request's markers; instruction-like text in it turns
+    // side-effecting client tools off for this request.
+    std::string extra;
+    if (!marker.empty()) extra = spotlight_instruction(marker);
+    if (!untrusted.empty()) {
+        const injection_scan inj = scan_untrusted(untrusted);
+        d.injection              = inj.signals;
+        if (inj.flagged) {
+            injections++;
+            d.actions.push_back("injection_flagged");
+            auto & tools = req.opt.client_tools;
+            for (auto t = tools.begin(); t != tools.end();) {
+                if (t->side_effects) {
+                    d.tools_withheld.push_back(t->name);
+                    t = tools.erase(t);
+                } else {
+                    ++t;
+                }
+            }
+            if (!d.tools_withheld.empty()) {
+                withheld++;
+                d.actions.push_back("tools_withheld");
+            }
+        }
+    }
+    if (!extra.empty()) d.instruction = d.instruction.empty() ? extra : d.instruction + " " + extra;
     for (const auto & h : d.input.hazards) by_hazard[(int) h.category]++;
     for (const auto & f : d.input.red_flags) by_flag[f.flag]++;
     if (d.refuse) refusals++;
@@ -55,14 +84,27 @@ error safety_door::check_input(ask_request & req, safety_decision & d) const {
     return {};
 }
 
-void safety_door::check_output(const safety_decision & d, ask_result & r) const {
+void safety_door::check_output(const safety_decision & d, ask_result & r, std::vector<std::string> * blocked) const {
     if (d.refuse) return;
+    // A call to a withheld tool does not reach the client (a backend that ignored the tool list).
+    if (!d.tools_withheld.empty() && !r.tool_calls.empty()) {
+        for (auto c = r.tool_calls.begin(); c != r.tool_calls.end();) {
+            if (std::find(d.tools_withheld.begin(), d.tools_withheld.end(), c->name) != d.tools_withheld.end()) {
+                blocked_calls++;
+                if (blocked) blocked->push_back(c->name);
+                c = r.tool_calls.erase(c);
+            } else {
+                ++c;
+            }
+        }
+        if (r.tool_calls.empty() && r.finish == FINISH_TOOL_CALLS) r.finish = FINISH_STOP;
+    }
     if (r.answer.empty() && !r.tool_calls.empty()) return;  // a tool call: no text to frame
     stream_gate g(d, detector);
     r.answer = d.prefix + g.check_whole(r.answer) + (r.answer.empty() && d.prefix.empty() ? "" : d.suffix);
 }
 
-std::string safety_door::trace_json(const safety_decision & d, const safety_policy & p) {
+std::string safety_door::trace_json(const safety_decision & d, const safety_policy & p, const std::vector<std::string> & blocked) {
     nlohmann::ordered_json hz = nlohmann::ordered_json::array(), fl = nlohmann::ordered_json::array();
     for (const auto & h : d.input.hazards) {
         hz.push_back({ { "category", hazard_code(h.category) }, { "name", hazard_name(h.category) }, { "score", h.score }, { "rule", h.rule } });
@@ -72,6 +114,9 @@ std::string safety_door::trace_json(const safety_decision & d, const safety_poli
                                  { "advice", advice_name(d.input.advice) }, { "personal_dosing", d.input.personal_dosing },
                                  { "actions", d.actions }, { "locale", p.locale } };
     if (d.refuse) j["refused_by"] = d.refused_by;
+    if (!d.injection.empty()) j["injection"] = d.injection;
+    if (!d.tools_withheld.empty()) j["tools_withheld"] = d.tools_withheld;
+    if (!blocked.empty()) j["tool_calls_blocked"] = blocked;
     for (const auto & a : d.actions) {
         if (a == "emergency_first" || a == "crisis_first") {
             j["emergency_number"] = emergency_number_for(p);
@@ -116,6 +161,9 @@ std::vector<backend_metric> safety_door::stats() const {
         { "muse_safety_emergency_first_total", "counter", "Answers that put emergency guidance first.", (double) emergency.load() },
         { "muse_safety_crisis_first_total", "counter", "Answers that put crisis-line guidance first.", (double) crisis.load() },
         { "muse_safety_disclaimers_total", "counter", "Answers given a health, legal or financial disclaimer.", (double) disclaimers.load() },
+        { "muse_safety_injections_total", "counter", "Requests whose untrusted content looked like instructions.", (double) injections.load() },
+        { "muse_safety_tools_withheld_total", "counter", "Requests whose side-effecting tools were withheld.", (double) withheld.load() },
+        { "muse_safety_tool_calls_blocked_total", "counter", "Calls to withheld tools dropped.", (double) blocked_calls.load() },
     };
     for (int h = 1; h <= 14; ++h) {
         if (h != 1 && h != 2 && h != 6 && h != 9 && h != 10 && h != 11) continue;  // the categories the rules cover

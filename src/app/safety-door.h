@@ -40,13 +40,17 @@ class safety_door {
     // then) and decides. The instruction is added to the request's system prompt. A classifier
     // failure refuses the request (ERROR_INTERNAL naming it) when the policy fails closed; open,
     // it passes with "failed_open" in the trace.
-    error check_input(ask_request & req, safety_decision & d) const;
+    // `untrusted`: the attachments' text as read, and `marker`: the spotlight marker it was
+    // folded in with ("" when there were none). Instruction-like text in it (injection.h) is
+    // recorded, and client tools with side effects are withheld for this request.
+    error check_input(ask_request & req, safety_decision & d, const std::string & untrusted = "", const std::string & marker = "") const;
 
-    // The final answer as the stream showed it: guidance + the checked answer + the disclaimer.
-    void check_output(const safety_decision & d, ask_result & r) const;
+    // The final answer as the stream showed it: guidance + the checked answer + the disclaimer;
+    // calls to withheld tools dropped (their names in `blocked`).
+    void check_output(const safety_decision & d, ask_result & r, std::vector<std::string> * blocked = nullptr) const;
 
     // The verdict as the trace's `safety` object.
-    static std::string trace_json(const safety_decision & d, const safety_policy & p);
+    static std::string trace_json(const safety_decision & d, const safety_policy & p, const std::vector<std::string> & blocked = {});
 
     // Personal data replaced in every string of a JSON value (traces, stored items), with one
     // redactor so that placeholders agree across the value.
@@ -68,6 +72,7 @@ class safety_door {
     std::function<classification(std::string_view)> test_classify;
 
     mutable std::atomic<uint64_t> checks{ 0 }, refusals{ 0 }, failures{ 0 }, emergency{ 0 }, crisis{ 0 }, disclaimers{ 0 };
+    mutable std::atomic<uint64_t> injections{ 0 }, withheld{ 0 }, blocked_calls{ 0 };
     mutable std::atomic<uint64_t> by_hazard[15] = {};
     mutable std::atomic<uint64_t> by_flag[RF_COUNT] = {};
 };

@@ -43,6 +43,9 @@ struct chat_tool {
     std::string name;
     std::string description;
     std::string parameters;  // JSON schema text; empty = no parameters
+    // Calling it changes something outside the conversation (sends, writes, pays, remembers):
+    // the safety gates withhold it while untrusted content looks like an injection.
+    bool side_effects = false;
 };
 
 enum reasoning_mode {

@@ -60,6 +60,8 @@ struct safety_decision {
     bool           dose_guard = false;      // a personal dose in the answer is withheld
     bool           redact_answer = false;   // personal data in the answer is replaced
     std::vector<std::string> actions;       // what was done: "refuse", "emergency_first", "crisis_first", "disclaimer", ...
+    std::vector<std::string> injection;     // signals found in untrusted content (injection.h)
+    std::vector<std::string> tools_withheld;  // side-effecting client tools not offered because of them
     // Whether each sentence must be checked before it is shown (stream_gate holds them).
     bool holds_sentences() const { return dose_guard || redact_answer; }
 };

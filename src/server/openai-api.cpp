@@ -258,6 +258,13 @@ api_error parse_tools(const json & body, const api_limits & lim, ask_options & o
                 }
                 ct.parameters = f["parameters"].dump();
             }
+            // Muse: function.side_effects (true: calling it changes something; see README, Safety).
+            if (f.contains("side_effects") && !f["side_effects"].is_null()) {
+                if (!f["side_effects"].is_boolean()) {
+                    return bad_request(w + ".function.side_effects", w + ".function.side_effects must be true or false");
+                }
+                ct.side_effects = f["side_effects"].get<bool>();
+            }
             for (const auto & other : opt.client_tools) {
                 if (other.name == ct.name) {
                     return bad_request(w + ".function.name", "tools: '" + ct.name + "' is defined twice");

@@ -164,6 +164,7 @@ api_error parse_responses_request(const ojson & body, const ojson & history, res
             ojson fn = { { "name", t.contains("name") ? t["name"] : ojson() } };
             if (t.contains("description")) fn["description"] = t["description"];
             if (t.contains("parameters")) fn["parameters"] = t["parameters"];
+            if (t.contains("side_effects")) fn["side_effects"] = t["side_effects"];
             tools.push_back({ { "type", "function" }, { "function", fn } });
         }
         c["tools"] = tools;
