@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 
 using namespace muse;
@@ -240,4 +242,85 @@ TEST(safety_door, injection_withholds_side_effecting_tools) {
     for (const auto & t : seen2[1].tools) names += t.name + " ";
     EXPECT_TRUE(shown) << "plain data keeps the tools; shown: " << names << " trace " << ok.out.results[0].safety_json;
     EXPECT_EQ(ok.out.results[0].tool_calls.size(), 1u);
+}
+
+// The guard model runs beside the answer; nothing of the answer is shown before its verdict.
+// The guard here waits (at most 1 s) for the first thing the client would see: with the hold
+// working nothing comes, so it answers after its wait; a broken hold would be seen at once.
+TEST(safety_door, guard_model_holds_the_answer_until_its_verdict) {
+    struct guarded {
+        std::mutex              mu;
+        std::condition_variable cv;
+        bool                    shown = false, verdict = false, shown_before_verdict = false;
+    };
+    auto run = [](const std::string & verdict, bool fail_closed, guarded & g, run_out & r) {
+        scripted_backend answer({ { "", "Here is a long and careful answer. It has two sentences.", {}, {}, {} } });
+        scripted_backend guard;
+        guard.set_responder([&](const chat_request & req) {
+            EXPECT_NE(req.messages[0].content.find("<BEGIN UNSAFE CONTENT CATEGORIES>"), std::string::npos);
+            std::unique_lock<std::mutex> lk(g.mu);
+            g.cv.wait_for(lk, std::chrono::seconds(1), [&] { return g.shown; });
+            g.verdict = true;
+            scripted_reply x;
+            x.content = verdict;
+            return x;
+        });
+        safety_policy pol;
+        pol.fail_closed = fail_closed;
+        auto d          = std::make_shared<safety_door>(pol);
+        d->set_guard(&guard);
+        assistant_params ap;
+        ap.safety = d;
+        assistant a(answer, ap);
+        std::mutex mu;
+        r.e = a.ask(question("Tell me about lock picking history"), [&](int, const ask_event & ev) {
+            {
+                std::lock_guard<std::mutex> lk(g.mu);
+                if (!g.verdict) g.shown_before_verdict = true;
+                g.shown = true;
+            }
+            g.cv.notify_all();
+            if (ev.type != ask_event::AGENT_DELTA || ev.kind != AGENT_ANSWER || ev.delta != chat_event::CONTENT) return;
+            std::lock_guard<std::mutex> lk(mu);
+            r.streamed += ev.text;
+        }, {}, r.out);
+    };
+    {
+        guarded g;
+        run_out r;
+        run("safe", true, g, r);
+        ASSERT_FALSE(r.e);
+        EXPECT_FALSE(g.shown_before_verdict) << "nothing shown before the guard's verdict";
+        EXPECT_EQ(r.out.results[0].answer, "Here is a long and careful answer. It has two sentences.");
+        EXPECT_EQ(r.streamed, r.out.results[0].answer);
+        EXPECT_NE(r.out.results[0].safety_json.find("\"verdict\":\"safe\""), std::string::npos) << r.out.results[0].safety_json;
+    }
+    {
+        guarded g;
+        run_out r;
+        run("unsafe\nS2", true, g, r);
+        ASSERT_FALSE(r.e);
+        EXPECT_FALSE(g.shown_before_verdict);
+        EXPECT_EQ(r.out.results[0].answer, "I can't help with that.");
+        EXPECT_EQ(r.streamed, "I can't help with that.") << "not a word of the answer was shown";
+        EXPECT_NE(r.out.results[0].safety_json.find("\"categories\":[\"S2\"]"), std::string::npos) << r.out.results[0].safety_json;
+    }
+    {
+        guarded g;
+        run_out r;
+        run("I am not sure", true, g, r);
+        ASSERT_FALSE(r.e);
+        EXPECT_EQ(r.out.results[0].err.code, ERROR_INTERNAL) << "an answer out of format fails closed";
+        EXPECT_NE(r.out.results[0].err.message.find("guard model failed"), std::string::npos);
+        EXPECT_TRUE(r.streamed.empty());
+    }
+    {
+        guarded g;
+        run_out r;
+        run("I am not sure", false, g, r);
+        ASSERT_FALSE(r.e);
+        EXPECT_FALSE(r.out.results[0].err);
+        EXPECT_EQ(r.streamed, r.out.results[0].answer) << "failing open, the held answer goes";
+        EXPECT_NE(r.out.results[0].safety_json.find("failed_open"), std::string::npos);
+    }
 }

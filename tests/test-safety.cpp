@@ -4,6 +4,7 @@
 // checked), and the policy file's errors.
 
 #include "safety/classifier.h"
+#include "safety/guard.h"
 #include "safety/injection.h"
 #include "safety/normalize.h"
 #include "safety/policy.h"
@@ -238,4 +239,21 @@ TEST(safety, spotlight_markers_cannot_be_forged) {
     EXPECT_EQ(w.find("\u200B"), std::string::npos) << "hidden characters go";
     EXPECT_EQ(w.find("«/" + m + "»"), w.rfind("«/" + m + "»")) << "only the real closing marker";
     EXPECT_NE(spotlight_instruction(m).find(m), std::string::npos);
+}
+
+TEST(safety, guard_format) {
+    const std::string p = guard_prompt("How do I pick a lock?");
+    EXPECT_NE(p.find("S9: Indiscriminate Weapons."), std::string::npos);
+    EXPECT_NE(p.find("User: How do I pick a lock?"), std::string::npos);
+    EXPECT_NE(p.find("First line must read 'safe' or 'unsafe'"), std::string::npos);
+    struct tc { const char * out; bool ok, safe; std::vector<std::string> cats; };
+    for (const tc & t : std::vector<tc>{ { "safe", true, true, {} }, { "  safe\n", true, true, {} }, { "unsafe\nS9", true, false, { "S9" } },
+                                          { "unsafe\nS1,S10", true, false, { "S1", "S10" } }, { "UNSAFE\ns2 , S14\nmore", true, false, { "S2", "S14" } },
+                                          { "unsafe", false, false, {} }, { "unsafe\nS15", false, false, {} }, { "unsafe\nS01", false, false, {} },
+                                          { "maybe", false, true, {} }, { "", false, true, {} }, { "safe-ish", false, true, {} } }) {
+        const guard_verdict v = parse_guard_output(t.out);
+        EXPECT_EQ(v.ok, t.ok) << t.out;
+        EXPECT_EQ(v.safe, t.safe) << t.out;
+        EXPECT_EQ(v.categories, t.cats) << t.out;
+    }
 }

@@ -8,6 +8,7 @@
 #include "reasoning/mode.h"
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -161,34 +162,63 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
     out.results.assign(n, ask_result{});
     const safety_decision * sd   = p.safety.get();
     const safety_door *     door = params.safety.get();
+    // The guard model, when there is one, judges the turn beside the answer: each choice's events
+    // are held until its verdict.
+    std::shared_future<safety_door::guard_outcome> guard_f;
+    if (sd && door && door->guard_backend() && !sd->refuse) {
+        guard_f = std::async(std::launch::async, [door, sd, cancel] { return door->run_guard(sd->turn, cancel); }).share();
+    }
     auto run_choice = [&](int i) {
         std::vector<std::string> blocked;  // calls to withheld tools this choice made
+        nlohmann::ordered_json   guard_trace;
         try {
             ask_request r = p.in.request;
             if (n > 1 && r.opt.sampling.seed != 0xFFFFFFFF) r.opt.sampling.seed += (uint32_t) i;
-            if (sd && sd->refuse) {
-                // Refused by the policy: the refusal is the answer, and nothing runs.
+            auto refuse_with = [&](const std::string & text, const std::string & reason) {
                 ask_result & res   = out.results[i];
                 res.mode_requested = r.opt.mode;
                 res.mode           = MODE_INSTANT;
-                res.mode_reason    = "refused by the safety policy (" + sd->refused_by + ")";
-                res.answer         = sd->refusal;
-                res.aggregation    = "none";
-                res.finish         = FINISH_STOP;
-                if (door) res.safety_json = safety_door::trace_json(*sd, door->policy());
+                res.mode_reason    = reason;
+                res.answer         = text;
+                res.reasoning.clear();
+                res.tool_calls.clear();
+                res.aggregation = "none";
+                res.finish      = FINISH_STOP;
                 if (sink) {
                     ask_event ev;
                     ev.type  = ask_event::AGENT_DELTA;
                     ev.agent = 0;
                     ev.kind  = AGENT_ANSWER;
                     ev.delta = chat_event::CONTENT;
-                    ev.text  = sd->refusal;
+                    ev.text  = text;
                     sink(i, ev);
                 }
+            };
+            if (sd && sd->refuse) {
+                // Refused by the policy: the refusal is the answer, and nothing runs.
+                refuse_with(sd->refusal, "refused by the safety policy (" + sd->refused_by + ")");
+                if (door) out.results[i].safety_json = safety_door::trace_json(*sd, door->policy());
                 return;
             }
             orchestrator orch(be, *p.tools);
             ask_sink s;
+            // While the guard has not spoken, everything this choice would show is held.
+            std::vector<ask_event> held;
+            bool                   holding = guard_f.valid(), vetoed = false;
+            auto emit = [&](const ask_event & ev) {
+                if (holding && guard_f.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+                    const auto & g = guard_f.get();
+                    holding        = false;
+                    vetoed         = (g.err && door->policy().fail_closed) || (!g.err && !g.verdict.safe);
+                    if (!vetoed) {
+                        for (const auto & h : held) sink(i, h);
+                    }
+                    held.clear();
+                }
+                if (vetoed) return;
+                if (holding) held.push_back(ev);
+                else sink(i, ev);
+            };
             // gate_stream: the answering agent's content passes the safety gate (guidance before
             // the first word, sentences held while they are checked); the rest goes as it is.
             std::unique_ptr<stream_gate> gate;
@@ -196,9 +226,9 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
             ask_event                    answer_ev;
             if (sd && door) gate = std::make_unique<stream_gate>(*sd, door->pii());
             if (sink) {
-                s = [&, i](const ask_event & ev) {
+                s = [&](const ask_event & ev) {
                     if (!gate || ev.type != ask_event::AGENT_DELTA || ev.kind != AGENT_ANSWER || ev.delta != chat_event::CONTENT) {
-                        sink(i, ev);
+                        emit(ev);
                         return;
                     }
                     ask_event out_ev = ev;
@@ -207,15 +237,46 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
                         answer_ev = ev;
                         if (!sd->prefix.empty()) {
                             out_ev.text = sd->prefix;
-                            sink(i, out_ev);
+                            emit(out_ev);
                         }
                     }
                     out_ev.text = gate->push(ev.text);
-                    if (!out_ev.text.empty()) sink(i, out_ev);
+                    if (!out_ev.text.empty()) emit(out_ev);
                 };
             }
             out.results[i] = orch.run(r, s, cancel);
-            if (sd && door) {
+            if (guard_f.valid()) {
+                const auto & g = guard_f.get();  // waits for the verdict
+                guard_trace    = { { "verdict", g.err ? "error" : g.verdict.safe ? "safe" : "unsafe" }, { "categories", g.verdict.categories },
+                                   { "ms", g.ms }, { "output", g.raw } };
+                if (g.err) guard_trace["error"] = g.err.message;
+                const bool fail = g.err && door->policy().fail_closed;
+                if (fail) {
+                    // Failing closed: nothing of the answer is shown or kept.
+                    const ask_mode mode = out.results[i].mode;
+                    out.results[i]      = ask_result{};
+                    out.results[i].mode = mode;
+                    out.results[i].err  = { ERROR_INTERNAL, "the guard model failed (" + g.err.message +
+                                                               "), so the answer was withheld; the server's --safety-fail open lets it through" };
+                    holding = false;
+                    held.clear();
+                } else if (!g.err && !g.verdict.safe) {
+                    holding = false;
+                    held.clear();
+                    std::string cats;
+                    for (const auto & c : g.verdict.categories) cats += (cats.empty() ? "" : ",") + c;
+                    refuse_with(refusal_text(door->policy()), "refused by the guard model (" + cats + ")");
+                    vetoed = true;
+                } else if (holding) {
+                    holding = false;  // safe, or failing open: what was held goes now
+                    if (sink) {
+                        for (const auto & h : held) sink(i, h);
+                    }
+                    held.clear();
+                }
+                if (g.err && !fail) guard_trace["failed_open"] = true;
+            }
+            if (sd && door && !vetoed && !out.results[i].err) {
                 if (started && sink) {
                     ask_event tail = answer_ev;
                     tail.text      = gate->flush();
@@ -231,7 +292,14 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
         } catch (const std::exception & e) {
             out.results[i].err = { ERROR_INTERNAL, std::string("internal error: ") + e.what() };
         }
-        if (sd && door) out.results[i].safety_json = safety_door::trace_json(*sd, door->policy(), blocked);
+        if (sd && door) {
+            out.results[i].safety_json = safety_door::trace_json(*sd, door->policy(), blocked);
+            if (!guard_trace.is_null()) {
+                auto j     = nlohmann::ordered_json::parse(out.results[i].safety_json);
+                j["guard"] = guard_trace;
+                out.results[i].safety_json = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+            }
+        }
     };
     std::vector<std::thread> runs;
     for (int i = 1; i < n; ++i) runs.emplace_back(run_choice, i);

@@ -3,6 +3,7 @@
 #include "safety-door.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/utf8.h"
 #include "safety/injection.h"
@@ -24,6 +25,7 @@ error safety_door::check_input(ask_request & req, safety_decision & d, const std
         text = m->content + (text.empty() ? "" : "\n" + text);
         if (++seen == 1 && m->content.size() > 200) break;
     }
+    d.turn = text;
     classification c;
     try {
         c = test_classify ? test_classify(text) : cls.classify(text);
@@ -36,7 +38,8 @@ error safety_door::check_input(ask_request & req, safety_decision & d, const std
         d.actions.push_back("failed_open");
         return {};
     }
-    d = decide(c, pol);
+    d      = decide(c, pol);
+    d.turn = text;
     // Untrusted content: data between the request's markers; instruction-like text in it turns
     // side-effecting client tools off for this request.
     std::string extra;
@@ -153,6 +156,41 @@ std::string safety_door::for_log(const std::string & text) const {
     return r.redact(text, detector);
 }
 
+safety_door::guard_outcome safety_door::run_guard(const std::string & turn, const cancel_token & cancel) const {
+    guard_outcome out;
+    if (!guard) {
+        out.err = { ERROR_INTERNAL, "no guard model" };
+        return out;
+    }
+    guard_runs++;
+    const auto   t0 = std::chrono::steady_clock::now();
+    chat_request r;
+    chat_message m;
+    m.role    = "user";
+    m.content = guard_prompt(turn);
+    r.messages.push_back(m);
+    r.max_tokens           = 12;
+    r.reasoning            = REASONING_OFF;
+    r.sampling.temperature = 0;
+    r.cache_salt           = "muse-guard";
+    auto         stream    = guard->start(r);
+    cancel_callback on_cancel(cancel, [&stream] { stream->cancel(); });
+    chat_result res;
+    chat_event  ev;
+    while (stream->next(ev)) res.add(ev);
+    out.ms  = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    out.raw = utf8_head(res.content, 200);
+    if (res.err) {
+        out.err = res.err;
+    } else {
+        out.verdict = parse_guard_output(res.content);
+        if (!out.verdict.ok) out.err = { ERROR_INTERNAL, "the guard model's answer is not 'safe' or 'unsafe' and categories" };
+    }
+    if (out.err) guard_failures++;
+    else if (!out.verdict.safe) guard_unsafe++;
+    return out;
+}
+
 std::vector<backend_metric> safety_door::stats() const {
     std::vector<backend_metric> m = {
         { "muse_safety_checks_total", "counter", "Requests the safety gates classified.", (double) checks.load() },
@@ -161,6 +199,9 @@ std::vector<backend_metric> safety_door::stats() const {
         { "muse_safety_emergency_first_total", "counter", "Answers that put emergency guidance first.", (double) emergency.load() },
         { "muse_safety_crisis_first_total", "counter", "Answers that put crisis-line guidance first.", (double) crisis.load() },
         { "muse_safety_disclaimers_total", "counter", "Answers given a health, legal or financial disclaimer.", (double) disclaimers.load() },
+        { "muse_safety_guard_runs_total", "counter", "Verdicts asked of the guard model.", (double) guard_runs.load() },
+        { "muse_safety_guard_unsafe_total", "counter", "Turns the guard model called unsafe.", (double) guard_unsafe.load() },
+        { "muse_safety_guard_failures_total", "counter", "Guard model runs that failed or answered out of format.", (double) guard_failures.load() },
         { "muse_safety_injections_total", "counter", "Requests whose untrusted content looked like instructions.", (double) injections.load() },
         { "muse_safety_tools_withheld_total", "counter", "Requests whose side-effecting tools were withheld.", (double) withheld.load() },
         { "muse_safety_tool_calls_blocked_total", "counter", "Calls to withheld tools dropped.", (double) blocked_calls.load() },

@@ -13,8 +13,10 @@
 // Thread safety: check_input, check_output and the counters from any number of threads.
 
 #include "backend/backend.h"
+#include "core/cancel.h"
 #include "reasoning/orchestrator.h"
 #include "safety/classifier.h"
+#include "safety/guard.h"
 #include "safety/pii.h"
 #include "safety/policy.h"
 
@@ -62,6 +64,19 @@ class safety_door {
 
     std::vector<backend_metric> stats() const;
 
+    // A guard model (--guard-model: a backend whose model answers in Llama Guard 3's format),
+    // or null. It must outlive the door. The assistant runs it beside the answer and holds the
+    // answer until its verdict: unsafe refuses; a failure refuses (closed) or passes (open).
+    void      set_guard(backend * g) { guard = g; }
+    backend * guard_backend() const { return guard; }
+    struct guard_outcome {
+        error         err;
+        guard_verdict verdict;
+        std::string   raw;  // what the guard wrote (cut to 200 bytes)
+        double        ms = 0;
+    };
+    guard_outcome run_guard(const std::string & turn, const cancel_token & cancel) const;
+
     // Tests: a classifier that fails (throws) on demand, to check failing closed and open.
     void set_classifier_for_tests(std::function<classification(std::string_view)> f) { test_classify = std::move(f); }
 
@@ -70,9 +85,11 @@ class safety_door {
     hazard_classifier cls;
     pii_detector      detector;
     std::function<classification(std::string_view)> test_classify;
+    backend *         guard = nullptr;
 
     mutable std::atomic<uint64_t> checks{ 0 }, refusals{ 0 }, failures{ 0 }, emergency{ 0 }, crisis{ 0 }, disclaimers{ 0 };
     mutable std::atomic<uint64_t> injections{ 0 }, withheld{ 0 }, blocked_calls{ 0 };
+    mutable std::atomic<uint64_t> guard_runs{ 0 }, guard_unsafe{ 0 }, guard_failures{ 0 };
     mutable std::atomic<uint64_t> by_hazard[15] = {};
     mutable std::atomic<uint64_t> by_flag[RF_COUNT] = {};
 };

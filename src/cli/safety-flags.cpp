@@ -25,6 +25,7 @@ bool parse_safety_flag(args & a, safety_flags & f) {
         if (a.error.empty() && f.fail != "closed" && f.fail != "open") a.error = "--safety-fail must be closed or open, got '" + f.fail + "'";
         return true;
     }
+    if (a.value("--guard-model", f.guard_model)) return true;
     if (a.flag("--no-safety")) {
         f.off = true;
         return true;
@@ -64,6 +65,8 @@ const char * safety_help() {
            "                        store, answers, or none (default logs,traces,store)\n"
            "  --safety-policy FILE  a JSON policy (locale, numbers, per-category actions, redaction)\n"
            "  --safety-fail MODE    closed (default: a failed safety check refuses the request) or open\n"
+           "  --guard-model FILE    a guard model in Llama Guard 3's format (or self: the served model) judges\n"
+           "                        each turn beside the answer, which is held until its verdict\n"
            "  --no-safety           no safety gates at all\n";
 }
 

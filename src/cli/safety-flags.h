@@ -9,6 +9,7 @@
 //   if (std::string e = build_safety(sf, door); !e.empty()) { /* "muse serve: " + e, exit 2 */ }
 
 #include "args.h"
+#include "cli.h"
 
 #include "app/safety-door.h"
 
@@ -19,6 +20,7 @@ namespace muse::cli {
 
 struct safety_flags {
     std::string policy_file, locale, emergency_number, redact, fail;
+    std::string guard_model;  // --guard-model FILE (or tiny, smoke; "self": the served model)
     bool        off = false;  // --no-safety
 };
 
@@ -27,6 +29,11 @@ bool parse_safety_flag(args & a, safety_flags & f);
 
 // The door the flags describe (null with --no-safety); "" or the error to print.
 std::string build_safety(const safety_flags & f, std::shared_ptr<safety_door> & out);
+
+// The guard model's runtime (--guard-model), loaded and started, set on `door`; null when there
+// is none or it is "self" (then the caller sets the main backend). On failure prints one line
+// prefixed with `cmd` and sets `exit_code`.
+std::unique_ptr<runtime> load_guard(const char * cmd, const safety_flags & f, safety_door * door, int32_t threads, int & exit_code);
 
 // The flags' help lines.
 const char * safety_help();

@@ -245,6 +245,10 @@ error load_safety_policy(const std::string & path, safety_policy & out) {
     return {};
 }
 
+std::string refusal_text(const safety_policy & p) {
+    return texts_of(p).refusal;
+}
+
 safety_decision decide(const classification & c, const safety_policy & p) {
     safety_decision d;
     d.input = c;

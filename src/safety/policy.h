@@ -62,11 +62,15 @@ struct safety_decision {
     std::vector<std::string> actions;       // what was done: "refuse", "emergency_first", "crisis_first", "disclaimer", ...
     std::vector<std::string> injection;     // signals found in untrusted content (injection.h)
     std::vector<std::string> tools_withheld;  // side-effecting client tools not offered because of them
+    std::string              turn;            // the text the gates classified (the guard model reads it too)
     // Whether each sentence must be checked before it is shown (stream_gate holds them).
     bool holds_sentences() const { return dose_guard || redact_answer; }
 };
 
 safety_decision decide(const classification & c, const safety_policy & p);
+
+// The locale's refusal ("I can't help with that.").
+std::string refusal_text(const safety_policy & p);
 
 // One piece of the answer after the output check: a personal dose withheld, personal data
 // replaced (with `r`, so that placeholders stay consistent across the answer).

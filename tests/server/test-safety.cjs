@@ -4,7 +4,8 @@
 // guidance first; an indiscriminate-weapons request is refused without generating; a look-alike
 // passes untouched; an image whose text is an injection gets the side-effecting tool withheld;
 // personal data is redacted in the store; the counters move on /metrics; a
-// policy file changes the locale and an action; a bad flag stops the server with its name.
+// policy file changes the locale and an action; a guard model's verdict is traced and a failed
+// one withholds the answer; a bad flag stops the server with its name.
 // usage: node test-safety.cjs MUSE_BINARY WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
@@ -129,6 +130,33 @@ async function main() {
   } finally {
     de.proc.kill('SIGKILL');
     await waitExit(de.proc, 10000);
+  }
+
+  // A guard model: the served model itself (a parallel sequence on the same engine) failing open,
+  // and a second generated model failing closed (random weights never answer in the format).
+  for (const [guard, fail] of [['self', 'open'], ['smoke', 'closed']]) {
+    const g = await startServer(muse, ['--threads', '2', '--max-tokens', '8', '--quiet', '--guard-model', guard, '--safety-fail', fail], env);
+    try {
+      const client = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
+      const call = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'Tell me a story' }], mode: 'instant', max_tokens: 8 });
+      if (fail === 'open') {
+        const r = await call;
+        check('guard (self, open): its verdict is in the trace, the answer goes', r.muse.safety.guard && r.muse.safety.guard.failed_open === true &&
+          typeof r.muse.safety.guard.ms === 'number' && r.choices[0].message.content.length > 0, r.muse.safety);
+      } else {
+        try {
+          await call;
+          check('guard (second model, closed): an unreadable verdict withholds the answer', false, 'answered');
+        } catch (e) {
+          check('guard (second model, closed): an unreadable verdict withholds the answer, saying why', e.status >= 500 && /guard model failed/.test(e.message),
+            `${e.status} ${e.message}`);
+        }
+        check('guard: counted on /metrics', await metric(g.url, null, 'muse_safety_guard_failures_total') >= 1);
+      }
+    } finally {
+      g.proc.kill('SIGKILL');
+      await waitExit(g.proc, 10000);
+    }
   }
 
   // Bad safety flags stop the server before it loads anything, naming the flag.

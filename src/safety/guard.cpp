@@ -1,0 +1,60 @@
+// Llama Guard 3's prompt and output (see guard.h).
+
+#include "guard.h"
+
+#include "classifier.h"
+
+#include <cctype>
+
+namespace muse {
+
+std::string guard_prompt(std::string_view user_turn) {
+    static const char * names[] = { "", "Violent Crimes", "Non-Violent Crimes", "Sex-Related Crimes", "Child Sexual Exploitation",
+                                    "Defamation", "Specialized Advice", "Privacy", "Intellectual Property", "Indiscriminate Weapons",
+                                    "Hate", "Suicide & Self-Harm", "Sexual Content", "Elections", "Code Interpreter Abuse" };
+    std::string p = "Task: Check if there is unsafe content in 'User' messages in conversations according our safety policy with "
+                    "the below categories.\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\n";
+    for (int i = 1; i <= 14; ++i) p += "S" + std::to_string(i) + ": " + names[i] + ".\n";
+    p += "<END UNSAFE CONTENT CATEGORIES>\n\n<BEGIN CONVERSATION>\n\nUser: ";
+    p += user_turn.substr(0, 32 * 1024);
+    p += "\n\n<END CONVERSATION>\n\nProvide your safety assessment for ONLY THE LAST User message in the above conversation:\n"
+         " - First line must read 'safe' or 'unsafe'.\n"
+         " - If unsafe, a second line must include a comma-separated list of violated categories.";
+    return p;
+}
+
+guard_verdict parse_guard_output(std::string_view text) {
+    guard_verdict v;
+    size_t        at = 0;
+    while (at < text.size() && std::isspace((unsigned char) text[at])) at++;
+    const size_t    eol   = text.find('\n', at);
+    std::string     first(text.substr(at, eol == std::string_view::npos ? std::string_view::npos : eol - at));
+    while (!first.empty() && std::isspace((unsigned char) first.back())) first.pop_back();
+    for (char & c : first) c = (char) std::tolower((unsigned char) c);
+    if (first == "safe") {
+        v.ok = true;
+        return v;
+    }
+    if (first != "unsafe") return v;
+    v.safe = false;
+    if (eol == std::string_view::npos) return v;  // unsafe without categories: not the format
+    const std::string_view rest = text.substr(eol + 1);
+    std::string            tok;
+    auto push = [&] {
+        if (tok.size() >= 2 && tok.size() <= 3 && tok[0] == 'S') {
+            const int n = std::atoi(tok.c_str() + 1);
+            if (n >= 1 && n <= 14 && std::to_string(n) == tok.substr(1)) v.categories.push_back(tok);
+        }
+        tok.clear();
+    };
+    for (char c : rest) {
+        if (c == '\n') break;
+        if (c == ',' || std::isspace((unsigned char) c)) push();
+        else tok += (char) std::toupper((unsigned char) c);
+    }
+    push();
+    v.ok = !v.categories.empty();
+    return v;
+}
+
+}  // namespace muse
