@@ -4,8 +4,14 @@
 // 300-word answer (sentence checks with personal-dosing and PII redaction on, the worst case),
 // with p50 / p99 over many rounds. No model runs: this is the gates' own cost.
 //
-// usage: muse-safety-bench [--rounds N] [--json]
+// With --model FILE it also measures the guard model's added wall time: the same question answered
+// (instant, 64 tokens, temperature 0) with and without the guard beside it (the same model as its
+// own guard, a parallel sequence on one engine), alternating, and prints each round's ratio.
+//
+// usage: muse-safety-bench [--rounds N] [--json] [--model FILE --guard-rounds N --threads N]
 
+#include "app/assistant.h"
+#include "app/runtime.h"
 #include "app/safety-door.h"
 #include "safety/injection.h"
 
@@ -40,21 +46,26 @@ double pct(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char ** argv) {
-    int  rounds = 300;
-    bool json   = false;
+    int         rounds = 300, guard_rounds = 5, threads = 2;
+    bool        json   = false;
+    std::string model;
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--guard-rounds") && i + 1 < argc) guard_rounds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: muse-safety-bench [--rounds N (10-100000, default 300)] [--json]\n");
+            printf("usage: muse-safety-bench [--rounds N (10-100000, default 300)] [--json]\n"
+                   "                         [--model FILE [--guard-rounds N (1-100, default 5)] [--threads N]]\n");
             return 0;
         } else {
             fprintf(stderr, "muse-safety-bench: unknown option %s (see --help)\n", argv[i]);
             return 2;
         }
     }
-    if (rounds < 10 || rounds > 100000) {
-        fprintf(stderr, "muse-safety-bench: --rounds must be in [10, 100000]\n");
+    if (rounds < 10 || rounds > 100000 || guard_rounds < 1 || guard_rounds > 100 || threads < 1 || threads > 1024) {
+        fprintf(stderr, "muse-safety-bench: --rounds must be in [10, 100000], --guard-rounds in [1, 100], --threads in [1, 1024]\n");
         return 2;
     }
     safety_policy pol;
@@ -104,5 +115,68 @@ int main(int argc, char ** argv) {
         printf("%-34s %8.3f %8.3f\n", "output (dose + PII, per sentence)", pct(t_out, 50), pct(t_out, 99));
         printf("%-34s %8.3f\n", "both, p50", pct(t_in, 50) + pct(t_out, 50));
     }
+    if (model.empty()) return 0;
+
+    // The guard model's added wall time, the model as its own guard.
+    error err;
+    auto  rt = runtime::load({ .path = model, .n_threads = threads }, err);
+    if (!rt) {
+        fprintf(stderr, "muse-safety-bench: %s\n", err.message.c_str());
+        return 3;
+    }
+    runtime_engine_options eo;
+    eo.n_ctx     = 4096;
+    eo.n_threads = threads;
+    eo.n_seq_max    = 8;
+    eo.prompt_cache = 8;  // as muse serve keeps them: the guard prompt's fixed part is computed once
+    if (error e = rt->start(eo)) {
+        fprintf(stderr, "muse-safety-bench: %s\n", e.message.c_str());
+        return 3;
+    }
+    auto plain_door = std::make_shared<safety_door>(safety_policy{});
+    auto guard_door = std::make_shared<safety_door>(safety_policy{ .fail_closed = false });
+    guard_door->set_guard(&rt->get_backend());
+    assistant_params p1, p2;
+    p1.safety = plain_door;
+    p2.safety = guard_door;
+    assistant without(rt->get_backend(), p1), with(rt->get_backend(), p2);
+    auto once = [&](const assistant & a, double & guard_ms) {
+        ask_input in;
+        in.request.messages                 = { { "user", "Tell me about the old harbour at dawn and the boats that leave it." } };
+        in.request.opt.mode                 = MODE_INSTANT;
+        in.request.opt.answer_tokens        = 64;
+        in.request.opt.sampling.temperature = 0;
+        in.request.cache_salt               = "bench-" + std::to_string(rand());  // no prompt reuse between rounds
+        ask_output out;
+        const auto t0 = std::chrono::steady_clock::now();
+        a.ask(std::move(in), nullptr, {}, out);
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        guard_ms = 0;
+        if (!out.results.empty() && !out.results[0].safety_json.empty()) {
+            auto j = nlohmann::json::parse(out.results[0].safety_json, nullptr, false);
+            if (j.is_object() && j.contains("guard")) guard_ms = j["guard"].value("ms", 0.0);
+        }
+        return ms;
+    };
+    double g = 0;
+    once(without, g);  // warm-up
+    std::vector<double> ratios, base, guarded, guard_alone;
+    for (int r = 0; r < guard_rounds; ++r) {
+        double a = 0, b = 0, gm = 0;
+        if (r % 2 == 0) {
+            a = once(without, g);
+            b = once(with, gm);
+        } else {
+            b = once(with, gm);
+            a = once(without, g);
+        }
+        base.push_back(a);
+        guarded.push_back(b);
+        guard_alone.push_back(gm);
+        ratios.push_back(b / a);
+        printf("guard round %d: answer alone %.0f ms, with the guard beside it %.0f ms (guard %.0f ms): ratio %.3f\n", r + 1, a, b, gm, b / a);
+    }
+    printf("guard model (%s as its own guard, %d threads): median ratio %.3f (rounds %.3f-%.3f); target <= 1.10\n", model.c_str(),
+           threads, pct(ratios, 50), *std::min_element(ratios.begin(), ratios.end()), *std::max_element(ratios.begin(), ratios.end()));
     return 0;
 }
