@@ -5,8 +5,10 @@
 // with p50 / p99 over many rounds. No model runs: this is the gates' own cost.
 //
 // With --model FILE it also measures the guard model's added wall time: the same question answered
-// (instant, 64 tokens, temperature 0) with and without the guard beside it (the same model as its
-// own guard, a parallel sequence on one engine), alternating, and prints each round's ratio.
+// (instant, 64 tokens, temperature 0, one user, so both runs reuse the cached prompt) with and
+// without the guard beside it (the same model as its own guard, a parallel sequence on one
+// engine; its prompt's fixed part cached within the user's scope), alternating, and prints each
+// round's ratio.
 //
 // usage: muse-safety-bench [--rounds N] [--json] [--model FILE --guard-rounds N --threads N]
 
@@ -146,7 +148,7 @@ int main(int argc, char ** argv) {
         in.request.opt.mode                 = MODE_INSTANT;
         in.request.opt.answer_tokens        = 64;
         in.request.opt.sampling.temperature = 0;
-        in.request.cache_salt               = "bench-" + std::to_string(rand());  // no prompt reuse between rounds
+        in.session.user                     = "bench-user";  // one user's conversation: both runs reuse the same cached prompts
         ask_output out;
         const auto t0 = std::chrono::steady_clock::now();
         a.ask(std::move(in), nullptr, {}, out);

@@ -166,7 +166,8 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
     // are held until its verdict.
     std::shared_future<safety_door::guard_outcome> guard_f;
     if (sd && door && door->guard_backend() && !sd->refuse) {
-        guard_f = std::async(std::launch::async, [door, sd, cancel] { return door->run_guard(sd->turn, cancel); }).share();
+        const std::string salt = p.in.request.cache_salt;  // the user's scope (prepare set it)
+        guard_f = std::async(std::launch::async, [door, sd, salt, cancel] { return door->run_guard(sd->turn, salt, cancel); }).share();
     }
     auto run_choice = [&](int i) {
         std::vector<std::string> blocked;  // calls to withheld tools this choice made

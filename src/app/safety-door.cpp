@@ -156,7 +156,7 @@ std::string safety_door::for_log(const std::string & text) const {
     return r.redact(text, detector);
 }
 
-safety_door::guard_outcome safety_door::run_guard(const std::string & turn, const cancel_token & cancel) const {
+safety_door::guard_outcome safety_door::run_guard(const std::string & turn, const std::string & cache_salt, const cancel_token & cancel) const {
     guard_outcome out;
     if (!guard) {
         out.err = { ERROR_INTERNAL, "no guard model" };
@@ -169,10 +169,10 @@ safety_door::guard_outcome safety_door::run_guard(const std::string & turn, cons
     m.role    = "user";
     m.content = guard_prompt(turn);
     r.messages.push_back(m);
-    r.max_tokens           = 12;
+    r.max_tokens           = 8;  // "unsafe", a line break and two categories
     r.reasoning            = REASONING_OFF;
     r.sampling.temperature = 0;
-    r.cache_salt           = "muse-guard";
+    r.cache_salt           = "guard:" + cache_salt;
     auto         stream    = guard->start(r);
     cancel_callback on_cancel(cancel, [&stream] { stream->cancel(); });
     chat_result res;

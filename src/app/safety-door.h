@@ -75,7 +75,9 @@ class safety_door {
         std::string   raw;  // what the guard wrote (cut to 200 bytes)
         double        ms = 0;
     };
-    guard_outcome run_guard(const std::string & turn, const cancel_token & cancel) const;
+    // `cache_salt`: the request's (the user's scope): the guard prompt's fixed part is reused
+    // from the prompt cache within it, never across users (whose turns follow that part).
+    guard_outcome run_guard(const std::string & turn, const std::string & cache_salt, const cancel_token & cancel) const;
 
     // Tests: a classifier that fails (throws) on demand, to check failing closed and open.
     void set_classifier_for_tests(std::function<classification(std::string_view)> f) { test_classify = std::move(f); }
