@@ -203,6 +203,18 @@ TEST(safety, policy_file) {
     EXPECT_FALSE(parse_redact_list("logs,traces", r));
     EXPECT_TRUE(r.redact_logs && r.redact_traces && !r.redact_store);
     EXPECT_EQ(parse_redact_list("logs,keys", r).code, ERROR_INVALID_ARGUMENT);
+    safety_policy g;
+    ASSERT_FALSE(parse_safety_policy_json(R"({"phone_regions":["NL","BE"]})", g));
+    EXPECT_EQ(g.phone_regions, (std::vector<std::string>{ "NL", "BE" }));
+    EXPECT_EQ(parse_region_list("US,usa", g).code, ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(parse_region_list("", g).code, ERROR_INVALID_ARGUMENT);
+    // The configured regions are the recognizer's: a Dutch mobile number in its national form.
+    safety_policy nl;
+    ASSERT_FALSE(parse_region_list("NL", nl));
+    const pii_detector nl_pii(pii_options{ .phone_regions = nl.phone_regions });
+    const auto         hits = nl_pii.find("Bel me op 06 12345678 vandaag");
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_EQ(hits[0].type, PII_PHONE);
 }
 
 TEST(safety, injection_detector) {

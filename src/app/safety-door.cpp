@@ -10,7 +10,7 @@
 
 namespace muse {
 
-safety_door::safety_door(safety_policy p) : pol(std::move(p)) {}
+safety_door::safety_door(safety_policy p) : pol(std::move(p)), detector(pii_options{ .phone_regions = pol.phone_regions }) {}
 
 error safety_door::check_input(ask_request & req, safety_decision & d, const std::string & untrusted, const std::string & marker) const {
     d = safety_decision{};
@@ -42,10 +42,18 @@ error safety_door::check_input(ask_request & req, safety_decision & d, const std
     d.turn = text;
     // Untrusted content: data between the request's markers; instruction-like text in it turns
     // side-effecting client tools off for this request.
+    // The client's tool results: untrusted, between this request's markers.
+    std::string mark = marker, all = untrusted;
+    for (auto & m : req.messages) {
+        if (m.role != "tool" || m.content.empty()) continue;
+        if (mark.empty()) mark = new_spotlight_marker();
+        all += "\n" + m.content;
+        m.content = spotlight(m.content, mark);
+    }
     std::string extra;
-    if (!marker.empty()) extra = spotlight_instruction(marker);
-    if (!untrusted.empty()) {
-        const injection_scan inj = scan_untrusted(untrusted);
+    if (!mark.empty()) extra = spotlight_instruction(mark);
+    if (!all.empty()) {
+        const injection_scan inj = scan_untrusted(all);
         d.injection              = inj.signals;
         if (inj.flagged) {
             injections++;

@@ -43,8 +43,10 @@ class safety_door {
     // failure refuses the request (ERROR_INTERNAL naming it) when the policy fails closed; open,
     // it passes with "failed_open" in the trace.
     // `untrusted`: the attachments' text as read, and `marker`: the spotlight marker it was
-    // folded in with ("" when there were none). Instruction-like text in it (injection.h) is
-    // recorded, and client tools with side effects are withheld for this request.
+    // folded in with ("" when there were none). Tool results the client sent back (`tool`
+    // messages: a fetched page, an e-mail) are untrusted too: they go between markers as well.
+    // Instruction-like text in any of it (injection.h) is recorded, and client tools with side
+    // effects are withheld for this request.
     error check_input(ask_request & req, safety_decision & d, const std::string & untrusted = "", const std::string & marker = "") const;
 
     // The final answer as the stream showed it: guidance + the checked answer + the disclaimer;

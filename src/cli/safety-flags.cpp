@@ -26,6 +26,11 @@ bool parse_safety_flag(args & a, safety_flags & f) {
         return true;
     }
     if (a.value("--guard-model", f.guard_model)) return true;
+    if (a.value("--pii-regions", f.pii_regions)) {
+        safety_policy probe;
+        if (error e = parse_region_list(f.pii_regions, probe); e && a.error.empty()) a.error = "--" + e.message;
+        return true;
+    }
     if (a.flag("--no-safety")) {
         f.off = true;
         return true;
@@ -47,6 +52,9 @@ std::string build_safety(const safety_flags & f, std::shared_ptr<safety_door> & 
         if (error e = parse_redact_list(f.redact, p)) return "--" + e.message;
     }
     if (!f.fail.empty()) p.fail_closed = f.fail == "closed";
+    if (!f.pii_regions.empty()) {
+        if (error e = parse_region_list(f.pii_regions, p)) return "--" + e.message;
+    }
     if (!p.enabled) return "";
     try {
         out = std::make_shared<safety_door>(p);
@@ -63,6 +71,7 @@ const char * safety_help() {
            "  --emergency-number N  the number red-flag guidance tells people to call (default: the locale's)\n"
            "  --redact LIST         where personal data becomes <EMAIL_1>-style placeholders: logs, traces,\n"
            "                        store, answers, or none (default logs,traces,store)\n"
+           "  --pii-regions LIST    regions whose phone formats count as personal data (default US,GB,DE,FR,ES,IT)\n"
            "  --safety-policy FILE  a JSON policy (locale, numbers, per-category actions, redaction)\n"
            "  --safety-fail MODE    closed (default: a failed safety check refuses the request) or open\n"
            "  --guard-model FILE    a guard model in Llama Guard 3's format (or self: the served model) judges\n"

@@ -19,7 +19,7 @@
 namespace muse::cli {
 
 struct safety_flags {
-    std::string policy_file, locale, emergency_number, redact, fail;
+    std::string policy_file, locale, emergency_number, redact, fail, pii_regions;
     std::string guard_model;  // --guard-model FILE (or tiny, smoke; "self": the served model)
     bool        off = false;  // --no-safety
 };

@@ -182,6 +182,24 @@ error parse_redact_list(const std::string & list, safety_policy & out) {
     return {};
 }
 
+error parse_region_list(const std::string & list, safety_policy & out) {
+    std::vector<std::string> regions;
+    size_t                   at = 0;
+    while (at <= list.size()) {
+        const size_t      comma = list.find(',', at);
+        const std::string r     = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        if (r.size() != 2 || !std::isupper((unsigned char) r[0]) || !std::isupper((unsigned char) r[1])) {
+            return { ERROR_INVALID_ARGUMENT, "pii-regions: '" + r.substr(0, 16) + "' is not a region code like US or DE" };
+        }
+        regions.push_back(r);
+        if (comma == std::string::npos) break;
+        at = comma + 1;
+    }
+    if (regions.empty() || regions.size() > 32) return { ERROR_INVALID_ARGUMENT, "pii-regions: give 1 to 32 region codes" };
+    out.phone_regions = regions;
+    return {};
+}
+
 error parse_safety_policy_json(const std::string & text, safety_policy & out) {
     using json = nlohmann::json;
     json j = json::parse(text, nullptr, false);
@@ -222,6 +240,14 @@ error parse_safety_policy_json(const std::string & text, safety_policy & out) {
                 }
                 out.actions[n] = a.value() == "refuse" ? SAFETY_REFUSE : SAFETY_ALLOW;
             }
+        } else if (k == "phone_regions") {
+            if (!v.is_array()) return { ERROR_INVALID_ARGUMENT, "safety policy: phone_regions must be an array like [\"US\", \"DE\"]" };
+            std::string list;
+            for (const auto & w : v) {
+                if (!w.is_string()) return { ERROR_INVALID_ARGUMENT, "safety policy: phone_regions holds strings" };
+                list += (list.empty() ? "" : ",") + w.get<std::string>();
+            }
+            if (error e = parse_region_list(list, out)) return { e.code, "safety policy: " + e.message };
         } else if (k == "redact") {
             if (!v.is_array()) return { ERROR_INVALID_ARGUMENT, "safety policy: redact must be an array like [\"logs\", \"store\"]" };
             std::string list;
@@ -232,7 +258,7 @@ error parse_safety_policy_json(const std::string & text, safety_policy & out) {
             if (error e = parse_redact_list(list.empty() ? "none" : list, out)) return { e.code, "safety policy: " + e.message };
         } else {
             return { ERROR_INVALID_ARGUMENT, "safety policy: unknown key '" + k.substr(0, 40) +
-                                                 "' (enabled, fail, locale, emergency_number, crisis_line, disclaimer, actions, redact)" };
+                                                 "' (enabled, fail, locale, emergency_number, crisis_line, disclaimer, actions, redact, phone_regions)" };
         }
     }
     return {};

@@ -33,6 +33,8 @@ struct safety_policy {
     // S1-S14 -> action; missing: allow. Defaults refuse S1, S2, S3, S4, S9, S10 (operational requests only, see classifier.h).
     std::map<int, safety_action> actions = { { 1, SAFETY_REFUSE }, { 2, SAFETY_REFUSE }, { 3, SAFETY_REFUSE }, { 4, SAFETY_REFUSE },
                                              { 9, SAFETY_REFUSE }, { 10, SAFETY_REFUSE } };
+    // Regions whose national phone formats the PII recognizer knows (--pii-regions US,GB,...).
+    std::vector<std::string> phone_regions = { "US", "GB", "DE", "FR", "ES", "IT" };
     // Where personal data is replaced by typed placeholders (--redact logs,traces,store,answers).
     bool redact_logs = true, redact_traces = true, redact_store = true, redact_answers = false;
 };
@@ -44,6 +46,8 @@ error load_safety_policy(const std::string & path, safety_policy & out);
 error parse_safety_policy_json(const std::string & text, safety_policy & out);
 // "logs,traces,store,answers" (or "none"); an unknown word is an error naming it.
 error parse_redact_list(const std::string & list, safety_policy & out);
+// "US,GB,DE": ISO 3166 region codes (two capital letters, at most 32 of them).
+error parse_region_list(const std::string & list, safety_policy & out);
 
 // The emergency number and crisis line the policy gives (its own, else the locale's).
 std::string emergency_number_for(const safety_policy & p);
