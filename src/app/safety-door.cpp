@@ -215,7 +215,6 @@ std::vector<backend_metric> safety_door::stats() const {
         { "muse_safety_tool_calls_blocked_total", "counter", "Calls to withheld tools dropped.", (double) blocked_calls.load() },
     };
     for (int h = 1; h <= 14; ++h) {
-        if (h != 1 && h != 2 && h != 6 && h != 9 && h != 10 && h != 11) continue;  // the categories the rules cover
         m.push_back({ std::string("muse_safety_hazard_") + hazard_code((hazard) h) + "_total", "counter",
                       std::string("Requests classified as ") + hazard_code((hazard) h) + " (" + hazard_name((hazard) h) + ").",
                       (double) by_hazard[h].load() });

@@ -30,9 +30,10 @@ struct safety_policy {
     std::string emergency_number;     // "" = the locale's (112 when unknown)
     std::string crisis_line;          // "" = the locale's
     std::string disclaimer;           // "" = the locale's medical disclaimer
-    // S1-S14 -> action; missing: allow. Defaults refuse S1, S2, S3, S4, S9, S10 (operational requests only, see classifier.h).
+    // S1-S14 -> action; missing: allow. Defaults refuse S1, S2, S3, S4, S7, S9, S10 and S14
+    // (operational requests only, see classifier.h); S5, S8, S12 and S13 are recorded.
     std::map<int, safety_action> actions = { { 1, SAFETY_REFUSE }, { 2, SAFETY_REFUSE }, { 3, SAFETY_REFUSE }, { 4, SAFETY_REFUSE },
-                                             { 9, SAFETY_REFUSE }, { 10, SAFETY_REFUSE } };
+                                             { 7, SAFETY_REFUSE }, { 9, SAFETY_REFUSE }, { 10, SAFETY_REFUSE }, { 14, SAFETY_REFUSE } };
     // Regions whose national phone formats the PII recognizer knows (--pii-regions US,GB,...).
     std::vector<std::string> phone_regions = { "US", "GB", "DE", "FR", "ES", "IT" };
     // Where personal data is replaced by typed placeholders (--redact logs,traces,store,answers).
