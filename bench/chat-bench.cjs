@@ -10,6 +10,7 @@
 // usage: node chat-bench.cjs MUSE_URL LLAMA_URL LLAMA_RAW_URL TURNS MAX_TOKENS OUT.jsonl
 'use strict';
 const fs = require('fs');
+const { readSse } = require('./sse.cjs');
 
 const [museUrl, llamaUrl, rawUrl, turnsArg, maxArg, outFile] = process.argv.slice(2);
 const turns = Number(turnsArg), maxTokens = Number(maxArg);
@@ -20,28 +21,8 @@ const topics = ['the harbour at dawn', 'a train across the plains', 'the old lib
 const message = (i) => `Turn ${i + 1}. Tell me more about ${topics[i % topics.length]}: who goes there, what they carry, ` +
   `and what changes between morning and evening. Keep it short, and connect it to what we said before.`;
 
-// Reads an SSE response; calls onEvent(type, data) per event; resolves when the body ends.
-async function sse(res, onEvent) {
-  const reader = res.body.getReader();
-  const dec = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      let type = '', data = '';
-      for (const line of block.split('\n')) {
-        if (line.startsWith('event: ')) type = line.slice(7);
-        else if (line.startsWith('data: ')) data += line.slice(6);
-      }
-      if (data && data !== '[DONE]') onEvent(type, JSON.parse(data));
-    }
-  }
-}
+// An SSE response's events, the data parsed as JSON.
+const sse = (res, onEvent) => readSse(res, (type, data) => onEvent(type, JSON.parse(data)));
 
 let prev = null;
 async function museTurn(i) {

@@ -9,6 +9,7 @@
 // first token p50/p99, wall time, and the tokens of complete answers (their usage) per second.
 // usage: node serve-load.cjs URL SECONDS CLIENTS MAX_TOKENS [EXTRA_JSON]
 'use strict';
+const { readSse } = require('./sse.cjs');
 const [url, seconds, clients, maxTokens, extra] = process.argv.slice(2);
 const extraBody = extra ? JSON.parse(extra) : {};
 const words = ('the river carries light across stones while a quiet town counts its bridges and lanterns ' +
@@ -38,31 +39,18 @@ async function one(client, n, stats) {
     if (r.status !== 200) {
       err = `HTTP ${r.status}: ${(await r.text()).slice(0, 200)}`;
     } else {
-      const reader = r.body.getReader();
-      const dec = new TextDecoder();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(0, i); buf = buf.slice(i + 2);
-          for (const line of ev.split('\n')) {
-            if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-            let j;
-            try { j = JSON.parse(line.slice(6)); } catch (e) { err = 'bad SSE JSON'; continue; }
-            if (j.error) { err = 'stream error: ' + JSON.stringify(j.error).slice(0, 200); continue; }
-            const d = j.choices && j.choices[0] && j.choices[0].delta;
-            if (d && (d.content || d.reasoning_content)) {
-              chunks++;
-              if (!first) first = performance.now();
-            }
-            if (j.choices && j.choices[0] && j.choices[0].finish_reason) finish = j.choices[0].finish_reason;
-            if (j.usage) tokens = j.usage.completion_tokens;
-          }
+      await readSse(r, (type, data) => {
+        let j;
+        try { j = JSON.parse(data); } catch (e) { err = 'bad SSE JSON'; return; }
+        if (j.error) { err = 'stream error: ' + JSON.stringify(j.error).slice(0, 200); return; }
+        const d = j.choices && j.choices[0] && j.choices[0].delta;
+        if (d && (d.content || d.reasoning_content)) {
+          chunks++;
+          if (!first) first = performance.now();
         }
-      }
+        if (j.choices && j.choices[0] && j.choices[0].finish_reason) finish = j.choices[0].finish_reason;
+        if (j.usage) tokens = j.usage.completion_tokens;
+      });
       // A stream that ends properly without text is an answer, not an error (a model may stop
       // at once); one that never says why it ended is an error.
       if (!err && !finish) err = 'the stream ended without a finish_reason';
