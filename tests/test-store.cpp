@@ -274,8 +274,16 @@ TEST_P(store_test, search_finds_titles_and_texts_of_the_user_only) {
         EXPECT_FALSE(st->search(a.id, q, 10, hits)) << q;
     }
     EXPECT_EQ(st->search(a.id, std::string(300, 'x'), 10, hits).code, ERROR_INVALID_ARGUMENT);
-    // Renamed and deleted entries leave the index.
+    // Renamed and deleted entries leave the index; a rename does not move a conversation up the list.
+    std::vector<conversation_record> before, after;
+    ASSERT_FALSE(st->list_conversations(a.id, 10, 0, before));
     ASSERT_FALSE(st->update_conversation(a.id, c1.id, "Vegetables", "{}"));
+    ASSERT_FALSE(st->list_conversations(a.id, 10, 0, after));
+    ASSERT_EQ(before.size(), after.size());
+    for (size_t i = 0; i < before.size(); ++i) {
+        EXPECT_EQ(before[i].id, after[i].id);
+        EXPECT_EQ(before[i].updated_at, after[i].updated_at);
+    }
     ASSERT_FALSE(st->search(a.id, "garden", 10, hits));
     EXPECT_TRUE(hits.empty());
     ASSERT_FALSE(st->delete_conversation(a.id, c2.id));

@@ -510,8 +510,9 @@ class sqlite_store : public store {
         if (error e = check_json(meta, true, "metadata", k_store_max_metadata)) return e;
         return write([&](sqlite3 * db) -> error {
             if (error e = require_conversation(db, user_id, id)) return e;
-            stmt s(db, "UPDATE conversations SET title = ?1, metadata = ?2, updated_at = ?3 WHERE id = ?4");
-            s.bind(1, title).bind(2, meta).bind(3, next_touch(db, user_id)).bind(4, id);
+            // A rename is not activity: the list's order (updated_at) stays as it was.
+            stmt s(db, "UPDATE conversations SET title = ?1, metadata = ?2 WHERE id = ?3");
+            s.bind(1, title).bind(2, meta).bind(3, id);
             if (error e = run(s, db, "update conversation")) return e;
             stmt d(db, "DELETE FROM search_fts WHERE conversation_id = ?1 AND item_id = ''");
             d.bind(1, id);

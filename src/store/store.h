@@ -135,6 +135,7 @@ class store {
     // Newest first; before_updated_at > 0 pages (conversations updated before it).
     virtual error list_conversations(const std::string & user_id, int32_t limit, int64_t before_updated_at,
                                      std::vector<conversation_record> & out)                          = 0;
+    // Title and metadata; updated_at (the list's order) stays: a rename is not activity.
     virtual error update_conversation(const std::string & user_id, const std::string & id, const std::string & title,
                                       const std::string & metadata_json)                              = 0;
     virtual error delete_conversation(const std::string & user_id, const std::string & id)            = 0;
