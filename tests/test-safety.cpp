@@ -194,6 +194,12 @@ TEST(safety, stream_gate_equals_the_whole_answer) {
         shown += g.flush();
         EXPECT_EQ(shown, want) << "deltas of " << step << " bytes";
     }
+    // The note that replaces a dose is in the policy's language.
+    safety_policy de;
+    de.locale                = "de";
+    const safety_decision dd = decide(cls().classify("How much ibuprofen should I take?"), de);
+    stream_gate           gd(dd, pii);
+    EXPECT_NE(gd.check_whole("Take 400 mg.").find("fragen Sie die Apotheke"), std::string::npos);
     // Without a sentence check the gate passes deltas through at once.
     const safety_decision plain = decide(cls().classify("Plan a day in Lisbon"), safety_policy{});
     stream_gate           g(plain, pii);

@@ -384,6 +384,9 @@ class chat_session {
     }
 
   public:
+    // Attachments read already (the command line's --image and --data): for the next turn.
+    void attach(ask_input in) { pending = std::move(in); }
+
     // The relay's side: Ctrl-C while an answer is generated.
     void interrupt() {
         std::lock_guard<std::mutex> lk(stop_mu);
@@ -477,7 +480,7 @@ int cmd_chat(int argc, char ** argv) {
         fprintf(stderr, "muse chat: --user %s\n", ue.message.c_str());
         return exit_code_for(ue.code);
     }
-    ask_input probe;  // attachments named on the command line: checked before the model loads
+    ask_input probe;  // attachments named on the command line: read before the model loads, sent with the first message
     for (const auto & file : f.image_files) {
         if (error e = add_image_file(probe, file)) {
             fprintf(stderr, "muse chat: --image %s\n", e.message.c_str());
@@ -536,8 +539,7 @@ int cmd_chat(int argc, char ** argv) {
     sigaction(SIGINT, &sa, nullptr);
 
     // Attachments named on the command line go with the first message.
-    for (const auto & file : f.image_files) chat.line("/image " + file);
-    for (const auto & file : f.data_files) chat.line("/data " + file);
+    chat.attach(std::move(probe));
 
     if (tty) {
         // Typed text is UTF-8: libedit shows it as such under a UTF-8 character type.

@@ -337,6 +337,7 @@ safety_decision decide(const classification & c, const safety_policy & p) {
     }
     if (c.personal_dosing) {
         d.dose_guard = true;
+        d.dose_note  = t.dose_withheld;
         d.actions.push_back("dose_withheld");
     }
     d.redact_answer = p.redact_answers;
@@ -355,7 +356,7 @@ std::string check_answer_piece(const std::string & piece, const safety_decision 
         while (RE2::FindAndConsume(&in, dose, &m)) {
             const size_t b = (size_t) (m.data() - out.data());
             result += out.substr(at, b - at);
-            result += texts_of(safety_policy{}).dose_withheld;
+            result += d.dose_note;
             at = b + m.size();
         }
         if (at > 0) out = result + out.substr(at);

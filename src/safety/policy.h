@@ -63,6 +63,7 @@ struct safety_decision {
     std::string    suffix;           // the disclaimer: last in the answer
     std::string    instruction;      // added to the system prompt
     bool           dose_guard = false;      // a personal dose in the answer is withheld
+    std::string    dose_note;               // ... and replaced by this (the locale's text)
     bool           redact_answer = false;   // personal data in the answer is replaced
     std::vector<std::string> actions;       // what was done: "refuse", "emergency_first", "crisis_first", "disclaimer", ...
     std::vector<std::string> injection;     // signals found in untrusted content (injection.h)
