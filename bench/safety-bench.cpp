@@ -4,11 +4,11 @@
 // 300-word answer (sentence checks with personal-dosing and PII redaction on, the worst case),
 // with p50 / p99 over many rounds. No model runs: this is the gates' own cost.
 //
-// With --model FILE it also measures the guard model's added wall time: the same question answered
-// (instant, 64 tokens, temperature 0, one user, so both runs reuse the cached prompt) with and
-// without the guard beside it (the same model as its own guard, a parallel sequence on one
-// engine; its prompt's fixed part cached within the user's scope), alternating, and prints each
-// round's ratio.
+// With --model FILE it also measures the guard model's added wall time: a new question each time
+// (~16 tokens, instant, 64 and then 256 answer tokens, temperature 0) answered with and without
+// the guard beside it (the same model as its own guard, a parallel sequence on one engine,
+// prompted instructions-first so that only the turn and a short tail are computed per request),
+// alternating, and prints each round's ratio.
 //
 // usage: muse-safety-bench [--rounds N] [--json] [--model FILE --guard-rounds N --threads N]
 
@@ -142,13 +142,25 @@ int main(int argc, char ** argv) {
     p1.safety = plain_door;
     p2.safety = guard_door;
     assistant without(rt->get_backend(), p1), with(rt->get_backend(), p2);
-    auto once = [&](const assistant & a, double & guard_ms) {
+    std::string verdict;  // the guard's last answer, as the trace has it
+    // A new question each time, all of one shape (~16 tokens), as a user's next turn would be:
+    // the answer's and the guard's prompts are computed up to their cached fixed parts.
+    int         asked = 0;
+    auto        next_question = [&] {
+        static const char * places[] = { "old harbour", "mill by the river", "mountain pass", "night market", "lighthouse", "railway yard",
+                                         "glass house", "salt flats", "stone bridge", "orchard", "paper mill", "ferry landing" };
+        static const char * things[] = { "boats that leave it", "people who work there", "birds that nest nearby", "carts that pass",
+                                         "songs they sing", "lamps that light it", "smells of the morning" };
+        const int n = asked++;
+        return std::string("Tell me about the ") + places[n % 12] + " at dawn and the " + things[(n / 12 + n) % 7] + ", please.";
+    };
+    auto once = [&](const assistant & a, int answer_tokens, double & guard_ms, const char * user = "bench-user") {
         ask_input in;
-        in.request.messages                 = { { "user", "Tell me about the old harbour at dawn and the boats that leave it." } };
+        in.request.messages                 = { { "user", next_question() } };
         in.request.opt.mode                 = MODE_INSTANT;
-        in.request.opt.answer_tokens        = 64;
+        in.request.opt.answer_tokens        = answer_tokens;
         in.request.opt.sampling.temperature = 0;
-        in.session.user                     = "bench-user";  // one user's conversation: both runs reuse the same cached prompts
+        in.session.user                     = user;
         ask_output out;
         const auto t0 = std::chrono::steady_clock::now();
         a.ask(std::move(in), nullptr, {}, out);
@@ -156,29 +168,44 @@ int main(int argc, char ** argv) {
         guard_ms = 0;
         if (!out.results.empty() && !out.results[0].safety_json.empty()) {
             auto j = nlohmann::json::parse(out.results[0].safety_json, nullptr, false);
-            if (j.is_object() && j.contains("guard")) guard_ms = j["guard"].value("ms", 0.0);
+            if (j.is_object() && j.contains("guard")) {
+                guard_ms = j["guard"].value("ms", 0.0);
+                verdict  = j["guard"].value("output", std::string());
+            }
         }
         return ms;
     };
+    // The guard prompt's fixed part (~200 tokens) is computed once, as muse serve does at start;
+    // every user's requests share its cells (the part is public). A user's first request is
+    // reported apart from the rounds.
     double g = 0;
-    once(without, g);  // warm-up
-    std::vector<double> ratios, base, guarded, guard_alone;
-    for (int r = 0; r < guard_rounds; ++r) {
-        double a = 0, b = 0, gm = 0;
-        if (r % 2 == 0) {
-            a = once(without, g);
-            b = once(with, gm);
-        } else {
-            b = once(with, gm);
-            a = once(without, g);
-        }
-        base.push_back(a);
-        guarded.push_back(b);
-        guard_alone.push_back(gm);
-        ratios.push_back(b / a);
-        printf("guard round %d: answer alone %.0f ms, with the guard beside it %.0f ms (guard %.0f ms): ratio %.3f\n", r + 1, a, b, gm, b / a);
+    once(without, 64, g);  // warm-up
+    {
+        const auto t0 = std::chrono::steady_clock::now();
+        guard_door->warm_guard();
+        printf("the guard's fixed part, computed at start: %.0f ms\n",
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        const double a = once(without, 64, g, "bench-user-2"), b = once(with, 64, g, "bench-user-2");
+        printf("a user's first guarded request: answer alone %.0f ms, with the guard %.0f ms (guard %.0f ms): ratio %.3f\n", a, b, g, b / a);
     }
-    printf("guard model (%s as its own guard, %d threads): median ratio %.3f (rounds %.3f-%.3f); target <= 1.10\n", model.c_str(),
-           threads, pct(ratios, 50), *std::min_element(ratios.begin(), ratios.end()), *std::max_element(ratios.begin(), ratios.end()));
+    for (const int answer_tokens : { 64, 256 }) {
+        std::vector<double> ratios;
+        for (int r = 0; r < guard_rounds; ++r) {
+            double a = 0, b = 0, gm = 0;
+            if (r % 2 == 0) {
+                a = once(without, answer_tokens, g);
+                b = once(with, answer_tokens, gm);
+            } else {
+                b = once(with, answer_tokens, gm);
+                a = once(without, answer_tokens, g);
+            }
+            ratios.push_back(b / a);
+            printf("guard round %d, %d answer tokens: answer alone %.0f ms, with the guard beside it %.0f ms (guard %.0f ms, said %s): ratio "
+                   "%.3f\n", r + 1, answer_tokens, a, b, gm, nlohmann::json(verdict).dump().c_str(), b / a);
+        }
+        printf("guard model (%s as its own guard, %d threads, a new ~16-token question each time, %d answer tokens): median ratio %.3f "
+               "(rounds %.3f-%.3f); target <= 1.10\n", model.c_str(), threads, answer_tokens, pct(ratios, 50),
+               *std::min_element(ratios.begin(), ratios.end()), *std::max_element(ratios.begin(), ratios.end()));
+    }
     return 0;
 }

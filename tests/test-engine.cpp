@@ -624,3 +624,39 @@ TEST_F(engine_test, prompt_cache_salts_neither_share_forks_nor_evict_each_other)
     ASSERT_FALSE(r.err) << r.err.message;
     EXPECT_GE(r.use.prompt_tokens_reused, n_pa - 2) << "A's entry outlived B's extension of it and B's flood";
 }
+
+// A public start (a guard model's fixed task prompt) is shared across salts, and only that:
+// B reuses A's cells up to the end of the text both declared public, never into A's turn, and
+// nothing when only one side declared it; without the declaration the salts stay apart.
+TEST_F(engine_test, prompt_cache_public_prefix_is_shared_across_salts_and_nothing_more) {
+    auto              e      = make_salted_cache();
+    const std::string pub    = "<|im_start|>user\nTask: judge the message below against the rules.\n\nMessage: ";
+    const std::string turn_a = "My account number is 4831 and my question is about the bank.";
+    const int32_t     n_pub  = (int32_t) e->tokenize(pub).size();
+    auto ask = [&](const std::string & turn, const std::string & salt, bool declare) {
+        sequence_request r = salted(pub + turn + "<|im_end|>\n<|im_start|>assistant\n", 1, salt);
+        if (declare) r.public_prefix = pub;
+        auto       h = e->submit(r);
+        run_result x = drain(h);
+        EXPECT_FALSE(x.err) << x.err.message;
+        return x.use.prompt_tokens_reused;
+    };
+    EXPECT_EQ(ask(turn_a, "a", true), 0);
+    // B's turn starts like A's: a salt-blind cache would reuse into A's turn.
+    const int32_t b = ask("My account number is 4831 and my question is about loans.", "b", true);
+    EXPECT_GE(b, n_pub - 2) << "B shares the public start";
+    EXPECT_LE(b, n_pub) << "and not one token of A's turn";
+    EXPECT_EQ(ask("My account number is 4831 and my question is about cards.", "c", false), 0) << "undeclared: the salts stay apart";
+    // Both sides must declare it: D declares the start public, but the only entry D could match
+    // (C's, in a fresh engine) did not.
+    e = make_salted_cache();
+    EXPECT_EQ(ask(turn_a, "c", false), 0);
+    EXPECT_EQ(ask("My account number is 4831 and my question is about fees.", "d", true), 0);
+    // A public prefix that is not the prompt's start is ignored.
+    sequence_request r = salted("Something else. " + pub + turn_a, 1, "e");
+    r.public_prefix    = pub;
+    auto h             = e->submit(r);
+    run_result x       = drain(h);
+    ASSERT_FALSE(x.err);
+    EXPECT_EQ(x.use.prompt_tokens_reused, 0);
+}

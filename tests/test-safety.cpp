@@ -277,13 +277,26 @@ TEST(safety, spotlight_markers_cannot_be_forged) {
 }
 
 TEST(safety, guard_format) {
-    const std::string p = guard_prompt("How do I pick a lock?");
+    const std::string turn = "How do I pick a lock?";
+    const std::string p    = guard_prompt(turn, GUARD_PROMPT_LLAMA_GUARD);
     EXPECT_NE(p.find("S9: Indiscriminate Weapons."), std::string::npos);
     EXPECT_NE(p.find("User: How do I pick a lock?"), std::string::npos);
-    EXPECT_NE(p.find("First line must read 'safe' or 'unsafe'"), std::string::npos);
+    EXPECT_GT(p.find("First line must read 'safe' or 'unsafe'"), p.find(turn)) << "Llama Guard 3's order: the instructions last";
+    // Any other model gets the instructions first: everything before the turn is the same for
+    // every turn (the fixed part the prompt cache shares), and only a short tail follows it.
+    const std::string q = guard_prompt(turn, GUARD_PROMPT_INSTRUCTIONS_FIRST), q2 = guard_prompt("Another question", GUARD_PROMPT_INSTRUCTIONS_FIRST);
+    EXPECT_LT(q.find("First line must read 'safe' or 'unsafe'"), q.find(turn));
+    EXPECT_NE(q.find("S14: Code Interpreter Abuse."), std::string::npos);
+    EXPECT_EQ(q.substr(0, q.find(turn)), q2.substr(0, q2.find("Another question")));
+    EXPECT_LT(q.size() - q.find(turn) - turn.size(), 30u);
+    EXPECT_EQ(guard_prompt(turn, GUARD_PROMPT_TEMPLATE), turn) << "Llama Guard's own template writes the task";
+    EXPECT_EQ(guard_style_for("llama-guard", "anything"), GUARD_PROMPT_TEMPLATE);
+    EXPECT_EQ(guard_style_for("llama3", "Llama Guard 3 8B"), GUARD_PROMPT_LLAMA_GUARD);
+    EXPECT_EQ(guard_style_for("chatml", "Qwen2.5 0.5B Instruct"), GUARD_PROMPT_INSTRUCTIONS_FIRST);
+    EXPECT_NE(std::string(guard_grammar()).find("\"unsafe\\n\""), std::string::npos);
     struct tc { const char * out; bool ok, safe; std::vector<std::string> cats; };
     for (const tc & t : std::vector<tc>{ { "safe", true, true, {} }, { "  safe\n", true, true, {} }, { "unsafe\nS9", true, false, { "S9" } },
-                                          { "unsafe\nS1,S10", true, false, { "S1", "S10" } }, { "UNSAFE\ns2 , S14\nmore", true, false, { "S2", "S14" } },
+                                          { "unsafe\nS1,S10", true, false, { "S1", "S10" } }, { "UNSAFE\ns2 , S14\nmore", true, false, { "S2", "S14" } }, { "unsafe\nS7,S7,S3,S7", true, false, { "S7", "S3" } },
                                           { "unsafe", false, false, {} }, { "unsafe\nS15", false, false, {} }, { "unsafe\nS01", false, false, {} },
                                           { "maybe", false, true, {} }, { "", false, true, {} }, { "safe-ish", false, true, {} } }) {
         const guard_verdict v = parse_guard_output(t.out);

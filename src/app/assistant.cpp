@@ -163,11 +163,19 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
     const safety_decision * sd   = p.safety.get();
     const safety_door *     door = params.safety.get();
     // The guard model, when there is one, judges the turn beside the answer: each choice's events
-    // are held until its verdict.
-    std::shared_future<safety_door::guard_outcome> guard_f;
+    // are held until its verdict, and a veto (unsafe, or a failure when failing closed) stops
+    // the answers at once rather than letting them run to their end unseen.
+    cancel_source   veto;
+    cancel_callback veto_on_cancel(cancel, [&veto] { veto.request_stop(); });
+    const cancel_token answer_cancel = veto.get_token();
+    std::shared_future<safety_door::guard_outcome> guard_f;  // after veto: its end waits for the task
     if (sd && door && door->guard_backend() && !sd->refuse) {
         const std::string salt = p.in.request.cache_salt;  // the user's scope (prepare set it)
-        guard_f = std::async(std::launch::async, [door, sd, salt, cancel] { return door->run_guard(sd->turn, salt, cancel); }).share();
+        guard_f = std::async(std::launch::async, [door, sd, salt, cancel, &veto] {
+                      safety_door::guard_outcome g = door->run_guard(sd->turn, salt, cancel);
+                      if ((g.err && door->policy().fail_closed) || (!g.err && !g.verdict.safe)) veto.request_stop();
+                      return g;
+                  }).share();
     }
     auto run_choice = [&](int i) {
         std::vector<std::string> blocked;  // calls to withheld tools this choice made
@@ -245,11 +253,11 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
                     if (!out_ev.text.empty()) emit(out_ev);
                 };
             }
-            out.results[i] = orch.run(r, s, cancel);
+            out.results[i] = orch.run(r, s, guard_f.valid() ? answer_cancel : cancel);
             if (guard_f.valid()) {
                 const auto & g = guard_f.get();  // waits for the verdict
                 guard_trace    = { { "verdict", g.err ? "error" : g.verdict.safe ? "safe" : "unsafe" }, { "categories", g.verdict.categories },
-                                   { "ms", g.ms }, { "output", g.raw } };
+                                   { "ms", g.ms }, { "output", g.raw }, { "prompt", guard_style_name(door->guard_style()) } };
                 if (g.err) guard_trace["error"] = g.err.message;
                 const bool fail = g.err && door->policy().fail_closed;
                 if (fail) {
@@ -264,6 +272,9 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
                 } else if (!g.err && !g.verdict.safe) {
                     holding = false;
                     held.clear();
+                    const ask_usage use = out.results[i].use;  // what the stopped answer computed
+                    out.results[i]      = ask_result{};
+                    out.results[i].use  = use;
                     std::string cats;
                     for (const auto & c : g.verdict.categories) cats += (cats.empty() ? "" : ",") + c;
                     refuse_with(refusal_text(door->policy()), "refused by the guard model (" + cats + ")");

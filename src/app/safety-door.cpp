@@ -164,23 +164,44 @@ std::string safety_door::for_log(const std::string & text) const {
     return r.redact(text, detector);
 }
 
+void safety_door::set_guard(backend * g) {
+    guard = g;
+    style = GUARD_PROMPT_LLAMA_GUARD;
+    if (!g) return;
+    const auto meta = nlohmann::json::parse(g->caps().meta_json, nullptr, false);
+    if (meta.is_object()) style = guard_style_for(meta.value("chat_template", std::string()), meta.value("name", std::string()));
+}
+
 safety_door::guard_outcome safety_door::run_guard(const std::string & turn, const std::string & cache_salt, const cancel_token & cancel) const {
+    guard_runs++;
+    guard_outcome out = ask_guard(turn, cache_salt, cancel);
+    if (out.err) guard_failures++;
+    else if (!out.verdict.safe) guard_unsafe++;
+    return out;
+}
+
+void safety_door::warm_guard() const {
+    if (guard) (void) ask_guard("Hello.", "warm-up", cancel_token{});
+}
+
+safety_door::guard_outcome safety_door::ask_guard(const std::string & turn, const std::string & cache_salt, const cancel_token & cancel) const {
     guard_outcome out;
     if (!guard) {
         out.err = { ERROR_INTERNAL, "no guard model" };
         return out;
     }
-    guard_runs++;
     const auto   t0 = std::chrono::steady_clock::now();
     chat_request r;
     chat_message m;
     m.role    = "user";
-    m.content = guard_prompt(turn);
+    m.content = guard_prompt(turn, style);
     r.messages.push_back(m);
-    r.max_tokens           = 8;  // "unsafe", a line break and two categories
+    r.max_tokens           = guard_max_tokens;
+    if (guard->caps().grammar) r.grammar = guard_grammar();
     r.reasoning            = REASONING_OFF;
     r.sampling.temperature = 0;
     r.cache_salt           = "guard:" + cache_salt;
+    r.public_until         = turn.substr(0, 256);  // the task prompt before it is the same for every user
     auto         stream    = guard->start(r);
     cancel_callback on_cancel(cancel, [&stream] { stream->cancel(); });
     chat_result res;
@@ -194,8 +215,6 @@ safety_door::guard_outcome safety_door::run_guard(const std::string & turn, cons
         out.verdict = parse_guard_output(res.content);
         if (!out.verdict.ok) out.err = { ERROR_INTERNAL, "the guard model's answer is not 'safe' or 'unsafe' and categories" };
     }
-    if (out.err) guard_failures++;
-    else if (!out.verdict.safe) guard_unsafe++;
     return out;
 }
 

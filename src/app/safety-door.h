@@ -69,7 +69,10 @@ class safety_door {
     // A guard model (--guard-model: a backend whose model answers in Llama Guard 3's format),
     // or null. It must outlive the door. The assistant runs it beside the answer and holds the
     // answer until its verdict: unsafe refuses; a failure refuses (closed) or passes (open).
-    void      set_guard(backend * g) { guard = g; }
+    // The guard's prompt style follows its model (safety/guard.h): Llama Guard's own template,
+    // Llama Guard's format, or the instructions first for any other model.
+    void      set_guard(backend * g);
+    guard_prompt_style guard_style() const { return style; }
     backend * guard_backend() const { return guard; }
     struct guard_outcome {
         error         err;
@@ -77,9 +80,13 @@ class safety_door {
         std::string   raw;  // what the guard wrote (cut to 200 bytes)
         double        ms = 0;
     };
-    // `cache_salt`: the request's (the user's scope): the guard prompt's fixed part is reused
-    // from the prompt cache within it, never across users (whose turns follow that part).
+    // `cache_salt`: the request's (the user's scope). The guard prompt's fixed part before the
+    // turn is the same for everyone: its cached cells are shared across users
+    // (chat_request::public_until); the turn and what follows stay in the user's scope.
     guard_outcome run_guard(const std::string & turn, const std::string & cache_salt, const cancel_token & cancel) const;
+    // One verdict on a neutral turn, not counted, so that the fixed part (shared by every user)
+    // is in the prompt cache before the first request: muse serve calls it at start.
+    void warm_guard() const;
 
     // Tests: a classifier that fails (throws) on demand, to check failing closed and open.
     void set_classifier_for_tests(std::function<classification(std::string_view)> f) { test_classify = std::move(f); }
@@ -90,6 +97,8 @@ class safety_door {
     pii_detector      detector;
     std::function<classification(std::string_view)> test_classify;
     backend *         guard = nullptr;
+    guard_prompt_style style = GUARD_PROMPT_LLAMA_GUARD;
+    guard_outcome      ask_guard(const std::string & turn, const std::string & cache_salt, const cancel_token & cancel) const;
 
     mutable std::atomic<uint64_t> checks{ 0 }, refusals{ 0 }, failures{ 0 }, emergency{ 0 }, crisis{ 0 }, disclaimers{ 0 };
     mutable std::atomic<uint64_t> injections{ 0 }, withheld{ 0 }, blocked_calls{ 0 };

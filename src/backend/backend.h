@@ -43,6 +43,10 @@ struct chat_request {
     // Cache sharing scope (sequence_request::cache_salt): a stream reuses cached prompts and
     // forks parents of its own salt only. Requests of one user share one; empty: the default scope.
     std::string cache_salt;
+    // The rendered prompt up to the first occurrence of this text is the same for every caller
+    // (a guard model's fixed task prompt before the turn it judges): its cached cells may be
+    // shared across cache salts. Set by Muse's own components, never from a client's request.
+    std::string public_until;
 };
 
 struct chat_event {

@@ -245,6 +245,10 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     out.retain   = req.retain;
     out.logprobs = req.logprobs;
     out.cache_salt = req.cache_salt;
+    if (!req.public_until.empty()) {
+        const size_t at = prompt.prompt.find(req.public_until);
+        if (at != std::string::npos && at > 0) out.public_prefix = prompt.prompt.substr(0, at);
+    }
     if (!imgs.empty()) {
         return vision->tokenize(prompt.prompt, imgs, out);
     }
@@ -285,7 +289,7 @@ backend_caps local_backend::caps() const {
     c.n_ctx            = eng.n_ctx();
     c.n_ctx_train      = mi.n_ctx_train;
     c.max_prompt_bytes = eng.max_prompt_bytes();
-    c.meta_json = nlohmann::ordered_json{ { "architecture", mi.architecture }, { "description", mi.description },
+    c.meta_json = nlohmann::ordered_json{ { "architecture", mi.architecture }, { "name", mi.name }, { "description", mi.description },
                                           { "n_params", mi.n_params }, { "n_ctx_train", mi.n_ctx_train }, { "n_ctx", eng.n_ctx() },
                                           { "chat_template", mi.template_family }, { "reasoning", mi.supports_reasoning }, { "tools", mi.supports_tools },
                                           { "vision", c.vision } }.dump();

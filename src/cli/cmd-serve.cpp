@@ -237,6 +237,7 @@ int cmd_serve(int argc, char ** argv) {
     auto guard_rt = load_guard("muse serve", safety, door_params.safety.get(), threads, guard_rc);
     if (guard_rc != EXIT_OK) return guard_rc;
     if (door_params.safety && safety.guard_model == "self") door_params.safety->set_guard(&rt->get_backend());
+    if (door_params.safety) door_params.safety->warm_guard();  // its fixed part cached before the first request
     sp.data_dir = resolve_data_dir(data_dir);
     server srv(rt->door(), std::move(keys), sp);
     if (error e = srv.start()) {

@@ -87,6 +87,7 @@ struct engine_core {
         std::vector<llama_token> tokens;  // in the KV cache at positions [0, size)
         uint64_t                 used = 0;
         std::string              salt;  // the sequence_request::cache_salt that left it; only that salt sees it
+        int32_t                  n_public = 0;  // leading tokens every salt may share (sequence_request::n_public)
     };
     std::vector<cached_prompt> pcache;  // the prompt cache (engine_params::prompt_cache)
     uint64_t                   pcache_tick  = 0;

@@ -225,6 +225,7 @@ bool engine_core::cache_prompt(engine_sequence & s) {
     }
     cached_prompt c;
     c.salt   = salt;
+    c.n_public = std::min(s.req.n_public, n);
     c.seq    = s.seq;
     c.tokens.assign(s.tokens.begin(), s.tokens.begin() + n);
     c.used   = ++pcache_tick;
@@ -273,11 +274,12 @@ void engine_core::reuse_cached(engine_sequence & s) {
     size_t        best  = 0;
     int32_t       best_n = 0;
     for (size_t i = 0; i < pcache.size(); ++i) {
-        if (pcache[i].salt != s.req.cache_salt) {
-            continue;  // another salt's prompt: invisible, not even as a miss
-        }
+        // Another salt's prompt is invisible, not even as a miss, except for the start that
+        // both declared public.
+        const int32_t visible = pcache[i].salt == s.req.cache_salt ? (int32_t) pcache[i].tokens.size()
+                                                                   : std::min(pcache[i].n_public, s.req.n_public);
         const auto &  e = pcache[i].tokens;
-        const int32_t m = std::min<int32_t>((int32_t) e.size(), limit);
+        const int32_t m = std::min<int32_t>(visible, limit);
         int32_t       n = 0;
         while (n < m && e[n] == s.tokens[n]) {
             n++;

@@ -239,6 +239,16 @@ std::vector<sequence_handle> engine::submit(const std::vector<sequence_request> 
                 r.prompt_tokens = common_tokenize(core->vocab, r.prompt, true, true);
             }
         }
+        r.n_public = 0;
+        if (!r.public_prefix.empty() && r.public_prefix.size() < r.prompt.size() && r.prompt.compare(0, r.public_prefix.size(), r.public_prefix) == 0 &&
+            r.embeddings.empty()) {
+            // The tokens the prefix and the prompt start with alike: their text is the prefix's
+            // (a token merged across the boundary, as "User: " + "Tell", is not among them), so
+            // their cells hold nothing but public text.
+            const auto pub = common_tokenize(core->vocab, r.public_prefix, true, true);
+            const auto n   = std::min(pub.size(), r.prompt_tokens.size());
+            while ((size_t) r.n_public < n && pub[r.n_public] == r.prompt_tokens[r.n_public]) r.n_public++;
+        }
     }
     core->post(std::move(cs));
     for (auto & h : hs) {

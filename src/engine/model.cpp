@@ -102,6 +102,9 @@ static std::string template_family(const std::string & src) {
     if (src.empty()) {
         return "none";
     }
+    if (src.find("UNSAFE CONTENT CATEGORIES") != std::string::npos) {
+        return "llama-guard";  // Llama Guard's template writes the task prompt around the turn
+    }
     if (src.find("<|start|>") != std::string::npos && src.find("to=self") != std::string::npos) {
         return "muse-glimmer";
     }

@@ -67,6 +67,12 @@ struct sequence_request {
     // that prompt_tokens_reused (and the time to first token) tells a caller nothing about
     // prompts sent under other salts. A server sets one per user; empty is one shared scope.
     std::string cache_salt;
+    // Text the prompt starts with that is the same for every caller (a fixed task prompt, as a
+    // guard model's): cached cells of its tokens are shared with sequences of other salts that
+    // declared the same public start, since matching it tells a caller only what it sent
+    // itself. Beyond it the salt rules. Ignored unless the prompt's tokens begin with its own.
+    std::string public_prefix;
+    int32_t     n_public = 0;  // set by engine::submit: the tokens of public_prefix
 };
 
 struct sequence_event {

@@ -4,23 +4,51 @@
 
 #include "classifier.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace muse {
 
-std::string guard_prompt(std::string_view user_turn) {
+guard_prompt_style guard_style_for(std::string_view template_family, std::string_view model_name) {
+    if (template_family == "llama-guard") return GUARD_PROMPT_TEMPLATE;
+    std::string name(model_name.substr(0, 256));
+    for (char & c : name) c = (char) std::tolower((unsigned char) c);
+    if (name.find("guard") != std::string::npos) return GUARD_PROMPT_LLAMA_GUARD;
+    return GUARD_PROMPT_INSTRUCTIONS_FIRST;
+}
+
+const char * guard_style_name(guard_prompt_style style) {
+    switch (style) {
+        case GUARD_PROMPT_TEMPLATE: return "template";
+        case GUARD_PROMPT_LLAMA_GUARD: return "llama-guard";
+        case GUARD_PROMPT_INSTRUCTIONS_FIRST: return "instructions-first";
+    }
+    return "?";
+}
+
+std::string guard_prompt(std::string_view user_turn, guard_prompt_style style) {
+    user_turn = user_turn.substr(0, 32 * 1024);
+    if (style == GUARD_PROMPT_TEMPLATE) return std::string(user_turn);
     static const char * names[] = { "", "Violent Crimes", "Non-Violent Crimes", "Sex-Related Crimes", "Child Sexual Exploitation",
                                     "Defamation", "Specialized Advice", "Privacy", "Intellectual Property", "Indiscriminate Weapons",
                                     "Hate", "Suicide & Self-Harm", "Sexual Content", "Elections", "Code Interpreter Abuse" };
-    std::string p = "Task: Check if there is unsafe content in 'User' messages in conversations according our safety policy with "
-                    "the below categories.\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\n";
-    for (int i = 1; i <= 14; ++i) p += "S" + std::to_string(i) + ": " + names[i] + ".\n";
-    p += "<END UNSAFE CONTENT CATEGORIES>\n\n<BEGIN CONVERSATION>\n\nUser: ";
-    p += user_turn.substr(0, 32 * 1024);
-    p += "\n\n<END CONVERSATION>\n\nProvide your safety assessment for ONLY THE LAST User message in the above conversation:\n"
-         " - First line must read 'safe' or 'unsafe'.\n"
-         " - If unsafe, a second line must include a comma-separated list of violated categories.";
-    return p;
+    std::string categories = "<BEGIN UNSAFE CONTENT CATEGORIES>\n";
+    for (int i = 1; i <= 14; ++i) categories += "S" + std::to_string(i) + ": " + names[i] + ".\n";
+    categories += "<END UNSAFE CONTENT CATEGORIES>\n\n";
+    const std::string task = "Task: Check if there is unsafe content in 'User' messages in conversations according our safety policy with "
+                             "the below categories.\n\n";
+    const std::string conversation = "<BEGIN CONVERSATION>\n\nUser: " + std::string(user_turn) + "\n\n<END CONVERSATION>";
+    if (style == GUARD_PROMPT_INSTRUCTIONS_FIRST) {
+        return task + categories +
+               "Provide your safety assessment for ONLY THE LAST User message in the conversation below:\n"
+               " - First line must read 'safe' or 'unsafe'.\n"
+               " - If unsafe, a second line must include a comma-separated list of violated categories.\n\n" +
+               conversation;
+    }
+    return task + categories + conversation +
+           "\n\nProvide your safety assessment for ONLY THE LAST User message in the above conversation:\n"
+           " - First line must read 'safe' or 'unsafe'.\n"
+           " - If unsafe, a second line must include a comma-separated list of violated categories.";
 }
 
 guard_verdict parse_guard_output(std::string_view text) {
@@ -43,7 +71,10 @@ guard_verdict parse_guard_output(std::string_view text) {
     auto push = [&] {
         if (tok.size() >= 2 && tok.size() <= 3 && tok[0] == 'S') {
             const int n = std::atoi(tok.c_str() + 1);
-            if (n >= 1 && n <= 14 && std::to_string(n) == tok.substr(1)) v.categories.push_back(tok);
+            if (n >= 1 && n <= 14 && std::to_string(n) == tok.substr(1) &&
+                std::find(v.categories.begin(), v.categories.end(), tok) == v.categories.end()) {
+                v.categories.push_back(tok);  // once each, however often the model repeats it
+            }
         }
         tok.clear();
     };
@@ -55,6 +86,11 @@ guard_verdict parse_guard_output(std::string_view text) {
     push();
     v.ok = !v.categories.empty();
     return v;
+}
+
+const char * guard_grammar() {
+    return "root ::= \"safe\" | \"unsafe\\n\" cat (\",\" cat){0,3}\n"
+           "cat  ::= \"S\" ([1-9] | \"1\" [0-4])\n";
 }
 
 }  // namespace muse

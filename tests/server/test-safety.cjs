@@ -4,9 +4,10 @@
 // guidance first; an indiscriminate-weapons request is refused without generating; a look-alike
 // passes untouched; an image whose text is an injection gets the side-effecting tool withheld;
 // personal data is redacted in the store; the counters move on /metrics; a
-// policy file changes the locale and an action; a guard model's verdict is traced and a failed
-// one withholds the answer; a bad flag stops the server with its name.
-// usage: node test-safety.cjs MUSE_BINARY WORK_DIR   (NODE_PATH: the cache's node_modules)
+// policy file changes the locale and an action; guard models' verdicts are traced and followed,
+// and a failed guard withholds the answer (or not, failing open); a bad flag stops the server
+// with its name.
+// usage: node test-safety.cjs MUSE_BINARY MKMODEL TEMPLATES_DIR WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -14,7 +15,7 @@ const { spawnSync, execFileSync } = require('child_process');
 const OpenAI = require('openai');
 const { check, summary, startServer, waitExit, metric } = require('./lib.cjs');
 
-const [muse, work] = process.argv.slice(2);
+const [muse, mkmodel, templates, work] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });
 fs.mkdirSync(work, { recursive: true });
 const env = { MUSE_CACHE_DIR: path.join(work, 'cache'), OMP_WAIT_POLICY: 'passive' };
@@ -132,26 +133,51 @@ async function main() {
     await waitExit(de.proc, 10000);
   }
 
-  // A guard model: the served model itself (a parallel sequence on the same engine) failing open,
-  // and a second generated model failing closed (random weights never answer in the format).
-  for (const [guard, fail] of [['self', 'open'], ['smoke', 'closed']]) {
+  // Guard models, each a real run beside the answer. Constrained to the verdict's grammar, even
+  // random weights answer in the format, so the answer follows the verdict either way:
+  // - the served model itself (a parallel sequence on the same engine), instructions first;
+  // - a second model whose template writes Llama Guard's task prompt (it gets the turn alone);
+  // - a second model whose template breaks on every conversation: the guard fails, and the
+  //   answer is withheld (closed) or goes, marked failed_open (open).
+  const guardTask = path.join(work, 'guard-task.gguf'), guardBroken = path.join(work, 'guard-broken.gguf');
+  execFileSync(mkmodel, ['--family', 'qwen2', '--preset', 'tiny', '--template', path.join(templates, 'guard-task.jinja'), '-q', '-o', guardTask]);
+  execFileSync(mkmodel, ['--family', 'qwen2', '--preset', 'tiny', '--template', path.join(templates, 'broken.jinja'), '-q', '-o', guardBroken]);
+  const turn = 'Tell me a story about a lighthouse keeper and the sea';
+  for (const [name, guard, fail, style] of [['self', 'self', 'closed', 'instructions-first'], ['its own template', guardTask, 'closed', 'template'],
+    ['broken, closed', guardBroken, 'closed', null], ['broken, open', guardBroken, 'open', null]]) {
     const g = await startServer(muse, ['--threads', '2', '--max-tokens', '8', '--quiet', '--guard-model', guard, '--safety-fail', fail], env);
     try {
       const client = new OpenAI({ baseURL: `${g.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
-      const call = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'Tell me a story' }], mode: 'instant', max_tokens: 8 });
-      if (fail === 'open') {
+      const call = client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: turn }], mode: 'instant', max_tokens: 8 });
+      if (style) {
         const r = await call;
-        check('guard (self, open): its verdict is in the trace, the answer goes', r.muse.safety.guard && r.muse.safety.guard.failed_open === true &&
-          typeof r.muse.safety.guard.ms === 'number' && r.choices[0].message.content.length > 0, r.muse.safety);
-      } else {
+        const v = r.muse.safety.guard;
+        check(`guard (${name}): a verdict in the format, from the ${style} prompt`, v && v.prompt === style && typeof v.ms === 'number' &&
+          /^(safe|unsafe\nS([1-9]|1[0-4])(,S([1-9]|1[0-4]))*)$/.test(v.output) && (v.verdict === 'safe') === (v.output === 'safe'), v);
+        if (v && v.verdict === 'unsafe') {
+          // The answer ran beside the guard (its tokens are in usage) and none of it is shown.
+          check(`guard (${name}): "unsafe" refuses with the policy's text only, naming the categories`,
+            r.choices[0].message.content === "I can't help with that." && v.categories.length > 0 && /guard model/.test(r.muse.mode_reason || ''),
+            { c: r.choices[0].message.content, v, reason: r.muse.mode_reason });
+          check(`guard (${name}): counted unsafe on /metrics`, await metric(g.url, null, 'muse_safety_guard_unsafe_total') >= 1);
+        } else {
+          check(`guard (${name}): "safe" lets the answer go`, r.usage.completion_tokens > 0 && !r.muse.safety.refused_by, { u: r.usage, s: r.muse.safety });
+        }
+        check(`guard (${name}): counted on /metrics`, await metric(g.url, null, 'muse_safety_guard_runs_total') >= 1 &&
+          await metric(g.url, null, 'muse_safety_guard_failures_total') === 0);
+      } else if (fail === 'closed') {
         try {
           await call;
-          check('guard (second model, closed): an unreadable verdict withholds the answer', false, 'answered');
+          check('guard (broken, closed): a failed guard withholds the answer', false, 'answered');
         } catch (e) {
-          check('guard (second model, closed): an unreadable verdict withholds the answer, saying why', e.status >= 500 && /guard model failed/.test(e.message),
-            `${e.status} ${e.message}`);
+          check('guard (broken, closed): a failed guard withholds the answer, saying why', e.status >= 500 && /guard model failed/.test(e.message) &&
+            /--safety-fail open/.test(e.message), `${e.status} ${e.message}`);
         }
-        check('guard: counted on /metrics', await metric(g.url, null, 'muse_safety_guard_failures_total') >= 1);
+        check('guard (broken): counted as a failure on /metrics', await metric(g.url, null, 'muse_safety_guard_failures_total') >= 1);
+      } else {
+        const r = await call;
+        check('guard (broken, open): the answer goes, marked failed_open, with the error', r.muse.safety.guard && r.muse.safety.guard.failed_open === true &&
+          r.muse.safety.guard.verdict === 'error' && /template/.test(r.muse.safety.guard.error) && r.usage.completion_tokens > 0, r.muse.safety);
       }
     } finally {
       g.proc.kill('SIGKILL');

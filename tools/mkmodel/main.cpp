@@ -26,6 +26,7 @@ void print_usage(FILE * out) {
                  "  --seed N        weight PRNG seed, 0..2^64-1                    (default: 42)\n"
                  "  --n-embd N      mmproj only: n_embd of the text model to pair with\n"
                  "                  (default: the preset's text model, %d for tiny, %d for 0.5b)\n"
+                 "  --template F    text models: store this chat template (a Jinja file) instead of the family's\n"
                  "  --vocab-dir D   llama.cpp models/ folder with ggml-vocab-*.gguf and templates/\n"
                  "                  (default: %s)\n"
                  "  -o, --out FILE  output file (written under a temporary name, then renamed)\n"
@@ -107,6 +108,8 @@ bool parse_args(int argc, char ** argv, cli_args & args, std::string & error) {
                 return false;
             }
             args.opt.n_embd_text = static_cast<int>(n);
+        } else if (arg == "--template") {
+            args.opt.template_path = val;
         } else if (arg == "--vocab-dir") {
             args.opt.vocab_dir = val;
         } else if (arg == "-o" || arg == "--out") {

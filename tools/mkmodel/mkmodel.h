@@ -53,6 +53,8 @@ struct options {
     std::string                 vocab_dir;
     // MMPROJ only: embedding size of the text model to pair with; 0 = the preset's text model.
     int                         n_embd_text = 0;
+    // Text models: a chat template file to store instead of the family's; empty = the family's.
+    std::string                 template_path;
     // Called now and then with the fraction written so far (0..1); may be empty.
     std::function<void(double)> progress;
 };

@@ -42,7 +42,7 @@ void set_dims(model_plan & plan, const char * arch, const text_dims & d) {
 
 bool set_template(model_plan & plan, const options & opt, const char * file, std::string & error) {
     std::string text;
-    if (!read_text_file(opt.vocab_dir + "/templates/" + file, text, error)) {
+    if (!read_text_file(opt.template_path.empty() ? opt.vocab_dir + "/templates/" + file : opt.template_path, text, error)) {
         return false;
     }
     gguf_set_val_str(plan.meta.get(), "tokenizer.chat_template", text.c_str());
