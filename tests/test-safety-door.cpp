@@ -12,7 +12,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 #include <condition_variable>
 #include <mutex>
 
@@ -323,6 +325,66 @@ TEST(safety_door, guard_model_holds_the_answer_until_its_verdict) {
         EXPECT_EQ(r.streamed, r.out.results[0].answer) << "failing open, the held answer goes";
         EXPECT_NE(r.out.results[0].safety_json.find("failed_open"), std::string::npos);
     }
+}
+
+// A backend whose answer never ends by itself (a word every 2 ms, up to 5,000): only a cancel
+// stops it. For the veto test below.
+class endless_backend : public backend {
+  public:
+    std::atomic<bool> cancelled{ false };
+    std::atomic<int>  words{ 0 };
+    std::unique_ptr<chat_stream> start(const chat_request &) override {
+        struct stream : chat_stream {
+            endless_backend & be;
+            bool              done = false;
+            explicit stream(endless_backend & b) : be(b) {}
+            uint64_t id() const override { return 1; }
+            void     cancel() override { be.cancelled = true; }
+            bool     next(chat_event & ev) override {
+                if (done) return false;
+                if (be.cancelled || be.words >= 5000) {
+                    done      = true;
+                    ev        = chat_event{};
+                    ev.type   = chat_event::DONE;
+                    ev.finish = be.cancelled ? FINISH_CANCELLED : FINISH_LENGTH;
+                    return true;
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                be.words++;
+                ev = chat_event::delta(chat_event::CONTENT, "word ");
+                return true;
+            }
+        };
+        return std::make_unique<stream>(*this);
+    }
+    backend_caps caps() const override { return {}; }
+};
+
+// The guard's veto stops the answer at once: it does not run on, unseen, to its end.
+TEST(safety_door, guard_veto_stops_the_answer) {
+    endless_backend  answer;
+    scripted_backend guard;
+    guard.set_responder([&answer](const chat_request &) {
+        // The verdict comes once the answer is under way (a verdict before it starts means it
+        // never starts).
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (answer.words < 10 && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        scripted_reply x;
+        x.content = "unsafe\nS2";
+        return x;
+    });
+    auto d = std::make_shared<safety_door>(safety_policy{});
+    d->set_guard(&guard);
+    assistant_params ap;
+    ap.safety = d;
+    assistant a(answer, ap);
+    run_out r = ask(a, question("Tell me about lock picking history"));
+    ASSERT_FALSE(r.e);
+    EXPECT_GE(answer.words.load(), 10);
+    EXPECT_TRUE(answer.cancelled) << "the veto cancelled the answer's stream";
+    EXPECT_LT(answer.words.load(), 5000);
+    EXPECT_EQ(r.out.results[0].answer, "I can't help with that.");
+    EXPECT_EQ(r.streamed, "I can't help with that.");
 }
 
 // A tool result the client sends back (a fetched page) that reads like instructions: it goes
