@@ -8,6 +8,7 @@
 #include "app/conversation-turn.h"
 #include "app/safety-door.h"
 #include "backend/scripted-backend.h"
+#include "core/utf8.h"
 #include "store/sqlite-store.h"
 
 #include <gtest/gtest.h>
@@ -385,6 +386,51 @@ TEST(safety_door, guard_veto_stops_the_answer) {
     EXPECT_LT(answer.words.load(), 5000);
     EXPECT_EQ(r.out.results[0].answer, "I can't help with that.");
     EXPECT_EQ(r.streamed, "I can't help with that.");
+}
+
+// A turn longer than the guard's context is judged in overlapping windows that each fit it,
+// cover the whole turn and never split a character; something unsafe in the last one counts.
+TEST(safety_door, guard_judges_a_long_turn_in_windows) {
+    scripted_backend guard;
+    backend_caps     c = guard.caps();
+    c.n_ctx            = 1664;  // windows of at most 1,024 bytes
+    guard.set_caps(c);
+    std::mutex               mu;
+    std::vector<std::string> seen;
+    guard.set_responder([&](const chat_request & req) {
+        const std::string & p  = req.messages[0].content;
+        const size_t        at = p.find("User: ") + 6, end = p.find("\n\n<END CONVERSATION>");
+        std::lock_guard<std::mutex> lk(mu);
+        seen.push_back(p.substr(at, end - at));
+        scripted_reply x;
+        x.content = seen.back().find("ZEBRA") != std::string::npos ? "unsafe\nS2" : "safe";
+        return x;
+    });
+    auto d = std::make_shared<safety_door>(safety_policy{});
+    d->set_guard(&guard);
+    std::string turn;
+    for (int i = 0; turn.size() < 3500; ++i) turn += "Ein schöner Satz über Städte und Flüsse, Nummer " + std::to_string(i) + ". ";
+    turn += "The last words: ZEBRA.";
+    const auto g = d->run_guard(turn, "u", cancel_token{});
+    ASSERT_FALSE(g.err) << g.err.message;
+    EXPECT_FALSE(g.verdict.safe) << "the planted word is in the last window";
+    EXPECT_EQ(g.verdict.categories, std::vector<std::string>{ "S2" });
+    EXPECT_GE(g.windows, 4);
+    ASSERT_EQ((int) seen.size(), g.windows);
+    size_t covered = 0;
+    for (const auto & w : seen) {
+        EXPECT_LE(w.size(), 1024u);
+        const size_t at = turn.find(w);
+        ASSERT_NE(at, std::string::npos);
+        EXPECT_FALSE(utf8_is_continuation(w[0])) << "no character split at the start";
+        EXPECT_TRUE(at + w.size() == turn.size() || !utf8_is_continuation(turn[at + w.size()])) << "nor at the end";
+        EXPECT_LE(at, covered) << "no gap between windows";
+        covered = std::max(covered, at + w.size());
+    }
+    EXPECT_EQ(covered, turn.size());
+    const auto s = d->run_guard("A short question about rivers.", "u", cancel_token{});
+    EXPECT_EQ(s.windows, 1);
+    EXPECT_TRUE(s.verdict.safe);
 }
 
 // A tool result the client sends back (a fetched page) that reads like instructions: it goes

@@ -257,7 +257,8 @@ void assistant::run(prepared_ask & p, const choice_sink & sink, const cancel_tok
             if (guard_f.valid()) {
                 const auto & g = guard_f.get();  // waits for the verdict
                 guard_trace    = { { "verdict", g.err ? "error" : g.verdict.safe ? "safe" : "unsafe" }, { "categories", g.verdict.categories },
-                                   { "ms", g.ms }, { "output", g.raw }, { "prompt", guard_style_name(door->guard_style()) } };
+                                   { "ms", g.ms }, { "output", g.raw }, { "prompt", guard_style_name(door->guard_style()) },
+                                   { "windows", g.windows } };
                 if (g.err) guard_trace["error"] = g.err.message;
                 const bool fail = g.err && door->policy().fail_closed;
                 if (fail) {

@@ -190,31 +190,75 @@ safety_door::guard_outcome safety_door::ask_guard(const std::string & turn, cons
         out.err = { ERROR_INTERNAL, "no guard model" };
         return out;
     }
-    const auto   t0 = std::chrono::steady_clock::now();
-    chat_request r;
-    chat_message m;
-    m.role    = "user";
-    m.content = guard_prompt(turn, style);
-    r.messages.push_back(m);
-    r.max_tokens           = guard_max_tokens;
-    if (guard->caps().grammar) r.grammar = guard_grammar();
-    r.reasoning            = REASONING_OFF;
-    r.sampling.temperature = 0;
-    r.cache_salt           = "guard:" + cache_salt;
-    r.public_until         = turn.substr(0, 256);  // the task prompt before it is the same for every user
-    auto         stream    = guard->start(r);
-    cancel_callback on_cancel(cancel, [&stream] { stream->cancel(); });
-    chat_result res;
-    chat_event  ev;
-    while (stream->next(ev)) res.add(ev);
-    out.ms  = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    out.raw = utf8_head(res.content, 200);
-    if (res.err) {
-        out.err = res.err;
+    const auto         t0   = std::chrono::steady_clock::now();
+    const backend_caps caps = guard->caps();
+    // A turn longer than the guard's context is judged in overlapping windows, side by side
+    // (a token is at least a byte, so a window of n_ctx - 640 bytes always fits beside the
+    // ~250-token task prompt); unsafe anywhere is unsafe.
+    std::vector<std::string> windows;
+    constexpr size_t         k_max_windows = 64;
+    const size_t             w = caps.n_ctx > 1152 ? std::min<size_t>((size_t) caps.n_ctx - 640, 32 * 1024) : 32 * 1024;
+    if (turn.size() <= w) {
+        windows.push_back(turn);
     } else {
-        out.verdict = parse_guard_output(res.content);
-        if (!out.verdict.ok) out.err = { ERROR_INTERNAL, "the guard model's answer is not 'safe' or 'unsafe' and categories" };
+        const size_t overlap = std::min<size_t>(256, w / 4);
+        for (size_t at = 0; at < turn.size();) {
+            const size_t end = at + w >= turn.size() ? turn.size() : utf8_floor(turn, at + w);
+            windows.push_back(turn.substr(at, end - at));
+            if (end == turn.size()) break;
+            at = std::max(at + 1, utf8_floor(turn, end - overlap));
+        }
+        if (windows.size() > k_max_windows) {
+            out.err = { ERROR_INVALID_ARGUMENT, "the turn is too long for the guard model: " + std::to_string(windows.size()) +
+                                                    " windows of its context, at most " + std::to_string(k_max_windows) };
+            return out;
+        }
     }
+    std::vector<std::unique_ptr<chat_stream>> streams;
+    for (const auto & text : windows) {
+        chat_request r;
+        chat_message m;
+        m.role    = "user";
+        m.content = guard_prompt(text, style);
+        r.messages.push_back(m);
+        r.max_tokens = guard_max_tokens;
+        if (caps.grammar) r.grammar = guard_grammar();
+        r.reasoning            = REASONING_OFF;
+        r.sampling.temperature = 0;
+        r.cache_salt           = "guard:" + cache_salt;
+        r.public_until         = text.substr(0, 256);  // the task prompt before it is the same for every user
+        streams.push_back(guard->start(r));
+    }
+    cancel_callback on_cancel(cancel, [&streams] {
+        for (auto & s : streams) s->cancel();
+    });
+    for (auto & stream : streams) {
+        chat_result res;
+        chat_event  ev;
+        while (stream->next(ev)) res.add(ev);
+        if (!out.raw.empty()) out.raw += " | ";
+        out.raw += utf8_head(res.content, 200);
+        if (out.err) continue;
+        if (res.err) {
+            out.err = res.err;
+            continue;
+        }
+        const guard_verdict v = parse_guard_output(res.content);
+        if (!v.ok) {
+            out.err = { ERROR_INTERNAL, "the guard model's answer is not 'safe' or 'unsafe' and categories" };
+            continue;
+        }
+        out.verdict.ok = true;
+        if (v.safe) continue;
+        out.verdict.safe = false;
+        for (const auto & c : v.categories) {
+            if (std::find(out.verdict.categories.begin(), out.verdict.categories.end(), c) == out.verdict.categories.end()) {
+                out.verdict.categories.push_back(c);
+            }
+        }
+    }
+    out.windows = (int) windows.size();
+    out.ms      = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return out;
 }
 

@@ -77,8 +77,9 @@ class safety_door {
     struct guard_outcome {
         error         err;
         guard_verdict verdict;
-        std::string   raw;  // what the guard wrote (cut to 200 bytes)
+        std::string   raw;  // what the guard wrote (cut to 200 bytes a window, joined by " | ")
         double        ms = 0;
+        int           windows = 1;  // a long turn is judged in windows side by side
     };
     // `cache_salt`: the request's (the user's scope). The guard prompt's fixed part before the
     // turn is the same for everyone: its cached cells are shared across users

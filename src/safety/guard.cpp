@@ -3,6 +3,7 @@
 #include "guard.h"
 
 #include "classifier.h"
+#include "core/utf8.h"
 
 #include <algorithm>
 #include <cctype>
@@ -27,7 +28,7 @@ const char * guard_style_name(guard_prompt_style style) {
 }
 
 std::string guard_prompt(std::string_view user_turn, guard_prompt_style style) {
-    user_turn = user_turn.substr(0, 32 * 1024);
+    user_turn = user_turn.substr(0, utf8_floor(user_turn, 32 * 1024));
     if (style == GUARD_PROMPT_TEMPLATE) return std::string(user_turn);
     static const char * names[] = { "", "Violent Crimes", "Non-Violent Crimes", "Sex-Related Crimes", "Child Sexual Exploitation",
                                     "Defamation", "Specialized Advice", "Privacy", "Intellectual Property", "Indiscriminate Weapons",
