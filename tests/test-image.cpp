@@ -551,7 +551,21 @@ TEST(image, data_uris_decode_and_bad_ones_are_refused) {
     EXPECT_TRUE(has(load_image_data_uri("data:text/plain;base64,aGk=", {}, img).message, "is not an image"));
     EXPECT_TRUE(has(load_image_data_uri("data:image/png,rawbytes", {}, img).message, "only base64"));
     EXPECT_TRUE(has(load_image_data_uri("data:image/png;base64,@@@@", {}, img).message, "outside the base64 alphabet"));
-    EXPECT_TRUE(has(load_image_data_uri("https://example.com/a.png", {}, img).message, "expected data:image/"));
+    EXPECT_TRUE(has(load_image_data_uri("https://example.com/a.png", {}, img).message, "not a data URI; send data:image/png;base64"));
+    EXPECT_TRUE(has(load_image_data_uri("data:;base64,aGk=", {}, img).message, "names no media type"));
+    EXPECT_TRUE(has(load_image_data_uri("data:image/png;base64,", {}, img).message, "carries no data"));
+    // Bytes that are not the image the media type names: the error says so in words, names the
+    // media type whole (it once read "png): not a PNG..." from a path split at the '/'), and the
+    // sender's own name for the image comes first.
+    const error wrong = load_image_data_uri("data:image/png;base64," + base64::encode("hello, not an image"), {}, img, "image 2");
+    EXPECT_EQ(wrong.message, "image 2 (image/png data URI): the data is not a PNG image, nor any other that Muse reads (PNG, "
+                             "JPEG, GIF, BMP, WebP); send the image file's own bytes, in base64");
+    EXPECT_TRUE(has(load_image_data_uri("data:image/tiff;base64," + base64::encode("II*\0"), {}, img).message,
+                    "image/tiff data URI: image/tiff images are not supported"));
+    // A JPEG sent as image/png is read: the bytes decide the format.
+    const std::string jpeg = drawn("-size 12x8 xc:blue", "jpg");
+    ASSERT_FALSE(load_image_data_uri("data:image/png;base64," + base64::encode(jpeg), {}, img));
+    EXPECT_EQ(img.width, 12);
 }
 
 TEST(image, nothing_in_an_image_or_its_name_can_close_or_extend_its_block) {

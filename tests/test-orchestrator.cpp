@@ -544,6 +544,48 @@ TEST(orchestrator, invalid_plan_falls_back_to_one_task) {
     }
 }
 
+// planner_budget bounds everything the planner generates (its reasoning is off, its plan is cut
+// at the budget), a plan cut short runs as one task saying why in words, and the usage counts
+// the planner's tokens apart.
+TEST(orchestrator, the_planner_spends_at_most_its_budget) {
+    const std::string plan = R"({"tasks":[{"id":"a","goal":")" + words(300, "long") + R"(","role":"generalist","depends_on":[],"tools":[]}]})";
+    for (int32_t budget : { 16, 40, 200 }) {
+        scripted_backend be;
+        be.set_responder([&](const chat_request & q) {
+            if (is_prefix(q)) return reply("");
+            if (is_planner(q)) return reply(plan, words(500, "mull"));
+            return reply("Final answer: 1");
+        });
+        orchestrator orch(be, builtin_tools());
+        ask_request  req     = contemplate("q", 2);
+        req.opt.planner      = true;
+        req.opt.plan_tokens  = budget;
+        ask_result r         = orch.run(req);
+        ASSERT_FALSE(r.err) << r.err.message;
+        const chat_request * p = nullptr;
+        for (const auto & q : be.requests()) {
+            if (is_planner(q)) p = &q;
+        }
+        ASSERT_NE(p, nullptr);
+        EXPECT_EQ(p->max_tokens, budget);
+        EXPECT_EQ(p->reasoning_budget, 0) << "the planner's budget goes to the plan, not to reasoning";
+        EXPECT_GT(r.use.planner_tokens, 0);
+        EXPECT_LE(r.use.planner_tokens, budget);
+        EXPECT_TRUE(r.plan_used.fallback);
+        EXPECT_TRUE(has(r.plan_used.rejected, "did not fit planner_budget (" + std::to_string(budget) + " tokens)")) << r.plan_used.rejected;
+        EXPECT_EQ(plan_summary(r.plan_used), "planned as one task (the planner's plan was not usable)");
+        EXPECT_EQ(r.answer, "1");
+        const auto j = nlohmann::json::parse(to_json(r).dump());
+        EXPECT_EQ(j["usage"]["planner_tokens"], r.use.planner_tokens);
+        EXPECT_EQ(j["plan"]["summary"], "planned as one task (the planner's plan was not usable)");
+    }
+    ask_request req    = contemplate("q", 2);
+    req.opt.plan_tokens = 15;
+    scripted_backend be;
+    orchestrator     orch(be, builtin_tools());
+    EXPECT_TRUE(has(orch.run(req).err.message, "planner_budget")) << "under the table's minimum is refused, naming the field";
+}
+
 TEST(orchestrator, planner_is_constrained_by_the_plan_schema) {
     scripted_backend be;
     be.set_responder([](const chat_request & q) {

@@ -244,7 +244,14 @@ static agent_trace run_agent_steps(const agent_env & env, const agent_spec & spe
             rq.reasoning_budget = std::max(0, budget - t.tokens);
         }
         if (rq.max_tokens > 0) {
-            rq.max_tokens = std::max(1, rq.max_tokens - r.use.completion_tokens);
+            // max_tokens is the whole agent's, every step together: spent, it ends here.
+            const int32_t left = rq.max_tokens - r.use.completion_tokens;
+            if (left <= 0) {
+                t.finish = FINISH_LENGTH;
+                live.set(nullptr);
+                break;
+            }
+            rq.max_tokens = left;
         }
         rq.fork_from = cur->id();
         live.set(nullptr);

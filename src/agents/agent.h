@@ -87,6 +87,7 @@ struct agent_env {
 struct agent_spec {
     std::string              role;           // an opaque label, copied to the trace
     chat_request             request;        // messages, reasoning, budget, sampling, tools to show, fork_from
+                                             // (max_tokens and the budget are the agent's, all its steps together)
     std::vector<std::string> allowed_tools;  // tools this agent may run (others get an error result)
     int32_t                  max_tool_steps = 0;
     bool                     client_tools   = false;  // tool calls are the caller's: stop at them, do not run them

@@ -458,6 +458,19 @@ std::vector<size_t> plan_ready_tasks(const plan & p, const std::vector<bool> & s
     return ready;
 }
 
+std::string plan_summary(const plan & p) {
+    if (p.tasks.size() > 1) {
+        return "planned " + std::to_string(p.tasks.size()) + " sub-tasks";
+    }
+    if (p.fallback) {
+        return "planned as one task (the planner's plan was not usable)";
+    }
+    if (!p.rejected.empty()) {
+        return "planned as one task (the planner was skipped)";
+    }
+    return "planned as one task";
+}
+
 std::string plan_to_json(const plan & p) {
     nlohmann::ordered_json tasks = nlohmann::ordered_json::array();
     for (const auto & t : p.tasks) {
@@ -472,6 +485,7 @@ std::string plan_to_json(const plan & p) {
     nlohmann::ordered_json j = {
         { "tasks", tasks },
         { "fallback", p.fallback },
+        { "summary", plan_summary(p) },
     };
     if (!p.rejected.empty()) {
         j["rejected"] = p.rejected;

@@ -84,7 +84,13 @@ std::vector<size_t> plan_topological_order(const plan & p);
 // started/done are per task index; missing entries count as false.
 std::vector<size_t> plan_ready_tasks(const plan & p, const std::vector<bool> & started, const std::vector<bool> & done);
 
-// Compact JSON text: {"tasks":[...],"fallback":bool} plus "rejected" when non-empty.
+// One short line for people: "planned 3 sub-tasks", "planned as one task", and for a one-task
+// plan the planner did not make, why in a few words ("planned as one task (the planner's plan
+// was not usable)"). `rejected` keeps the details.
+std::string plan_summary(const plan & p);
+
+// Compact JSON text: {"tasks":[...],"fallback":bool,"summary":plan_summary(p)} plus "rejected"
+// when non-empty.
 std::string plan_to_json(const plan & p);
 
 }  // namespace muse

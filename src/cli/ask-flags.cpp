@@ -59,6 +59,10 @@ std::string ask_help() {
            "); budget\n"
            "                      forcing closes the reasoning when it is spent\n"
            "  --no-planner        contemplating: skip the plan (one task)\n"
+           "  --planner-budget N  contemplating: tokens the planner may spend on its plan, all told (" +
+           L(k_limit_planner_budget) +
+           ");\n"
+           "                      a plan that does not fit is cut and the request runs as one task\n"
            "  --max-plan-tasks N  contemplating: sub-tasks in a plan (" +
            L(k_limit_max_plan_tasks) +
            ")\n"
@@ -167,6 +171,7 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, 
         }
         if (a.limit_value(k_limit_agents, v)) { opt.agents = (int32_t) v; continue; }
         if (a.limit_value(k_limit_thinking_budget, v)) { opt.budget = (int32_t) v; continue; }
+        if (a.limit_value(k_limit_planner_budget, v)) { opt.plan_tokens = (int32_t) v; continue; }
         if (a.limit_value(k_limit_max_plan_tasks, v)) { opt.max_plan_tasks = (int32_t) v; continue; }
         if (a.limit_value(k_limit_max_tool_steps, v)) { opt.max_tool_steps = (int32_t) v; continue; }
         if (a.limit_value(k_limit_prune_threshold, v)) { opt.prune_threshold = (float) v; continue; }

@@ -56,6 +56,7 @@ static std::string eval_help() {
            "                      from its own stream, derived from N and its place in the file\n"
            "  --no-tools          no calculator or date tool\n"
            "  --no-planner        contemplating: skip the plan (one task)\n"
+           "  --planner-budget N  contemplating: the planner's tokens, all told " + range(k_limit_planner_budget) + "\n"
            "  --no-prune          contemplating: never stop a low-confidence agent early\n"
            "  --vote RULE         contemplating: weighted (default) or majority, as in muse ask\n"
            "  --system TEXT       a system prompt before every question\n"
@@ -97,6 +98,7 @@ int cmd_eval(int argc, char ** argv) {
         if (a.limit_value(k_limit_seed, v)) { p.opt.sampling.seed = v < 0 ? 0xFFFFFFFFu : (uint32_t) v; continue; }
         if (a.flag("--no-tools")) { p.opt.tools.clear(); continue; }
         if (a.flag("--no-planner")) { p.opt.planner = false; continue; }
+        if (a.limit_value(k_limit_planner_budget, v)) { p.opt.plan_tokens = (int32_t) v; continue; }
         if (a.flag("--no-prune")) { p.opt.prune = false; continue; }
         if (a.value("--vote", vote_name)) {
             if (a.error.empty() && !parse_vote_rule(vote_name, p.opt.vote)) {

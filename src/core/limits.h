@@ -91,6 +91,10 @@ inline constexpr limit k_limit_agents{ .name = "agents", .flag = "--agents", .mi
                                        .unit = "agents", .fronts = FRONT_API | FRONT_CLI,
                                        .serve_flag = "--max-agents", .serve_default = 8 };
 inline constexpr limit k_limit_n{ .name = "n", .min = 1, .max = 4, .def = 1, .unit = "choices", .fronts = FRONT_API };
+// The planner's whole output (contemplating): its JSON plan, all of its steps together. A plan
+// that does not fit is cut and the request runs as one task.
+inline constexpr limit k_limit_planner_budget{ .name = "planner_budget", .flag = "--planner-budget", .min = 16, .max = 8192,
+                                               .def = 512, .unit = "tokens", .fronts = FRONT_API | FRONT_CLI };
 inline constexpr limit k_limit_max_plan_tasks{ .name = "max_plan_tasks", .flag = "--max-plan-tasks", .min = 1, .max = 16,
                                                .def = 6, .unit = "tasks", .fronts = FRONT_CLI };
 inline constexpr limit k_limit_max_tool_steps{ .name = "max_tool_steps", .flag = "--max-tool-steps", .min = 0, .max = 32,
@@ -125,7 +129,7 @@ inline constexpr const limit * k_request_limits[] = {
     &k_limit_temperature,   &k_limit_top_p,          &k_limit_top_k,          &k_limit_min_p,
     &k_limit_repeat_penalty, &k_limit_frequency_penalty, &k_limit_presence_penalty, &k_limit_seed,
     &k_limit_max_tokens,    &k_limit_thinking_budget, &k_limit_agents,        &k_limit_n,
-    &k_limit_max_plan_tasks, &k_limit_max_tool_steps, &k_limit_prune_threshold, &k_limit_stop,
+    &k_limit_planner_budget, &k_limit_max_plan_tasks, &k_limit_max_tool_steps, &k_limit_prune_threshold, &k_limit_stop,
     &k_limit_stop_bytes,    &k_limit_messages,       &k_limit_tools,          &k_limit_images,
     &k_limit_attachments,   &k_limit_tables,         &k_limit_cache_salt,
 };

@@ -752,19 +752,32 @@ std::string image_format(const std::string & b) {
     return "";
 }
 
-error load_image_bytes(const std::string & name, const std::string & bytes, const image_limits & lim, image & out) {
-    const std::string source = file_name(name);
-    auto bad = [&](const std::string & why) { return error{ ERROR_BAD_INPUT, source + ": " + why }; };
-    if (bytes.empty()) {
-        return bad("the image is empty");
-    }
+namespace {
+
+// "PNG" for image/png: the container a data URI's media type names, or "" for one Muse does not read.
+std::string container_named(const std::string & media) {
+    std::string sub = media.substr(media.find('/') + 1);
+    for (char & c : sub) c = (char) std::tolower((unsigned char) c);
+    if (sub == "png" || sub == "apng") return "PNG";
+    if (sub == "jpeg" || sub == "jpg" || sub == "pjpeg") return "JPEG";
+    if (sub == "gif") return "GIF";
+    if (sub == "bmp" || sub == "x-bmp" || sub == "x-ms-bmp") return "BMP";
+    if (sub == "webp") return "WebP";
+    return "";
+}
+
+// Decodes `bytes`; every error starts with `label` (what the user calls the image), and the
+// decoded image's source is `source` (what the model is told it is).
+error decode_image(const std::string & label, const std::string & source, const std::string & bytes, const image_limits & lim,
+                   image & out, const std::string & not_an_image) {
+    auto bad = [&](const std::string & why) { return error{ ERROR_BAD_INPUT, label + ": " + why }; };
     if (bytes.size() > lim.max_bytes) {
         return bad(std::to_string(bytes.size()) + " bytes, over the " + std::to_string(lim.max_bytes) +
                    "-byte limit for an image; resize or recompress it");
     }
     const std::string format = image_format(bytes);
     if (format.empty()) {
-        return bad("not a PNG, JPEG, GIF, BMP or WebP image");
+        return bad(not_an_image);
     }
     image             img;
     const std::string why = format == "png"  ? decode_png(bytes, lim, img) :
@@ -782,6 +795,16 @@ error load_image_bytes(const std::string & name, const std::string & bytes, cons
     return {};
 }
 
+}  // namespace
+
+error load_image_bytes(const std::string & name, const std::string & bytes, const image_limits & lim, image & out) {
+    const std::string source = file_name(name);
+    if (bytes.empty()) {
+        return { ERROR_BAD_INPUT, source + ": the image is empty" };
+    }
+    return decode_image(source, source, bytes, lim, out, "not a PNG, JPEG, GIF, BMP or WebP image");
+}
+
 error load_image_file(const std::string & path, const image_limits & lim, image & out) {
     std::string bytes;
     if (error e = read_file_capped(path, lim.max_bytes, "image", "resize or recompress it", bytes)) {
@@ -790,31 +813,50 @@ error load_image_file(const std::string & path, const image_limits & lim, image 
     return load_image_bytes(path, bytes, lim, out);
 }
 
-error load_image_data_uri(const std::string & uri, const image_limits & lim, image & out) {
-    auto bad = [](const std::string & why) { return error{ ERROR_BAD_INPUT, "image data URI: " + why }; };
+error load_image_data_uri(const std::string & uri, const image_limits & lim, image & out, const std::string & name) {
+    // Errors name the image as its sender knows it: "image 2 (image/png data URI): ...".
+    std::string label = name.empty() ? "image data URI" : name + " (data URI)";
+    auto        bad   = [&](const std::string & why) { return error{ ERROR_BAD_INPUT, label + ": " + why }; };
+    const char * form = "data:image/png;base64, then the image file's bytes in base64";
     if (uri.compare(0, 5, "data:") != 0) {
-        return bad("expected data:image/...;base64,...");
+        return bad(std::string("not a data URI; send ") + form);
     }
     const size_t comma = uri.find(',');
     if (comma == std::string::npos) {
-        return bad("no ',' before the data");
+        return bad(std::string("no ',' before the data; send ") + form);
     }
     const std::string meta = uri.substr(5, comma - 5);
     if (meta.size() < 7 || meta.compare(meta.size() - 7, 7, ";base64") != 0) {
-        return bad("only base64 data is accepted (data:image/png;base64,...)");
+        return bad(std::string("only base64 data is accepted; send ") + form);
     }
     const std::string media = meta.substr(0, meta.find(';'));
-    if (media.compare(0, 6, "image/") != 0) {
-        return bad("media type '" + media + "' is not an image");
+    if (media.empty()) {
+        return bad(std::string("the data URI names no media type; send ") + form);
     }
+    if (media.compare(0, 6, "image/") != 0) {
+        return bad("the media type '" + media + "' is not an image; send a PNG, JPEG, GIF, BMP or WebP image as " + form);
+    }
+    const std::string source = media + " data URI";
+    label = name.empty() ? source : name + " (" + source + ")";
     if ((uri.size() - comma - 1) / 4 * 3 > lim.max_bytes + 3) {
         return bad("over the " + std::to_string(lim.max_bytes) + "-byte limit for an image; resize or recompress it");
     }
     std::string bytes;
     if (!base64_decode(std::string_view(uri).substr(comma + 1), bytes)) {
-        return bad("the base64 data has characters outside the base64 alphabet");
+        return bad("the data is not valid base64 (it has characters outside the base64 alphabet); encode the image "
+                   "file's bytes with standard base64");
     }
-    return load_image_bytes("data URI (" + media + ")", bytes, lim, out);
+    if (bytes.empty()) {
+        return bad("the data URI carries no data; put the image file's bytes, in base64, after the comma");
+    }
+    // The bytes decide the format; the media type only says what the sender meant to send.
+    const std::string named = container_named(media);
+    const std::string not_an_image =
+        named.empty() ? media + " images are not supported, and the data is not a PNG, JPEG, GIF, BMP or WebP image; "
+                                "convert it to PNG"
+                      : "the data is not a " + named + " image, nor any other that Muse reads (PNG, JPEG, GIF, BMP, "
+                                                       "WebP); send the image file's own bytes, in base64";
+    return decode_image(label, source, bytes, lim, out, not_an_image);
 }
 
 ocr_result ocr_image(const image & img) {

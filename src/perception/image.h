@@ -43,8 +43,11 @@ std::string image_format(const std::string & bytes);
 
 error load_image_file(const std::string & path, const image_limits & lim, image & out);
 error load_image_bytes(const std::string & name, const std::string & bytes, const image_limits & lim, image & out);
-// data:image/png;base64,.... (other media types and non-base64 URIs are refused).
-error load_image_data_uri(const std::string & uri, const image_limits & lim, image & out);
+// data:image/png;base64,.... (other media types and non-base64 URIs are refused). `name` is
+// what the sender calls the image ("image 2"): errors start with it and say what the URI was,
+// "image 2 (image/png data URI): the data is not a PNG image ...". The image's source is
+// "image/png data URI".
+error load_image_data_uri(const std::string & uri, const image_limits & lim, image & out, const std::string & name = "");
 
 struct ocr_result {
     error       err;

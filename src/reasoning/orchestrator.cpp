@@ -34,7 +34,7 @@ std::string validate(const ask_options & o) {
              limit_problem(k_limit_thinking_budget, o.budget),
              limit_problem(k_limit_max_tokens, o.answer_tokens, "max_tokens", false),
              limit_problem(k_limit_max_plan_tasks, o.max_plan_tasks),
-             range("plan_tokens", o.plan_tokens, 16, 8192),
+             limit_problem(k_limit_planner_budget, o.plan_tokens),
              limit_problem(k_limit_prune_threshold, o.prune_threshold),
              range("prune_window", o.prune_window, 4, 4096),
              limit_problem(k_limit_max_tool_steps, o.max_tool_steps),
@@ -212,6 +212,7 @@ ask_result orchestrator::run(const ask_request & req0, const ask_sink & sink, co
         res.use.prompt_tokens_prefilled += t.prompt_tokens_prefilled;
         res.use.prompt_tokens_reused += t.prompt_tokens_reused;
         res.use.completion_tokens += t.tokens;
+        res.use.planner_tokens += t.kind == AGENT_PLANNER ? t.tokens : 0;
         res.use.tokens_saved_by_pruning += t.tokens_saved;
     }
     if (ctx.cancelled() && !res.err) {

@@ -46,7 +46,8 @@ struct ask_options {
 
     bool     planner        = true;  // contemplating: plan sub-tasks first
     int32_t  max_plan_tasks = (int32_t) k_limit_max_plan_tasks.def;
-    int32_t  plan_tokens    = 512;   // the planner's output cap, 16..8192
+    // The planner's tokens, reasoning and plan, all of its steps together (planner_budget).
+    int32_t  plan_tokens    = (int32_t) k_limit_planner_budget.def;
 
     // Early pruning of solver branches: a branch whose mean token log-probability over the
     // last `prune_window` reasoning tokens falls below `prune_threshold` stops. The default is
@@ -123,6 +124,7 @@ struct ask_usage {
     int32_t prompt_tokens_prefilled = 0;  // all sequences together, shared prefix included
     int32_t prompt_tokens_reused    = 0;  // taken from a parent's KV cache through fork
     int32_t completion_tokens       = 0;
+    int32_t planner_tokens          = 0;  // the planner's share of completion_tokens (at most planner_budget)
     int32_t tokens_saved_by_pruning = 0;
 };
 

@@ -13,7 +13,7 @@ static json plan_json(const ask_result & r) {
         tasks.push_back({ { "id", t.id }, { "goal", t.goal }, { "role", t.role }, { "depends_on", t.depends_on },
                           { "tools", t.tools } });
     }
-    json j = { { "tasks", tasks }, { "fallback", r.plan_used.fallback } };
+    json j = { { "tasks", tasks }, { "fallback", r.plan_used.fallback }, { "summary", plan_summary(r.plan_used) } };
     if (!r.plan_used.rejected.empty()) {
         j["rejected"] = r.plan_used.rejected;
     }
@@ -90,6 +90,7 @@ json to_json(const ask_result & r) {
                      { "prompt_tokens_prefilled", r.use.prompt_tokens_prefilled },
                      { "prompt_tokens_reused", r.use.prompt_tokens_reused },
                      { "completion_tokens", r.use.completion_tokens },
+                     { "planner_tokens", r.use.planner_tokens },
                      { "tokens_saved_by_pruning", r.use.tokens_saved_by_pruning } } },
         { "timings", timings },
         { "total_ms", r.total_ms },

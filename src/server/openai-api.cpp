@@ -64,6 +64,59 @@ api_error result_error(const error & e) {
     return out;
 }
 
+double api_max(const api_limits & lim, const limit & l) {
+    double server = l.max;
+    if (&l == &k_limit_max_tokens) server = lim.max_tokens;
+    else if (&l == &k_limit_thinking_budget) server = lim.max_budget;
+    else if (&l == &k_limit_planner_budget) server = lim.max_planner_budget;
+    else if (&l == &k_limit_agents) server = lim.max_agents;
+    else if (&l == &k_limit_n) server = lim.max_n;
+    else if (&l == &k_limit_images) server = lim.max_images;
+    else if (&l == &k_limit_messages) server = lim.max_messages;
+    else if (&l == &k_limit_tools) server = lim.max_tools;
+    else if (&l == &k_limit_attachments) server = lim.max_attachments;
+    return std::min(server, l.max);
+}
+
+ojson limits_json(const api_limits & lim) {
+    auto whole = [&](const limit & l) { return (int64_t) api_max(lim, l); };
+    ojson modes = ojson::array(), efforts = ojson::array();
+    for (const mode * m : all_modes()) modes.push_back(m->name());
+    for (const effort_level & e : effort_levels()) efforts.push_back(e.name);
+    ojson out = {
+        { "object", "muse.limits" },
+        { "modes", modes },
+        { "reasoning_efforts", efforts },
+        { "max_agents", whole(k_limit_agents) },
+        { "max_thinking_budget", whole(k_limit_thinking_budget) },
+        { "max_planner_budget", whole(k_limit_planner_budget) },
+        { "max_tokens", whole(k_limit_max_tokens) },
+        { "default_max_tokens", std::min<int64_t>(lim.default_max_tokens, whole(k_limit_max_tokens)) },
+        { "max_n", whole(k_limit_n) },
+        { "max_messages", whole(k_limit_messages) },
+        { "max_tools", whole(k_limit_tools) },
+        { "max_images", whole(k_limit_images) },
+        { "max_attachments", whole(k_limit_attachments) },
+        { "max_stop", whole(k_limit_stop) },
+        { "max_stop_bytes", whole(k_limit_stop_bytes) },
+        { "max_cache_salt_bytes", whole(k_limit_cache_salt) },
+    };
+    // Every number a request sets, with its range as the parser checks it (max_tokens is above).
+    for (const limit * l : k_request_limits) {
+        if (l->count || !l->in(FRONT_API) || out.contains(l->name)) continue;
+        auto  n = [&](double v) { return l->integer ? ojson((int64_t) v) : ojson(v); };
+        const double hi = api_max(lim, *l);
+        ojson f = { { "min", n(l->min) }, { "max", n(hi) }, { "default", n(std::min(l->def, hi)) }, { "integer", l->integer } };
+        if (l->min_open) f["min_exclusive"] = true;
+        if (l->special) {
+            f["special"]         = n(l->special_value);
+            f["special_meaning"] = l->special;
+        }
+        out[l->name] = f;
+    }
+    return out;
+}
+
 namespace {
 
 const char * type_name(const json & v) {
@@ -78,11 +131,6 @@ const char * type_name(const json & v) {
         case json::value_t::number_unsigned: return "a number";
         default:                             return "something else";
     }
-}
-
-// A server's cap on a count, never past the table's.
-int32_t cap(int32_t server, const limit & l) {
-    return (int32_t) std::min<double>(server, l.max);
 }
 
 // obj[key] when it is a string, else "" (nlohmann's value() throws on another type).
@@ -131,8 +179,8 @@ api_error get_limited(const json & body, const char * key, const limit & l, doub
     return {};
 }
 
-api_error get_limited(const json & body, const char * key, const limit & l, bool & present, double & out) {
-    return get_limited(body, key, l, l.max, present, out);
+api_error get_limited(const json & body, const char * key, const api_limits & lim, const limit & l, bool & present, double & out) {
+    return get_limited(body, key, l, api_max(lim, l), present, out);
 }
 
 api_error get_bool(const json & body, const char * key, bool & out) {
@@ -205,8 +253,8 @@ api_error parse_content(const json & c, const std::string & where, bool allow_im
             } else {
                 return bad_request(pw + ".image_url", pw + ".image_url must be an object with a string `url`");
             }
-            if ((int32_t) images.size() >= cap(lim.max_images, k_limit_images)) {
-                return bad_request(pw, "too many images: at most " + std::to_string(cap(lim.max_images, k_limit_images)) +
+            if ((int32_t) images.size() >= (int32_t) api_max(lim, k_limit_images)) {
+                return bad_request(pw, "too many images: at most " + std::to_string((int32_t) api_max(lim, k_limit_images)) +
                                            " per request");
             }
             images.push_back(std::move(url));
@@ -228,8 +276,8 @@ api_error parse_tools(const json & body, const api_limits & lim, ask_options & o
         if (!it->is_array()) {
             return bad_request("tools", "tools must be an array of {type: function, function: {name, description, parameters}}");
         }
-        if ((int32_t) it->size() > cap(lim.max_tools, k_limit_tools)) {
-            return bad_request("tools", "tools: at most " + std::to_string(cap(lim.max_tools, k_limit_tools)) + " tools");
+        if ((int32_t) it->size() > (int32_t) api_max(lim, k_limit_tools)) {
+            return bad_request("tools", "tools: at most " + std::to_string((int32_t) api_max(lim, k_limit_tools)) + " tools");
         }
         for (size_t i = 0; i < it->size(); ++i) {
             const json &      t = (*it)[i];
@@ -312,8 +360,8 @@ api_error parse_messages(const json & body, const api_limits & lim, chat_api_req
     if (it == body.end() || !it->is_array() || it->empty()) {
         return bad_request("messages", "messages must be a non-empty array of {role, content}");
     }
-    if ((int32_t) it->size() > cap(lim.max_messages, k_limit_messages)) {
-        return bad_request("messages", "messages: at most " + std::to_string(cap(lim.max_messages, k_limit_messages)) +
+    if ((int32_t) it->size() > (int32_t) api_max(lim, k_limit_messages)) {
+        return bad_request("messages", "messages: at most " + std::to_string((int32_t) api_max(lim, k_limit_messages)) +
                                            " messages");
     }
     bool has_user = false;
@@ -430,32 +478,32 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     if (present && out.conversation_id.empty()) return bad_request("conversation", "conversation must be a conversation id (conv_...)");
     if (api_error e = parse_messages(body, lim, out)) return e;
 
-    if (api_error e = get_limited(body, "temperature", k_limit_temperature, present, d)) return e;
+    if (api_error e = get_limited(body, "temperature", lim, k_limit_temperature, present, d)) return e;
     if (present) opt.sampling.temperature = (float) d;
-    if (api_error e = get_limited(body, "top_p", k_limit_top_p, present, d)) return e;
+    if (api_error e = get_limited(body, "top_p", lim, k_limit_top_p, present, d)) return e;
     if (present) opt.sampling.top_p = (float) d;
-    if (api_error e = get_limited(body, "top_k", k_limit_top_k, present, d)) return e;
+    if (api_error e = get_limited(body, "top_k", lim, k_limit_top_k, present, d)) return e;
     if (present) opt.sampling.top_k = (int32_t) d;
-    if (api_error e = get_limited(body, "min_p", k_limit_min_p, present, d)) return e;
+    if (api_error e = get_limited(body, "min_p", lim, k_limit_min_p, present, d)) return e;
     if (present) opt.sampling.min_p = (float) d;
-    if (api_error e = get_limited(body, "repeat_penalty", k_limit_repeat_penalty, present, d)) return e;
+    if (api_error e = get_limited(body, "repeat_penalty", lim, k_limit_repeat_penalty, present, d)) return e;
     if (present) opt.sampling.repeat_penalty = (float) d;
-    if (api_error e = get_limited(body, "frequency_penalty", k_limit_frequency_penalty, present, d)) return e;
+    if (api_error e = get_limited(body, "frequency_penalty", lim, k_limit_frequency_penalty, present, d)) return e;
     if (present) opt.sampling.frequency_penalty = (float) d;
-    if (api_error e = get_limited(body, "presence_penalty", k_limit_presence_penalty, present, d)) return e;
+    if (api_error e = get_limited(body, "presence_penalty", lim, k_limit_presence_penalty, present, d)) return e;
     if (present) opt.sampling.presence_penalty = (float) d;
-    if (api_error e = get_limited(body, "seed", k_limit_seed, present, d)) return e;
+    if (api_error e = get_limited(body, "seed", lim, k_limit_seed, present, d)) return e;
     if (present) opt.sampling.seed = d < 0 ? 0xFFFFFFFFu : (uint32_t) d;  // -1: random
 
     // -1: as many as this server allows.
     int64_t max_tokens = lim.default_max_tokens;
     for (const char * key : { "max_tokens", "max_completion_tokens" }) {
-        if (api_error e = get_limited(body, key, k_limit_max_tokens, lim.max_tokens, present, d)) return e;
-        if (present) max_tokens = d < 0 ? lim.max_tokens : (int64_t) d;
+        if (api_error e = get_limited(body, key, lim, k_limit_max_tokens, present, d)) return e;
+        if (present) max_tokens = d < 0 ? (int64_t) api_max(lim, k_limit_max_tokens) : (int64_t) d;
     }
     opt.answer_tokens = (int32_t) max_tokens;
 
-    if (api_error e = get_limited(body, "n", k_limit_n, lim.max_n, present, d)) return e;
+    if (api_error e = get_limited(body, "n", lim, k_limit_n, present, d)) return e;
     if (present) out.n = (int32_t) d;
 
     bool logprobs = false;
@@ -513,14 +561,18 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
             opt.mode       = em;
             out.mode_given = true;
         }
-        opt.budget = std::min(budget, lim.max_budget);
+        opt.budget = std::min(budget, (int32_t) api_max(lim, k_limit_thinking_budget));
     }
-    if (api_error e = get_limited(body, "thinking_budget", k_limit_thinking_budget, lim.max_budget, present, d)) return e;
+    if (api_error e = get_limited(body, "thinking_budget", lim, k_limit_thinking_budget, present, d)) return e;
     if (present) opt.budget = (int32_t) d;
-    if (api_error e = get_limited(body, "agents", k_limit_agents, lim.max_agents, present, d)) return e;
+    opt.budget = std::min(opt.budget, (int32_t) api_max(lim, k_limit_thinking_budget));
+    if (api_error e = get_limited(body, "agents", lim, k_limit_agents, present, d)) return e;
     if (present) opt.agents = (int32_t) d;
-    if (opt.agents > lim.max_agents) opt.agents = lim.max_agents;
+    opt.agents = std::min(opt.agents, (int32_t) api_max(lim, k_limit_agents));
     if (api_error e = get_bool(body, "planner", opt.planner)) return e;
+    if (api_error e = get_limited(body, "planner_budget", lim, k_limit_planner_budget, present, d)) return e;
+    if (present) opt.plan_tokens = (int32_t) d;
+    opt.plan_tokens = std::min(opt.plan_tokens, (int32_t) api_max(lim, k_limit_planner_budget));
     if (api_error e = get_bool(body, "prune", opt.prune)) return e;
     if (api_error e = get_bool(body, "refine", opt.refine)) return e;
     std::string vote_name;
@@ -552,9 +604,9 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
 
     // Uploaded files.
     if (auto at = body.find("attachments"); at != body.end() && !at->is_null()) {
-        if (!at->is_array() || (int32_t) at->size() > cap(lim.max_attachments, k_limit_attachments)) {
+        if (!at->is_array() || (int32_t) at->size() > (int32_t) api_max(lim, k_limit_attachments)) {
             return bad_request("attachments", "attachments must be an array of at most " +
-                                                  std::to_string(cap(lim.max_attachments, k_limit_attachments)) +
+                                                  std::to_string((int32_t) api_max(lim, k_limit_attachments)) +
                                                   " file ids from POST /v1/files");
         }
         for (const auto & f : *at) {
@@ -568,7 +620,7 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
 
     // Combinations: the rules every front end shares (app/assistant.h).
     ask_refusal why;
-    if (error e = check_ask_rules(out.ask, out.n, lim.max_n, &why)) {
+    if (error e = check_ask_rules(out.ask, out.n, (int32_t) api_max(lim, k_limit_n), &why)) {
         const std::string param = why.field == "json_schema" ? "response_format" : why.field;
         return bad_request(param, e.message);
     }

@@ -31,7 +31,21 @@ struct api_limits {
     int32_t max_tools          = (int32_t) k_limit_tools.max;
     int32_t max_attachments    = (int32_t) k_limit_attachments.max;           // uploaded files per request
     int32_t max_budget         = (int32_t) k_limit_thinking_budget.max;       // thinking tokens per agent
+    int32_t max_planner_budget = (int32_t) k_limit_planner_budget.max;        // the planner's tokens per request
 };
+
+// The most a request may set or send for `l` on a server with caps `lim`: the server's cap
+// where it has one for that limit, never past the table's maximum. The parser checks against it.
+double api_max(const api_limits & lim, const limit & l);
+
+// GET /v1/limits: what the parser accepts, for a front end to refuse what the server would.
+//   {"object":"muse.limits", "modes":[...], "reasoning_efforts":[...],
+//    "max_agents", "max_thinking_budget", "max_planner_budget", "max_tokens", "default_max_tokens",
+//    "max_n", "max_messages", "max_tools", "max_images", "max_attachments", "max_stop",
+//    "max_stop_bytes", "max_cache_salt_bytes",
+//    and per numeric field (temperature, top_p, ..., thinking_budget, agents, planner_budget, n):
+//    {"min", "max", "default", "integer"[, "min_exclusive": true][, "special", "special_meaning"]}}
+ojson limits_json(const api_limits & lim);
 
 // An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 struct api_error {

@@ -127,7 +127,7 @@ api_error parse_responses_request(const ojson & body, const ojson & history, res
 
     ojson & c = out.chat;
     c         = { { "messages", messages } };
-    for (const char * k : { "temperature", "top_p", "top_k", "min_p", "seed", "mode", "agents", "thinking_budget", "planner", "prune",
+    for (const char * k : { "temperature", "top_p", "top_k", "min_p", "seed", "mode", "agents", "thinking_budget", "planner", "planner_budget", "prune",
                             "refine", "vote", "cache_salt", "tool_choice", "parallel_tool_calls", "model" }) {
         if (body.contains(k)) c[k] = body[k];
     }

@@ -1,4 +1,4 @@
-// GET /v1/models, /health, /metrics (Prometheus text) and the web chat.
+// GET /v1/models, /v1/limits, /health, /metrics (Prometheus text) and the web chat.
 
 #include "server-impl.h"
 
@@ -11,13 +11,27 @@
 namespace muse {
 
 void server::impl::routes_info() {
-    auto models = counted([this](http::request &, http::response & res) {
+    // What a request may ask of this server: the ranges the chat parser enforces, narrowed by
+    // `muse serve`'s caps, and the context that a prompt and its answer share, so that a front
+    // end can refuse what the server would.
+    auto limits = [this](const backend_caps & c) {
+        ojson l = limits_json(params.limits);
+        if (c.n_ctx > 0) l["context_tokens"] = c.n_ctx;
+        return l;
+    };
+    auto models = counted([this, limits](http::request &, http::response & res) {
         const backend_caps c = be.caps();
-        ojson m = { { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" }, { "meta", ojson::parse(c.meta_json) } };
+        ojson meta = ojson::parse(c.meta_json, nullptr, false);
+        if (!meta.is_object()) meta = ojson::object();
+        meta["limits"] = limits(c);
+        ojson m = { { "id", params.model_id }, { "object", "model" }, { "created", unix_now() }, { "owned_by", "muse" }, { "meta", meta } };
         res.set_content(wire(ojson({ { "object", "list" }, { "data", ojson::array({ m }) } })), "application/json");
     });
     svr.route("GET", "/v1/models", models);
     svr.route("GET", "/models", models);
+    svr.route("GET", "/v1/limits", counted([this, limits](http::request &, http::response & res) {
+        res.set_content(wire(limits(be.caps())), "application/json");
+    }));
     auto one_model = counted([this](http::request & req, http::response & res) {
         if (req.params.at("id") != params.model_id) {
             send_error(res, make_error(404, "no model '" + utf8_head(req.params.at("id"), 100) + "': this server serves '" + params.model_id + "'",

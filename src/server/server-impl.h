@@ -69,12 +69,17 @@ struct server_metrics {
 // The metrics label of a route pattern (aliases without /v1 count with their /v1 route).
 inline std::string route_label(const std::string & route) {
     if (route.empty()) return "other";
-    std::string r = route.rfind("/v1/", 0) == 0 || route == "/" || route == "/index.html" || route == "/health" || route == "/metrics"
+    std::string r = route.rfind("/v1/", 0) == 0 || route == "/" || route == "/index.html" || route == "/health" || route == "/metrics" ||
+                            route.rfind("/assets/", 0) == 0 || route.rfind("/favicon.", 0) == 0
                         ? route : "/v1" + route;
     if (r == "/index.html") r = "/";
     if (const size_t c = r.find(":id"); c != std::string::npos) r.replace(c, 3, "{id}");
+    if (const size_t c = r.find(":name"); c != std::string::npos) r.replace(c, 5, "{name}");
     return r;
 }
+
+// The routes of the web chat's libraries, fonts and icon (routes-assets.cpp): public, like the page.
+bool is_web_asset_route(const std::string & route);
 
 inline std::string bearer_token(const http::request & req) {
     std::string h = req.header("authorization");
@@ -175,6 +180,7 @@ struct server::impl {
     void routes_responses();      // routes-responses.cpp
     void handle_response(http::request & req, http::response & res);
     void routes_info();   // routes-info.cpp: models, health, metrics, the web chat
+    void routes_assets(); // routes-assets.cpp: the web chat's libraries, fonts and icon
     // Wraps a handler so that a drain can tell when the last one ended.
     http::handler counted(http::handler h);
     bool on_headers(http::request & req, http::response & res);

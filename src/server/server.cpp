@@ -237,6 +237,8 @@ bool server::impl::on_headers(http::request & req, http::response & res) {
                                    "permission_error", "metrics_key_required"));
         return true;
     }
+    // The web chat's libraries and icon load with the page, before it can ask for a key.
+    if (params.web && is_web_asset_route(req.route)) return false;
     if (!authorized(req, res, req.user)) {
         if (params.web && req.method == "GET" && (req.route == "/" || req.route == "/index.html")) {
             // A browser cannot send a key when it opens the page: it gets the 401 with the page
@@ -328,6 +330,7 @@ void server::impl::routes() {
     routes_admin();
     routes_responses();
     routes_info();
+    routes_assets();
 }
 
 http::handler server::impl::counted(http::handler h) {

@@ -222,6 +222,12 @@ async function main() {
     const badImg = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] }] }) });
     check('broken image: 400', badImg.status === 400, badImg.status);
+    const textUri = 'data:image/png;base64,' + Buffer.from('just some text, not a picture').toString('base64');
+    const notImg = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: textUri } }] }] }) });
+    const notImgErr = notImg.status === 400 ? (await notImg.json()).error : {};
+    check('a data URI that is not an image: 400 in words, naming the image and its media type whole',
+      notImgErr.param === 'image_url' && /^image 1: image\/png data URI: the data is not a PNG image/.test(notImgErr.message) && !/png\):/.test(notImgErr.message), notImgErr);
 
     const csv = 'region,amount\nnorth,120\nsouth,340\neast,560\n';
     const file = await client.files.create({ file: await toFile(Buffer.from(csv), 'sales.csv'), purpose: 'user_data' });

