@@ -144,6 +144,20 @@ check "contemplating: 4 agents, vote or synthesis, prefix prefilled once" node -
   if (!(j.usage.shared_prefix_tokens>0)) process.exit(4);
   for (const a of solvers) if (a.prompt_tokens_reused < j.usage.shared_prefix_tokens-16 || a.prompt_tokens_prefilled > 24) process.exit(5);' "$work/contemplate.json"
 
+# --planner-budget: out of range is a usage error naming the flag; in range, the planner spends
+# at most that many tokens and the plan says in words how it was planned.
+"$muse" ask "hi" --planner-budget 8 2> "$work/err.txt"; rc=$?
+check "--planner-budget out of range exits 2" test $rc -eq 2
+check "--planner-budget names the flag and its range" grep -q -- "--planner-budget.*16" "$work/err.txt"
+"$muse" ask --model "$model" "Plan a trip to Lisbon and Porto, with a budget for each city." --mode contemplating --agents 2 \
+  --budget 8 --max-tokens 8 --planner-budget 24 --seed 3 --json > "$work/planned.json" 2> "$work/err.txt"; rc=$?
+check "--planner-budget: contemplating exits 0" test $rc -eq 0
+check "--planner-budget: the planner spent at most 24 tokens; the plan has a summary in words" node -e '
+  const j=JSON.parse(require("fs").readFileSync(process.argv[1]));
+  const p=j.agents.filter(a=>a.kind==="planner");
+  if (p.length!==1 || !(j.usage.planner_tokens>0) || j.usage.planner_tokens>24 || p[0].tokens!==j.usage.planner_tokens) process.exit(1);
+  if (!/^planned (as one task|[0-9]+ sub-tasks)/.test(j.plan.summary)) process.exit(2);' "$work/planned.json"
+
 # Tables: --data loads a CSV; its summary joins the prompt and query_table is offered; a bad
 # file fails with its line and exit 2 before the model loads.
 printf 'region,amount\nnorth,10\nsouth,5\n' > "$work/sales.csv"

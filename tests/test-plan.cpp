@@ -305,6 +305,17 @@ TEST(plan, to_json) {
     EXPECT_EQ(k["fallback"], false);
     EXPECT_FALSE(k.contains("rejected"));
     const char * expected =
-        R"({"tasks":[{"id":"a","goal":"do a","role":"generalist","depends_on":[],"tools":[]}],"fallback":false})";
+        R"({"tasks":[{"id":"a","goal":"do a","role":"generalist","depends_on":[],"tools":[]}],"fallback":false,"summary":"planned as one task"})";
     EXPECT_EQ(plan_to_json(make_plan({ { "a", {} } })), expected);
+}
+
+// The summary is what a person reads: how the request was planned, and for a one-task plan the
+// planner did not make, why in a few plain words (never the parser's own message).
+TEST(plan, summary_in_words) {
+    EXPECT_EQ(plan_summary(make_plan({ { "a", {} }, { "b", { "a" } }, { "c", {} } })), "planned 3 sub-tasks");
+    EXPECT_EQ(plan_summary(make_plan({ { "a", {} } })), "planned as one task");
+    const plan fb = fallback_plan("hello", "task 'b': depends on unknown id 'zz'");
+    EXPECT_EQ(plan_summary(fb), "planned as one task (the planner's plan was not usable)");
+    EXPECT_EQ(nlohmann::json::parse(plan_to_json(fb))["summary"], plan_summary(fb));
+    EXPECT_EQ(nlohmann::json::parse(plan_to_json(fb))["rejected"], "task 'b': depends on unknown id 'zz'") << "the details stay for the trace";
 }

@@ -20,13 +20,24 @@ fs.mkdirSync(work, { recursive: true });
 const env = { MUSE_CACHE_DIR: path.join(work, 'cache'), OMP_WAIT_POLICY: 'passive' };
 const chromiumPath = process.env.MUSE_CHROMIUM || '/usr/bin/chromium';
 
+// Starts `muse serve` with ARGS and a headless Chromium, runs fn(srv, browser), then closes both.
+async function session(args, fn) {
+  const srv = await startServer(muse, args, env);
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    return await fn(srv, browser);
+  } finally {
+    await browser.close();
+    srv.proc.kill('SIGTERM');
+    await waitExit(srv.proc, 30000);
+  }
+}
+
 async function main() {
   const png = path.join(work, 'chart.png');
   execFileSync('convert', ['-size', '480x200', 'xc:white', '-font', 'DejaVu-Sans', '-fill', 'black', '-pointsize', '28',
     '-annotate', '+20+60', 'Sales 2026', '-fill', '#3366cc', '-draw', 'rectangle 40,100 120,190', '-draw', 'rectangle 160,130 240,190', png]);
-  const srv = await startServer(muse, ['--threads', '2', '--quiet'], env);
-  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-  try {
+  return session(['--threads', '2', '--quiet'], async (srv, browser) => {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const outside = [];
     page.on('request', (r) => { if (!r.url().startsWith(srv.url) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) outside.push(r.url()); });
@@ -183,11 +194,7 @@ async function main() {
 
     check('no request left the server (offline, no CDN)', outside.length === 0, outside);
     check('no page errors', consoleErrors.length === 0, consoleErrors);
-  } finally {
-    await browser.close();
-    srv.proc.kill('SIGTERM');
-    await waitExit(srv.proc, 30000);
-  }
+  });
 }
 
 // The web chat as people use it: the layout at a phone's, a tablet's and a desktop's size in
@@ -197,13 +204,11 @@ async function main() {
 // starts clean; settings per mode bounded by the server's limits; the planner's progress;
 // keyboard focus; axe-core finds no serious violations.
 async function polish() {
-  const srv = await startServer(muse, ['--threads', '2', '--quiet'], env);
-  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-  const api = async (p, body, method) => {
-    const r = await fetch(srv.url + p, body === undefined ? { method: method || 'GET' } : { method: method || 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-    return { status: r.status, json: await r.json().catch(() => null) };
-  };
-  try {
+  return session(['--threads', '2', '--quiet'], async (srv, browser) => {
+    const api = async (p, body, method) => {
+      const r = await fetch(srv.url + p, body === undefined ? { method: method || 'GET' } : { method: method || 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: r.status, json: await r.json().catch(() => null) };
+    };
     const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.url });
     const page = await context.newPage();
@@ -447,20 +452,49 @@ async function polish() {
     check('a favicon', fav.status === 200 && /svg/.test(fav.headers.get('content-type') || ''), fav.status);
     check('no request left the server (offline, no CDN)', outside.length === 0, outside);
     check('no page or console errors', errors.length === 0, errors);
-  } finally {
-    await browser.close();
-    srv.proc.kill('SIGTERM');
-    await waitExit(srv.proc, 30000);
-  }
+  });
+}
+
+// The page behind an API key, under the server's same-origin rules: the libraries, fonts and
+// icon load before the key is known; the first requests that meet a 401 share one key dialog;
+// with the key the page reads the model and the limits, renders and answers.
+async function keyed() {
+  const KEY = 'sk-web-test-0123456789';
+  return session(['--threads', '2', '--quiet', '--api-key', KEY], async (srv, browser) => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+    const errors = [], unauthorized = [], failed = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    // Chromium logs each 401 as a console error: those are expected before the key, nothing else.
+    page.on('console', (m) => { if (m.type() === 'error' && !/status of 401/.test(m.text())) errors.push(m.text()); });
+    page.on('response', (r) => { if (r.status() === 401) unauthorized.push(new URL(r.url()).pathname); else if (r.status() >= 400) failed.push(r.status() + ' ' + r.url()); });
+    await page.goto(srv.url + '/');
+    await page.waitForSelector('#key-dialog[open]', { timeout: 20000 });
+    const libs = await page.evaluate(() => ({ marked: !!window.marked, purify: !!window.DOMPurify, hljs: !!window.hljs, katex: !!window.katex }));
+    check('keyed: the libraries load before the key is known', Object.values(libs).every(Boolean), libs);
+    check('keyed: one key dialog for the requests that met a 401 together', await page.$$eval('dialog[open]', (d) => d.length) === 1 &&
+      unauthorized.filter((p) => p.startsWith('/v1/')).length >= 2, unauthorized);
+    await page.fill('#key-input', KEY);
+    await page.click('#key-dialog button[value="ok"]');
+    await page.waitForFunction(() => /smoke/.test(document.querySelector('#model-name').textContent), null, { timeout: 20000 });
+    await page.waitForFunction(() => document.querySelector('#agents').max !== '8' || document.querySelector('#max-tokens').max !== '1048576', null, { timeout: 20000 });
+    check('keyed: with the key, the server\'s limits reach the form', await page.$eval('#max-tokens', (i) => i.max) === '4096');
+    await page.click('button[data-mode="instant"]');
+    await page.fill('#max-tokens', '8');
+    await page.fill('#prompt', 'Say **hello**');
+    await page.click('#send');
+    await page.waitForFunction(() => { const a = document.querySelector('.msg.assistant .final'); return a && a.getAttribute('aria-busy') === 'false'; }, null, { timeout: 60000 });
+    const ans = await page.$eval('.msg.assistant', (m) => ({ error: (m.querySelector('.error') || {}).textContent || '', stats: m.querySelector('.stats') ? m.querySelector('.stats').textContent : '' }));
+    check('keyed: a message is answered (same origin, with the key)', !ans.error && /instant/.test(ans.stats), ans);
+    check('keyed: nothing failed but the 401s before the key', failed.length === 0, failed);
+    check('keyed: no page or console errors', errors.length === 0, errors);
+  });
 }
 
 // Muse-Tiny, the model trained on arithmetic, answers in the browser: Thinking streams its
 // column-by-column reasoning and the sum; Contemplating's five agents agree and the vote
 // gives the same sum.
 async function tiny() {
-  const srv = await startServer(muse, ['--model', 'tiny', '--threads', '2', '--quiet'], env);
-  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-  try {
+  return session(['--model', 'tiny', '--threads', '2', '--quiet'], async (srv, browser) => {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const consoleErrors = [];
     page.on('pageerror', (e) => consoleErrors.push(String(e)));
@@ -495,14 +529,10 @@ async function tiny() {
     check('Muse-Tiny contemplating: five agents reasoned', contemplating.solvers.length === 5 && contemplating.solvers.every((t) => t.length > 0), contemplating.solvers);
     check('Muse-Tiny contemplating: the agents voted', /Vote/.test(contemplating.verdict), contemplating.verdict);
     check('Muse-Tiny: no page errors', consoleErrors.length === 0, consoleErrors);
-  } finally {
-    await browser.close();
-    srv.proc.kill('SIGTERM');
-    await waitExit(srv.proc, 30000);
-  }
+  });
 }
 
 // MUSE_WEB_TESTS=polish,tiny runs only those parts (while working on one).
-const parts = { main, polish, tiny };
-const only = (process.env.MUSE_WEB_TESTS || 'main,polish,tiny').split(',');
-only.reduce((p, name) => p.then(() => { if (!parts[name]) throw new Error(`no part '${name}' (main, polish, tiny)`); return parts[name](); }), Promise.resolve()).then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });
+const parts = { main, polish, keyed, tiny };
+const only = (process.env.MUSE_WEB_TESTS || 'main,polish,keyed,tiny').split(',');
+only.reduce((p, name) => p.then(() => { if (!parts[name]) throw new Error(`no part '${name}' (main, polish, keyed, tiny)`); return parts[name](); }), Promise.resolve()).then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });
