@@ -101,6 +101,7 @@ TEST_F(backend_contract, stop_strings_are_counted_before_the_templates) {
 }
 
 TEST_F(backend_contract, fork_from_unknown_stream_fails) {
+    if (!be().caps().fork) GTEST_SKIP() << "no fork: caps_describe_the_backend checks that a fork is refused";
     auto req      = ask("hi");
     req.fork_from = 987654321;
     auto r        = collect(*be().start(req));
@@ -108,6 +109,7 @@ TEST_F(backend_contract, fork_from_unknown_stream_fails) {
 }
 
 TEST_F(backend_contract, fork_of_retained_stream_reuses_its_prefix) {
+    if (!be().caps().fork) GTEST_SKIP() << "no fork: caps_describe_the_backend checks that a fork is refused";
     auto parent_req   = ask("Here is a shared question that several agents will answer in turn.");
     parent_req.retain = true;
     auto parent       = be().start(parent_req);

@@ -20,6 +20,7 @@ const char * error_code_name(error_code code) {
         case ERROR_BAD_INPUT:        return "bad_input";
         case ERROR_NOT_FOUND:        return "not_found";
         case ERROR_STORAGE:          return "storage_error";
+        case ERROR_UNAVAILABLE:      return "backend_unavailable";
         case ERROR_INTERNAL:         return "internal_error";
     }
     return "unknown";

@@ -30,6 +30,7 @@ enum error_code {
     ERROR_BAD_INPUT,          // an attached data file or image is malformed, too large or unsupported
     ERROR_NOT_FOUND,          // no stored object with this id for this user (store/)
     ERROR_STORAGE,            // the data directory is full, read-only or damaged (store/)
+    ERROR_UNAVAILABLE,        // a remote backend cannot be reached, timed out or answered 5xx
     ERROR_INTERNAL,
 };
 

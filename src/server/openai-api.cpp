@@ -55,6 +55,11 @@ api_error result_error(const error & e) {
             out.type   = "server_error";
             out.code   = "storage_unavailable";
             break;
+        case ERROR_UNAVAILABLE:
+            out.status = 503;
+            out.type   = "server_error";
+            out.code   = "backend_unavailable";
+            break;
         default:
             out.status = 500;
             out.type   = "server_error";
