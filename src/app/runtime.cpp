@@ -1,6 +1,7 @@
 #include "runtime.h"
 
 #include "backend/local-backend.h"
+#include "backend/remote/remote-backend.h"
 #include "engine/engine.h"
 #include "engine/logging.h"
 #include "engine/model.h"
@@ -17,7 +18,7 @@ void set_log_verbosity(int verbosity) {
 struct runtime::impl {
     std::unique_ptr<model>         m;
     std::unique_ptr<engine>        eng;
-    std::unique_ptr<local_backend> be;
+    std::unique_ptr<backend>       be;  // local over eng, or remote (no model, no engine)
     std::unique_ptr<assistant>     door;
     model_description              desc;
 };
@@ -48,6 +49,9 @@ const model_description & runtime::describe() const {
 }
 
 error runtime::start(const runtime_engine_options & opt, assistant_params door_params) {
+    if (!p->m) {
+        return { ERROR_INVALID_ARGUMENT, "the runtime has no model to start (a remote one runs on its server)" };
+    }
     if (p->eng) {
         return { ERROR_INVALID_ARGUMENT, "the runtime is already started" };
     }
@@ -79,7 +83,26 @@ backend & runtime::get_backend() const {
 }
 
 int32_t runtime::n_ctx() const {
-    return p->eng ? p->eng->n_ctx() : 0;
+    return p->eng ? p->eng->n_ctx() : p->be ? p->be->caps().n_ctx : 0;
+}
+
+std::unique_ptr<runtime> runtime::remote(const remote_params & rp, assistant_params door_params, error & err) {
+    auto be = remote_backend::connect(rp, err);
+    if (!be) {
+        return nullptr;
+    }
+    std::unique_ptr<runtime> rt(new runtime());
+    const backend_caps       c = be->caps();
+    rt->p->desc.path           = rp.url;
+    rt->p->desc.name           = c.model;
+    rt->p->desc.description    = c.model;
+    rt->p->desc.architecture   = "remote";
+    rt->p->desc.template_family = "remote";
+    rt->p->desc.supports_reasoning = c.reasoning;
+    rt->p->desc.supports_tools     = c.tools;
+    rt->p->be   = std::move(be);
+    rt->p->door = std::make_unique<assistant>(*rt->p->be, door_params);
+    return rt;
 }
 
 }  // namespace muse

@@ -23,6 +23,7 @@
 // describe() and n_ctx() read immutable state.
 
 #include "app/assistant.h"
+#include "backend/remote/remote-backend.h"  // remote_params, for runtime::remote
 #include "core/error.h"
 #include "core/model-info.h"
 
@@ -61,6 +62,11 @@ struct runtime_engine_options {
 
 class runtime {
   public:
+    // No model here: the assistant over a remote OpenAI-compatible server (backend/remote/),
+    // started already. Null with `err` when the server cannot be used (ERROR_UNAVAILABLE,
+    // ERROR_INVALID_ARGUMENT). describe() then names the remote model; n_ctx() is its context.
+    static std::unique_ptr<runtime> remote(const remote_params & rp, assistant_params door_params, error & err);
+
     // Loads the model: its file is checked (a readable, complete GGUF whose metadata and chat
     // template are safe to load) before its weights are read. Null with `err` on failure; the
     // codes are those of the engine's loader (ERROR_FILE_NOT_FOUND, ERROR_NOT_GGUF, ...).

@@ -39,6 +39,15 @@ static const char * k_serve_help =
     "                          quarter of --ctx: a request that starts like one of them (a chat's\n"
     "                          next turn, a shared system prompt) reuses those cells\n"
     "\n"
+    "a remote engine instead of a local model:\n"
+    "  --backend URL           run every request and agent on this OpenAI-compatible server\n"
+    "                          (llama-server, vLLM, SGLang, Ollama's /v1, another muse serve),\n"
+    "                          e.g. http://127.0.0.1:8081 (plain http: keep it on a trusted network)\n"
+    "  --backend-key KEY       the key the server wants (Authorization: Bearer KEY)\n"
+    "  --backend-model NAME    the model to ask for (default: the first of its /v1/models)\n"
+    "  --backend-ctx N         tokens one request may hold (default: the server's, from /props)\n"
+    "  --backend-timeout S     seconds to wait for the first token and between tokens (default 300)\n"
+    "\n"
     "network:\n"
     "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for all, which\n"
     "                          needs API keys or --insecure-no-auth)\n"
@@ -130,6 +139,8 @@ int cmd_serve(int argc, char ** argv) {
     std::string   origin, host_name;
     int           verbose = 0;
     safety_flags  safety;
+    remote_params remote;
+    remote.n_ctx = 0;
 
     while (!a.done() && a.error.empty()) {
         if (a.flag("--help") || a.flag("-h")) {
@@ -140,6 +151,11 @@ int cmd_serve(int argc, char ** argv) {
         }
         if (a.value("--model", model_path) || a.value("-m", model_path)) continue;
         if (a.value("--mmproj", mmproj)) continue;
+        if (a.value("--backend", remote.url)) continue;
+        if (a.value("--backend-key", remote.api_key)) continue;
+        if (a.value("--backend-model", remote.model)) continue;
+        if (a.int_value("--backend-ctx", 256, 1 << 22, remote.n_ctx)) continue;
+        if (a.int_value("--backend-timeout", 1, 3600, remote.read_timeout_s)) continue;
         if (a.value("--alias", sp.model_id)) continue;
         if (a.value("--host", sp.host)) continue;
         if (a.int_value("--port", 0, 65535, sp.port)) continue;
@@ -185,6 +201,13 @@ int cmd_serve(int argc, char ** argv) {
     if (a.error.empty()) {
         if (std::string e = validate(sp, !keys_given.empty() || !key_files.empty()); !e.empty()) a.error = e;
     }
+    if (a.error.empty() && !remote.url.empty()) {
+        if (!model_path.empty() || !mmproj.empty()) {
+            a.error = "--backend serves a remote server's model: leave out --model and --mmproj";
+        } else if (std::string e = validate(remote); !e.empty()) {
+            a.error = "--backend: " + e;
+        }
+    }
     if (!a.error.empty()) {
         fprintf(stderr, "muse serve: %s\n", a.error.c_str());
         return EXIT_USAGE;
@@ -205,33 +228,43 @@ int cmd_serve(int argc, char ** argv) {
     }
 
     set_log_verbosity(verbose);
-    int  rc = EXIT_OK;
-    auto rt = load_model("muse serve", model_path, mmproj, threads, false,
-                         "note: serving the generated smoke-test model (random weights: answers are meaningless).\n"
-                         "      For real answers: muse serve --model /path/to/model.gguf\n", rc);
-    if (!rt) {
-        return rc;
-    }
-    if (sp.model_id.empty()) {
-        std::string name = model_path.substr(model_path.find_last_of('/') + 1);
-        if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
-        sp.model_id = name;
-    }
-
-    // One KV cache for every request and agent; sequences for each running request's agents.
-    runtime_engine_options eo;
-    eo.n_ctx        = ctx > 0 ? ctx : std::clamp(sp.parallel * 8192, 8192, 262144);
-    eo.n_threads    = threads;
-    eo.n_seq_max    = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
-    eo.prompt_cache = cache_prompts;
     assistant_params door_params = assistant_params_for(sp);
     if (std::string e = build_safety(safety, door_params.safety); !e.empty()) {
         fprintf(stderr, "muse serve: %s\n", e.c_str());
         return EXIT_USAGE;
     }
-    if (error err = rt->start(eo, door_params)) {
-        fprintf(stderr, "muse serve: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
+    int                      rc = EXIT_OK;
+    std::unique_ptr<runtime> rt;
+    if (!remote.url.empty()) {
+        error err;
+        rt = runtime::remote(remote, door_params, err);
+        if (!rt) {
+            fprintf(stderr, "muse serve: --backend %s: %s\n", remote.url.c_str(), err.message.c_str());
+            return err.code == ERROR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_FAILURE_;
+        }
+        if (sp.model_id.empty()) sp.model_id = rt->describe().name.substr(0, rt->describe().name.find(" at "));
+    } else {
+        rt = load_model("muse serve", model_path, mmproj, threads, false,
+                        "note: serving the generated smoke-test model (random weights: answers are meaningless).\n"
+                        "      For real answers: muse serve --model /path/to/model.gguf\n", rc);
+        if (!rt) {
+            return rc;
+        }
+        if (sp.model_id.empty()) {
+            std::string name = model_path.substr(model_path.find_last_of('/') + 1);
+            if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
+            sp.model_id = name;
+        }
+        // One KV cache for every request and agent; sequences for each running request's agents.
+        runtime_engine_options eo;
+        eo.n_ctx        = ctx > 0 ? ctx : std::clamp(sp.parallel * 8192, 8192, 262144);
+        eo.n_threads    = threads;
+        eo.n_seq_max    = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
+        eo.prompt_cache = cache_prompts;
+        if (error err = rt->start(eo, door_params)) {
+            fprintf(stderr, "muse serve: %s\n", err.message.c_str());
+            return exit_code_for(err.code);
+        }
     }
     int  guard_rc = EXIT_OK;
     auto guard_rt = load_guard("muse serve", safety, door_params.safety.get(), threads, guard_rc);

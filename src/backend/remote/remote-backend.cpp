@@ -165,6 +165,10 @@ struct remote_backend::impl {
     std::mutex                                    pool_mu;
     std::vector<std::unique_ptr<httplib::Client>> idle;  // kept-alive connections
 
+    // llama-server refuses log-probabilities in a streamed request with tools; once it has said
+    // so, such requests go without them (the vote then counts one ballot per agent).
+    std::atomic<bool> logprobs_with_tools{ true };
+
     std::atomic<uint64_t> next_id{ 1 };
     std::atomic<int64_t>  n_requests{ 0 }, n_errors{ 0 }, n_cancelled{ 0 }, in_flight{ 0 };
 
@@ -366,6 +370,16 @@ class remote_stream : public chat_stream {
         };
         const std::string path = be->ep.prefix + "/v1/chat/completions";
         httplib::Result   r    = client->Post(path, be->headers(), body, "application/json", receive);
+        if (r && r->status == 400 && raw.find("logprobs") != std::string::npos && body.find("\"logprobs\":true") != std::string::npos &&
+            body.find("\"tools\":") != std::string::npos && !cancelled) {
+            // Refused before a token was streamed: the same request again, without them.
+            be->logprobs_with_tools = false;
+            json j = json::parse(body);
+            j.erase("logprobs");
+            raw.clear();
+            line.clear();
+            r = client->Post(path, be->headers(), j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json", receive);
+        }
         {
             std::lock_guard<std::mutex> lk(client_mu);
             ended = true;
@@ -510,7 +524,11 @@ std::unique_ptr<chat_stream> remote_backend::start(const chat_request & req) {
         return std::make_unique<remote_stream>(id, std::move(done));
     }
     std::string body;
-    if (!err) body = remote_request_body(req, d->model, err);
+    if (!err) {
+        chat_request sent = req;
+        if (!req.tools.empty() && !d->logprobs_with_tools) sent.logprobs = false;
+        body = remote_request_body(sent, d->model, err);
+    }
     if (err) {
         d->n_requests++;
         d->n_errors++;

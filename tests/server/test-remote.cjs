@@ -1,0 +1,126 @@
+// `muse serve --backend URL`: Muse's modes and agents on llama-server (built from the pinned
+// source) instead of a local model, driven by the official openai SDK. Instant and streamed
+// answers, contemplating as K requests, the model and metrics; a cancelled stream stops
+// llama-server's generation; a dead backend is a 503 naming it and the server stays up; bad
+// --backend flags and an unreachable backend are clear startup errors.
+// usage: node test-remote.cjs MUSE_BINARY MKMODEL LLAMA_SERVER WORK_DIR   (NODE_PATH: the cache's node_modules)
+'use strict';
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const { spawn, execFileSync } = require('child_process');
+const OpenAI = require('openai');
+const { check, summary, startServer, waitExit, metric, waitFor } = require('./lib.cjs');
+
+const [muse, mkmodel, llamaServer, work] = process.argv.slice(2);
+fs.rmSync(work, { recursive: true, force: true });
+fs.mkdirSync(work, { recursive: true });
+const env = { MUSE_CACHE_DIR: path.join(work, 'cache'), OMP_WAIT_POLICY: 'passive' };
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+});
+
+// llama-server on a free port, resolved once /health answers 200 (the model is loaded).
+async function startLlamaServer(model) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const log = fs.openSync(path.join(work, `llama-server-${port}.log`), 'w');
+    const proc = spawn(llamaServer, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-c', '4096', '-np', '4', '-t', '2',
+      '--jinja', '--metrics', '--no-webui'], { stdio: ['ignore', log, log] });
+    const url = `http://127.0.0.1:${port}`;
+    const ready = await waitFor(async () => proc.exitCode === null && (await fetch(`${url}/health`).then((r) => r.status === 200, () => false)), 120000);
+    if (ready) return { url, proc };
+    proc.kill('SIGKILL');
+    await waitExit(proc, 10000);
+  }
+  throw new Error('llama-server did not start; see the logs in ' + work);
+}
+
+// `muse serve ARGS` that must fail: its exit code and stderr.
+function failing(args) {
+  return new Promise((resolve) => {
+    const p = spawn(muse, ['serve', '--port', '0', '--data-dir', ':memory:', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => { err += d; });
+    const t = setTimeout(() => p.kill('SIGKILL'), 60000);
+    p.on('exit', (code) => { clearTimeout(t); resolve({ code, err }); });
+  });
+}
+
+async function main() {
+  const model = path.join(work, 'tiny-qwen.gguf');
+  execFileSync(mkmodel, ['--family', 'qwen2', '--quiet', '-o', model]);
+  const ls = await startLlamaServer(model);
+  let srv = null;
+  try {
+    srv = await startServer(muse, ['--backend', ls.url, '--quiet'], env);
+    const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'none' });
+
+    const models = await client.models.list();
+    const m = models.data[0];
+    // llama-server names its model by the path it loaded; Muse serves it under that name.
+    check('/v1/models: the remote model, with its backend', m && m.meta && m.meta.backend === 'remote' && m.meta.url === ls.url &&
+      m.id === model && m.meta.n_ctx === 1024, m);
+
+    const r = await client.chat.completions.create({ model: m.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 6, mode: 'instant', temperature: 0 });
+    check('instant through llama-server: an answer, counted', r.choices[0].message.content.length > 0 && r.usage.completion_tokens === 6 &&
+      r.usage.prompt_tokens > 0, r.usage);
+
+    const stream = await client.chat.completions.create({ model: m.id, messages: [{ role: 'user', content: 'hello there' }], max_tokens: 8,
+      mode: 'thinking', thinking_budget: 8, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let text = '', chunks = 0, usage = null;
+    for await (const c of stream) {
+      chunks++;
+      if (c.choices[0] && c.choices[0].delta && c.choices[0].delta.content) text += c.choices[0].delta.content;
+      if (c.usage) usage = c.usage;
+    }
+    check('streamed through llama-server: deltas and the usage', chunks > 2 && usage && usage.completion_tokens > 0, { chunks, usage });
+
+    const rc = await client.chat.completions.create({ model: m.id, messages: [{ role: 'user', content: 'What is 2 + 2?' }], max_tokens: 6,
+      mode: 'contemplating', agents: 3, thinking_budget: 12, temperature: 0.5, seed: 25, planner: false });
+    const solvers = rc.muse.agents.filter((a) => a.kind === 'solver');
+    check('contemplating through llama-server: three solver requests, each with tokens or the backend\'s refusal in words',
+      solvers.length === 3 && solvers.some((a) => a.tokens > 0) && ['vote', 'synthesis', 'single'].includes(rc.muse.aggregation), rc.muse.agents.map((a) => [a.kind, a.tokens]));
+    const sent = await metric(srv.url, null, 'muse_remote_requests_total');
+    check('/metrics counts the requests sent to the backend', sent >= 6, sent);
+
+    // A cancelled stream closes the connection: llama-server stops generating.
+    const ac = new AbortController();
+    const long = await client.chat.completions.create({ model: m.id, messages: [{ role: 'user', content: 'Write a very long essay.' }],
+      max_tokens: 4000, mode: 'instant', temperature: 1, seed: 3, stream: true }, { signal: ac.signal });
+    let got = 0;
+    try {
+      for await (const c of long) { if (c.choices[0] && c.choices[0].delta && c.choices[0].delta.content && ++got >= 3) ac.abort(); }
+    } catch (e) { /* the abort */ }
+    const busy = async () => (await fetch(`${ls.url}/metrics`).then((x) => x.text())).match(/^llamacpp:requests_processing (\d+)/m);
+    const idle = await waitFor(async () => { const b = await busy(); return b && b[1] === '0'; }, 30000);
+    check('a cancelled stream stops the generation on llama-server', got >= 3 && idle, got);
+    check('... and Muse counts it cancelled, nothing left in flight', await waitFor(async () =>
+      (await metric(srv.url, null, 'muse_remote_cancelled_total')) >= 1 && (await metric(srv.url, null, 'muse_remote_in_flight')) === 0, 20000));
+
+    // The backend dies: a 503 that names it, and Muse stays up.
+    ls.proc.kill('SIGKILL');
+    await waitExit(ls.proc, 10000);
+    const dead = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, mode: 'instant' }) });
+    const deadErr = dead.status === 503 ? (await dead.json()).error : {};
+    check('a dead backend: 503 backend_unavailable naming it', dead.status === 503 && deadErr.code === 'backend_unavailable' &&
+      deadErr.message.includes(ls.url), [dead.status, deadErr]);
+    check('... and Muse is still up', (await fetch(`${srv.url}/health`)).status === 200 && srv.proc.exitCode === null);
+  } finally {
+    if (srv) { srv.proc.kill('SIGTERM'); await waitExit(srv.proc, 30000); }
+    if (ls.proc.exitCode === null) { ls.proc.kill('SIGKILL'); await waitExit(ls.proc, 10000); }
+  }
+
+  // Startup errors.
+  const unreachable = await failing(['--backend', `http://127.0.0.1:${await freePort()}`]);
+  check('an unreachable backend: exit 1, saying so', unreachable.code === 1 && /cannot be reached/.test(unreachable.err), unreachable);
+  const ftp = await failing(['--backend', 'ftp://example.com']);
+  check('a backend URL that is not http://: exit 2 naming the flag', ftp.code === 2 && /--backend/.test(ftp.err) && /http:\/\//.test(ftp.err), ftp);
+  const both = await failing(['--backend', 'http://127.0.0.1:1', '--model', 'smoke']);
+  check('--backend with --model: exit 2, one or the other', both.code === 2 && /leave out --model/.test(both.err), both);
+}
+
+main().then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });
