@@ -1,5 +1,7 @@
 #include "backend.h"
 
+#include "core/limits.h"
+
 namespace muse {
 
 void chat_result::add(const chat_event & ev) {
@@ -35,6 +37,26 @@ chat_result collect(chat_stream & stream) {
         r.add(ev);
     }
     return r;
+}
+
+error check_request(const chat_request & req, bool can_fork) {
+    if (req.messages.empty()) {
+        return { ERROR_INVALID_ARGUMENT, "messages: at least one message is required" };
+    }
+    if (std::string msg = validate(req.sampling); !msg.empty()) {
+        return { ERROR_INVALID_ARGUMENT, msg };
+    }
+    if (req.max_tokens < -1) {
+        return { ERROR_INVALID_ARGUMENT, "max_tokens must be >= -1" };
+    }
+    if (!can_fork && (req.fork_from != 0 || req.retain)) {
+        return { ERROR_INVALID_ARGUMENT, "this backend cannot fork or retain a stream (caps().fork is false)" };
+    }
+    if (req.stop.size() > (size_t) k_limit_stop.max) {
+        return { ERROR_INVALID_ARGUMENT, "stop: at most " + std::to_string((int) k_limit_stop.max) + " stop strings, got " +
+                                             std::to_string(req.stop.size()) };
+    }
+    return {};
 }
 
 error backend::count_prompt_tokens(const chat_request &, int32_t & n) const {

@@ -122,6 +122,11 @@ class backend {
     virtual error count_prompt_tokens(const chat_request & req, int32_t & n) const;
 };
 
+// The checks every backend makes before it starts a request, so that every front end sees the
+// same errors: messages present, sampling in range, max_tokens >= -1, at most the request
+// limits' stop strings, and no fork or retain where the backend cannot (can_fork false).
+error check_request(const chat_request & req, bool can_fork);
+
 // The whole answer of a stream, read to its end.
 struct chat_result {
     std::string                 reasoning;

@@ -109,19 +109,8 @@ std::unique_ptr<chat_stream> scripted_backend::start(const chat_request & req) {
     use.prompt_tokens_prefilled = use.prompt_tokens;
 
     // The same request checks as the local backend, so orchestration tests see real errors.
-    error err;
-    if (req.messages.empty()) {
-        err = { ERROR_INVALID_ARGUMENT, "messages: at least one message is required" };
-    } else if (std::string msg = validate(req.sampling); !msg.empty()) {
-        err = { ERROR_INVALID_ARGUMENT, msg };
-    } else if (req.max_tokens < -1) {
-        err = { ERROR_INVALID_ARGUMENT, "max_tokens must be >= -1" };
-    } else if (caps_set && !caps_set->fork && (req.fork_from != 0 || req.retain)) {
-        err = { ERROR_INVALID_ARGUMENT, "this backend cannot fork or retain a stream (caps().fork is false)" };
-    } else if (req.stop.size() > (size_t) k_limit_stop.max) {
-        err = { ERROR_INVALID_ARGUMENT, "stop: at most " + std::to_string((int) k_limit_stop.max) + " stop strings, got " +
-                                            std::to_string(req.stop.size()) };
-    } else if (req.fork_from != 0 && started.count(req.fork_from) == 0) {
+    error err = check_request(req, !caps_set || caps_set->fork);
+    if (!err && req.fork_from != 0 && started.count(req.fork_from) == 0) {
         err = { ERROR_PARENT_NOT_FOUND, "fork parent " + std::to_string(req.fork_from) + " is not live or retained" };
     }
     if (err) {

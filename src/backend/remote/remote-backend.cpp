@@ -1,6 +1,5 @@
 #include "remote-backend.h"
 
-#include "core/limits.h"
 #include "core/utf8.h"
 
 #include <httplib.h>
@@ -501,19 +500,7 @@ std::unique_ptr<remote_backend> remote_backend::connect(const remote_params & p,
 std::unique_ptr<chat_stream> remote_backend::start(const chat_request & req) {
     const uint64_t id = d->next_id++;
     // The same request checks as the local backend, so every front end sees the same errors.
-    error err;
-    if (req.messages.empty()) {
-        err = { ERROR_INVALID_ARGUMENT, "messages: at least one message is required" };
-    } else if (std::string msg = validate(req.sampling); !msg.empty()) {
-        err = { ERROR_INVALID_ARGUMENT, msg };
-    } else if (req.max_tokens < -1) {
-        err = { ERROR_INVALID_ARGUMENT, "max_tokens must be >= -1" };
-    } else if (req.fork_from != 0 || req.retain) {
-        err = { ERROR_INVALID_ARGUMENT, "the remote backend cannot fork or retain a stream (caps().fork is false)" };
-    } else if (req.stop.size() > (size_t) k_limit_stop.max) {
-        err = { ERROR_INVALID_ARGUMENT, "stop: at most " + std::to_string((int) k_limit_stop.max) + " stop strings, got " +
-                                            std::to_string(req.stop.size()) };
-    }
+    error err = check_request(req, false);
     if (!err && req.max_tokens == 0) {
         // Prefill only (a prefix the agents would fork): a remote shares prefixes through its own
         // prompt cache when the agents' requests arrive, so there is nothing to send.
