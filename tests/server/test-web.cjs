@@ -287,6 +287,8 @@ async function polish() {
         check(`layout ${w}x${h} ${scheme}: nothing wider than the screen`, l.scrollW <= l.W && l.wide.length === 0, l);
         check(`layout ${w}x${h} ${scheme}: every mode button visible, whole and tappable`, l.modes.every((m) => m.visible && !m.clipped), l.modes);
         check(`layout ${w}x${h} ${scheme}: the header takes at most two rows, the placeholder fits`, l.header <= 100 && l.placeholder, l);
+        check(`layout ${w}x${h} ${scheme}: the options are open on a wide screen, folded on a narrow one`,
+          await page.$eval('#options', (d) => d.open) === (w >= 761));
         for (const m of ['thinking', 'contemplating', 'auto', 'instant']) await page.click(`button[data-mode="${m}"]`);
         check(`layout ${w}x${h} ${scheme}: a tap picks the mode`, await page.$eval('button[data-mode="instant"]', (b) => b.getAttribute('aria-pressed')) === 'true');
         const shot = path.join(work, `web-${w}x${h}-${scheme}.png`);
