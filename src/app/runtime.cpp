@@ -2,6 +2,7 @@
 
 #include "backend/local-backend.h"
 #include "backend/remote/remote-backend.h"
+#include "backend/routing/routing-backend.h"
 #include "engine/engine.h"
 #include "engine/logging.h"
 #include "engine/model.h"
@@ -18,7 +19,8 @@ void set_log_verbosity(int verbosity) {
 struct runtime::impl {
     std::unique_ptr<model>         m;
     std::unique_ptr<engine>        eng;
-    std::unique_ptr<backend>       be;  // local over eng, or remote (no model, no engine)
+    std::vector<std::unique_ptr<backend>> members;  // remote servers a routing `be` spreads over
+    std::unique_ptr<backend>       be;  // local over eng, remote, or routing over `members`
     std::unique_ptr<assistant>     door;
     model_description              desc;
 };
@@ -86,21 +88,42 @@ int32_t runtime::n_ctx() const {
     return p->eng ? p->eng->n_ctx() : p->be ? p->be->caps().n_ctx : 0;
 }
 
-std::unique_ptr<runtime> runtime::remote(const remote_params & rp, assistant_params door_params, error & err) {
-    auto be = remote_backend::connect(rp, err);
-    if (!be) {
+std::unique_ptr<runtime> runtime::remote(const std::vector<remote_params> & servers, assistant_params door_params, error & err) {
+    if (servers.empty()) {
+        err = { ERROR_INVALID_ARGUMENT, "no remote server given" };
         return nullptr;
     }
     std::unique_ptr<runtime> rt(new runtime());
-    const backend_caps       c = be->caps();
-    rt->p->desc.path           = rp.url;
-    rt->p->desc.name           = c.model;
-    rt->p->desc.description    = c.model;
-    rt->p->desc.architecture   = "remote";
-    rt->p->desc.template_family = "remote";
+    for (const auto & rp : servers) {
+        auto be = remote_backend::connect(rp, err);
+        if (!be) {
+            err.message = rp.url + ": " + err.message;
+            return nullptr;
+        }
+        rt->p->members.push_back(std::move(be));
+    }
+    if (rt->p->members.size() == 1) {
+        rt->p->be = std::move(rt->p->members.front());
+        rt->p->members.clear();
+    } else {
+        // Several servers: each request goes to one, by affinity and load, failing over.
+        std::vector<std::pair<backend *, routing_member>> list;
+        for (size_t i = 0; i < rt->p->members.size(); ++i) {
+            routing_member m;
+            m.name = servers[i].url;
+            list.emplace_back(rt->p->members[i].get(), m);
+        }
+        rt->p->be = std::make_unique<routing_backend>(std::move(list));
+    }
+    const backend_caps c           = rt->p->be->caps();
+    rt->p->desc.path               = servers.front().url;
+    // The served model's name: the (first) server's model.
+    rt->p->desc.name               = rt->p->members.empty() ? c.model : rt->p->members.front()->caps().model;
+    rt->p->desc.description        = c.model;
+    rt->p->desc.architecture       = "remote";
+    rt->p->desc.template_family    = "remote";
     rt->p->desc.supports_reasoning = c.reasoning;
     rt->p->desc.supports_tools     = c.tools;
-    rt->p->be   = std::move(be);
     rt->p->door = std::make_unique<assistant>(*rt->p->be, door_params);
     return rt;
 }

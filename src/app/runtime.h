@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace muse {
 
@@ -62,10 +63,12 @@ struct runtime_engine_options {
 
 class runtime {
   public:
-    // No model here: the assistant over a remote OpenAI-compatible server (backend/remote/),
-    // started already. Null with `err` when the server cannot be used (ERROR_UNAVAILABLE,
-    // ERROR_INVALID_ARGUMENT). describe() then names the remote model; n_ctx() is its context.
-    static std::unique_ptr<runtime> remote(const remote_params & rp, assistant_params door_params, error & err);
+    // No model here: the assistant over remote OpenAI-compatible servers (backend/remote/),
+    // started already; over several, a routing backend spreads the requests (affinity, load,
+    // failover: backend/routing/). Null with `err` when a server cannot be used
+    // (ERROR_UNAVAILABLE, ERROR_INVALID_ARGUMENT). describe() then names the remote model;
+    // n_ctx() is its context.
+    static std::unique_ptr<runtime> remote(const std::vector<remote_params> & servers, assistant_params door_params, error & err);
 
     // Loads the model: its file is checked (a readable, complete GGUF whose metadata and chat
     // template are safe to load) before its weights are read. Null with `err` on failure; the

@@ -42,7 +42,10 @@ static const char * k_serve_help =
     "a remote engine instead of a local model:\n"
     "  --backend URL           run every request and agent on this OpenAI-compatible server\n"
     "                          (llama-server, vLLM, SGLang, Ollama's /v1, another muse serve),\n"
-    "                          e.g. http://127.0.0.1:8081 (plain http: keep it on a trusted network)\n"
+    "                          e.g. http://127.0.0.1:8081 (plain http: keep it on a trusted network).\n"
+    "                          Repeat it for several servers of one model: a conversation stays on\n"
+    "                          one (its prompt cache), others go to the least loaded, and a server\n"
+    "                          that fails before the first token hands the request to the next\n"
     "  --backend-key KEY       the key the server wants (Authorization: Bearer KEY)\n"
     "  --backend-model NAME    the model to ask for (default: the first of its /v1/models)\n"
     "  --backend-ctx N         tokens one request may hold (default: the server's, from /props)\n"
@@ -140,7 +143,8 @@ int cmd_serve(int argc, char ** argv) {
     int           verbose = 0;
     safety_flags  safety;
     remote_params remote;
-    remote.n_ctx = 0;
+    std::string   backend_url;
+    std::vector<std::string> backend_urls;
 
     while (!a.done() && a.error.empty()) {
         if (a.flag("--help") || a.flag("-h")) {
@@ -151,7 +155,7 @@ int cmd_serve(int argc, char ** argv) {
         }
         if (a.value("--model", model_path) || a.value("-m", model_path)) continue;
         if (a.value("--mmproj", mmproj)) continue;
-        if (a.value("--backend", remote.url)) continue;
+        if (a.value("--backend", backend_url)) { backend_urls.push_back(backend_url); continue; }
         if (a.value("--backend-key", remote.api_key)) continue;
         if (a.value("--backend-model", remote.model)) continue;
         if (a.int_value("--backend-ctx", 256, 1 << 22, remote.n_ctx)) continue;
@@ -201,11 +205,16 @@ int cmd_serve(int argc, char ** argv) {
     if (a.error.empty()) {
         if (std::string e = validate(sp, !keys_given.empty() || !key_files.empty()); !e.empty()) a.error = e;
     }
-    if (a.error.empty() && !remote.url.empty()) {
+    std::vector<remote_params> remotes;
+    for (const auto & u : backend_urls) {
+        remote_params rp = remote;
+        rp.url           = u;
+        remotes.push_back(rp);
+        if (!a.error.empty()) break;
         if (!model_path.empty() || !mmproj.empty()) {
             a.error = "--backend serves a remote server's model: leave out --model and --mmproj";
-        } else if (std::string e = validate(remote); !e.empty()) {
-            a.error = "--backend: " + e;
+        } else if (std::string e = validate(rp); !e.empty()) {
+            a.error = "--backend " + u + ": " + e;
         }
     }
     if (!a.error.empty()) {
@@ -235,11 +244,11 @@ int cmd_serve(int argc, char ** argv) {
     }
     int                      rc = EXIT_OK;
     std::unique_ptr<runtime> rt;
-    if (!remote.url.empty()) {
+    if (!remotes.empty()) {
         error err;
-        rt = runtime::remote(remote, door_params, err);
+        rt = runtime::remote(remotes, door_params, err);
         if (!rt) {
-            fprintf(stderr, "muse serve: --backend %s: %s\n", remote.url.c_str(), err.message.c_str());
+            fprintf(stderr, "muse serve: --backend %s\n", err.message.c_str());
             return err.code == ERROR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_FAILURE_;
         }
         if (sp.model_id.empty()) sp.model_id = rt->describe().name.substr(0, rt->describe().name.find(" at "));

@@ -102,8 +102,11 @@ std::string server::impl::metrics_text() {
     if (asst.safety()) {
         for (auto & m : asst.safety()->stats()) more.push_back(std::move(m));
     }
+    std::string described;  // the last series' name before its labels: HELP and TYPE once per name
     for (const auto & m : more) {
-        out += "# HELP " + m.name + " " + m.help + "\n# TYPE " + m.name + " " + m.type + "\n";
+        const std::string base = m.name.substr(0, m.name.find('{'));
+        if (base != described) out += "# HELP " + base + " " + m.help + "\n# TYPE " + base + " " + m.type + "\n";
+        described = base;
         char v[64];
         snprintf(v, sizeof(v), " %.10g\n", m.value);
         out += m.name + v;

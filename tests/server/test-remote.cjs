@@ -2,7 +2,8 @@
 // source) instead of a local model, driven by the official openai SDK. Instant and streamed
 // answers, contemplating as K requests, the model and metrics; a cancelled stream stops
 // llama-server's generation; a dead backend is a 503 naming it and the server stays up; bad
-// --backend flags and an unreachable backend are clear startup errors.
+// --backend flags and an unreachable backend are clear startup errors. Two llama-servers
+// behind one Muse: affinity, spread, and failover when one is killed.
 // usage: node test-remote.cjs MUSE_BINARY MKMODEL LLAMA_SERVER WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
@@ -112,6 +113,38 @@ async function main() {
   } finally {
     if (srv) { srv.proc.kill('SIGTERM'); await waitExit(srv.proc, 30000); }
     if (ls.proc.exitCode === null) { ls.proc.kill('SIGKILL'); await waitExit(ls.proc, 10000); }
+  }
+
+  // Two llama-servers behind one Muse: conversations spread over both and each stays on one;
+  // one server killed, and every request still succeeds (failover before the first token),
+  // with its breaker open.
+  const la = await startLlamaServer(model), lb = await startLlamaServer(model);
+  let two = null;
+  try {
+    two = await startServer(muse, ['--backend', la.url, '--backend', lb.url, '--quiet'], env);
+    const ask = (content) => fetch(`${two.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 3, mode: 'instant', temperature: 0 }) });
+    const sent = async (u) => metric(two.url, null, `muse_routing_requests_total\\{backend="${u.replace(/\./g, '\\.')}"\\}`);
+    const statuses = [];
+    for (let c = 0; c < 12; c++) statuses.push((await ask(`Conversation number ${c}`)).status);
+    const [na, nb] = [await sent(la.url), await sent(lb.url)];
+    check('two backends: twelve conversations answered, spread over both', statuses.every((s) => s === 200) && na > 0 && nb > 0 && na + nb === 12,
+      { statuses, na, nb });
+    for (let k = 0; k < 3; k++) await ask('Conversation number 5');
+    const [ma, mb] = [await sent(la.url), await sent(lb.url)];
+    check('two backends: one conversation stays on one server', (ma - na === 3 && mb === nb) || (mb - nb === 3 && ma === na), { na, nb, ma, mb });
+
+    la.proc.kill('SIGKILL');
+    await waitExit(la.proc, 10000);
+    const after = [];
+    for (let c = 0; c < 12; c++) after.push((await ask(`After the crash ${c}`)).status);
+    check('one backend killed: every request still answered by the other, no 5xx', after.every((s) => s === 200), after);
+    const failovers = await metric(two.url, null, `muse_routing_failovers_total\\{backend="${la.url.replace(/\./g, '\\.')}"\\}`);
+    const open = await metric(two.url, null, `muse_routing_breaker_open\\{backend="${la.url.replace(/\./g, '\\.')}"\\}`);
+    check('... the dead one failed over, and its breaker is open', failovers >= 1 && open === 1, { failovers, open });
+  } finally {
+    if (two) { two.proc.kill('SIGTERM'); await waitExit(two.proc, 30000); }
+    for (const l of [la, lb]) if (l.proc.exitCode === null) { l.proc.kill('SIGKILL'); await waitExit(l.proc, 10000); }
   }
 
   // Startup errors.
