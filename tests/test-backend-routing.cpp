@@ -9,7 +9,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <set>
+#include <thread>
 
 using namespace muse;
 
@@ -143,6 +146,7 @@ TEST(routing_backend, failover_before_the_first_token_and_the_breaker) {
     routing_params p;
     p.breaker_failures   = 3;
     p.breaker_cooldown_s = 3600;
+    p.health_interval_s  = 0;  // the breaker by requests alone (health checks: their own test)
     routing_backend r({ { &a, { "a" } }, { &b, { "b" } } }, p);
     int             answered = 0;
     for (int c = 0; c < 20; ++c) {
@@ -160,6 +164,7 @@ TEST(routing_backend, failover_before_the_first_token_and_the_breaker) {
     routing_params q;
     q.breaker_failures   = 1;
     q.breaker_cooldown_s = 0;
+    q.health_interval_s  = 0;
     routing_backend r2({ { &a, { "a" } }, { &b, { "b" } } }, q);
     a_up = false;
     std::string key;
@@ -187,7 +192,8 @@ TEST(routing_backend, no_failover_after_text_was_streamed) {
     // A member that fails mid-answer is not "down" before a token: it stays in the rotation,
     // and each request it took ends there.
     routing_params p;
-    p.breaker_failures = 1000;
+    p.breaker_failures  = 1000;
+    p.health_interval_s = 0;
     routing_backend r2({ { &a, { "a" } }, { &b, { "b" } } }, p);
     const size_t b_before = b.requests().size();
     const int    a_before = a.n;
@@ -203,6 +209,47 @@ TEST(routing_backend, no_failover_after_text_was_streamed) {
     }
     ASSERT_GT(a.n - a_before, 0);
     EXPECT_EQ(b.requests().size() - b_before, (size_t) (20 - (a.n - a_before))) << "a request that streamed on a was sent to b too";
+}
+
+// A scripted member whose health check the test decides.
+class checked_member : public scripted_backend {
+  public:
+    std::atomic<bool> healthy{ true };
+    error health() const override { return healthy ? error{} : error{ ERROR_UNAVAILABLE, "down" }; }
+};
+
+// Health checks in the background open a dead member's breaker before any request meets it,
+// and close it when the member is back.
+TEST(routing_backend, health_checks_open_and_close_the_breaker) {
+    checked_member a;
+    scripted_backend b;
+    a.set_responder([](const chat_request &) { return answer("a"); });
+    b.set_responder([](const chat_request &) { return answer("b"); });
+    routing_params p;
+    p.health_interval_s  = 0.01;
+    p.breaker_cooldown_s = 3600;
+    routing_backend r({ { &a, { "a" } }, { &b, { "b" } } }, p);
+    const std::string open = "muse_routing_breaker_open{backend=\"a\"}";
+    // Waits (bounded) for the checker to run `rounds` more rounds: an observable count.
+    auto rounds = [&](int n) {
+        const double until = metric(r, "muse_routing_health_checks_total") + n;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (metric(r, "muse_routing_health_checks_total") < until && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return metric(r, "muse_routing_health_checks_total") >= until;
+    };
+    ASSERT_TRUE(rounds(1));
+    EXPECT_EQ(metric(r, open), 0);
+    a.healthy = false;
+    ASSERT_TRUE(rounds(2));
+    EXPECT_EQ(metric(r, open), 1) << "a failing health check opens the breaker";
+    const size_t before = a.requests().size();
+    for (int c = 0; c < 10; ++c) EXPECT_FALSE(collect(*r.start(conversation("Conversation " + std::to_string(c)))).err);
+    EXPECT_EQ(a.requests().size(), before) << "no request was sent to a member known to be down";
+    a.healthy = true;
+    ASSERT_TRUE(rounds(2));
+    EXPECT_EQ(metric(r, open), 0) << "a passing health check closes it, without waiting out the cooldown";
 }
 
 // Every member down: the last member's error, as ERROR_UNAVAILABLE.

@@ -120,6 +120,9 @@ class backend {
     // not counted), for callers that must fit a history into n_ctx (truncation). An error: this
     // backend cannot tell.
     virtual error count_prompt_tokens(const chat_request & req, int32_t & n) const;
+    // Whether the backend can take requests now (a remote server answers its health check);
+    // ERROR_UNAVAILABLE when it cannot. Quick: a routing backend calls it in the background.
+    virtual error health() const { return {}; }
 };
 
 // The checks every backend makes before it starts a request, so that every front end sees the

@@ -540,6 +540,19 @@ backend_caps remote_backend::caps() const {
     return c;
 }
 
+error remote_backend::health() const {
+    httplib::Client cli(d->ep.origin);
+    cli.set_connection_timeout(d->params.connect_timeout_s, 0);
+    cli.set_read_timeout(d->params.connect_timeout_s, 0);
+    for (const char * path : { "/health", "/v1/models" }) {
+        auto r = cli.Get(d->ep.prefix + path, d->headers());
+        if (!r) return unavailable("the backend " + d->ep.origin + " cannot be reached (" + httplib::to_string(r.error()) + ")");
+        if (r->status == 200) return {};
+        if (r->status != 404) return unavailable("the backend " + d->ep.origin + " answered its health check with HTTP " + std::to_string(r->status));
+    }
+    return unavailable("the backend " + d->ep.origin + " has neither /health nor /v1/models");
+}
+
 std::vector<backend_metric> remote_backend::stats() const {
     return {
         { "muse_remote_requests_total", "counter", "Requests sent to the remote backend", (double) d->n_requests },

@@ -51,6 +51,8 @@ class remote_backend : public backend {
     std::unique_ptr<chat_stream> start(const chat_request & req) override;
     backend_caps                 caps() const override;
     std::vector<backend_metric>  stats() const override;
+    // GET /health (llama-server, vLLM, muse serve), else /v1/models, within the connect timeout.
+    error                        health() const override;
 
     struct impl;
 

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -32,6 +34,36 @@ struct routing_backend::impl {
     std::vector<std::unique_ptr<member_state>> members;
     routing_params                             params;
     std::atomic<uint64_t>                      next_id{ 1 };
+
+    // The health checker: a thread that asks every member's health() each interval.
+    std::thread             checker;
+    std::mutex              stop_mu;
+    std::condition_variable stop_cv;
+    bool                    stopping = false;
+    std::atomic<int64_t>    checks{ 0 };
+
+    void check_health() {
+        const auto every = std::chrono::milliseconds(std::max<int64_t>(1, (int64_t) (params.health_interval_s * 1000)));
+        for (;;) {
+            for (size_t i = 0; i < members.size(); ++i) {
+                const error e = members[i]->be->health();
+                member_state & m = *members[i];
+                {
+                    std::lock_guard<std::mutex> lk(m.mu);
+                    if (e) {
+                        m.failures_in_row = std::max(m.failures_in_row, params.breaker_failures);
+                        m.open_until      = steady::now() + std::chrono::milliseconds((int64_t) (params.breaker_cooldown_s * 1000));
+                    } else if (m.failures_in_row >= params.breaker_failures) {
+                        m.failures_in_row = 0;
+                        m.probing         = false;
+                    }
+                }
+            }
+            checks++;
+            std::unique_lock<std::mutex> lk(stop_mu);
+            if (stop_cv.wait_for(lk, every, [&] { return stopping; })) return;
+        }
+    }
 
     // May member i take a request now? Reserves the half-open probe when it is the one.
     bool available(size_t i, bool reserve) {
@@ -206,9 +238,21 @@ routing_backend::routing_backend(std::vector<std::pair<backend *, routing_member
         if (m->cfg.name.empty()) m->cfg.name = "backend " + std::to_string(i + 1);
         d->members.push_back(std::move(m));
     }
+    if (p.health_interval_s > 0 && !d->members.empty()) {
+        d->checker = std::thread([dd = d.get()] { dd->check_health(); });
+    }
 }
 
-routing_backend::~routing_backend() = default;
+routing_backend::~routing_backend() {
+    if (d->checker.joinable()) {
+        {
+            std::lock_guard<std::mutex> lk(d->stop_mu);
+            d->stopping = true;
+        }
+        d->stop_cv.notify_all();
+        d->checker.join();
+    }
+}
 
 std::unique_ptr<chat_stream> routing_backend::start(const chat_request & req) {
     const uint64_t id = d->next_id++;
@@ -247,6 +291,7 @@ backend_caps routing_backend::caps() const {
 
 std::vector<backend_metric> routing_backend::stats() const {
     std::vector<backend_metric> out;
+    out.push_back({ "muse_routing_health_checks_total", "counter", "Rounds of health checks over every backend", (double) d->checks });
     for (const auto & m : d->members) {
         const std::string l = "{backend=\"" + m->cfg.name + "\"}";
         bool              open;

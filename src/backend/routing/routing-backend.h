@@ -7,6 +7,8 @@
 //   - Otherwise the member with the fewest requests in flight for its weight.
 //   - A circuit breaker: after `breaker_failures` failures in a row a member is skipped for
 //     `breaker_cooldown_s`, then tried again with one request.
+//   - Health checks in the background (routing_params::health_interval_s) open and close the
+//     breakers too.
 //   - Failover: a request whose member fails before streaming anything (ERROR_UNAVAILABLE) is
 //     sent to the next member; one that has streamed fails with its error, never duplicating text.
 //
@@ -34,6 +36,10 @@ struct routing_member {
 struct routing_params {
     int32_t breaker_failures   = 3;     // failures in a row that open a member's breaker
     double  breaker_cooldown_s = 10.0;  // seconds an open breaker skips its member
+    // Every this many seconds each member's health() is asked (0: never): a failing check opens
+    // its breaker at once, a passing one closes it, so traffic finds a dead server before a
+    // request does and a server that is back gets requests again without waiting out a cooldown.
+    double  health_interval_s  = 5.0;
 };
 
 class routing_backend : public backend {
