@@ -138,8 +138,12 @@ class routed_stream : public chat_stream {
 
     bool next(chat_event & ev) override {
         for (;;) {
-            if (!inner) return false;
-            if (!inner->next(ev)) return false;
+            chat_stream * s;
+            {
+                std::lock_guard<std::mutex> lk(inner_mu);
+                s = inner.get();
+            }
+            if (!s || !s->next(ev)) return false;
             if (ev.type != chat_event::DONE) {
                 streamed = true;
                 return true;
@@ -164,7 +168,10 @@ class routed_stream : public chat_stream {
         }
     }
 
+    // From any thread: the stream the reader is on now (next() swaps it under the same lock,
+    // and a cancelled stream is never swapped for another).
     void cancel() override {
+        std::lock_guard<std::mutex> lk(inner_mu);
         cancelled = true;
         if (inner) inner->cancel();
     }
@@ -175,11 +182,14 @@ class routed_stream : public chat_stream {
         while (tried < candidates.size()) {
             const size_t i = candidates[tried++];
             if (!d->available(i, true) && tried < candidates.size()) continue;
+            auto s = d->members[i]->be->start(req);
+            std::lock_guard<std::mutex> lk(inner_mu);
             cur = i;
             d->members[i]->in_flight++;
             d->members[i]->requests++;
             holding = true;
-            inner   = d->members[i]->be->start(req);
+            inner   = std::move(s);
+            if (cancelled) inner->cancel();  // cancelled while it was starting
             return true;
         }
         return false;
@@ -197,6 +207,7 @@ class routed_stream : public chat_stream {
     std::vector<size_t>                    candidates;
     size_t                                 tried = 0, cur = 0;
     bool                                   holding = false, streamed = false;
+    std::mutex                             inner_mu;  // guards `inner` against cancel() from another thread
     std::atomic<bool>                      cancelled{ false };
     error                                  last_err;
     std::unique_ptr<chat_stream>           inner;
