@@ -35,6 +35,8 @@ set(LLAMA_OPENSSL OFF CACHE BOOL "" FORCE)
 set(LLAMA_SUBPROCESS OFF CACHE BOOL "" FORCE)
 set(LLAMA_ALL_WARNINGS OFF CACHE BOOL "" FORCE)
 set(LLAMA_TOOLS_INSTALL OFF CACHE BOOL "" FORCE)
+# ggml's RPC backend: --rpc spreads a model's layers over rpc-servers (engine/rpc.h).
+set(GGML_RPC ON CACHE BOOL "" FORCE)
 
 # Some x86 CPUs (and VMs) advertise AMX but fault on it: -march=native would then emit
 # AMX tiles that die with SIGILL in the first matrix multiply. GCC lets explicit -mno-*
@@ -50,6 +52,10 @@ if (NOT MUSE_ALLOW_AMX AND CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" A
 endif()
 
 add_subdirectory(${MUSE_LLAMA_DIR} ${CMAKE_BINARY_DIR}/llama.cpp EXCLUDE_FROM_ALL)
+# ggml's rpc-server from the same source (scripts/build rpc-server): what --rpc connects to.
+# Built only when asked for; the test of --rpc starts two on loopback.
+add_subdirectory(${MUSE_LLAMA_DIR}/tools/rpc ${CMAKE_BINARY_DIR}/llama.cpp/tools/rpc EXCLUDE_FROM_ALL)
+add_custom_target(rpc-server DEPENDS ggml-rpc-server)
 # llama-quantize turns muse-train's F32 output into the F16 / Q8_0 models Muse ships
 # (scripts/train-tiny). Built only when asked for.
 add_subdirectory(${MUSE_LLAMA_DIR}/tools/quantize ${CMAKE_BINARY_DIR}/llama.cpp/tools/quantize EXCLUDE_FROM_ALL)

@@ -6,6 +6,7 @@
 #include "engine/engine.h"
 #include "engine/logging.h"
 #include "engine/model.h"
+#include "engine/rpc.h"
 
 #include <cassert>
 
@@ -35,6 +36,7 @@ std::unique_ptr<runtime> runtime::load(const runtime_model_options & opt, error 
     mp.mmproj_path  = opt.mmproj;
     mp.n_threads    = opt.n_threads;
     mp.n_gpu_layers = opt.gpu_layers;
+    mp.rpc_servers  = opt.rpc_servers;
     mp.progress     = opt.progress;
     auto m = model::load(mp, err);
     if (!m) {
@@ -44,6 +46,10 @@ std::unique_ptr<runtime> runtime::load(const runtime_model_options & opt, error 
     rt->p->desc = m->info();
     rt->p->m    = std::move(m);
     return rt;
+}
+
+error parse_rpc_list(const std::string & list, std::vector<std::string> & out) {
+    return parse_rpc_servers(list, out);
 }
 
 const model_description & runtime::describe() const {

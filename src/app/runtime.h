@@ -44,9 +44,14 @@ struct runtime_model_options {
     std::string mmproj;           // optional vision projector
     int32_t     n_threads  = 0;   // projector threads; 0 = hardware concurrency
     int32_t     gpu_layers = -1;  // layers on the GPU when one exists; -1: all
+    // ggml rpc-servers ("HOST:PORT") that hold the layers (engine/rpc.h: trusted networks only).
+    std::vector<std::string> rpc_servers;
     // Load progress in [0, 1]; return false to abort the load.
     std::function<bool(float)> progress;
 };
+
+// "HOST:PORT,HOST:PORT" of --rpc into endpoints (each checked; at most 16).
+error parse_rpc_list(const std::string & list, std::vector<std::string> & out);
 
 // What a loaded model is: the facts `muse info` prints and the front ends show (the engine's
 // own description, core/model-info.h, as it is).

@@ -99,6 +99,8 @@ std::string ask_help() {
            "generation:\n"
            "  --model FILE        GGUF model to load\n"
            "  --mmproj FILE       vision projector: --image then goes to the model as a picture\n"
+           "  --rpc HOST:PORT,... spread the model's layers over ggml rpc-servers (trusted networks only:\n"
+           "                      RPC has no authentication or encryption)\n"
            "  --system TEXT       system prompt\n"
            "  --max-tokens N      answer tokens after reasoning (" +
            L(k_limit_max_tokens) +
@@ -155,6 +157,12 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, 
         }
         if (a.value("--model", out.model_path) || a.value("-m", out.model_path)) continue;
         if (a.value("--mmproj", out.mmproj)) continue;
+        if (std::string rpc; a.value("--rpc", rpc)) {
+            if (a.error.empty()) {
+                if (error e = parse_rpc_list(rpc, out.rpc_servers)) a.error = "--rpc: " + e.message;
+            }
+            continue;
+        }
         if (a.value("--system", out.system_prompt)) continue;
         if (a.value("--mode", mode_name)) continue;
         if (a.value("--reasoning", reasoning)) continue;

@@ -21,6 +21,7 @@ struct ask_flags {
     bool                     help = false;  // --help: print ask_help() and nothing else
     std::string              prompt, model_path, mmproj, system_prompt;
     std::vector<std::string> data_files, image_files;
+    std::vector<std::string> rpc_servers;  // --rpc HOST:PORT,...
     ask_options              opt;            // mode, limits, sampling, stops, schema
     int32_t                  threads = 0, ctx = 0;
     bool                     as_json = false, hide_reasoning = false, show_agents = false;

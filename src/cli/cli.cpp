@@ -129,7 +129,7 @@ void progress_done() {
 
 std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
                                     bool quiet, const char * smoke_note, int & exit_code,
-                                    bool * smoke) {
+                                    bool * smoke, const std::vector<std::string> * rpc_servers) {
     bool        generated = false;
     std::string err_msg;
     const bool chosen = path.empty();
@@ -152,6 +152,7 @@ std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const 
     mo.path      = path;
     mo.mmproj    = mmproj;
     mo.n_threads = threads;
+    if (rpc_servers) mo.rpc_servers = *rpc_servers;
     mo.progress  = [](float p) { progress_line("loading", p); return true; };
     error err;
     auto  rt = runtime::load(mo, err);

@@ -46,7 +46,7 @@ std::string cache_dir();
 // when the smoke model was used.
 std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const std::string & mmproj, int32_t threads,
                                     bool quiet, const char * smoke_note, int & exit_code,
-                                    bool * smoke = nullptr);
+                                    bool * smoke = nullptr, const std::vector<std::string> * rpc_servers = nullptr);
 
 // A one-line progress indicator on stderr when it is a terminal.
 void progress_line(const char * what, float fraction);

@@ -98,7 +98,7 @@ int cmd_ask(int argc, char ** argv) {
     bool generated = false;
     auto rt = load_model("muse ask", f.model_path, f.mmproj, f.threads, f.as_json,
                          "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
-                         "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated);
+                         "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated, &f.rpc_servers);
     if (!rt) return rc;
     assistant_params door_params;
     if (std::string e = build_safety(f.safety, door_params.safety); !e.empty()) {

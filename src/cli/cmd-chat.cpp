@@ -499,7 +499,7 @@ int cmd_chat(int argc, char ** argv) {
     int  rc = EXIT_OK;
     auto rt = load_model("muse chat", f.model_path, f.mmproj, f.threads, !tty,
                          "note: using the generated smoke-test model (random weights: its answers are meaningless).\n"
-                         "      For real answers: muse chat --model /path/to/model.gguf\n", rc);
+                         "      For real answers: muse chat --model /path/to/model.gguf\n", rc, nullptr, &f.rpc_servers);
     if (!rt) return rc;
     assistant_params door_params;
     if (std::string e = build_safety(f.safety, door_params.safety); !e.empty()) {

@@ -41,6 +41,7 @@ static std::string eval_help() {
            "\n"
            "options:\n"
            "  -m, --model FILE    GGUF model, or tiny (Muse-Tiny) or smoke (default: $MUSE_MODEL, else tiny)\n"
+           "  --rpc HOST:PORT,... the model's layers on ggml rpc-servers (trusted networks only)\n"
            "  --modes LIST        comma-separated: instant, thinking, contemplating, auto\n"
            "                      (default: instant,thinking,contemplating)\n"
            "  --limit N           the first N questions only (default: all, at most 100000)\n"
@@ -76,6 +77,7 @@ int cmd_eval(int argc, char ** argv) {
     args        a(argc, argv, 2);
     std::string tasks_path, model_path, modes_list = "instant,thinking,contemplating", vote_name;
     int32_t     limit = 0, threads = 0, ctx = 0;
+    std::vector<std::string> rpc_servers;
     bool        as_json = false, quiet = false;
     int         verbose = 0;
     eval_params p;
@@ -107,6 +109,12 @@ int cmd_eval(int argc, char ** argv) {
             continue;
         }
         if (a.value("--system", p.system_prompt)) continue;
+        if (std::string rpc; a.value("--rpc", rpc)) {
+            if (a.error.empty()) {
+                if (error e = parse_rpc_list(rpc, rpc_servers)) a.error = "--rpc: " + e.message;
+            }
+            continue;
+        }
         if (a.int_value("-t", 1, 1024, threads) || a.int_value("--threads", 1, 1024, threads)) continue;
         if (a.int_value("-c", 256, 1 << 20, ctx) || a.int_value("--ctx", 256, 1 << 20, ctx)) continue;
         if (a.flag("--json")) { as_json = true; continue; }
@@ -159,7 +167,7 @@ int cmd_eval(int argc, char ** argv) {
     int  rc = EXIT_OK;
     auto rt = load_model("muse eval", model_path, "", threads, quiet || as_json,
                          "note: using the generated smoke-test model (random weights: expect no right answers).\n"
-                         "      For a real measurement: muse eval TASKS --model /path/to/model.gguf\n", rc);
+                         "      For a real measurement: muse eval TASKS --model /path/to/model.gguf\n", rc, nullptr, &rpc_servers);
     if (!rt) return rc;
     ask_options sizing = p.opt;
     for (ask_mode m : p.modes) {

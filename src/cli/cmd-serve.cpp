@@ -31,6 +31,8 @@ static const char * k_serve_help =
     "model:\n"
     "  -m, --model FILE        GGUF model to load (or tiny, smoke)\n"
     "  --mmproj FILE           vision projector: images in requests go to the model as pictures\n"
+    "  --rpc HOST:PORT,...     spread the model's layers over ggml rpc-servers (scripts/build\n"
+    "                          rpc-server); trusted networks only: RPC has no authentication\n"
     "  --alias NAME            the model's name in the API (default: the file name without .gguf)\n"
     "  -c, --ctx N             KV cache tokens shared by all requests and agents\n"
     "                          (default 8192 per --parallel request, at most 262144)\n"
@@ -145,6 +147,7 @@ int cmd_serve(int argc, char ** argv) {
     remote_params remote;
     std::string   backend_url;
     std::vector<std::string> backend_urls;
+    std::vector<std::string> rpc_servers;
 
     while (!a.done() && a.error.empty()) {
         if (a.flag("--help") || a.flag("-h")) {
@@ -155,6 +158,12 @@ int cmd_serve(int argc, char ** argv) {
         }
         if (a.value("--model", model_path) || a.value("-m", model_path)) continue;
         if (a.value("--mmproj", mmproj)) continue;
+        if (std::string rpc; a.value("--rpc", rpc)) {
+            if (a.error.empty()) {
+                if (error e = parse_rpc_list(rpc, rpc_servers)) a.error = "--rpc: " + e.message;
+            }
+            continue;
+        }
         if (a.value("--backend", backend_url)) { backend_urls.push_back(backend_url); continue; }
         if (a.value("--backend-key", remote.api_key)) continue;
         if (a.value("--backend-model", remote.model)) continue;
@@ -211,8 +220,8 @@ int cmd_serve(int argc, char ** argv) {
         rp.url           = u;
         remotes.push_back(rp);
         if (!a.error.empty()) break;
-        if (!model_path.empty() || !mmproj.empty()) {
-            a.error = "--backend serves a remote server's model: leave out --model and --mmproj";
+        if (!model_path.empty() || !mmproj.empty() || !rpc_servers.empty()) {
+            a.error = "--backend serves a remote server's model: leave out --model, --mmproj and --rpc";
         } else if (std::string e = validate(rp); !e.empty()) {
             a.error = "--backend " + u + ": " + e;
         }
@@ -255,7 +264,7 @@ int cmd_serve(int argc, char ** argv) {
     } else {
         rt = load_model("muse serve", model_path, mmproj, threads, false,
                         "note: serving the generated smoke-test model (random weights: answers are meaningless).\n"
-                        "      For real answers: muse serve --model /path/to/model.gguf\n", rc);
+                        "      For real answers: muse serve --model /path/to/model.gguf\n", rc, nullptr, &rpc_servers);
         if (!rt) {
             return rc;
         }
@@ -294,6 +303,11 @@ int cmd_serve(int argc, char ** argv) {
            rt->n_ctx(), sp.parallel);
     if (sp.web) {
         printf("  web chat: %s/\n", url.c_str());
+    }
+    if (!rt->describe().rpc_servers.empty()) {
+        std::string list;
+        for (const auto & s : rt->describe().rpc_servers) list += (list.empty() ? "" : ", ") + s;
+        printf("  layers on RPC servers: %s (keep them on a trusted network)\n", list.c_str());
     }
     printf("  data: %s\n", sp.data_dir == ":memory:" ? "in memory (gone when the server stops)" : sp.data_dir.c_str());
     printf("  API:      %s/v1  (OpenAI-compatible%s)\n", url.c_str(), keys_given.empty() && key_files.empty() ? "" : ", API key required");

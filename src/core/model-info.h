@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace muse {
 
@@ -32,6 +33,7 @@ struct model_info {
     std::string projector_path;
     bool        projector_vision   = false;
     bool        projector_audio    = false;
+    std::vector<std::string> rpc_servers;  // the ggml rpc-servers holding its layers, if any
 };
 
 }  // namespace muse

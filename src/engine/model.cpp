@@ -5,6 +5,7 @@
 #include "gguf-check.h"
 #include "logging.h"
 #include "model-probe.h"
+#include "rpc.h"
 
 #include "chat.h"
 #include "gguf.h"
@@ -159,6 +160,12 @@ std::unique_ptr<model> model::load(const model_params & params, error & err) {
 
     llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers       = params.n_gpu_layers;
+    std::vector<ggml_backend_dev_t> rpc_devices;
+    if (!params.rpc_servers.empty()) {
+        if ((err = attach_rpc_servers(params.rpc_servers, rpc_devices))) return nullptr;
+        rpc_devices.push_back(nullptr);
+        mp.devices = rpc_devices.data();  // the servers' devices only: no local GPU joins in
+    }
     struct progress_ctx {
         const std::function<bool(float)> * fn;
     } pctx{ &params.progress };
@@ -204,6 +211,7 @@ std::unique_ptr<model> model::load(const model_params & params, error & err) {
 
     model_info & info = d.info;
     info.path         = params.path;
+    info.rpc_servers  = params.rpc_servers;
     info.architecture = arch;
     info.name         = meta_str(llm.get(), "general.name");
     char desc[256]    = {};

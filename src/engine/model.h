@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 struct llama_model;
 struct mtmd_context;
@@ -28,6 +29,9 @@ struct model_params {
     std::string path;
     std::string mmproj_path;  // optional vision projector
     int32_t     n_gpu_layers = -1;  // -1: all layers on the GPU when one exists
+    // ggml rpc-servers ("HOST:PORT") that hold the layers instead of this machine's devices
+    // (engine/rpc.h); n_gpu_layers then counts the layers sent to them (-1: all).
+    std::vector<std::string> rpc_servers;
     int32_t     n_threads    = 0;   // projector threads; 0 = hardware concurrency
     // Load progress in [0, 1]; return false to abort.
     std::function<bool(float)> progress;
