@@ -167,16 +167,14 @@ TEST(routing_backend, failover_before_the_first_token_and_the_breaker) {
     q.health_interval_s  = 0;
     routing_backend r2({ { &a, { "a" } }, { &b, { "b" } } }, q);
     a_up = false;
-    std::string key;
-    for (int c = 0; c < 40 && key.empty(); ++c) {  // a conversation whose home is a
-        const auto k = "Probe " + std::to_string(c);
-        const size_t before = a.requests().size();
-        collect(*r2.start(conversation(k)));
-        if (a.requests().size() > before) key = k;
-    }
-    ASSERT_FALSE(key.empty());
+    for (int c = 0; c < 4; ++c) collect(*r2.start(conversation("Probe " + std::to_string(c))));
+    ASSERT_GT(a.requests().size(), 3u) << "a is tried again after each zero cooldown";
     a_up = true;
-    EXPECT_EQ(collect(*r2.start(conversation(key))).content.substr(16, 1), "a") << "after the cooldown a is tried again";
+    bool reached = false;  // new conversations take turns over equally loaded members
+    for (int c = 0; c < 4 && !reached; ++c) {
+        reached = collect(*r2.start(conversation("After " + std::to_string(c)))).content.substr(16, 1) == "a";
+    }
+    EXPECT_TRUE(reached) << "after the cooldown a is tried again and answers";
     EXPECT_EQ(metric(r2, "muse_routing_breaker_open{backend=\"a\"}"), 0);
 }
 
@@ -265,6 +263,104 @@ TEST(routing_backend, every_member_down_is_one_clear_error) {
     const auto meta = nlohmann::json::parse(r.caps().meta_json);
     EXPECT_EQ(meta["backend"], "routing");
     EXPECT_EQ(meta["members"].size(), 2u);
+}
+
+
+// New conversations go to the member with the fewest requests in flight: a slow member whose
+// requests pile up gets none of them, while conversations it already holds stay until it is
+// clearly busier than the other (balance_abs, balance_rel).
+TEST(routing_backend, a_busy_member_gets_no_new_conversations) {
+    scripted_backend a, b;
+    a.set_responder([](const chat_request &) { return answer("a"); });
+    b.set_responder([](const chat_request &) { return answer("b"); });
+    routing_params p;
+    p.health_interval_s = 0;
+    p.balance_abs       = 2;
+    p.balance_rel       = 1.5;
+    routing_backend r({ { &a, { "a" } }, { &b, { "b" } } }, p);
+    // A conversation that lives on a.
+    std::string mine;
+    for (int c = 0; c < 4 && mine.empty(); ++c) {
+        const std::string k = "Mine " + std::to_string(c);
+        if (collect(*r.start(conversation(k))).content.substr(16, 1) == "a") mine = k;
+    }
+    ASSERT_FALSE(mine.empty());
+    // Two of its requests held open on a (not read): a slow server.
+    std::vector<std::unique_ptr<chat_stream>> held;
+    for (int c = 0; c < 2; ++c) held.push_back(r.start(conversation(mine)));
+    ASSERT_EQ(metric(r, "muse_routing_in_flight{backend=\"a\"}"), 2);
+    for (int c = 0; c < 10; ++c) {
+        EXPECT_EQ(collect(*r.start(conversation("New " + std::to_string(c)))).content.substr(16, 1), "b") << "a new conversation went to the busy member";
+    }
+    // Busier by 2, not more: the conversation keeps its member (its prompt cache).
+    EXPECT_EQ(collect(*r.start(conversation(mine))).content.substr(16, 1), "a");
+    // Busier by 3 (> balance_abs, and infinitely more than 0): it moves.
+    held.push_back(r.start(conversation(mine)));
+    ASSERT_EQ(metric(r, "muse_routing_in_flight{backend=\"a\"}"), 3);
+    EXPECT_EQ(collect(*r.start(conversation(mine))).content.substr(16, 1), "b") << "affinity did not yield to a clearly busier member";
+    EXPECT_GE(metric(r, "muse_routing_affinity_moves_total"), 1);
+    EXPECT_GE(metric(r, "muse_routing_affinity_hits_total"), 1);
+    for (auto & s : held) EXPECT_FALSE(collect(*s).err);
+    EXPECT_EQ(metric(r, "muse_routing_in_flight{backend=\"a\"}"), 0);
+    EXPECT_GT(metric(r, "muse_routing_completed_total{backend=\"a\"}"), 0);
+    EXPECT_GE(metric(r, "muse_routing_request_seconds_total{backend=\"a\"}"), 0);
+}
+
+// Weights share the load: with requests held open, a member of weight 3 takes three for each
+// one of weight 1.
+TEST(routing_backend, weights_share_the_load) {
+    scripted_backend a, b;
+    a.set_responder([](const chat_request &) { return answer("a"); });
+    b.set_responder([](const chat_request &) { return answer("b"); });
+    routing_params p;
+    p.health_interval_s = 0;
+    routing_backend r({ { &a, { "a", 0, 3 } }, { &b, { "b", 0, 1 } } }, p);
+    std::vector<std::unique_ptr<chat_stream>> held;
+    for (int c = 0; c < 8; ++c) held.push_back(r.start(conversation("Held " + std::to_string(c))));
+    EXPECT_EQ(metric(r, "muse_routing_in_flight{backend=\"a\"}"), 6);
+    EXPECT_EQ(metric(r, "muse_routing_in_flight{backend=\"b\"}"), 2);
+    for (auto & s : held) EXPECT_FALSE(collect(*s).err);
+}
+
+// Round robin and least-loaded leave affinity out: one conversation's turns spread.
+TEST(routing_backend, policies_without_affinity_spread_a_conversation) {
+    routing_policy pol;
+    ASSERT_TRUE(parse_routing_policy("round-robin", pol));
+    EXPECT_EQ(pol, routing_policy::round_robin);
+    ASSERT_TRUE(parse_routing_policy("least_loaded", pol));
+    EXPECT_EQ(pol, routing_policy::least_loaded);
+    EXPECT_FALSE(parse_routing_policy("random", pol));
+    for (routing_policy policy : { routing_policy::round_robin, routing_policy::least_loaded }) {
+        scripted_backend a, b;
+        a.set_responder([](const chat_request &) { return answer("a"); });
+        b.set_responder([](const chat_request &) { return answer("b"); });
+        routing_params p;
+        p.health_interval_s = 0;
+        p.policy            = policy;
+        routing_backend       r({ { &a, { "a" } }, { &b, { "b" } } }, p);
+        std::set<std::string> homes;
+        for (int turn = 0; turn < 4; ++turn) homes.insert(collect(*r.start(conversation("One conversation"))).content.substr(16, 1));
+        EXPECT_EQ(homes.size(), 2u) << routing_policy_name(policy);
+        EXPECT_EQ(metric(r, "muse_routing_affinity_hits_total"), 0);
+        EXPECT_EQ(nlohmann::json::parse(r.caps().meta_json)["policy"], routing_policy_name(policy));
+    }
+}
+
+// The affinity table is bounded: the least recently used starts are forgotten.
+TEST(routing_backend, the_affinity_table_is_bounded) {
+    scripted_backend a, b;
+    a.set_responder([](const chat_request &) { return answer("a"); });
+    b.set_responder([](const chat_request &) { return answer("b"); });
+    routing_params p;
+    p.health_interval_s = 0;
+    p.affinity_entries  = 4;
+    routing_backend r({ { &a, { "a" } }, { &b, { "b" } } }, p);
+    for (int c = 0; c < 100; ++c) collect(*r.start(conversation("Conversation " + std::to_string(c))));
+    EXPECT_EQ(metric(r, "muse_routing_affinity_misses_total"), 100);
+    collect(*r.start(conversation("Conversation 99")));  // still remembered
+    EXPECT_EQ(metric(r, "muse_routing_affinity_hits_total"), 1);
+    collect(*r.start(conversation("Conversation 0")));  // forgotten
+    EXPECT_EQ(metric(r, "muse_routing_affinity_misses_total"), 101);
 }
 
 }  // namespace muse::test

@@ -20,11 +20,52 @@ void set_log_verbosity(int verbosity) {
 struct runtime::impl {
     std::unique_ptr<model>         m;
     std::unique_ptr<engine>        eng;
+    std::unique_ptr<backend>       local;  // over eng, when it is one member of a routing `be`
     std::vector<std::unique_ptr<backend>> members;  // remote servers a routing `be` spreads over
     std::unique_ptr<backend>       be;  // local over eng, remote, or routing over `members`
     std::unique_ptr<assistant>     door;
     model_description              desc;
 };
+
+// Connects every server of `specs` (a local entry means `local`, or a default member when
+// `local` is given and no entry names it) and routes over them; one server alone is used as it
+// is. Fills members and be.
+static error build_members(const std::vector<backend_spec> & specs, backend * local, const routing_params & routing,
+                           std::vector<std::unique_ptr<backend>> & members, std::unique_ptr<backend> & be) {
+    std::vector<std::pair<backend *, routing_member>> list;
+    bool                                              local_listed = false;
+    for (const auto & s : specs) {
+        routing_member m;
+        m.weight        = s.weight;
+        m.max_in_flight = s.max_in_flight;
+        if (s.local) {
+            if (!local) return { ERROR_INVALID_ARGUMENT, "a \"local\" backend needs a local model (--model)" };
+            m.name       = "local";
+            local_listed = true;
+            list.emplace_back(local, m);
+            continue;
+        }
+        error err;
+        auto  rb = remote_backend::connect(s.remote, err);
+        if (!rb) {
+            err.message = s.remote.url + ": " + err.message;
+            return err;
+        }
+        m.name = s.remote.url + (s.remote.model.empty() ? "" : " (" + s.remote.model + ")");
+        list.emplace_back(rb.get(), m);
+        members.push_back(std::move(rb));
+    }
+    if (local && !local_listed) list.insert(list.begin(), { local, routing_member{ "local", 0, 1 } });
+    if (list.empty()) return { ERROR_INVALID_ARGUMENT, "no backend given" };
+    if (list.size() == 1 && !local) {
+        be = std::move(members.front());
+        members.clear();
+        return {};
+    }
+    // Several: each request goes to one, by affinity and load, failing over.
+    be = std::make_unique<routing_backend>(std::move(list), routing);
+    return {};
+}
 
 runtime::runtime() : p(std::make_unique<impl>()) {}
 
@@ -74,8 +115,19 @@ error runtime::start(const runtime_engine_options & opt, assistant_params door_p
     if (!eng) {
         return err;
     }
-    p->eng  = std::move(eng);
-    p->be   = std::make_unique<local_backend>(*p->eng);
+    p->eng = std::move(eng);
+    if (opt.peers.empty()) {
+        p->be = std::make_unique<local_backend>(*p->eng);
+    } else {
+        // The local engine is one member among the servers.
+        p->local = std::make_unique<local_backend>(*p->eng);
+        if ((err = build_members(opt.peers, p->local.get(), opt.routing, p->members, p->be))) {
+            p->members.clear();
+            p->local.reset();
+            p->eng.reset();
+            return err;
+        }
+    }
     p->door = std::make_unique<assistant>(*p->be, door_params);
     return {};
 }
@@ -94,35 +146,16 @@ int32_t runtime::n_ctx() const {
     return p->eng ? p->eng->n_ctx() : p->be ? p->be->caps().n_ctx : 0;
 }
 
-std::unique_ptr<runtime> runtime::remote(const std::vector<remote_params> & servers, assistant_params door_params, error & err) {
+std::unique_ptr<runtime> runtime::remote(const std::vector<backend_spec> & servers, assistant_params door_params, error & err,
+                                         const routing_params & routing) {
     if (servers.empty()) {
         err = { ERROR_INVALID_ARGUMENT, "no remote server given" };
         return nullptr;
     }
     std::unique_ptr<runtime> rt(new runtime());
-    for (const auto & rp : servers) {
-        auto be = remote_backend::connect(rp, err);
-        if (!be) {
-            err.message = rp.url + ": " + err.message;
-            return nullptr;
-        }
-        rt->p->members.push_back(std::move(be));
-    }
-    if (rt->p->members.size() == 1) {
-        rt->p->be = std::move(rt->p->members.front());
-        rt->p->members.clear();
-    } else {
-        // Several servers: each request goes to one, by affinity and load, failing over.
-        std::vector<std::pair<backend *, routing_member>> list;
-        for (size_t i = 0; i < rt->p->members.size(); ++i) {
-            routing_member m;
-            m.name = servers[i].url;
-            list.emplace_back(rt->p->members[i].get(), m);
-        }
-        rt->p->be = std::make_unique<routing_backend>(std::move(list));
-    }
+    if ((err = build_members(servers, nullptr, routing, rt->p->members, rt->p->be))) return nullptr;
     const backend_caps c           = rt->p->be->caps();
-    rt->p->desc.path               = servers.front().url;
+    rt->p->desc.path               = servers.front().remote.url;
     // The served model's name: the (first) server's model.
     rt->p->desc.name               = rt->p->members.empty() ? c.model : rt->p->members.front()->caps().model;
     rt->p->desc.description        = c.model;

@@ -23,7 +23,8 @@
 // describe() and n_ctx() read immutable state.
 
 #include "app/assistant.h"
-#include "backend/remote/remote-backend.h"  // remote_params, for runtime::remote
+#include "app/backends.h"  // backend_spec, for runtime::remote and peers
+#include "backend/routing/routing-backend.h"  // routing_params
 #include "core/error.h"
 #include "core/model-info.h"
 
@@ -64,6 +65,11 @@ struct runtime_engine_options {
     int32_t n_batch      = 0;  // tokens per decode call
     int32_t n_seq_max    = 0;  // sequences alive at once
     int32_t prompt_cache = 0;  // finished prompts kept for reuse (0: off)
+    // Servers that share the load with the local model (muse serve --model with --backend or
+    // --backends): requests are routed over the local engine and them (backend/routing/). An
+    // entry with local = true sets the local member's weight and limit (default 1, none).
+    std::vector<backend_spec> peers;
+    routing_params            routing;  // how requests are spread over the local engine and the peers
 };
 
 class runtime {
@@ -73,7 +79,8 @@ class runtime {
     // failover: backend/routing/). Null with `err` when a server cannot be used
     // (ERROR_UNAVAILABLE, ERROR_INVALID_ARGUMENT). describe() then names the remote model;
     // n_ctx() is its context.
-    static std::unique_ptr<runtime> remote(const std::vector<remote_params> & servers, assistant_params door_params, error & err);
+    static std::unique_ptr<runtime> remote(const std::vector<backend_spec> & servers, assistant_params door_params, error & err,
+                                           const routing_params & routing = {});
 
     // Loads the model: its file is checked (a readable, complete GGUF whose metadata and chat
     // template are safe to load) before its weights are read. Null with `err` on failure; the

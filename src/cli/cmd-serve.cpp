@@ -41,7 +41,7 @@ static const char * k_serve_help =
     "                          quarter of --ctx: a request that starts like one of them (a chat's\n"
     "                          next turn, a shared system prompt) reuses those cells\n"
     "\n"
-    "a remote engine instead of a local model:\n"
+    "remote engines, instead of the local model or beside it:\n"
     "  --backend URL           run every request and agent on this OpenAI-compatible server\n"
     "                          (llama-server, vLLM, SGLang, Ollama's /v1, another muse serve),\n"
     "                          e.g. http://127.0.0.1:8081 (plain http: keep it on a trusted network).\n"
@@ -52,6 +52,12 @@ static const char * k_serve_help =
     "  --backend-model NAME    the model to ask for (default: the first of its /v1/models)\n"
     "  --backend-ctx N         tokens one request may hold (default: the server's, from /props)\n"
     "  --backend-timeout S     seconds to wait for the first token and between tokens (default 300)\n"
+    "  --backends FILE         servers from a JSON file, each with its weight, max_in_flight, key\n"
+    "                          (or key_env), model, ctx and timeout; \"url\": \"local\" is the local\n"
+    "                          model's entry (see README, Scaling out)\n"
+    "                          With --model too, the local model is one member among the servers.\n"
+    "  --routing POLICY        affinity (default: a conversation stays where its prefix is cached,\n"
+    "                          new ones go to the least loaded), least-loaded or round-robin\n"
     "\n"
     "network:\n"
     "  --host ADDR             address to listen on (default 127.0.0.1; 0.0.0.0 for all, which\n"
@@ -147,6 +153,8 @@ int cmd_serve(int argc, char ** argv) {
     remote_params remote;
     std::string   backend_url;
     std::vector<std::string> backend_urls;
+    std::string              backends_file;
+    routing_params           routing;
     std::vector<std::string> rpc_servers;
 
     while (!a.done() && a.error.empty()) {
@@ -165,6 +173,13 @@ int cmd_serve(int argc, char ** argv) {
             continue;
         }
         if (a.value("--backend", backend_url)) { backend_urls.push_back(backend_url); continue; }
+        if (a.value("--backends", backends_file)) continue;
+        if (std::string pol; a.value("--routing", pol)) {
+            if (a.error.empty() && !parse_routing_policy(pol, routing.policy)) {
+                a.error = "--routing must be affinity, least-loaded or round-robin, got '" + pol + "'";
+            }
+            continue;
+        }
         if (a.value("--backend-key", remote.api_key)) continue;
         if (a.value("--backend-model", remote.model)) continue;
         if (a.int_value("--backend-ctx", 256, 1 << 22, remote.n_ctx)) continue;
@@ -214,18 +229,28 @@ int cmd_serve(int argc, char ** argv) {
     if (a.error.empty()) {
         if (std::string e = validate(sp, !keys_given.empty() || !key_files.empty()); !e.empty()) a.error = e;
     }
-    std::vector<remote_params> remotes;
+    std::vector<backend_spec> remotes;
     for (const auto & u : backend_urls) {
-        remote_params rp = remote;
-        rp.url           = u;
-        remotes.push_back(rp);
         if (!a.error.empty()) break;
-        if (!model_path.empty() || !mmproj.empty() || !rpc_servers.empty()) {
-            a.error = "--backend serves a remote server's model: leave out --model, --mmproj and --rpc";
-        } else if (std::string e = validate(rp); !e.empty()) {
-            a.error = "--backend " + u + ": " + e;
+        backend_spec s;
+        s.remote     = remote;
+        s.remote.url = u;
+        if (std::string e = validate(s.remote); !e.empty()) a.error = "--backend " + u + ": " + e;
+        remotes.push_back(s);
+    }
+    if (a.error.empty() && !backends_file.empty()) {
+        std::vector<backend_spec> listed;
+        if (error e = read_backends_file(backends_file, remote, listed)) {
+            a.error = "--backends " + e.message;
+        } else {
+            remotes.insert(remotes.end(), listed.begin(), listed.end());
         }
     }
+    bool local_listed = false;
+    for (const auto & r : remotes) local_listed = local_listed || r.local;
+    // The local model serves too when it is named (or listed in the backends file), or when
+    // no server is given.
+    const bool local_model = remotes.empty() || local_listed || !model_path.empty() || !mmproj.empty() || !rpc_servers.empty();
     if (!a.error.empty()) {
         fprintf(stderr, "muse serve: %s\n", a.error.c_str());
         return EXIT_USAGE;
@@ -253,9 +278,9 @@ int cmd_serve(int argc, char ** argv) {
     }
     int                      rc = EXIT_OK;
     std::unique_ptr<runtime> rt;
-    if (!remotes.empty()) {
+    if (!local_model) {
         error err;
-        rt = runtime::remote(remotes, door_params, err);
+        rt = runtime::remote(remotes, door_params, err, routing);
         if (!rt) {
             fprintf(stderr, "muse serve: --backend %s\n", err.message.c_str());
             return err.code == ERROR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_FAILURE_;
@@ -279,8 +304,10 @@ int cmd_serve(int argc, char ** argv) {
         eo.n_threads    = threads;
         eo.n_seq_max    = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
         eo.prompt_cache = cache_prompts;
+        eo.peers        = remotes;
+        eo.routing      = routing;
         if (error err = rt->start(eo, door_params)) {
-            fprintf(stderr, "muse serve: %s\n", err.message.c_str());
+            fprintf(stderr, "muse serve: %s%s\n", remotes.empty() ? "" : "--backend ", err.message.c_str());
             return exit_code_for(err.code);
         }
     }
@@ -303,6 +330,14 @@ int cmd_serve(int argc, char ** argv) {
            rt->n_ctx(), sp.parallel);
     if (sp.web) {
         printf("  web chat: %s/\n", url.c_str());
+    }
+    if (remotes.size() + (local_model ? 1 : 0) > 1) {
+        std::string list = local_model && !local_listed ? "local (weight 1)" : "";
+        for (const auto & r : remotes) {
+            list += (list.empty() ? "" : ", ") + (r.local ? std::string("local") : r.remote.url) + " (weight " + std::to_string(r.weight) +
+                    (r.max_in_flight > 0 ? ", at most " + std::to_string(r.max_in_flight) + " at once" : "") + ")";
+        }
+        printf("  routing over: %s\n", list.c_str());
     }
     if (!rt->describe().rpc_servers.empty()) {
         std::string list;
