@@ -3,10 +3,13 @@
 // answers, contemplating as K requests, the model and metrics; a cancelled stream stops
 // llama-server's generation; a dead backend is a 503 naming it and the server stays up; bad
 // --backend flags and an unreachable backend are clear startup errors. Two llama-servers
-// behind one Muse: affinity, spread, and failover when one is killed.
+// behind one Muse: affinity, spread, failover when one is killed and its breaker closing when
+// it is back; a slow server (behind a delaying proxy) gets fewer requests; the local model as
+// a member beside a server; a backends file with weights and limits, and its errors.
 // usage: node test-remote.cjs MUSE_BINARY MKMODEL LLAMA_SERVER WORK_DIR   (NODE_PATH: the cache's node_modules)
 'use strict';
 const fs = require('fs');
+const http = require('http');
 const net = require('net');
 const path = require('path');
 const { spawn, execFileSync } = require('child_process');
@@ -23,10 +26,11 @@ const freePort = () => new Promise((resolve) => {
   s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
 });
 
-// llama-server on a free port, resolved once /health answers 200 (the model is loaded).
-async function startLlamaServer(model) {
+// llama-server on a free port (or the given one), resolved once /health answers 200 (the model
+// is loaded).
+async function startLlamaServer(model, fixedPort) {
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
+    const port = fixedPort || await freePort();
     const log = fs.openSync(path.join(work, `llama-server-${port}.log`), 'w');
     const proc = spawn(llamaServer, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-c', '4096', '-np', '4', '-t', '2',
       '--jinja', '--metrics', '--no-webui'], { stdio: ['ignore', log, log] });
@@ -37,6 +41,25 @@ async function startLlamaServer(model) {
     await waitExit(proc, 10000);
   }
   throw new Error('llama-server did not start; see the logs in ' + work);
+}
+
+// A proxy that holds every request `delayMs` before passing it to `upstream`: a slow server.
+function delayingProxy(upstream, delayMs) {
+  const target = new URL(upstream);
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => setTimeout(() => {
+      const up = http.request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => { res.writeHead(502); res.end(); });
+      res.on('close', () => up.destroy());
+      up.end(Buffer.concat(chunks));
+    }, delayMs));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${server.address().port}`, server })));
 }
 
 // `muse serve ARGS` that must fail: its exit code and stderr.
@@ -144,18 +167,100 @@ async function main() {
     // Whether a request met the dead server first (a failover) or the health check found it
     // first, its breaker is open now.
     check('... and its breaker is open', open === 1, { failovers, open });
+
+    // The server comes back on its address: a health check closes its breaker (every 5 s), and
+    // new conversations reach it again.
+    const back = await startLlamaServer(model, Number(new URL(la.url).port));
+    la.proc = back.proc;
+    const closed = await waitFor(async () => (await metric(two.url, null, `muse_routing_breaker_open\\{backend="${la.url.replace(/\./g, '\\.')}"\\}`)) === 0, 30000);
+    const beforeBack = await sent(la.url);
+    for (let c = 0; c < 6; c++) await ask(`Back again ${c}`);
+    check('the killed server is back: its breaker closes and it gets requests again', closed && (await sent(la.url)) > beforeBack,
+      { closed, beforeBack, now: await sent(la.url) });
   } finally {
     if (two) { two.proc.kill('SIGTERM'); await waitExit(two.proc, 30000); }
     for (const l of [la, lb]) if (l.proc.exitCode === null) { l.proc.kill('SIGKILL'); await waitExit(l.proc, 10000); }
   }
+
+  // A slow server (every request held 1.5 s by a proxy) beside a fast one: new conversations go
+  // to the server with fewer requests in flight, so the slow one gets few of them.
+  const fast = await startLlamaServer(model), slowUp = await startLlamaServer(model);
+  const proxy = await delayingProxy(slowUp.url, 1500);
+  let mix = null;
+  try {
+    mix = await startServer(muse, ['--backend', fast.url, '--backend', proxy.url, '--quiet'], env);
+    const ask = (content) => fetch(`${mix.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 3, mode: 'instant', temperature: 0 }) }).then((r) => r.status);
+    const sent = async (u) => metric(mix.url, null, `muse_routing_requests_total\\{backend="${u.replace(/\./g, '\\.')}"\\}`);
+    const statuses = [];
+    let next = 0;
+    const client = async () => { while (next < 24) statuses.push(await ask(`Client question ${next++}`)); };
+    await Promise.all([client(), client(), client(), client()]);
+    const [nf, ns] = [await sent(fast.url), await sent(proxy.url)];
+    check('a slow server beside a fast one: all answered, the slow one gets at most a quarter', statuses.length === 24 &&
+      statuses.every((x) => x === 200) && nf + ns === 24 && ns <= 6, { nf, ns, statuses });
+    const fastLat = (await metric(mix.url, null, `muse_routing_first_token_seconds_total\\{backend="${fast.url.replace(/\./g, '\\.')}"\\}`)) / nf;
+    const slowLat = (await metric(mix.url, null, `muse_routing_first_token_seconds_total\\{backend="${proxy.url.replace(/\./g, '\\.')}"\\}`)) / ns;
+    check('... and /metrics shows its latency', slowLat >= 1.4 && fastLat < slowLat, { fastLat, slowLat });
+  } finally {
+    if (mix) { mix.proc.kill('SIGTERM'); await waitExit(mix.proc, 30000); }
+    proxy.server.close();
+    slowUp.proc.kill('SIGKILL');
+    await waitExit(slowUp.proc, 10000);
+  }
+
+  // The local model beside a server, from a backends file with weights and limits; /v1/models
+  // lists every member.
+  const file = path.join(work, 'backends.json');
+  fs.writeFileSync(file, JSON.stringify({ backends: [{ url: fast.url, weight: 3, max_in_flight: 2 }, { url: 'local', weight: 1 }] }));
+  let both = null;
+  try {
+    both = await startServer(muse, ['--model', model, '--backends', file, '--quiet', '--threads', '1'], env);
+    check('a backends file: the startup line names the members, weights and limits',
+      /routing over: .*:\d+ \(weight 3, at most 2 at once\), local \(weight 1\)/.test(both.log()), both.log());
+    const list = (await (await fetch(`${both.url}/v1/models`)).json()).data[0].meta;
+    check('/v1/models lists each member with its model, weight and state', list.backend === 'routing' && list.policy === 'affinity' &&
+      list.members.length === 2 && list.members[0].weight === 3 && list.members[0].max_in_flight === 2 && list.members[1].name === 'local' &&
+      list.members.every((x) => x.available === true && typeof x.model === 'string' && x.model.length > 0), list);
+    const ask = (content) => fetch(`${both.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 3, mode: 'instant', temperature: 0 }) }).then((r) => r.status);
+    const statuses = [];
+    for (let c = 0; c < 8; c++) statuses.push(await ask(`Local or remote ${c}`));
+    const local = await metric(both.url, null, 'muse_routing_requests_total\\{backend="local"\\}');
+    const remote = await metric(both.url, null, `muse_routing_requests_total\\{backend="${fast.url.replace(/\./g, '\\.')}"\\}`);
+    check('the local model and llama-server share the requests', statuses.every((x) => x === 200) && local > 0 && remote > 0 && local + remote === 8,
+      { statuses, local, remote });
+  } finally {
+    if (both) { both.proc.kill('SIGTERM'); await waitExit(both.proc, 30000); }
+    fast.proc.kill('SIGKILL');
+    await waitExit(fast.proc, 10000);
+  }
+  const bad = async (json, want, extra = []) => {
+    fs.writeFileSync(file, typeof json === 'string' ? json : JSON.stringify(json));
+    const r = await failing(['--backends', file, ...extra]);
+    check(`a bad backends file (${want}): exit 2 naming it`, r.code === 2 && r.err.includes('--backends') && r.err.includes(want), r);
+  };
+  await bad([{ url: 'http://127.0.0.1:1', wieght: 2 }], 'unknown key "wieght"');
+  await bad([{ url: 'http://127.0.0.1:1', weight: 0 }], 'weight must be a whole number in [1, 1000]');
+  await bad([{ url: 'http://127.0.0.1:1', max_in_flight: 1e9 }], 'max_in_flight must be');
+  await bad([{ url: 'http://127.0.0.1:1', key_env: 'MUSE_TEST_NO_SUCH_VARIABLE' }], 'MUSE_TEST_NO_SUCH_VARIABLE is not set');
+  await bad([{ url: 'local' }, { url: 'local' }], 'listed twice');
+  await bad([{ url: 'ftp://x' }], 'http://');
+  await bad('{"backends": [', 'not valid JSON');
+  await bad([], 'no backends listed');
+  await bad({ servers: [] }, 'unknown key "servers"');
+  const missing = await failing(['--backends', path.join(work, 'no-such-file.json')]);
+  check('a missing backends file: exit 2 naming it', missing.code === 2 && missing.err.includes('no-such-file.json'), missing);
+  const policy = await failing(['--backend', 'http://127.0.0.1:1', '--routing', 'random']);
+  check('an unknown --routing policy: exit 2 naming the choices', policy.code === 2 && /affinity, least-loaded or round-robin/.test(policy.err), policy);
 
   // Startup errors.
   const unreachable = await failing(['--backend', `http://127.0.0.1:${await freePort()}`]);
   check('an unreachable backend: exit 1, saying so', unreachable.code === 1 && /cannot be reached/.test(unreachable.err), unreachable);
   const ftp = await failing(['--backend', 'ftp://example.com']);
   check('a backend URL that is not http://: exit 2 naming the flag', ftp.code === 2 && /--backend/.test(ftp.err) && /http:\/\//.test(ftp.err), ftp);
-  const both = await failing(['--backend', 'http://127.0.0.1:1', '--model', 'smoke']);
-  check('--backend with --model: exit 2, one or the other', both.code === 2 && /leave out --model/.test(both.err), both);
+  const withLocal = await failing(['--backend', `http://127.0.0.1:${await freePort()}`, '--model', 'smoke']);
+  check('--backend with --model and the server unreachable: exit 1 naming it', withLocal.code === 1 && /cannot be reached/.test(withLocal.err), withLocal);
 }
 
 main().then(() => process.exit(summary()), (e) => { console.log('FAIL exception: ' + (e.stack || e)); summary(); process.exit(1); });
