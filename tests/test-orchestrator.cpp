@@ -330,6 +330,28 @@ TEST(orchestrator, weighted_vote_counts_each_answer_as_sure_as_its_weakest_stret
     }
 }
 
+// A synthesiser that fails after the solvers answered (a remote server refusing its output)
+// does not lose their answers: the most confident stands, and the request succeeds.
+TEST(orchestrator, a_failed_synthesiser_leaves_the_most_confident_answer) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        if (is_synth(q)) {
+            scripted_reply r;
+            r.err = { muse::ERROR_UNAVAILABLE, "the backend http://10.0.0.9:8081 failed mid-answer: unparsed output" };
+            return r;
+        }
+        return reply(words(20, "essay") + " slot " + std::to_string(solver_slot(q)), "r");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_result   r = orch.run(contemplate("Write about rivers"));
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "best_after_synthesis_failed");
+    EXPECT_TRUE(has(r.answer, "slot ")) << r.answer;
+    EXPECT_EQ(r.finish, muse::FINISH_STOP);
+    EXPECT_GT(r.confidence, 0);
+}
+
 TEST(orchestrator, free_text_answers_are_synthesised) {
     scripted_backend be;
     be.set_responder([](const chat_request & q) {

@@ -138,7 +138,9 @@ struct ask_result {
     plan        plan_used;
     std::vector<ask_agent_trace> agents;
     std::string aggregation;  // single, vote, synthesis (answer: the synthesiser's), synthesis_all_pruned,
-                              // synthesis_unfinished (no agent answered in its tokens), none
+                              // synthesis_unfinished (no agent answered in its tokens),
+                              // best_after_synthesis_failed (the synthesiser failed: the most
+                              // confident answer stands), none
     vote_result vote;
     double      confidence = 0;  // vote: agreement; otherwise the answering agents' mean token probability
     ask_usage   use;

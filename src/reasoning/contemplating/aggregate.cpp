@@ -158,6 +158,22 @@ static void aggregate(contemplation & c) {
             confidence += std::exp(a.confidence) / (double)answered.size();
         }
         summary = "synthesis of " + std::to_string(answered.size()) + " answers";
+        if (final_err && final_err.code != ERROR_ENGINE_STOPPED && !ctx.cancelled()) {
+            // The synthesiser failed (a remote server refused its output, say) after the
+            // solvers answered: their most confident answer stands rather than no answer.
+            const ask_agent_trace * best = &answered[0];
+            for (const auto & a : answered) {
+                if (a.confidence > best->confidence) best = &a;
+            }
+            summary    = "the synthesiser failed (" + final_err.message + "); the most confident of " +
+                         std::to_string(answered.size()) + " answers stands";
+            method     = "best_after_synthesis_failed";
+            answer     = best->answer;
+            reasoning  = best->reasoning;
+            confidence = std::exp(best->confidence);
+            finish     = FINISH_STOP;
+            final_err  = {};
+        }
     }
     {
         std::lock_guard<std::mutex> lk(ctx.mu);
