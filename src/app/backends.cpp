@@ -63,13 +63,13 @@ error parse_backends(const std::string & text, const std::string & source, const
         const json &      e     = doc[i];
         const std::string where = source + ": backend " + std::to_string(i + 1) + ": ";
         if (!e.is_object()) return { ERROR_INVALID_ARGUMENT, where + "expected an object with \"url\"" };
-        static const char * known[] = { "url", "key", "key_env", "model", "weight", "max_in_flight", "ctx", "timeout", "connect_timeout" };
+        static const char * known[] = { "url", "key", "key_env", "model", "weight", "max_in_flight", "ctx", "timeout", "connect_timeout", "vision" };
         for (auto it = e.begin(); it != e.end(); ++it) {
             bool ok = false;
             for (const char * k : known) ok = ok || it.key() == k;
             if (!ok) {
                 return { ERROR_INVALID_ARGUMENT, where + "unknown key \"" + it.key().substr(0, 64) +
-                                                     "\" (url, key, key_env, model, weight, max_in_flight, ctx, timeout, connect_timeout)" };
+                                                     "\" (url, key, key_env, model, weight, max_in_flight, ctx, timeout, connect_timeout, vision)" };
             }
         }
         backend_spec s;
@@ -84,10 +84,14 @@ error parse_backends(const std::string & text, const std::string & source, const
             !int_field(e, "connect_timeout", 1, 600, s.remote.connect_timeout_s, why)) {
             return { ERROR_INVALID_ARGUMENT, where + why };
         }
+        if (e.contains("vision")) {
+            if (!e["vision"].is_boolean()) return { ERROR_INVALID_ARGUMENT, where + "vision must be true or false" };
+            s.remote.vision = e["vision"].get<bool>() ? 1 : 0;
+        }
         if (s.remote.n_ctx > 0 && s.remote.n_ctx < 256) return { ERROR_INVALID_ARGUMENT, where + "ctx must be 0 or in [256, 4194304]" };
         if (s.remote.url == "local") {
             if (have_local) return { ERROR_INVALID_ARGUMENT, where + "\"local\" is listed twice" };
-            for (const char * k : { "key", "key_env", "model", "ctx", "timeout", "connect_timeout" }) {
+            for (const char * k : { "key", "key_env", "model", "ctx", "timeout", "connect_timeout", "vision" }) {
                 if (e.contains(k)) return { ERROR_INVALID_ARGUMENT, where + "\"local\" takes weight and max_in_flight only, not " + k };
             }
             have_local = true;

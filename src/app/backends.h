@@ -16,8 +16,9 @@
 // "local" is the model muse serve loads itself (--model). Keys: url (required), key or key_env
 // (the name of an environment variable that holds the key, so that the file holds no secret),
 // model, weight (1-1000, default 1), max_in_flight (0-4096, 0: no limit), ctx (0 or
-// 256-4194304), timeout (seconds, 1-3600), connect_timeout (seconds, 1-600). Any other key is
-// an error naming it.
+// 256-4194304), timeout (seconds, 1-3600), connect_timeout (seconds, 1-600), vision (true:
+// images go as pictures, false: as their OCR text; default: as llama-server's /props says). Any
+// other key is an error naming it.
 
 #include "backend/remote/remote-backend.h"
 #include "core/error.h"

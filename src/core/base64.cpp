@@ -49,4 +49,27 @@ bool base64_decode(std::string_view text, std::string & out) {
     return true;
 }
 
+std::string base64_encode(std::string_view bytes) {
+    static const char * k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string         out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    size_t i = 0;
+    for (; i + 2 < bytes.size(); i += 3) {
+        const uint32_t v = ((uint32_t) (uint8_t) bytes[i] << 16) | ((uint32_t) (uint8_t) bytes[i + 1] << 8) | (uint8_t) bytes[i + 2];
+        out += k[v >> 18];
+        out += k[(v >> 12) & 63];
+        out += k[(v >> 6) & 63];
+        out += k[v & 63];
+    }
+    if (i < bytes.size()) {
+        const bool     two = i + 1 < bytes.size();
+        const uint32_t v   = ((uint32_t) (uint8_t) bytes[i] << 16) | (two ? (uint32_t) (uint8_t) bytes[i + 1] << 8 : 0);
+        out += k[v >> 18];
+        out += k[(v >> 12) & 63];
+        out += two ? k[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
 }  // namespace muse

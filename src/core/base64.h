@@ -19,4 +19,7 @@ namespace muse {
 // `out` is then cleared.
 bool base64_decode(std::string_view text, std::string & out);
 
+// The standard alphabet with padding ("hello" -> "aGVsbG8=").
+std::string base64_encode(std::string_view bytes);
+
 }  // namespace muse

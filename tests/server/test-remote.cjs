@@ -12,6 +12,7 @@ const fs = require('fs');
 const http = require('http');
 const net = require('net');
 const path = require('path');
+const zlib = require('zlib');
 const { spawn, execFileSync } = require('child_process');
 const OpenAI = require('openai');
 const { check, summary, startServer, waitExit, metric, waitFor } = require('./lib.cjs');
@@ -28,12 +29,12 @@ const freePort = () => new Promise((resolve) => {
 
 // llama-server on a free port (or the given one), resolved once /health answers 200 (the model
 // is loaded).
-async function startLlamaServer(model, fixedPort) {
+async function startLlamaServer(model, fixedPort, extra = []) {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = fixedPort || await freePort();
     const log = fs.openSync(path.join(work, `llama-server-${port}.log`), 'w');
     const proc = spawn(llamaServer, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-c', '4096', '-np', '4', '-t', '2',
-      '--jinja', '--metrics', '--no-webui'], { stdio: ['ignore', log, log] });
+      '--jinja', '--metrics', '--no-webui', ...extra], { stdio: ['ignore', log, log] });
     const url = `http://127.0.0.1:${port}`;
     const ready = await waitFor(async () => proc.exitCode === null && (await fetch(`${url}/health`).then((r) => r.status === 200, () => false)), 120000);
     if (ready) return { url, proc };
@@ -41,6 +42,26 @@ async function startLlamaServer(model, fixedPort) {
     await waitExit(proc, 10000);
   }
   throw new Error('llama-server did not start; see the logs in ' + work);
+}
+
+// A small RGB PNG (a gradient), for a picture in a request.
+function png(w, h) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body) >>> 0);
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 2;
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const o = y * (w * 3 + 1) + 1 + x * 3;
+    raw[o] = (x * 4) & 255; raw[o + 1] = (y * 5) & 255; raw[o + 2] = 128;
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
 // A proxy that holds every request `delayMs` before passing it to `upstream`: a slow server.
@@ -253,6 +274,33 @@ async function main() {
   check('a missing backends file: exit 2 naming it', missing.code === 2 && missing.err.includes('no-such-file.json'), missing);
   const policy = await failing(['--backend', 'http://127.0.0.1:1', '--routing', 'random']);
   check('an unknown --routing policy: exit 2 naming the choices', policy.code === 2 && /affinity, least-loaded or round-robin/.test(policy.err), policy);
+
+  // A llama-server with a vision projector: Muse sends images to it as pictures (PNG data URIs
+  // in image_url parts), and its prompt grows by the image's tokens.
+  const mmproj = path.join(work, 'tiny-mmproj.gguf');
+  execFileSync(mkmodel, ['--family', 'mmproj', '--quiet', '-o', mmproj]);
+  const lv = await startLlamaServer(model, 0, ['--mmproj', mmproj]);
+  let vis = null;
+  try {
+    vis = await startServer(muse, ['--backend', lv.url, '--quiet'], env);
+    const meta = (await (await fetch(`${vis.url}/v1/models`)).json()).data[0].meta;
+    check('a llama-server with a projector: /v1/models says it sees images', meta.vision === true, meta);
+    const ask = (content) => fetch(`${vis.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 2, mode: 'instant', temperature: 0 }) });
+    const plain = await ask('Describe the picture.');
+    const pj = await plain.json();
+    const withImage = await ask([{ type: 'text', text: 'Describe the picture.' },
+      { type: 'image_url', image_url: { url: 'data:image/png;base64,' + png(64, 48).toString('base64') } }]);
+    const wj = await withImage.json();
+    const served = await (await fetch(`${lv.url}/metrics`)).text();
+    check('an image reaches the remote model as a picture: the prompt grows by its tokens, not by OCR text',
+      plain.status === 200 && withImage.status === 200 && wj.usage.prompt_tokens > pj.usage.prompt_tokens &&
+      !(wj.muse && JSON.stringify(wj.muse.attachments || []).includes('ocr_text":"')), { plain: pj.usage, image: wj.usage, att: wj.muse && wj.muse.attachments });
+  } finally {
+    if (vis) { vis.proc.kill('SIGTERM'); await waitExit(vis.proc, 30000); }
+    lv.proc.kill('SIGKILL');
+    await waitExit(lv.proc, 10000);
+  }
 
   // Startup errors.
   const unreachable = await failing(['--backend', `http://127.0.0.1:${await freePort()}`]);

@@ -1,6 +1,10 @@
 #include "remote-backend.h"
 
+#include "core/base64.h"
+#include "core/media.h"
 #include "core/utf8.h"
+
+#include <png.h>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -90,14 +94,50 @@ std::string validate(const remote_params & p) {
     return {};
 }
 
+// An image as PNG bytes (libpng, into memory): what every OpenAI-compatible server reads.
+static bool encode_png(const media & img, std::string & out) {
+    out.clear();
+    if (img.width <= 0 || img.height <= 0 || img.rgb.size() != (size_t) img.width * (size_t) img.height * 3) return false;
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+    if (!png) return false;
+    png_infop info = png_create_info_struct(png);
+    if (!info || setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, info ? &info : nullptr);
+        out.clear();
+        return false;
+    }
+    png_set_write_fn(
+        png, &out, [](png_structp p, png_bytep data, png_size_t n) { static_cast<std::string *>(png_get_io_ptr(p))->append((const char *) data, n); },
+        nullptr);
+    png_set_IHDR(png, info, (png_uint_32) img.width, (png_uint_32) img.height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_compression_level(png, 3);  // fast: the bytes cross a local network once
+    png_write_info(png, info);
+    for (int32_t y = 0; y < img.height; ++y) png_write_row(png, img.rgb.data() + (size_t) y * (size_t) img.width * 3);
+    png_write_end(png, nullptr);
+    png_destroy_write_struct(&png, &info);
+    return true;
+}
+
 std::string remote_request_body(const chat_request & req, const std::string & model, error & err) {
     json msgs = json::array();
     for (const auto & m : req.messages) {
-        if (!m.images.empty()) {
-            err = { ERROR_INVALID_ARGUMENT, "the remote backend does not send images yet: attach them to a local model, or send their text" };
-            return {};
-        }
         json o = { { "role", m.role }, { "content", m.content } };
+        if (!m.images.empty()) {
+            // OpenAI's content parts: the pictures first, then the text (as the local engine
+            // places them).
+            json parts = json::array();
+            for (const auto & img : m.images) {
+                std::string bytes;
+                if (!img || !encode_png(*img, bytes)) {
+                    err = { ERROR_INVALID_ARGUMENT, "an image (" + (img ? img->source : std::string("none")) + ") could not be encoded for the remote server" };
+                    return {};
+                }
+                parts.push_back({ { "type", "image_url" }, { "image_url", { { "url", "data:image/png;base64," + base64_encode(bytes) } } } });
+            }
+            if (!m.content.empty()) parts.push_back({ { "type", "text" }, { "text", m.content } });
+            o["content"] = std::move(parts);
+        }
         if (!m.tool_calls.empty()) {
             json calls = json::array();
             for (const auto & c : m.tool_calls) {
@@ -159,6 +199,7 @@ struct remote_backend::impl {
     endpoint      ep;
     std::string   model;   // what the server serves (and is asked for)
     int32_t       n_ctx = 4096;
+    bool          vision = false;  // the server takes images as pictures
     std::string   meta;    // caps().meta_json
 
     std::mutex                                    pool_mu;
@@ -480,20 +521,28 @@ std::unique_ptr<remote_backend> remote_backend::connect(const remote_params & p,
         d->model = p.model;
     }
 
-    // The context: given, or llama-server's (per slot), or a cautious default.
-    d->n_ctx = p.n_ctx;
-    if (d->n_ctx == 0) {
+    // The context: given, or llama-server's (per slot), or a cautious default; whether it sees
+    // images: given, or llama-server's modalities.
+    d->n_ctx  = p.n_ctx;
+    d->vision = p.vision == 1;
+    if (d->n_ctx == 0 || p.vision < 0) {
         auto pr = cli->Get(d->ep.prefix + "/props", d->headers());
         if (pr && pr->status == 200) {
             const json props = json::parse(pr->body, nullptr, false);
-            if (props.is_object() && props.contains("default_generation_settings") && props["default_generation_settings"].is_object()) {
-                d->n_ctx = props["default_generation_settings"].value("n_ctx", 0);
+            if (d->n_ctx == 0 && props.is_object() && props.contains("default_generation_settings") &&
+                props["default_generation_settings"].is_object()) {
+                const json & n = props["default_generation_settings"]["n_ctx"];
+                if (n.is_number_integer() && n.get<int64_t>() > 0 && n.get<int64_t>() <= (1 << 22)) d->n_ctx = (int32_t) n.get<int64_t>();
+            }
+            if (p.vision < 0 && props.is_object() && props.contains("modalities") && props["modalities"].is_object()) {
+                d->vision = props["modalities"].value("vision", false) == true;
             }
         }
         if (d->n_ctx <= 0) d->n_ctx = 4096;
     }
     d->give_back(std::move(cli));
-    d->meta = json({ { "backend", "remote" }, { "url", d->ep.origin + d->ep.prefix }, { "model", d->model }, { "n_ctx", d->n_ctx } }).dump();
+    d->meta = json({ { "backend", "remote" }, { "url", d->ep.origin + d->ep.prefix }, { "model", d->model }, { "n_ctx", d->n_ctx },
+                     { "vision", d->vision } }).dump();
     return std::unique_ptr<remote_backend>(new remote_backend(std::move(d)));
 }
 
@@ -530,7 +579,7 @@ backend_caps remote_backend::caps() const {
     c.model            = d->model + " at " + d->ep.origin;
     c.fork             = false;
     c.reasoning        = true;   // the server's template decides; reasoning_content is passed on
-    c.vision           = false;  // images go as their OCR text until the remote's vision is used
+    c.vision           = d->vision;  // else images go as their OCR text
     c.grammar          = true;   // response_format json_schema
     c.logprobs         = true;
     c.tools            = true;

@@ -35,6 +35,9 @@ struct remote_params {
     int32_t     read_timeout_s    = 300;   // for the first token (a long prefill) and between events
     int32_t     n_ctx             = 0;     // tokens a request may hold; 0: from the server (/props), else 4096
     int32_t     max_idle          = 16;    // kept-alive connections kept for the next request
+    // Images as pictures (OpenAI's image_url parts, PNG data URIs): 1 yes, 0 no (their OCR
+    // text instead), -1 as the server says (llama-server's /props modalities.vision).
+    int32_t     vision            = -1;
 };
 
 // "" when the parameters can be used, else what is wrong with them.
