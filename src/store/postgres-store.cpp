@@ -211,11 +211,15 @@ bool lost(PGconn * c, const char * state) {
            strcmp(state, "57P03") == 0;
 }
 
-std::string one_line(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    for (char & c : s) {
-        if (c == '\n') c = ' ';
+// libpq's messages span lines (and indent with tabs): one line for a log or an HTTP answer.
+std::string one_line(const std::string & in) {
+    std::string s;
+    for (char c : in) {
+        if (c == '\n' || c == '\t' || c == '\r') c = ' ';
+        if (c == ' ' && (s.empty() || s.back() == ' ')) continue;
+        s += c;
     }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
     return s;
 }
 
