@@ -840,3 +840,40 @@ TEST(postgres_store, survives_a_restart_of_the_database) {
     EXPECT_EQ(all[1].text, "said after");
     EXPECT_EQ(all[1].seq, 2);
 }
+
+TEST(postgres_store, long_texts_and_nul_bytes) {
+    pg_temp & pg = pg_temp::shared();
+    if (!pg.ok()) GTEST_SKIP() << pg.why();
+    pg_database db;
+    ASSERT_FALSE(db.name.empty());
+    postgres_store_params p;
+    p.conninfo = pg.conninfo(db.name);
+    std::unique_ptr<store> st;
+    ASSERT_FALSE(open_postgres_store(p, st));
+    user_record u;
+    ASSERT_FALSE(st->add_user("lena", false, "", u));
+    conversation_record c;
+    ASSERT_FALSE(st->create_conversation(u.id, "long", "{}", c));
+    // Near the item cap, all distinct words: stored whole, its start searchable.
+    std::string text = "zebrafirst ";
+    for (int i = 0; text.size() < 7u * 1024 * 1024; ++i) text += "w" + std::to_string(i) + " ";
+    std::vector<item_record> big = { pg_message(text) };
+    big[0].content_json = "[]";
+    error e = st->append_items(u.id, c.id, big);
+    ASSERT_FALSE(e) << e.message;
+    item_record got;
+    ASSERT_FALSE(st->get_item(u.id, big[0].id, got));
+    EXPECT_EQ(got.text.size(), text.size());
+    std::vector<search_hit> hits;
+    ASSERT_FALSE(st->search(u.id, "zebrafi", 10, hits));
+    EXPECT_EQ(hits.size(), 1u);
+    // A NUL in the plain text is kept as U+FFFD; in a title it is refused, naming it.
+    std::vector<item_record> nul = { pg_message(std::string("a\0b", 3)) };
+    ASSERT_FALSE(st->append_items(u.id, c.id, nul));
+    ASSERT_FALSE(st->get_item(u.id, nul[0].id, got));
+    EXPECT_EQ(got.text, "a\xEF\xBF\xBD" "b");
+    conversation_record x;
+    e = st->create_conversation(u.id, std::string("t\0t", 3), "{}", x);
+    EXPECT_EQ(e.code, ERROR_INVALID_ARGUMENT) << e.message;
+    EXPECT_NE(e.message.find("NUL"), std::string::npos) << e.message;
+}

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -558,6 +559,13 @@ int cmd_chat(int argc, char ** argv) {
         rl_catch_signals = 0;  // Ctrl-C is ours (on_sigint), not libedit's
         rl_getc_function = chat_getc;
         const std::string hist = history_path(data_dir);
+        if (!hist.empty() && !db.empty()) {
+            // With --db nothing else made the data directory: the history needs it (private).
+            std::error_code ec;
+            if (!std::filesystem::exists(data_dir, ec) && std::filesystem::create_directories(data_dir, ec)) {
+                std::filesystem::permissions(data_dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+            }
+        }
         using_history();
         stifle_history(1000);
         if (!hist.empty()) read_history(hist.c_str());

@@ -622,6 +622,11 @@ class postgres_store : public store {
                 }
                 it.conversation_id = conversation_id;
                 it.seq             = ++seq;
+                // PostgreSQL's text holds no NUL: in the plain text and reasoning (what search
+                // and display read) one becomes U+FFFD; the JSON fields escape it anyway.
+                for (std::string * t : { &it.text, &it.reasoning }) {
+                    for (size_t at; (at = t->find('\0')) != std::string::npos;) t->replace(at, 1, "\xEF\xBF\xBD");
+                }
                 it.created_at      = t;
                 if (it.content_json.empty()) it.content_json = "[]";
                 error e = s.exec("INSERT INTO items (id, conversation_id, user_id, seq, type, role, author, content, text, reasoning, "
@@ -1047,8 +1052,11 @@ class postgres_store : public store {
     error connect(conn_ptr & out) {
         const std::string timeout = std::to_string(prm.connect_timeout_s);
         // Later keywords override earlier ones: the conninfo's own connect_timeout wins.
-        const char * keys[] = { "connect_timeout", "application_name", "client_encoding", "dbname", nullptr };
-        const char * vals[] = { timeout.c_str(), "muse", "UTF8", prm.conninfo.c_str(), nullptr };
+        // TCP keepalives: a database behind a cut network is found dead in about a minute,
+        // not after the system's TCP timeout.
+        const char * keys[] = { "connect_timeout", "application_name", "client_encoding", "keepalives", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "dbname", nullptr };
+        const char * vals[] = { timeout.c_str(), "muse", "UTF8", "1", "30", "10", "3", prm.conninfo.c_str(), nullptr };
         conn_ptr     c(PQconnectdbParams(keys, vals, 1));
         if (!c) return { ERROR_STORAGE, "cannot connect to " + where + ": out of memory" };
         if (PQstatus(c.get()) != CONNECTION_OK) {

@@ -21,6 +21,9 @@
 // is retried once on a new connection only when nothing of its call had run yet; a COMMIT
 // cut in flight is reported as failed (it may or may not have been applied).
 //
+// Text: PostgreSQL's text holds no NUL byte. An item's text or reasoning with one stores it as
+// U+FFFD; any other field with one is ERROR_INVALID_ARGUMENT.
+//
 // Erased rows: PostgreSQL keeps dead row versions until (auto)vacuum reclaims them; erase_user
 // and the freeing of a blob run VACUUM on the tables they touched (when the role may), so
 // an erased user's rows do not linger in the tables' pages. The server's WAL and backups are
