@@ -1,7 +1,9 @@
-// The store's contract (store/store.h), run on every implementation: SQLite in memory and
-// SQLite in a file (WAL, blobs on disk). A second implementation (PostgreSQL) joins by adding
-// its factory to the instantiation at the bottom.
+// The store's contract (store/store.h), run on every implementation: SQLite in memory,
+// SQLite in a file (WAL, blobs on disk), and PostgreSQL on a throwaway server the test starts
+// itself (pg-temp.h; skipped with the reason when PostgreSQL is not installed).
 
+#include "pg-temp.h"
+#include "store/postgres-store.h"
 #include "store/sqlite-store.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +14,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <sys/mount.h>
@@ -39,20 +42,48 @@ class store_test : public ::testing::TestWithParam<std::string> {
   protected:
     temp_dir               dir;
     std::unique_ptr<store> st;
+    std::string            pg_db;  // postgres: this test's own database
 
     std::string db_path() const { return GetParam() == "memory" ? ":memory:" : (dir.path / "muse.db").string(); }
+    bool        postgres() const { return GetParam() == "postgres"; }
 
-    void SetUp() override { ASSERT_FALSE(reopen()); }
+    void SetUp() override {
+        if (postgres()) {
+            pg_temp & pg = pg_temp::shared();
+            if (!pg.ok()) GTEST_SKIP() << pg.why();
+            pg_db = pg.create_database();
+            ASSERT_FALSE(pg_db.empty());
+        }
+        error e = reopen();
+        ASSERT_FALSE(e) << e.message;
+    }
+
+    void TearDown() override {
+        st.reset();
+        if (!pg_db.empty()) pg_temp::shared().drop_database(pg_db);
+    }
 
     error reopen(int version = -1) {
         st.reset();
+        if (postgres()) {
+            postgres_store_params p;
+            p.conninfo = pg_temp::shared().conninfo(pg_db);
+            return open_postgres_store(p, st);
+        }
         sqlite_store_params p;
         p.path           = db_path();
         p.schema_version = version;
         return open_sqlite_store(p, st);
     }
 
-    bool on_disk() const { return GetParam() != "memory"; }
+    bool on_disk() const { return GetParam() == "file"; }
+
+    // postgres: the first value of a query on this test's database.
+    std::string pg_value(const std::string & sql) {
+        std::string v;
+        EXPECT_TRUE(pg_temp::shared().sql(sql, pg_db, &v)) << sql;
+        return v;
+    }
 
     user_record user(const std::string & name, const std::string & key = "") {
         user_record u;
@@ -303,6 +334,7 @@ TEST_P(store_test, files_are_content_addressed_and_freed_with_their_last_referen
     EXPECT_EQ(fa.bytes, 100000);
     const fs::path blob = dir.path / "blobs" / fa.sha256.substr(0, 2) / fa.sha256;
     if (on_disk()) EXPECT_TRUE(fs::exists(blob));
+    if (postgres()) EXPECT_EQ(pg_value("SELECT COUNT(*) FROM blobs"), "1") << "one blob for both";
     ASSERT_FALSE(st->delete_file(a.id, fa.id));
     std::string content;
     file_record got;
@@ -310,12 +342,13 @@ TEST_P(store_test, files_are_content_addressed_and_freed_with_their_last_referen
     EXPECT_EQ(content, data);
     ASSERT_FALSE(st->delete_file(b.id, fb.id));
     if (on_disk()) EXPECT_FALSE(fs::exists(blob)) << "the last reference gone, the blob is deleted";
+    if (postgres()) EXPECT_EQ(pg_value("SELECT COUNT(*) FROM blobs"), "0") << "the last reference gone, the blob is deleted";
     EXPECT_EQ(st->put_file(a.id, "", "", "", "x", got).code, ERROR_INVALID_ARGUMENT);
     EXPECT_EQ(st->put_file(a.id, std::string(300, 'n'), "", "", "x", got).code, ERROR_INVALID_ARGUMENT);
     EXPECT_EQ(st->put_file("user_nobody", "n", "", "", "x", got).code, ERROR_NOT_FOUND);
 
     ASSERT_FALSE(st->put_file(a.id, "keep.txt", "text/plain", "vision", "kept across restarts", fa));
-    if (on_disk()) {
+    if (on_disk() || postgres()) {
         ASSERT_FALSE(reopen());
         ASSERT_FALSE(st->get_file(a.id, fa.id, got, &content));
         EXPECT_EQ(content, "kept across restarts");
@@ -439,6 +472,17 @@ TEST_P(store_test, erase_removes_every_trace_of_a_user) {
     ASSERT_EQ(il.size(), 1u);
     EXPECT_EQ(st->erase_user(a.id, "a").code, ERROR_NOT_FOUND);
 
+    if (postgres()) {
+        // No row of any table holds the canary (blobs' bytes read as text too).
+        EXPECT_EQ(pg_value("SELECT (SELECT COUNT(*) FROM users t WHERE t::text LIKE '%CANARY%') + "
+                           "(SELECT COUNT(*) FROM conversations t WHERE t::text LIKE '%CANARY%') + "
+                           "(SELECT COUNT(*) FROM items t WHERE t::text LIKE '%CANARY%') + "
+                           "(SELECT COUNT(*) FROM files t WHERE t::text LIKE '%CANARY%') + "
+                           "(SELECT COUNT(*) FROM audit t WHERE t::text LIKE '%CANARY%') + "
+                           "(SELECT COUNT(*) FROM blobs t WHERE encode(t.content, 'escape') LIKE '%CANARY%')"),
+                  "0");
+        EXPECT_EQ(pg_value("SELECT COUNT(*) FROM blobs"), "0");
+    }
     if (!on_disk()) return;
     // The canary's bytes are nowhere: not in the database, its WAL, or the blobs.
     size_t scanned = 0;
@@ -477,6 +521,7 @@ TEST_P(store_test, concurrent_writers_and_readers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(sqlite, store_test, ::testing::Values("memory", "file"));
+INSTANTIATE_TEST_SUITE_P(postgres, store_test, ::testing::Values("postgres"));
 
 // --- SQLite only: the file's settings, migration and versions -----------------------------
 
@@ -635,4 +680,200 @@ TEST(sqlite_store, a_full_disk_and_a_read_only_directory_are_storage_errors) {
         // Opening a WAL database needs its -shm: on a read-only directory that is refused, with the cause.
         EXPECT_EQ(oe.code, ERROR_STORAGE) << oe.message;
     }
+}
+
+// --- PostgreSQL only: what a shared database over a network adds
+
+namespace {
+
+struct pg_database {
+    std::string name;
+    pg_database() { name = pg_temp::shared().ok() ? pg_temp::shared().create_database() : ""; }
+    ~pg_database() { pg_temp::shared().drop_database(name); }
+};
+
+item_record pg_message(const std::string & text) {
+    item_record it;
+    it.type         = "message";
+    it.role         = "user";
+    it.text         = text;
+    it.content_json = nlohmann::json::array({ { { "type", "input_text" }, { "text", text } } }).dump();
+    return it;
+}
+
+}  // namespace
+
+TEST(postgres_store, a_database_that_cannot_be_reached_is_a_clear_error_naming_it) {
+    std::unique_ptr<store> st;
+    postgres_store_params  p;
+    p.conninfo = "postgresql://muse:s3cret-pw@/nowhere?host=/nonexistent-muse-dir";
+    error e    = open_postgres_store(p, st);
+    EXPECT_EQ(e.code, ERROR_STORAGE);
+    EXPECT_NE(e.message.find("/nonexistent-muse-dir"), std::string::npos) << e.message;
+    EXPECT_NE(e.message.find("nowhere"), std::string::npos) << e.message;
+    EXPECT_EQ(e.message.find("s3cret-pw"), std::string::npos) << "never the password: " << e.message;
+    EXPECT_FALSE(st);
+    p.conninfo = "postgresql://[::1";
+    EXPECT_EQ(open_postgres_store(p, st).code, ERROR_INVALID_ARGUMENT);
+    p.conninfo = "host=x connections=9";
+    EXPECT_EQ(open_postgres_store(p, st).code, ERROR_INVALID_ARGUMENT) << "an unknown keyword";
+    p.conninfo    = "host=/x";
+    p.connections = 0;
+    EXPECT_EQ(open_postgres_store(p, st).code, ERROR_INVALID_ARGUMENT);
+    EXPECT_EQ(postgres_describe("postgresql://ann:pw@db.example:6543/muse"), "PostgreSQL ann@db.example:6543/muse");
+    EXPECT_TRUE(postgres_is_url("postgres://x"));
+    EXPECT_FALSE(postgres_is_url("mysql://x"));
+}
+
+TEST(postgres_store, two_nodes_share_one_state) {
+    if (!pg_temp::shared().ok()) GTEST_SKIP() << pg_temp::shared().why();
+    pg_database db;
+    ASSERT_FALSE(db.name.empty());
+    postgres_store_params p;
+    p.conninfo = pg_temp::shared().conninfo(db.name);
+    // Two nodes start at once: the schema is created once (the advisory lock).
+    std::unique_ptr<store> a, b;
+    error                  ea, eb;
+    std::thread            ta([&] { ea = open_postgres_store(p, a); });
+    std::thread            tb([&] { eb = open_postgres_store(p, b); });
+    ta.join();
+    tb.join();
+    ASSERT_FALSE(ea) << ea.message;
+    ASSERT_FALSE(eb) << eb.message;
+    EXPECT_EQ(a->schema_version(), postgres_store_latest_version());
+    EXPECT_TRUE(a->shared());
+
+    user_record u;
+    ASSERT_FALSE(a->add_user("ann", false, key_digest("sk-ann"), u));
+    user_record seen;
+    ASSERT_FALSE(b->find_user_by_key(key_digest("sk-ann"), seen));
+    EXPECT_EQ(seen.id, u.id);
+    conversation_record c;
+    ASSERT_FALSE(a->create_conversation(u.id, "shared", "{}", c));
+
+    // Both nodes append to one conversation and create conversations at once: seq has no gap
+    // or duplicate, updated_at never repeats within the user.
+    std::atomic<int>         failures{ 0 };
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t) {
+        ts.emplace_back([&, t] {
+            store & s = t % 2 ? *a : *b;
+            for (int i = 0; i < 15; ++i) {
+                std::vector<item_record> it = { pg_message("t" + std::to_string(t) + " i" + std::to_string(i)) };
+                if (s.append_items(u.id, c.id, it)) failures++;
+                conversation_record x;
+                if (s.create_conversation(u.id, "c", "{}", x)) failures++;
+            }
+        });
+    }
+    for (auto & t : ts) t.join();
+    EXPECT_EQ(failures.load(), 0);
+    std::vector<item_record> all;
+    ASSERT_FALSE(b->list_items(u.id, c.id, 0, 1000, all));
+    ASSERT_EQ(all.size(), 60u);
+    for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].seq, (int64_t) i + 1);
+    std::vector<conversation_record> convs;
+    ASSERT_FALSE(a->list_conversations(u.id, 1000, 0, convs));
+    ASSERT_EQ(convs.size(), 61u);
+    std::set<int64_t> times;
+    for (const auto & x : convs) times.insert(x.updated_at);
+    EXPECT_EQ(times.size(), convs.size()) << "updated_at never repeats within a user";
+
+    // The per-minute request count is one for both nodes.
+    int allowed = 0;
+    for (int i = 0; i < 10; ++i) {
+        bool ok = false;
+        ASSERT_FALSE((i % 2 ? a : b)->take_request(u.id, 29000000, 5, ok));
+        allowed += ok;
+    }
+    EXPECT_EQ(allowed, 5);
+    bool ok = false;
+    ASSERT_FALSE(a->take_request(u.id, 29000001, 5, ok));
+    EXPECT_TRUE(ok) << "a new minute";
+    EXPECT_EQ(a->take_request("user_nobody", 29000001, 5, ok).code, ERROR_NOT_FOUND);
+
+    // A file put on one node is read on the other; deleted there, its blob goes.
+    file_record f, got;
+    ASSERT_FALSE(a->put_file(u.id, "n.txt", "text/plain", "user_data", "shared bytes", f));
+    std::string content;
+    ASSERT_FALSE(b->get_file(u.id, f.id, got, &content));
+    EXPECT_EQ(content, "shared bytes");
+    ASSERT_FALSE(b->delete_file(u.id, f.id));
+    std::string n;
+    ASSERT_TRUE(pg_temp::shared().sql("SELECT COUNT(*) FROM blobs", db.name, &n));
+    EXPECT_EQ(n, "0");
+}
+
+TEST(postgres_store, survives_a_restart_of_the_database) {
+    pg_temp & pg = pg_temp::shared();
+    if (!pg.ok()) GTEST_SKIP() << pg.why();
+    pg_database db;
+    ASSERT_FALSE(db.name.empty());
+    postgres_store_params p;
+    p.conninfo = pg.conninfo(db.name);
+    std::unique_ptr<store> st;
+    ASSERT_FALSE(open_postgres_store(p, st));
+    user_record u;
+    ASSERT_FALSE(st->add_user("rita", false, "", u));
+    conversation_record c;
+    ASSERT_FALSE(st->create_conversation(u.id, "before", "{}", c));
+    std::vector<item_record> first = { pg_message("said before the restart") };
+    ASSERT_FALSE(st->append_items(u.id, c.id, first));
+
+    ASSERT_TRUE(pg.stop_server());
+    std::vector<item_record> lost = { pg_message("said while it was down") };
+    error e = st->append_items(u.id, c.id, lost);
+    EXPECT_EQ(e.code, ERROR_STORAGE) << "the server's 503: " << e.message;
+    EXPECT_NE(e.message.find(pg.dir()), std::string::npos) << "names the database: " << e.message;
+    conversation_record got;
+    EXPECT_EQ(st->get_conversation(u.id, c.id, got).code, ERROR_STORAGE);
+
+    ASSERT_TRUE(pg.start_server());
+    // The next call connects again: no reopen of the store.
+    std::vector<item_record> after = { pg_message("said after") };
+    e = st->append_items(u.id, c.id, after);
+    ASSERT_FALSE(e) << e.message;
+    std::vector<item_record> all;
+    ASSERT_FALSE(st->list_items(u.id, c.id, 0, 100, all));
+    ASSERT_EQ(all.size(), 2u) << "nothing acknowledged is lost, nothing refused is stored";
+    EXPECT_EQ(all[0].text, "said before the restart");
+    EXPECT_EQ(all[1].text, "said after");
+    EXPECT_EQ(all[1].seq, 2);
+}
+
+TEST(postgres_store, long_texts_and_nul_bytes) {
+    pg_temp & pg = pg_temp::shared();
+    if (!pg.ok()) GTEST_SKIP() << pg.why();
+    pg_database db;
+    ASSERT_FALSE(db.name.empty());
+    postgres_store_params p;
+    p.conninfo = pg.conninfo(db.name);
+    std::unique_ptr<store> st;
+    ASSERT_FALSE(open_postgres_store(p, st));
+    user_record u;
+    ASSERT_FALSE(st->add_user("lena", false, "", u));
+    conversation_record c;
+    ASSERT_FALSE(st->create_conversation(u.id, "long", "{}", c));
+    // Near the item cap, all distinct words: stored whole, its start searchable.
+    std::string text = "zebrafirst ";
+    for (int i = 0; text.size() < 7u * 1024 * 1024; ++i) text += "w" + std::to_string(i) + " ";
+    std::vector<item_record> big = { pg_message(text) };
+    big[0].content_json = "[]";
+    error e = st->append_items(u.id, c.id, big);
+    ASSERT_FALSE(e) << e.message;
+    item_record got;
+    ASSERT_FALSE(st->get_item(u.id, big[0].id, got));
+    EXPECT_EQ(got.text.size(), text.size());
+    std::vector<search_hit> hits;
+    ASSERT_FALSE(st->search(u.id, "zebrafi", 10, hits));
+    EXPECT_EQ(hits.size(), 1u);
+    // A NUL in the plain text is kept as U+FFFD; in a title it is refused, naming it.
+    std::vector<item_record> nul = { pg_message(std::string("a\0b", 3)) };
+    ASSERT_FALSE(st->append_items(u.id, c.id, nul));
+    ASSERT_FALSE(st->get_item(u.id, nul[0].id, got));
+    EXPECT_EQ(got.text, "a\xEF\xBF\xBD" "b");
+    conversation_record x;
+    e = st->create_conversation(u.id, std::string("t\0t", 3), "{}", x);
+    EXPECT_EQ(e.code, ERROR_INVALID_ARGUMENT) << e.message;
+    EXPECT_NE(e.message.find("NUL"), std::string::npos) << e.message;
 }

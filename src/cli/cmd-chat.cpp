@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -56,6 +57,9 @@ const char * k_chat_help =
     "                       without keys); made on first use\n"
     "  --data-dir DIR       where conversations are kept (default: $MUSE_DATA_DIR, else\n"
     "                       $XDG_DATA_HOME/muse, else ~/.local/share/muse)\n"
+    "  --db URL             keep conversations in PostgreSQL instead (the database of several\n"
+    "                       `muse serve` nodes): postgres://USER@HOST/DB (default: $MUSE_DB);\n"
+    "                       the input history stays in the data directory\n"
     "\n"
     "and the model, mode and sampling options of `muse ask` (muse ask --help): --model, --mode,\n"
     "--max-tokens, --thinking-budget, --agents, --temp, --threads, --ctx, --system, ...\n"
@@ -416,7 +420,7 @@ std::string history_path(const std::string & data_dir) {
 int cmd_chat(int argc, char ** argv) {
     // Chat's own flags out; the rest are `muse ask`'s.
     std::vector<char *> rest = { argv[0], argv[1] };
-    std::string         data_flag, user = "local", open_id;
+    std::string         data_flag, db_flag, user = "local", open_id;
     bool                cont = false;
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
@@ -436,11 +440,13 @@ int cmd_chat(int argc, char ** argv) {
             fputs(k_chat_help, stdout);
             return EXIT_OK;
         }
-        if ((a == "--data-dir" || a == "--user" || a == "--conversation") && i + 1 >= argc) {
+        if ((a == "--data-dir" || a == "--db" || a == "--user" || a == "--conversation") && i + 1 >= argc) {
             fprintf(stderr, "muse chat: %s needs a value\n", a.c_str());
             return EXIT_USAGE;
         }
-        if (value("--data-dir", data_flag) || value("--user", user) || value("--conversation", open_id)) continue;
+        if (value("--data-dir", data_flag) || value("--db", db_flag) || value("--user", user) || value("--conversation", open_id)) {
+            continue;
+        }
         if (a == "--continue") {
             cont = true;
             continue;
@@ -467,9 +473,14 @@ int cmd_chat(int argc, char ** argv) {
     }
 
     // The store and the user first: a bad data directory fails before the model loads.
-    const std::string      data_dir = resolve_data_dir(data_flag);
+    const std::string data_dir = resolve_data_dir(data_flag);
+    const std::string db       = resolve_db(db_flag);
+    if (std::string bad = check_db(db); !bad.empty()) {
+        fprintf(stderr, "muse chat: %s\n", bad.c_str());
+        return EXIT_USAGE;
+    }
     std::unique_ptr<store> st;
-    if (error e = open_data_store(data_dir, st)) {
+    if (error e = open_data_store(data_dir, db, st)) {
         fprintf(stderr, "muse chat: %s\n", e.message.c_str());
         return exit_code_for(e.code);
     }
@@ -548,6 +559,13 @@ int cmd_chat(int argc, char ** argv) {
         rl_catch_signals = 0;  // Ctrl-C is ours (on_sigint), not libedit's
         rl_getc_function = chat_getc;
         const std::string hist = history_path(data_dir);
+        if (!hist.empty() && !db.empty()) {
+            // With --db nothing else made the data directory: the history needs it (private).
+            std::error_code ec;
+            if (!std::filesystem::exists(data_dir, ec) && std::filesystem::create_directories(data_dir, ec)) {
+                std::filesystem::permissions(data_dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+            }
+        }
         using_history();
         stifle_history(1000);
         if (!hist.empty()) read_history(hist.c_str());

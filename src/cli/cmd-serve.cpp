@@ -76,6 +76,10 @@ static const char * k_serve_help =
     "  --data-dir DIR          where users (muse users add) and uploaded files are kept (default:\n"
     "                          $MUSE_DATA_DIR, else $XDG_DATA_HOME/muse, else ~/.local/share/muse;\n"
     "                          :memory: keeps nothing). Its users' keys sign in beside --api-key's\n"
+    "  --db URL                keep users, conversations, files, quotas and responses in\n"
+    "                          PostgreSQL instead (postgres://USER:PASSWORD@HOST/DB; default:\n"
+    "                          $MUSE_DB): several nodes on one database share one state, and\n"
+    "                          its quotas hold across them (README, Scaling out)\n"
     "\n"
     "browsers:\n"
     "  --allow-origin ORIGIN   let pages from ORIGIN (https://app.example.com, or *) call the API;\n"
@@ -142,7 +146,7 @@ int cmd_serve(int argc, char ** argv) {
     std::signal(SIGPIPE, SIG_IGN);
     args          a(argc, argv, 2);
     server_params sp;
-    std::string   model_path, mmproj, key, key_file, host_allowed, data_dir;
+    std::string   model_path, mmproj, key, key_file, host_allowed, data_dir, db_flag;
     std::vector<std::string> keys_given, key_files;
     int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30, cache_prompts = 32;
     int32_t       max_files_mb = 64, max_request_mb = 256;
@@ -190,6 +194,7 @@ int cmd_serve(int argc, char ** argv) {
         if (a.value("--api-key", key)) { keys_given.push_back(key); continue; }
         if (a.value("--api-key-file", key_file)) { key_files.push_back(key_file); continue; }
         if (a.value("--data-dir", data_dir)) continue;
+        if (a.value("--db", db_flag)) continue;
         if (a.value("--allow-image-host", host_allowed)) { sp.image_hosts.push_back(host_allowed); continue; }
         if (a.flag("--no-web")) { sp.web = false; continue; }
         if (a.value("--metrics-key", sp.metrics_key)) continue;
@@ -229,6 +234,8 @@ int cmd_serve(int argc, char ** argv) {
     if (a.error.empty()) {
         if (std::string e = validate(sp, !keys_given.empty() || !key_files.empty()); !e.empty()) a.error = e;
     }
+    sp.db = resolve_db(db_flag);
+    if (a.error.empty()) a.error = check_db(sp.db);
     std::vector<backend_spec> remotes;
     for (const auto & u : backend_urls) {
         if (!a.error.empty()) break;
@@ -344,7 +351,7 @@ int cmd_serve(int argc, char ** argv) {
         for (const auto & s : rt->describe().rpc_servers) list += (list.empty() ? "" : ", ") + s;
         printf("  layers on RPC servers: %s (keep them on a trusted network)\n", list.c_str());
     }
-    printf("  data: %s\n", sp.data_dir == ":memory:" ? "in memory (gone when the server stops)" : sp.data_dir.c_str());
+    printf("  data: %s\n", describe_data(sp.data_dir, sp.db).c_str());
     printf("  API:      %s/v1  (OpenAI-compatible%s)\n", url.c_str(), keys_given.empty() && key_files.empty() ? "" : ", API key required");
     printf("listening on %s\n", url.c_str());
     fflush(stdout);

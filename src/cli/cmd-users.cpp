@@ -33,6 +33,8 @@ const char * k_users_help =
     "options:\n"
     "  --data-dir DIR       where Muse keeps its state (default: $MUSE_DATA_DIR, else\n"
     "                       $XDG_DATA_HOME/muse, else ~/.local/share/muse)\n"
+    "  --db URL             keep it in PostgreSQL instead, shared by several `muse serve`\n"
+    "                       nodes: postgres://USER@HOST/DB (default: $MUSE_DB)\n"
     "  --json               list: one JSON object per line\n"
     "  -h, --help           this help\n"
     "\n"
@@ -61,7 +63,7 @@ int cmd_users(int argc, char ** argv) {
         return argc < 3 ? EXIT_USAGE : EXIT_OK;
     }
     const std::string sub = argv[2];
-    std::string       name, data_dir, out_path;
+    std::string       name, data_dir, db_flag, out_path;
     bool              admin = false, as_json = false;
     int64_t           rpm = -1, tpd = -1;
     args              a(argc, argv, 3);
@@ -71,6 +73,7 @@ int cmd_users(int argc, char ** argv) {
             return EXIT_OK;
         }
         if (a.value("--data-dir", data_dir)) continue;
+        if (a.value("--db", db_flag)) continue;
         if (a.value("-o", out_path) || a.value("--output", out_path)) continue;
         if (a.flag("--admin")) { admin = true; continue; }
         if (a.flag("--json")) { as_json = true; continue; }
@@ -102,9 +105,14 @@ int cmd_users(int argc, char ** argv) {
         return EXIT_USAGE;
     }
 
-    const std::string      dir = resolve_data_dir(data_dir);
+    const std::string db = resolve_db(db_flag);
+    if (std::string bad = check_db(db); !bad.empty()) {
+        fprintf(stderr, "muse users: %s\n", bad.c_str());
+        return EXIT_USAGE;
+    }
+    const std::string      dir = db.empty() ? resolve_data_dir(data_dir) : describe_data("", db);
     std::unique_ptr<store> st;
-    if (error e = open_data_store(dir, st)) return fail(e);
+    if (error e = open_data_store(resolve_data_dir(data_dir), db, st)) return fail(e);
 
     if (sub == "add") {
         const std::string key = new_api_key();

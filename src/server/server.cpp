@@ -61,8 +61,8 @@ assistant_params assistant_params_for(const server_params & p) {
 static std::unique_ptr<store> open_store(const server_params & p, error & err, bool & has_keys) {
     std::unique_ptr<store> st;
     has_keys = false;
-    if (p.data_dir.empty()) return st;
-    if ((err = open_data_store(p.data_dir, st))) return nullptr;
+    if (p.data_dir.empty() && p.db.empty()) return st;
+    if ((err = open_data_store(p.data_dir, p.db, st))) return nullptr;
     int64_t n = 0;
     if ((err = st->count_keys(n))) return nullptr;
     has_keys = n > 0;
@@ -104,7 +104,17 @@ bool server::impl::within_quota(const std::string & user, http::response & res) 
                                     std::to_string(tokens) + " tokens today, UTC); it renews at midnight UTC, in the Retry-After seconds");
         }
     }
-    if (q.requests_per_minute > 0) {
+    if (q.requests_per_minute > 0 && db->shared()) {
+        // Nodes sharing the store count in it: the quota holds across them (per calendar
+        // minute, so a burst may straddle two minutes).
+        const int64_t now_s   = (int64_t) std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count();
+        bool          allowed = true;
+        if (!db->take_request(id, now_s / 60, q.requests_per_minute, allowed) && !allowed) {
+            return refuse(60 - now_s % 60, "your quota of " + std::to_string(q.requests_per_minute) +
+                                               " requests_per_minute is reached; retry after the Retry-After seconds");
+        }
+    } else if (q.requests_per_minute > 0) {
         const auto                  now = std::chrono::steady_clock::now();
         std::lock_guard<std::mutex> lk(quota_mu);
         auto &                      times = recent[user];
@@ -136,8 +146,15 @@ bool server::impl::authorized(const http::request & req, http::response & res, s
     bool              ok  = !key.empty() && keys.check(key, user);
     if (!ok && !key.empty() && db) {
         user_record u;
-        ok = !db->find_user_by_key(key_digest(key), u);
+        const error e = db->find_user_by_key(key_digest(key), u);
+        ok            = !e;
         if (ok) user = u.name;
+        if (e && e.code != ERROR_NOT_FOUND) {
+            // The store cannot say (its database is down): not the key's fault, retry later.
+            res.set_header("Retry-After", "5");
+            send_error(res, result_error(e));
+            return false;
+        }
     }
     if (!ok) {
         res.set_header("WWW-Authenticate", "Bearer");

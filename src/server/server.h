@@ -57,6 +57,8 @@ struct server_params {
     // Where users (`muse users add`) and uploaded files are stored ("" : files in memory, no
     // store users; ":memory:" : a store in memory). Users with keys there sign in beside --api-key's.
     std::string data_dir;
+    // A PostgreSQL URL (--db): the store is there instead, shared by every node on it.
+    std::string db;
     http::options transport;              // deadlines and connection caps (host/port/max_body from above)
 };
 

@@ -1,8 +1,8 @@
 #pragma once
 // The state layer: users and their API-key digests, conversations and their items, uploaded
 // files, quotas, and an audit log of administrative actions. One interface, implemented on
-// SQLite (store/sqlite-store.h, the default) and written so that another database (PostgreSQL)
-// runs the same test suite (tests/test-store.cpp).
+// SQLite (store/sqlite-store.h, the default) and on PostgreSQL (store/postgres-store.h, for
+// several nodes sharing one state); both run the same test suite (tests/test-store.cpp).
 //
 //     std::unique_ptr<muse::store> st;
 //     if (muse::error e = muse::open_sqlite_store({ .path = "/var/lib/muse/muse.db" }, st)) { ... }
@@ -188,6 +188,18 @@ class store {
 
     // The schema version this store is at (PRAGMA user_version for SQLite).
     virtual int schema_version() const = 0;
+
+    // Whether other processes (other Muse nodes) share this store (PostgreSQL): then the
+    // requests-per-minute quota is counted here (take_request), not in each node's memory.
+    virtual bool shared() const { return false; }
+    // Counts one request of the user in Unix minute `minute` unless `limit` are counted there
+    // already (allowed says which), atomically across every process sharing the store. Only
+    // a shared store implements it.
+    virtual error take_request(const std::string & user_id, int64_t minute, int64_t limit, bool & allowed) {
+        (void) user_id, (void) minute, (void) limit;
+        allowed = true;
+        return { ERROR_INTERNAL, "this store does not count requests per minute" };
+    }
 };
 
 // Caps on what one call may store (every field is checked; the message names the field).
