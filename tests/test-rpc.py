@@ -132,8 +132,12 @@ try:
         p.wait(timeout=60)
     out = "".join(seen)
     check("layers on RPC servers: " + endpoints.replace(",", ", ") in out, "muse serve prints the RPC servers (%s)" % out.strip()[-200:])
-    r = subprocess.run([muse, "serve", "--backend", "http://127.0.0.1:9", "--rpc", endpoints], capture_output=True, text=True, timeout=60)
-    check(r.returncode == 2 and "--rpc" in r.stderr, "muse serve --backend with --rpc: usage error (%s)" % r.stderr.strip())
+    # The local model on RPC beside a remote server: the server is checked at startup too.
+    closed = "http://127.0.0.1:%d" % free_port()
+    r = subprocess.run([muse, "serve", "--model", tiny, "--rpc", endpoints, "--backend", closed, "--port", "0", "--data-dir", ":memory:"],
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 1 and closed in r.stderr and "cannot be reached" in r.stderr,
+          "muse serve --rpc with an unreachable --backend: exit 1 naming it (%s)" % r.stderr.strip()[-200:])
 finally:
     for p, _ in servers:
         p.kill()

@@ -302,6 +302,38 @@ async function main() {
     await waitExit(lv.proc, 10000);
   }
 
+  // Budget forcing on the server: a model whose template opens the reasoning with a thinking tag (Qwen3.5's), a
+  // thinking budget of 8 tokens; llama-server closes the reasoning there (thinking_budget_tokens).
+  // A random model trips llama-server's output parser now and then, so a few seeds are tried;
+  // every answered one must keep the budget.
+  const llamaDir = execFileSync(path.join(__dirname, '..', '..', 'scripts', 'setup')).toString().trim().split('\n').pop();
+  const thinker = path.join(work, 'tiny-qwen3.gguf');
+  execFileSync(mkmodel, ['--family', 'qwen2', '--quiet', '--template', path.join(llamaDir, 'models', 'templates', 'Qwen3.5-4B.jinja'), '-o', thinker]);
+  const lt = await startLlamaServer(thinker);
+  let th = null;
+  try {
+    th = await startServer(muse, ['--backend', lt.url, '--quiet'], env);
+    const tokens = async (t) => (await (await fetch(`${lt.url}/tokenize`, { method: 'POST', body: JSON.stringify({ content: t }) })).json()).tokens.length;
+    const kept = [], unbounded = [];
+    for (let seed = 1; seed <= 6 && (kept.length < 2 || unbounded.length < 1); seed++) {
+      for (const budget of [8, 200]) {
+        const r = await fetch(`${th.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ messages: [{ role: 'user', content: 'Think about the sea.' }], mode: 'thinking', thinking_budget: budget,
+            max_tokens: 48, temperature: 1, seed }) });
+        if (r.status !== 200) continue;
+        const j = await r.json();
+        const n = await tokens(j.choices[0].message.reasoning_content || '');
+        (budget === 8 ? kept : unbounded).push(n);
+      }
+    }
+    check('budget forcing on llama-server: a budget of 8 closes the reasoning within it, a large one does not',
+      kept.length >= 2 && kept.every((n) => n <= 10) && unbounded.some((n) => n > 12), { kept, unbounded });
+  } finally {
+    if (th) { th.proc.kill('SIGTERM'); await waitExit(th.proc, 30000); }
+    lt.proc.kill('SIGKILL');
+    await waitExit(lt.proc, 10000);
+  }
+
   // Startup errors.
   const unreachable = await failing(['--backend', `http://127.0.0.1:${await freePort()}`]);
   check('an unreachable backend: exit 1, saying so', unreachable.code === 1 && /cannot be reached/.test(unreachable.err), unreachable);

@@ -165,6 +165,10 @@ std::string remote_request_body(const chat_request & req, const std::string & mo
     if (req.logprobs) b["logprobs"] = true;
     if (!req.cache_salt.empty()) b["cache_salt"] = req.cache_salt;  // vLLM's; others ignore it
     if (req.reasoning == REASONING_OFF) b["chat_template_kwargs"] = { { "enable_thinking", false } };
+    // Budget forcing on the server: llama-server closes the reasoning after this many tokens
+    // (for templates with thinking tags); servers that do not know the field ignore it, and
+    // max_tokens still bounds the whole answer.
+    if (req.reasoning != REASONING_OFF && req.reasoning_budget >= 0) b["thinking_budget_tokens"] = req.reasoning_budget;
     if (!req.json_schema.empty()) {
         const json schema = json::parse(req.json_schema, nullptr, false);
         if (schema.is_discarded()) {
