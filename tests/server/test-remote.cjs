@@ -80,7 +80,9 @@ function delayingProxy(upstream, delayMs) {
       up.end(Buffer.concat(chunks));
     }, delayMs));
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${server.address().port}`, server })));
+  const stats = { connections: 0 };
+  server.on('connection', () => { stats.connections++; });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${server.address().port}`, server, stats })));
 }
 
 // `muse serve ARGS` that must fail: its exit code and stderr.
@@ -228,6 +230,26 @@ async function main() {
     proxy.server.close();
     slowUp.proc.kill('SIGKILL');
     await waitExit(slowUp.proc, 10000);
+  }
+
+  // Connections are kept alive: twelve requests one after another reach the server over the
+  // same TCP connection (a proxy that adds no delay counts them).
+  const counting = await delayingProxy(fast.url, 0);
+  let kept = null;
+  try {
+    kept = await startServer(muse, ['--backend', counting.url, '--quiet'], env);
+    const before = counting.stats.connections;  // startup: /v1/models and /props
+    const statuses = [];
+    for (let c = 0; c < 12; c++) {
+      statuses.push((await fetch(`${kept.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: `Kept alive ${c}` }], max_tokens: 3, mode: 'instant', temperature: 0 }) })).status);
+    }
+    const opened = counting.stats.connections - before;
+    check('twelve requests in a row reuse one kept-alive connection to the server', statuses.every((x) => x === 200) && opened <= 1,
+      { opened, before, statuses });
+  } finally {
+    if (kept) { kept.proc.kill('SIGTERM'); await waitExit(kept.proc, 30000); }
+    counting.server.close();
   }
 
   // The local model beside a server, from a backends file with weights and limits; /v1/models
