@@ -4,6 +4,7 @@ const { spawn, execFileSync, spawnSync } = require('child_process');
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
+const zlib = require('zlib');
 
 let failures = 0, passes = 0;
 
@@ -53,6 +54,16 @@ async function metric(url, key, name) {
   const text = await r.text();
   const m = text.match(new RegExp(`^${name} ([0-9.eE+-]+)$`, 'm'));
   return m ? Number(m[1]) : NaN;
+}
+
+// One PNG chunk: length, type, data and CRC.
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(body) >>> 0);
+  return Buffer.concat([len, body, crc]);
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -115,4 +126,4 @@ function startPostgres() {
   return pg;
 }
 
-module.exports = { check, summary, startServer, waitExit, metric, waitFor, startPostgres };
+module.exports = { check, summary, startServer, waitExit, metric, waitFor, startPostgres, pngChunk };

@@ -9,7 +9,7 @@ const fs = require('fs');
 const path = require('path');
 const zlib = require('zlib');
 const { execFileSync } = require('child_process');
-const { check, summary, startServer, metric } = require('./lib.cjs');
+const { check, summary, startServer, metric, pngChunk } = require('./lib.cjs');
 
 const [muse, mkmodel, measureRun, work] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });
@@ -22,15 +22,6 @@ const RSS_CAP_MB = 300;   // peak RSS one hostile input may cost (muse ask: in a
 const TIME_CAP_S = 30;    // and wall time (generous: a loaded 2-core machine)
 
 // --- hostile inputs, generated -----------------------------------------------------------
-
-function pngChunk(type, data) {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(zlib.crc32(body) >>> 0);
-  return Buffer.concat([len, body, crc]);
-}
 
 // Deflates `total` zero bytes without ever holding them: a stream fed one zero block at a time.
 function deflateZeros(total) {

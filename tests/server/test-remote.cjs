@@ -15,7 +15,7 @@ const path = require('path');
 const zlib = require('zlib');
 const { spawn, execFileSync } = require('child_process');
 const OpenAI = require('openai');
-const { check, summary, startServer, waitExit, metric, waitFor } = require('./lib.cjs');
+const { check, summary, startServer, waitExit, metric, waitFor, pngChunk } = require('./lib.cjs');
 
 const [muse, mkmodel, llamaServer, work] = process.argv.slice(2);
 fs.rmSync(work, { recursive: true, force: true });
@@ -46,14 +46,7 @@ async function startLlamaServer(model, fixedPort, extra = []) {
 
 // A small RGB PNG (a gradient), for a picture in a request.
 function png(w, h) {
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(zlib.crc32(body) >>> 0);
-    return Buffer.concat([len, body, crc]);
-  };
+  const chunk = pngChunk;
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 2;
   const raw = Buffer.alloc((w * 3 + 1) * h);
