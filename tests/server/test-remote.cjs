@@ -64,6 +64,7 @@ function delayingProxy(upstream, delayMs) {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => setTimeout(() => {
+      if (stats.bodies.length < 64) stats.bodies.push(Buffer.concat(chunks).toString());
       const up = http.request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (ur) => {
         res.writeHead(ur.statusCode, ur.headers);
         ur.pipe(res);
@@ -73,7 +74,7 @@ function delayingProxy(upstream, delayMs) {
       up.end(Buffer.concat(chunks));
     }, delayMs));
   });
-  const stats = { connections: 0 };
+  const stats = { connections: 0, bodies: [] };
   server.on('connection', () => { stats.connections++; });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${server.address().port}`, server, stats })));
 }
@@ -240,6 +241,13 @@ async function main() {
     const opened = counting.stats.connections - before;
     check('twelve requests in a row reuse one kept-alive connection to the server', statuses.every((x) => x === 200) && opened <= 1,
       { opened, before, statuses });
+    // Its template renders tools: a thinking request offers Muse's tools to it.
+    const n0 = counting.stats.bodies.length;
+    await fetch(`${kept.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'What is 12 * 7?' }], mode: 'thinking', thinking_budget: 8, max_tokens: 4, temperature: 0 }) });
+    const thinking = counting.stats.bodies.slice(n0).filter((b) => b.includes('"messages"'));
+    check('a template with tools: a thinking request offers the tools', thinking.length >= 1 &&
+      thinking.some((b) => Array.isArray(JSON.parse(b).tools) && JSON.parse(b).tools.length > 0), thinking.map((b) => Object.keys(JSON.parse(b))));
   } finally {
     if (kept) { kept.proc.kill('SIGTERM'); await waitExit(kept.proc, 30000); }
     counting.server.close();
@@ -347,6 +355,28 @@ async function main() {
     if (th) { th.proc.kill('SIGTERM'); await waitExit(th.proc, 30000); }
     lt.proc.kill('SIGKILL');
     await waitExit(lt.proc, 10000);
+  }
+
+  // A model whose chat template cannot render tools (plain ChatML): llama-server's /props says
+  // so, and Muse offers no tools to it, as to such a local model.
+  const plain = path.join(work, 'tiny-chatml.gguf');
+  execFileSync(mkmodel, ['--family', 'qwen2', '--quiet', '--template', path.join(__dirname, '..', '..', 'bench', 'chatml.jinja'), '-o', plain]);
+  const lp = await startLlamaServer(plain);
+  const spy = await delayingProxy(lp.url, 0);
+  let np = null;
+  try {
+    np = await startServer(muse, ['--backend', spy.url, '--quiet'], env);
+    const meta = (await (await fetch(`${np.url}/v1/models`)).json()).data[0].meta;
+    const r = await fetch(`${np.url}/v1/chat/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'What is 12 * 7?' }], mode: 'thinking', thinking_budget: 8, max_tokens: 4, temperature: 0 }) });
+    const sent = spy.stats.bodies.filter((b) => b.includes('"messages"'));
+    check('a template without tools: /v1/models says so, and no request carries tools', meta.tools === false && sent.length >= 1 &&
+      sent.every((b) => !('tools' in JSON.parse(b))) && [200, 503].includes(r.status), { tools: meta.tools, sent: sent.length, status: r.status });
+  } finally {
+    if (np) { np.proc.kill('SIGTERM'); await waitExit(np.proc, 30000); }
+    spy.server.close();
+    lp.proc.kill('SIGKILL');
+    await waitExit(lp.proc, 10000);
   }
 
   // Startup errors.

@@ -204,6 +204,7 @@ struct remote_backend::impl {
     std::string   model;   // what the server serves (and is asked for)
     int32_t       n_ctx = 4096;
     bool          vision = false;  // the server takes images as pictures
+    bool          tools  = true;   // its chat template renders tools
     std::string   meta;    // caps().meta_json
 
     std::mutex                                    pool_mu;
@@ -529,7 +530,8 @@ std::unique_ptr<remote_backend> remote_backend::connect(const remote_params & p,
     // images: given, or llama-server's modalities.
     d->n_ctx  = p.n_ctx;
     d->vision = p.vision == 1;
-    if (d->n_ctx == 0 || p.vision < 0) {
+    {
+        // llama-server's /props (others answer 404, and the defaults stand).
         auto pr = cli->Get(d->ep.prefix + "/props", d->headers());
         if (pr && pr->status == 200) {
             const json props = json::parse(pr->body, nullptr, false);
@@ -541,12 +543,18 @@ std::unique_ptr<remote_backend> remote_backend::connect(const remote_params & p,
             if (p.vision < 0 && props.is_object() && props.contains("modalities") && props["modalities"].is_object()) {
                 d->vision = props["modalities"].value("vision", false) == true;
             }
+            // A chat template that cannot render tools: no tools are offered (as for a local
+            // model), so the server never parses its output for tool calls.
+            if (props.is_object() && props.contains("chat_template_caps") && props["chat_template_caps"].is_object() &&
+                props["chat_template_caps"].value("supports_tools", true) == false) {
+                d->tools = false;
+            }
         }
         if (d->n_ctx <= 0) d->n_ctx = 4096;
     }
     d->give_back(std::move(cli));
     d->meta = json({ { "backend", "remote" }, { "url", d->ep.origin + d->ep.prefix }, { "model", d->model }, { "n_ctx", d->n_ctx },
-                     { "vision", d->vision } }).dump();
+                     { "vision", d->vision }, { "tools", d->tools } }).dump();
     return std::unique_ptr<remote_backend>(new remote_backend(std::move(d)));
 }
 
@@ -586,7 +594,7 @@ backend_caps remote_backend::caps() const {
     c.vision           = d->vision;  // else images go as their OCR text
     c.grammar          = true;   // response_format json_schema
     c.logprobs         = true;
-    c.tools            = true;
+    c.tools            = d->tools;
     c.n_ctx            = d->n_ctx;
     c.max_prompt_bytes = (size_t) d->n_ctx * 16;  // no tokenizer here: a generous bound per token
     c.meta_json        = d->meta;
