@@ -42,6 +42,10 @@ static std::string eval_help() {
            "options:\n"
            "  -m, --model FILE    GGUF model, or tiny (Muse-Tiny) or smoke (default: $MUSE_MODEL, else tiny)\n"
            "  --rpc HOST:PORT,... the model's layers on ggml rpc-servers (trusted networks only)\n"
+           "  --backend URL       evaluate the model an OpenAI-compatible server serves (llama-server,\n"
+           "                      vLLM, another muse serve) instead of a local one; repeat it to spread\n"
+           "                      the questions over several servers of one model\n"
+           "  --backend-key KEY   its key; --backend-model NAME: the model to ask for\n"
            "  --modes LIST        comma-separated: instant, thinking, contemplating, auto\n"
            "                      (default: instant,thinking,contemplating)\n"
            "  --limit N           the first N questions only (default: all, at most 100000)\n"
@@ -77,7 +81,8 @@ int cmd_eval(int argc, char ** argv) {
     args        a(argc, argv, 2);
     std::string tasks_path, model_path, modes_list = "instant,thinking,contemplating", vote_name;
     int32_t     limit = 0, threads = 0, ctx = 0;
-    std::vector<std::string> rpc_servers;
+    std::vector<std::string> rpc_servers, backend_urls;
+    remote_params            remote;
     bool        as_json = false, quiet = false;
     int         verbose = 0;
     eval_params p;
@@ -88,6 +93,9 @@ int cmd_eval(int argc, char ** argv) {
             return EXIT_OK;
         }
         if (a.value("-m", model_path) || a.value("--model", model_path)) continue;
+        if (std::string u; a.value("--backend", u)) { backend_urls.push_back(u); continue; }
+        if (a.value("--backend-key", remote.api_key)) continue;
+        if (a.value("--backend-model", remote.model)) continue;
         if (a.value("--modes", modes_list)) continue;
         if (a.int_value("--limit", 1, (int64_t) k_eval_max_tasks, limit)) continue;
         if (a.limit_value(k_limit_agents, v)) { p.opt.agents = (int32_t) v; continue; }
@@ -164,18 +172,44 @@ int cmd_eval(int argc, char ** argv) {
     }
 
     set_log_verbosity(verbose);
-    int  rc = EXIT_OK;
-    auto rt = load_model("muse eval", model_path, "", threads, quiet || as_json,
-                         "note: using the generated smoke-test model (random weights: expect no right answers).\n"
-                         "      For a real measurement: muse eval TASKS --model /path/to/model.gguf\n", rc, nullptr, &rpc_servers);
-    if (!rt) return rc;
-    ask_options sizing = p.opt;
-    for (ask_mode m : p.modes) {
-        if (m == MODE_CONTEMPLATING || m == MODE_AUTO) sizing.mode = MODE_CONTEMPLATING;
-    }
-    if (error err = rt->start(engine_options_for(sizing, ctx, threads))) {
-        fprintf(stderr, "muse eval: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
+    std::unique_ptr<runtime> rt;
+    if (!backend_urls.empty()) {
+        if (!model_path.empty() || !rpc_servers.empty()) {
+            fprintf(stderr, "muse eval: --backend evaluates a server's model: leave out --model and --rpc\n");
+            return EXIT_USAGE;
+        }
+        std::vector<backend_spec> specs;
+        for (const auto & u : backend_urls) {
+            backend_spec s;
+            s.remote     = remote;
+            s.remote.url = u;
+            if (std::string bad = validate(s.remote); !bad.empty()) {
+                fprintf(stderr, "muse eval: --backend %s: %s\n", u.c_str(), bad.c_str());
+                return EXIT_USAGE;
+            }
+            specs.push_back(s);
+        }
+        error err;
+        rt = runtime::remote(specs, {}, err);
+        if (!rt) {
+            fprintf(stderr, "muse eval: --backend %s\n", err.message.c_str());
+            return err.code == ERROR_INVALID_ARGUMENT ? EXIT_USAGE : exit_code_for(err.code);
+        }
+        model_path = backend_urls.front();
+    } else {
+        int rc = EXIT_OK;
+        rt     = load_model("muse eval", model_path, "", threads, quiet || as_json,
+                            "note: using the generated smoke-test model (random weights: expect no right answers).\n"
+                            "      For a real measurement: muse eval TASKS --model /path/to/model.gguf\n", rc, nullptr, &rpc_servers);
+        if (!rt) return rc;
+        ask_options sizing = p.opt;
+        for (ask_mode m : p.modes) {
+            if (m == MODE_CONTEMPLATING || m == MODE_AUTO) sizing.mode = MODE_CONTEMPLATING;
+        }
+        if (error err = rt->start(engine_options_for(sizing, ctx, threads))) {
+            fprintf(stderr, "muse eval: %s\n", err.message.c_str());
+            return exit_code_for(err.code);
+        }
     }
 
     const bool    show = !quiet && !as_json && stderr_is_tty();

@@ -13,7 +13,7 @@ const http = require('http');
 const net = require('net');
 const path = require('path');
 const zlib = require('zlib');
-const { spawn, execFileSync } = require('child_process');
+const { spawn, execFileSync, spawnSync } = require('child_process');
 const OpenAI = require('openai');
 const { check, summary, startServer, waitExit, metric, waitFor, pngChunk } = require('./lib.cjs');
 
@@ -377,6 +377,27 @@ async function main() {
     spy.server.close();
     lp.proc.kill('SIGKILL');
     await waitExit(lp.proc, 10000);
+  }
+
+  // muse eval on a served model: Muse-Tiny behind llama-server, ten sums with known answers,
+  // Thinking at temperature 0.
+  const tiny = path.join(__dirname, '..', '..', 'models', 'muse-tiny.gguf');
+  const le = await startLlamaServer(tiny);
+  try {
+    const tasks = path.join(work, 'sums.jsonl');
+    const pairs = [[487, 356], [120, 905], [738, 264], [555, 445], [901, 99], [346, 782], [610, 207], [873, 128], [259, 641], [432, 519]];
+    fs.writeFileSync(tasks, pairs.map(([a, b], i) => JSON.stringify({ id: `s${i}`, question: `What is ${a} + ${b}?`, answer: String(a + b) })).join('\n') + '\n');
+    const out = execFileSync(muse, ['eval', tasks, '--backend', le.url, '--modes', 'thinking', '--temp', '0', '--json', '--quiet'],
+      { env: { ...process.env, ...env }, timeout: 300000 }).toString();
+    const rep = JSON.parse(out);
+    const row = (rep.modes || []).find((m) => m.mode === 'thinking') || {};
+    check('muse eval --backend: Muse-Tiny on llama-server answers the sums in Thinking', row.questions === 10 && row.correct >= 8 &&
+      String(rep.model_path) === le.url, { row, model: rep.model, model_path: rep.model_path });
+    const both = spawnSync(muse, ['eval', tasks, '--backend', le.url, '--model', 'tiny'], { env: { ...process.env, ...env } });
+    check('muse eval --backend with --model: a usage error', both.status === 2 && /leave out --model/.test(both.stderr.toString()), both.stderr.toString());
+  } finally {
+    le.proc.kill('SIGKILL');
+    await waitExit(le.proc, 10000);
   }
 
   // Startup errors.
