@@ -139,7 +139,7 @@ struct routing_backend::impl {
     // not clearly busier than the least loaded, then the rest by requests in flight per weight
     // (ties in turn). Members behind an open breaker come last, so that a request still has
     // somewhere to go when every member looks down.
-    std::vector<size_t> order(const chat_request & req, size_t key) {
+    std::vector<size_t> order(size_t key) {
         const size_t        n = members.size();
         std::vector<size_t> up, down;
         for (size_t i = 0; i < n; ++i) (available(i, false) ? up : down).push_back(i);
@@ -170,7 +170,6 @@ struct routing_backend::impl {
                 aff_moves++;
             }
         }
-        (void) req;
         up.insert(up.end(), down.begin(), down.end());
         return up;
     }
@@ -187,7 +186,7 @@ class routed_stream : public chat_stream {
         sid(id),
         req(std::move(r)),
         key(routing_backend::impl::start_key(req)),
-        candidates(d->order(req, key)) {
+        candidates(d->order(key)) {
         open_next();
     }
     ~routed_stream() override { release(); }
