@@ -283,12 +283,16 @@ async function polish() {
       await page.emulateMedia({ colorScheme: scheme });
       for (const [w, h] of [[390, 844], [768, 1024], [1400, 900]]) {
         await page.setViewportSize({ width: w, height: h });
+        // The page follows the width on matchMedia's change event, which fires after the resize
+        // is rendered: wait (bounded) for the state it must reach before measuring the layout.
+        const followed = await page.waitForFunction((want) => document.querySelector('#options').open === want, w >= 761, { timeout: 10000 })
+          .then(() => true, () => false);
         const l = await layout();
         check(`layout ${w}x${h} ${scheme}: nothing wider than the screen`, l.scrollW <= l.W && l.wide.length === 0, l);
         check(`layout ${w}x${h} ${scheme}: every mode button visible, whole and tappable`, l.modes.every((m) => m.visible && !m.clipped), l.modes);
         check(`layout ${w}x${h} ${scheme}: the header takes at most two rows, the placeholder fits`, l.header <= 100 && l.placeholder, l);
         check(`layout ${w}x${h} ${scheme}: the options are open on a wide screen, folded on a narrow one`,
-          await page.$eval('#options', (d) => d.open) === (w >= 761));
+          followed && await page.$eval('#options', (d) => d.open) === (w >= 761));
         for (const m of ['thinking', 'contemplating', 'auto', 'instant']) await page.click(`button[data-mode="${m}"]`);
         check(`layout ${w}x${h} ${scheme}: a tap picks the mode`, await page.$eval('button[data-mode="instant"]', (b) => b.getAttribute('aria-pressed')) === 'true');
         const shot = path.join(work, `web-${w}x${h}-${scheme}.png`);
