@@ -101,6 +101,9 @@ std::string ask_help() {
            "  --mmproj FILE       vision projector: --image then goes to the model as a picture\n"
            "  --rpc HOST:PORT,... spread the model's layers over ggml rpc-servers (trusted networks only:\n"
            "                      RPC has no authentication or encryption)\n"
+           "  --backend URL       the model an OpenAI-compatible server serves (llama-server, vLLM,\n"
+           "                      another muse serve) instead of a local one; repeat it for several\n"
+           "  --backend-key KEY   its key; --backend-model NAME: the model to ask for\n"
            "  --system TEXT       system prompt\n"
            "  --max-tokens N      answer tokens after reasoning (" +
            L(k_limit_max_tokens) +
@@ -163,6 +166,17 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, 
             }
             continue;
         }
+        if (std::string u; a.value("--backend", u)) {
+            if (a.error.empty()) {
+                remote_params rp = out.remote;
+                rp.url           = u;
+                if (std::string bad = validate(rp); !bad.empty()) a.error = "--backend " + u + ": " + bad;
+            }
+            out.backend_urls.push_back(u);
+            continue;
+        }
+        if (a.value("--backend-key", out.remote.api_key)) continue;
+        if (a.value("--backend-model", out.remote.model)) continue;
         if (a.value("--system", out.system_prompt)) continue;
         if (a.value("--mode", mode_name)) continue;
         if (a.value("--reasoning", reasoning)) continue;

@@ -9,6 +9,7 @@
 //
 // Thread safety: reentrant.
 
+#include "app/backends.h"
 #include "app/assistant.h"
 #include "safety-flags.h"
 
@@ -22,6 +23,8 @@ struct ask_flags {
     std::string              prompt, model_path, mmproj, system_prompt;
     std::vector<std::string> data_files, image_files;
     std::vector<std::string> rpc_servers;  // --rpc HOST:PORT,...
+    std::vector<std::string> backend_urls;  // --backend URL: a served model instead of a local one
+    remote_params            remote;        // --backend-key, --backend-model
     ask_options              opt;            // mode, limits, sampling, stops, schema
     int32_t                  threads = 0, ctx = 0;
     bool                     as_json = false, hide_reasoning = false, show_agents = false;

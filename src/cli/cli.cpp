@@ -164,4 +164,33 @@ std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const 
     return rt;
 }
 
+std::unique_ptr<runtime> connect_backends(const char * cmd, const std::vector<std::string> & urls, const remote_params & defaults,
+                                          const std::string & model_path, const std::string & mmproj,
+                                          const std::vector<std::string> & rpc, assistant_params door_params, int & exit_code) {
+    if (!model_path.empty() || !mmproj.empty() || !rpc.empty()) {
+        fprintf(stderr, "%s: --backend answers with a server's model: leave out --model, --mmproj and --rpc\n", cmd);
+        exit_code = EXIT_USAGE;
+        return nullptr;
+    }
+    std::vector<backend_spec> specs;
+    for (const auto & u : urls) {
+        backend_spec s;
+        s.remote     = defaults;
+        s.remote.url = u;
+        if (std::string bad = validate(s.remote); !bad.empty()) {
+            fprintf(stderr, "%s: --backend %s: %s\n", cmd, u.c_str(), bad.c_str());
+            exit_code = EXIT_USAGE;
+            return nullptr;
+        }
+        specs.push_back(s);
+    }
+    error err;
+    auto  rt = runtime::remote(specs, std::move(door_params), err);
+    if (!rt) {
+        fprintf(stderr, "%s: --backend %s\n", cmd, err.message.c_str());
+        exit_code = err.code == ERROR_INVALID_ARGUMENT ? EXIT_USAGE : exit_code_for(err.code);
+    }
+    return rt;
+}
+
 }  // namespace muse::cli

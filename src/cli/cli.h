@@ -48,6 +48,13 @@ std::unique_ptr<runtime> load_model(const char * cmd, std::string & path, const 
                                     bool quiet, const char * smoke_note, int & exit_code,
                                     bool * smoke = nullptr, const std::vector<std::string> * rpc_servers = nullptr);
 
+// --backend URL...: the assistant over those servers (a routing backend over several), for
+// muse ask, chat and eval. `model_path`, `mmproj` and `rpc` must be empty (a usage error naming
+// the flags otherwise). On failure prints one line prefixed with `cmd` and sets `exit_code`.
+std::unique_ptr<runtime> connect_backends(const char * cmd, const std::vector<std::string> & urls, const remote_params & defaults,
+                                          const std::string & model_path, const std::string & mmproj,
+                                          const std::vector<std::string> & rpc, assistant_params door_params, int & exit_code);
+
 // A one-line progress indicator on stderr when it is a terminal.
 void progress_line(const char * what, float fraction);
 void progress_done();

@@ -94,20 +94,26 @@ int cmd_ask(int argc, char ** argv) {
     if (int rc = read_attachments(f, in); rc >= 0) return rc;
 
     set_log_verbosity(f.verbose);
-    int  rc        = EXIT_OK;
-    bool generated = false;
-    auto rt = load_model("muse ask", f.model_path, f.mmproj, f.threads, f.as_json,
-                         "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
-                         "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated, &f.rpc_servers);
-    if (!rt) return rc;
+    int              rc        = EXIT_OK;
+    bool             generated = false;
     assistant_params door_params;
     if (std::string e = build_safety(f.safety, door_params.safety); !e.empty()) {
         fprintf(stderr, "muse ask: %s\n", e.c_str());
         return EXIT_USAGE;
     }
-    if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
-        fprintf(stderr, "muse ask: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
+    std::unique_ptr<runtime> rt;
+    if (!f.backend_urls.empty()) {
+        rt = connect_backends("muse ask", f.backend_urls, f.remote, f.model_path, f.mmproj, f.rpc_servers, door_params, rc);
+        if (!rt) return rc;
+    } else {
+        rt = load_model("muse ask", f.model_path, f.mmproj, f.threads, f.as_json,
+                        "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
+                        "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated, &f.rpc_servers);
+        if (!rt) return rc;
+        if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
+            fprintf(stderr, "muse ask: %s\n", err.message.c_str());
+            return exit_code_for(err.code);
+        }
     }
     if (f.opt.mode == MODE_THINKING && !rt->describe().supports_reasoning) {
         fprintf(stderr, "note: this model's chat template has no reasoning mode; answering directly.\n");

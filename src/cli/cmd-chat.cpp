@@ -507,19 +507,26 @@ int cmd_chat(int argc, char ** argv) {
 
     const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     set_log_verbosity(f.verbose);
-    int  rc = EXIT_OK;
-    auto rt = load_model("muse chat", f.model_path, f.mmproj, f.threads, !tty,
-                         "note: using the generated smoke-test model (random weights: its answers are meaningless).\n"
-                         "      For real answers: muse chat --model /path/to/model.gguf\n", rc, nullptr, &f.rpc_servers);
-    if (!rt) return rc;
+    int              rc = EXIT_OK;
     assistant_params door_params;
     if (std::string e = build_safety(f.safety, door_params.safety); !e.empty()) {
         fprintf(stderr, "muse chat: %s\n", e.c_str());
         return EXIT_USAGE;
     }
-    if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
-        fprintf(stderr, "muse chat: %s\n", err.message.c_str());
-        return exit_code_for(err.code);
+    std::unique_ptr<runtime> rt;
+    if (!f.backend_urls.empty()) {
+        rt = connect_backends("muse chat", f.backend_urls, f.remote, f.model_path, f.mmproj, f.rpc_servers, door_params, rc);
+        if (!rt) return rc;
+        f.model_path = rt->describe().name;
+    } else {
+        rt = load_model("muse chat", f.model_path, f.mmproj, f.threads, !tty,
+                        "note: using the generated smoke-test model (random weights: its answers are meaningless).\n"
+                        "      For real answers: muse chat --model /path/to/model.gguf\n", rc, nullptr, &f.rpc_servers);
+        if (!rt) return rc;
+        if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
+            fprintf(stderr, "muse chat: %s\n", err.message.c_str());
+            return exit_code_for(err.code);
+        }
     }
     std::string model_id = f.model_path.substr(f.model_path.find_last_of('/') + 1);
     if (model_id.size() > 5 && model_id.compare(model_id.size() - 5, 5, ".gguf") == 0) model_id.resize(model_id.size() - 5);

@@ -174,27 +174,9 @@ int cmd_eval(int argc, char ** argv) {
     set_log_verbosity(verbose);
     std::unique_ptr<runtime> rt;
     if (!backend_urls.empty()) {
-        if (!model_path.empty() || !rpc_servers.empty()) {
-            fprintf(stderr, "muse eval: --backend evaluates a server's model: leave out --model and --rpc\n");
-            return EXIT_USAGE;
-        }
-        std::vector<backend_spec> specs;
-        for (const auto & u : backend_urls) {
-            backend_spec s;
-            s.remote     = remote;
-            s.remote.url = u;
-            if (std::string bad = validate(s.remote); !bad.empty()) {
-                fprintf(stderr, "muse eval: --backend %s: %s\n", u.c_str(), bad.c_str());
-                return EXIT_USAGE;
-            }
-            specs.push_back(s);
-        }
-        error err;
-        rt = runtime::remote(specs, {}, err);
-        if (!rt) {
-            fprintf(stderr, "muse eval: --backend %s\n", err.message.c_str());
-            return err.code == ERROR_INVALID_ARGUMENT ? EXIT_USAGE : exit_code_for(err.code);
-        }
+        int rc = EXIT_OK;
+        rt     = connect_backends("muse eval", backend_urls, remote, model_path, "", rpc_servers, {}, rc);
+        if (!rt) return rc;
         model_path = backend_urls.front();
     } else {
         int rc = EXIT_OK;

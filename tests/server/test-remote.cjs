@@ -393,6 +393,13 @@ async function main() {
     const row = (rep.modes || []).find((m) => m.mode === 'thinking') || {};
     check('muse eval --backend: Muse-Tiny on llama-server answers the sums in Thinking', row.questions === 10 && row.correct >= 8 &&
       String(rep.model_path) === le.url, { row, model: rep.model, model_path: rep.model_path });
+    const ask = spawnSync(muse, ['ask', '--backend', le.url, '--mode', 'thinking', '--temp', '0', 'What is 487 + 356?'], { env: { ...process.env, ...env } });
+    check('muse ask --backend: Muse-Tiny on llama-server says 843', ask.status === 0 && ask.stdout.toString().trim().endsWith('843'),
+      [ask.status, ask.stdout.toString(), ask.stderr.toString()]);
+    const chat = spawnSync(muse, ['chat', '--backend', le.url, '--mode', 'thinking', '--temp', '0', '--data-dir', path.join(work, 'chat-data')],
+      { env: { ...process.env, ...env }, input: 'What is 120 + 905?\n' });
+    check('muse chat --backend: a piped question answered by the served model', chat.status === 0 && /\b1025\b/.test(chat.stdout.toString()),
+      [chat.status, chat.stdout.toString(), chat.stderr.toString()]);
     const both = spawnSync(muse, ['eval', tasks, '--backend', le.url, '--model', 'tiny'], { env: { ...process.env, ...env } });
     check('muse eval --backend with --model: a usage error', both.status === 2 && /leave out --model/.test(both.stderr.toString()), both.stderr.toString());
   } finally {
