@@ -804,15 +804,20 @@ TEST(postgres_store, two_nodes_share_one_state) {
     EXPECT_EQ(n, "0");
 }
 
+// A store on a database of its own (dropped with `db`).
+static void open_fresh(const pg_database & db, std::unique_ptr<store> & st) {
+    ASSERT_FALSE(db.name.empty());
+    postgres_store_params p;
+    p.conninfo = pg_temp::shared().conninfo(db.name);
+    ASSERT_FALSE(open_postgres_store(p, st));
+}
+
 TEST(postgres_store, survives_a_restart_of_the_database) {
     pg_temp & pg = pg_temp::shared();
     if (!pg.ok()) GTEST_SKIP() << pg.why();
-    pg_database db;
-    ASSERT_FALSE(db.name.empty());
-    postgres_store_params p;
-    p.conninfo = pg.conninfo(db.name);
+    pg_database            db;
     std::unique_ptr<store> st;
-    ASSERT_FALSE(open_postgres_store(p, st));
+    ASSERT_NO_FATAL_FAILURE(open_fresh(db, st));
     user_record u;
     ASSERT_FALSE(st->add_user("rita", false, "", u));
     conversation_record c;
@@ -844,12 +849,9 @@ TEST(postgres_store, survives_a_restart_of_the_database) {
 TEST(postgres_store, long_texts_and_nul_bytes) {
     pg_temp & pg = pg_temp::shared();
     if (!pg.ok()) GTEST_SKIP() << pg.why();
-    pg_database db;
-    ASSERT_FALSE(db.name.empty());
-    postgres_store_params p;
-    p.conninfo = pg.conninfo(db.name);
+    pg_database            db;
     std::unique_ptr<store> st;
-    ASSERT_FALSE(open_postgres_store(p, st));
+    ASSERT_NO_FATAL_FAILURE(open_fresh(db, st));
     user_record u;
     ASSERT_FALSE(st->add_user("lena", false, "", u));
     conversation_record c;
