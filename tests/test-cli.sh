@@ -59,6 +59,27 @@ MUSE_MODELS_DIR="$work/nowhere" "$muse" ask --model tiny "hi" 2> "$work/err.txt"
 check "a missing Muse-Tiny exits 3" test $rc -eq 3
 check "a missing Muse-Tiny says where it looked" grep -q "$work/nowhere/muse-tiny.gguf" "$work/err.txt"
 
+# Muse-Tiny was trained as a verifier too: given Contemplating's verifier prompt (the question
+# and one candidate), it checks by the inverse operation and ends with a verdict.
+check_prompt() { printf '%s\n\n---\nCheck the answer %s. End with "Verdict: right" or "Verdict: wrong".' "$1" "$2"; }
+"$muse" ask --model tiny --mode thinking --temp 0 --json "$(check_prompt 'What is 487 + 356?' 843)" > "$work/v-right.json" 2> /dev/null
+"$muse" ask --model tiny --mode thinking --temp 0 --json "$(check_prompt 'What is 487 + 356?' 853)" > "$work/v-wrong.json" 2> /dev/null
+"$muse" ask --model tiny --mode thinking --temp 0 --json "$(check_prompt 'What is 5593 - 657?' 4936)" > "$work/v-right2.json" 2> /dev/null
+check "Muse-Tiny verifies 487 + 356 = 843 by subtracting: right" node -e '
+  const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  if (!/^Check 843 - 356 against 487\./.test(j.reasoning_content) || !/Verdict: right/.test(j.content)) { console.error(j); process.exit(1); }' "$work/v-right.json"
+check "Muse-Tiny rejects 853: wrong" node -e '
+  const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  if (!/differ\./.test(j.reasoning_content) || !/Verdict: wrong/.test(j.content)) { console.error(j); process.exit(1); }' "$work/v-wrong.json"
+check "Muse-Tiny verifies 5593 - 657 = 4936 by adding: right" node -e '
+  const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  if (!/^Check 4936 \+ 657 against 5593\./.test(j.reasoning_content) || !/Verdict: right/.test(j.content)) { console.error(j); process.exit(1); }' "$work/v-right2.json"
+# Contemplating with --verify on Muse-Tiny: the vote (or the verified answer) is right.
+"$muse" ask --model tiny --mode contemplating --verify --agents 3 --temp 1 --seed 3 --json "What is 487 + 356?" > "$work/v-cont.json" 2> /dev/null
+check "contemplating --verify on Muse-Tiny answers 843" node -e '
+  const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
+  if (!/\b843\b/.test(j.content) || !["vote", "verified"].includes(j.aggregation)) { console.error(j.content, j.aggregation); process.exit(1); }' "$work/v-cont.json"
+
 # Muse-Tiny through muse eval on held-out problems: Thinking answers nearly all of them, and
 # Instant (no scratchpad) fewer. Greedy decoding on the committed model: the same every run.
 "$(dirname "$muse")/muse-tasks" --split test --digits 3 --count 30 --seed 7 -o "$work/tiny-tasks.jsonl"

@@ -90,6 +90,17 @@ e2="$(hash "$work/emb.gguf" token_embd.weight)"
 check "a resumed run keeps training the embeddings" grep -q "token embeddings trained" "$work/emb2.err"
 check "and they change again" test "$(hash "$work/emb.gguf" token_embd.weight)" != "$e2"
 
+# --p-verify: verifier examples in Contemplating's verifier prompt, checked by the inverse
+# operation, with a verdict of each kind.
+"$train" -m "$work/a.gguf" --task arith --digits 3 --p-reasoning 1 --p-verify 1 --data-seed 2 --show 12 -o "$work/unused.gguf" > "$work/verify.txt" 2>/dev/null
+check "verify: the verifier prompt" grep -q "Check the answer [0-9]*. End with \"Verdict: right\" or \"Verdict: wrong\"." "$work/verify.txt"
+check "verify: checked by the inverse operation" grep -q "^Check [0-9]* [-+] [0-9]* against [0-9]*\.$" "$work/verify.txt"
+check "verify: right verdicts" grep -q "the same.*" "$work/verify.txt"
+check "verify: wrong verdicts" grep -q "differ\." "$work/verify.txt"
+check "verify: the verdict is the answer" bash -c "grep -q '^Verdict: right' '$work/verify.txt' && grep -q '^Verdict: wrong' '$work/verify.txt'"
+"$train" -m "$work/a.gguf" "${data[@]}" --p-verify 1.5 -o "$work/x3.gguf" 2> "$work/err.txt"; rc=$?
+check "--p-verify 1.5 exits 2 naming the flag" bash -c "test $rc -eq 2 && grep -q -- '--p-verify' '$work/err.txt'"
+
 # A .jsonl file of chats is rendered with the model's chat template (reasoning included); a
 # plain text file is cut into windows; a bad line is named.
 printf '%s\n' '{"messages":[{"role":"user","content":"Hi there"},{"role":"assistant","reasoning_content":"A greeting.","content":"Hello!"}]}' \

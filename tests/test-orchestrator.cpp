@@ -33,6 +33,7 @@ int  solver_slot(const chat_request & r);
 bool is_solver(const chat_request & r) { return solver_slot(r) >= 0; }
 bool is_refiner(const chat_request & r) { return has(last_user(r), "Your earlier answer"); }
 bool is_synth(const chat_request & r) { return has(last_user(r), "Write the one best answer"); }
+bool is_verifier(const chat_request & r) { return has(last_user(r), "Check the answer "); }
 
 // The solver's position (0-based), from the role that opens its reasoning (tests use K <= 8).
 int solver_slot(const chat_request & r) {
@@ -649,6 +650,122 @@ TEST(orchestrator, refinement_round_shows_each_agent_the_others) {
     }
     EXPECT_EQ(refiners, 3);
     EXPECT_EQ(r.vote.votes, 3) << "the refined answers are the ones counted";
+}
+
+TEST(orchestrator, verdicts_are_read_from_the_end_of_an_answer) {
+    using muse::contemplating::parse_verdict;
+    EXPECT_EQ(parse_verdict("Verdict: right"), 1);
+    EXPECT_EQ(parse_verdict("I checked it.\n**Verdict:** Correct."), 1);
+    EXPECT_EQ(parse_verdict("verdict: wrong"), 0);
+    EXPECT_EQ(parse_verdict("Verdict: incorrect, it is 5"), 0);
+    EXPECT_EQ(parse_verdict("Verdict: right. On second thought, Verdict: wrong"), 0) << "the last verdict counts";
+    EXPECT_EQ(parse_verdict("Verdict: maybe"), -1);
+    EXPECT_EQ(parse_verdict("right"), -1);
+    EXPECT_EQ(parse_verdict(""), -1);
+}
+
+// Four solvers: three share a slip (617), one is right (5417); the verifiers check both.
+scripted_reply slipped_vote(const chat_request & q, const char * verdict_617, const char * verdict_5417) {
+    if (is_prefix(q)) return reply("");
+    if (is_verifier(q)) {
+        return reply(has(last_user(q), "Check the answer 617.") ? verdict_617 : verdict_5417, "checking");
+    }
+    return reply(solver_slot(q) == 2 ? "Final answer: 5417" : "Final answer: 617", "r");
+}
+
+TEST(orchestrator, a_verified_answer_beats_a_shared_slip) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: wrong", "Verdict: right"); });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate("What is 5335 + 82?", 4);
+    req.opt.verify   = true;
+    ask_result r     = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "verified");
+    EXPECT_EQ(r.answer, "5417");
+    EXPECT_EQ(r.vote.normalized, "617") << "the vote itself is reported as counted";
+    int verifiers = 0;
+    for (const auto & q : be.requests()) {
+        if (!is_verifier(q)) continue;
+        verifiers++;
+        EXPECT_EQ(q.sampling.temperature, 0.0f) << "a verdict is greedy";
+        EXPECT_TRUE(q.reasoning_budget > 0) << "a verifier reasons";
+        EXPECT_TRUE(has(last_user(q), "What is 5335 + 82?")) << "the question comes with the candidate";
+    }
+    EXPECT_EQ(verifiers, 2) << "one verifier per distinct answer";
+    int traced = 0;
+    for (const auto & a : r.agents) traced += a.kind == AGENT_VERIFIER;
+    EXPECT_EQ(traced, 2);
+}
+
+TEST(orchestrator, the_vote_stands_without_a_right_verdict_or_a_disagreement) {
+    {
+        // No answer found right (or no verdict at all): the vote stands.
+        scripted_backend be;
+        be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: wrong", "I am not sure."); });
+        orchestrator orch(be, builtin_tools());
+        ask_request  req = contemplate("What is 5335 + 82?", 4);
+        req.opt.verify   = true;
+        ask_result r     = orch.run(req);
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.aggregation, "vote");
+        EXPECT_EQ(r.answer, "617");
+    }
+    {
+        // Both found right: the more-voted one.
+        scripted_backend be;
+        be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: right", "Verdict: right"); });
+        orchestrator orch(be, builtin_tools());
+        ask_request  req = contemplate("What is 5335 + 82?", 4);
+        req.opt.verify   = true;
+        ask_result r     = orch.run(req);
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.aggregation, "vote");
+        EXPECT_EQ(r.answer, "617");
+    }
+    {
+        // Unanimous agents: nothing to check.
+        scripted_backend be;
+        be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 7", "r"); });
+        orchestrator orch(be, builtin_tools());
+        ask_request  req = contemplate("q", 3);
+        req.opt.verify   = true;
+        ask_result r     = orch.run(req);
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.aggregation, "vote");
+        for (const auto & q : be.requests()) EXPECT_FALSE(is_verifier(q));
+    }
+    {
+        // Off by default.
+        scripted_backend be;
+        be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: wrong", "Verdict: right"); });
+        orchestrator orch(be, builtin_tools());
+        ask_result   r = orch.run(contemplate("What is 5335 + 82?", 4));
+        ASSERT_FALSE(r.err) << r.err.message;
+        EXPECT_EQ(r.answer, "617");
+        for (const auto & q : be.requests()) EXPECT_FALSE(is_verifier(q));
+    }
+}
+
+TEST(orchestrator, at_most_three_answers_are_checked) {
+    scripted_backend be;
+    be.set_responder([](const chat_request & q) {
+        if (is_prefix(q)) return reply("");
+        if (is_verifier(q)) return reply(has(last_user(q), "answer 5.") ? "Verdict: right" : "Verdict: wrong", "c");
+        // Six agents, five different answers: 1 1 2 3 4 5.
+        static const char * answers[] = { "Final answer: 1", "Final answer: 1", "Final answer: 2",
+                                          "Final answer: 3", "Final answer: 4", "Final answer: 5" };
+        return reply(answers[solver_slot(q)], "r");
+    });
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate("q", 6);
+    req.opt.verify   = true;
+    ask_result r     = orch.run(req);
+    ASSERT_FALSE(r.err) << r.err.message;
+    int verifiers = 0;
+    for (const auto & q : be.requests()) verifiers += is_verifier(q);
+    EXPECT_EQ(verifiers, 3);
+    EXPECT_NE(r.answer, "5") << "the least-voted answer was never checked";
 }
 
 TEST(orchestrator, tool_loop_runs_the_calculator_and_continues_by_fork) {

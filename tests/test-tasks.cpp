@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <regex>
 #include <set>
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -130,6 +131,49 @@ TEST(tasks, every_answer_and_column_is_right) {
         }
         EXPECT_EQ(lines.back(), "So the answer is " + p.answer + ".") << p.reasoning;
     }
+}
+
+TEST(tasks, check_of_a_known_candidate) {
+    bool right = false;
+    EXPECT_EQ(check_reasoning(make_problem(OP_ADD, 487, 356), 843, right),
+              "Check 843 - 356 against 487.\n" + make_problem(OP_SUB, 843, 356).reasoning +
+                  "\n487 against 487: 7 and 7, 8 and 8, 4 and 4, the same.");
+    EXPECT_TRUE(right);
+    EXPECT_EQ(check_reasoning(make_problem(OP_ADD, 487, 356), 853, right),
+              "Check 853 - 356 against 487.\n" + make_problem(OP_SUB, 853, 356).reasoning +
+                  "\n497 against 487: 7 and 7, 9 and 8 differ.");
+    EXPECT_FALSE(right);
+    // A subtraction is checked by adding; a result longer than the first number differs in
+    // the digit the first number lacks.
+    EXPECT_EQ(check_reasoning(make_problem(OP_SUB, 5593, 657), 14936, right),
+              "Check 14936 + 657 against 5593.\n" + make_problem(OP_ADD, 14936, 657).reasoning +
+                  "\n15593 against 5593: 3 and 3, 9 and 9, 5 and 5, 5 and 5, 1 and 0 differ.");
+    EXPECT_FALSE(right);
+    EXPECT_THROW(check_reasoning(make_problem(OP_ADD, 5335, 82), 50, right), std::invalid_argument)
+        << "a sum below b cannot be checked by subtracting b";
+}
+
+TEST(tasks, checks_find_every_answer_right_and_every_slip_wrong) {
+    generator g({ .digits_min = 1, .digits_max = 5, .seed = 11, .p_hard = 0.5 });
+    int       kinds[3] = {};  // slips shorter, as long as, longer than the answer
+    for (int i = 0; i < 4000; ++i) {
+        const problem p     = g.next(SPLIT_TRAIN);
+        bool          right = false;
+        const std::string ok = check_reasoning(p, std::stoull(p.answer), right);
+        ASSERT_TRUE(right) << p.question;
+        ASSERT_EQ(ok.substr(ok.size() - 9), "the same.") << ok;
+        const uint64_t s = g.slip(p);
+        ASSERT_NE(std::to_string(s), p.answer) << p.question;
+        if (p.op == OP_ADD) ASSERT_GE(s, p.b) << p.question;
+        const std::string bad = check_reasoning(p, s, right);
+        ASSERT_FALSE(right) << p.question << " " << s;
+        ASSERT_EQ(bad.substr(bad.size() - 7), "differ.") << bad;
+        const size_t n = std::to_string(s).size(), m = p.answer.size();
+        kinds[n < m ? 0 : n == m ? 1 : 2]++;
+    }
+    EXPECT_GT(kinds[0], 300) << "dropped digits";
+    EXPECT_GT(kinds[1], 1500) << "digits off by one or swapped";
+    EXPECT_GT(kinds[2], 300) << "doubled digits";
 }
 
 TEST(tasks, the_test_split_never_meets_a_training_set) {

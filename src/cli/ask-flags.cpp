@@ -71,6 +71,8 @@ std::string ask_help() {
            L(k_limit_prune_threshold) +
            ")\n"
            "  --refine            contemplating: one debate round in which agents may revise\n"
+           "  --verify            contemplating: when the agents disagree, check each of the most-voted\n"
+           "                      answers (up to 3) with a verifier; an answer found right wins\n"
            "  --vote RULE         contemplating: weighted (default: each answer counts as sure as its\n"
            "                      agent was at its weakest stretch of tokens) or majority (one each)\n"
            "  --show-agents       contemplating: show the live agent view and every agent's answer\n"
@@ -200,6 +202,7 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, 
         if (a.flag("--no-planner")) { opt.planner = false; continue; }
         if (a.flag("--no-prune")) { opt.prune = false; continue; }
         if (a.flag("--refine")) { opt.refine = true; continue; }
+        if (a.flag("--verify")) { opt.verify = true; continue; }
         if (a.value("--vote", value)) {
             if (a.error.empty() && !parse_vote_rule(value, opt.vote)) {
                 a.error = "--vote must be weighted or majority, got '" + value + "'";

@@ -63,6 +63,7 @@ static std::string eval_help() {
            "  --no-planner        contemplating: skip the plan (one task)\n"
            "  --planner-budget N  contemplating: the planner's tokens, all told " + range(k_limit_planner_budget) + "\n"
            "  --no-prune          contemplating: never stop a low-confidence agent early\n"
+           "  --verify            contemplating: check the most-voted answers when the agents disagree\n"
            "  --vote RULE         contemplating: weighted (default) or majority, as in muse ask\n"
            "  --system TEXT       a system prompt before every question\n"
            "  -t, --threads N     CPU threads (default: all)\n"
@@ -110,6 +111,7 @@ int cmd_eval(int argc, char ** argv) {
         if (a.flag("--no-planner")) { p.opt.planner = false; continue; }
         if (a.limit_value(k_limit_planner_budget, v)) { p.opt.plan_tokens = (int32_t) v; continue; }
         if (a.flag("--no-prune")) { p.opt.prune = false; continue; }
+        if (a.flag("--verify")) { p.opt.verify = true; continue; }
         if (a.value("--vote", vote_name)) {
             if (a.error.empty() && !parse_vote_rule(vote_name, p.opt.vote)) {
                 a.error = "--vote must be weighted or majority, got '" + vote_name + "'";

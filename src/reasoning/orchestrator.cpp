@@ -15,6 +15,7 @@ const char * agent_kind_name(agent_kind k) {
         case AGENT_SOLVER:      return "solver";
         case AGENT_SYNTHESIZER: return "synthesizer";
         case AGENT_REFINER:     return "refiner";
+        case AGENT_VERIFIER:    return "verifier";
         case AGENT_ROUTER:      return "router";
     }
     return "?";

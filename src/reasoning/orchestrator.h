@@ -57,6 +57,9 @@ struct ask_options {
     int32_t prune_window    = 32;     // tokens, 4..4096
 
     bool    refine = false;  // contemplating: one debate round where each agent may revise
+    // contemplating: when the solvers disagree, a verifier (greedy, reasoning on) checks each of
+    // the most-voted answers (up to 3); an answer found right beats those found wrong.
+    bool    verify = false;
     // contemplating: how the solvers' answers count (answer.h): weighted by each agent's
     // weakest stretch of tokens (measured: +1 point over a plain count on Muse-Tiny), or one each
     vote_rule vote = VOTE_WEIGHTED;
@@ -109,7 +112,7 @@ struct ask_request {
     std::string cache_salt;
 };
 
-enum agent_kind { AGENT_ANSWER, AGENT_PLANNER, AGENT_SUBTASK, AGENT_SOLVER, AGENT_SYNTHESIZER, AGENT_REFINER, AGENT_ROUTER };
+enum agent_kind { AGENT_ANSWER, AGENT_PLANNER, AGENT_SUBTASK, AGENT_SOLVER, AGENT_SYNTHESIZER, AGENT_REFINER, AGENT_ROUTER, AGENT_VERIFIER };
 const char * agent_kind_name(agent_kind k);
 
 // One agent of a request: what it did (agents/agent.h) and the part it played.

@@ -580,6 +580,7 @@ api_error parse_chat_request(const json & body, const api_limits & lim, chat_api
     opt.plan_tokens = std::min(opt.plan_tokens, (int32_t) api_max(lim, k_limit_planner_budget));
     if (api_error e = get_bool(body, "prune", opt.prune)) return e;
     if (api_error e = get_bool(body, "refine", opt.refine)) return e;
+    if (api_error e = get_bool(body, "verify", opt.verify)) return e;
     std::string vote_name;
     if (api_error e = get_string(body, "vote", 32, present, vote_name)) return e;
     if (present && !parse_vote_rule(vote_name, opt.vote)) {

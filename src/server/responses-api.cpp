@@ -128,7 +128,7 @@ api_error parse_responses_request(const ojson & body, const ojson & history, res
     ojson & c = out.chat;
     c         = { { "messages", messages } };
     for (const char * k : { "temperature", "top_p", "top_k", "min_p", "seed", "mode", "agents", "thinking_budget", "planner", "planner_budget", "prune",
-                            "refine", "vote", "cache_salt", "tool_choice", "parallel_tool_calls", "model" }) {
+                            "refine", "verify", "vote", "cache_salt", "tool_choice", "parallel_tool_calls", "model" }) {
         if (body.contains(k)) c[k] = body[k];
     }
     if (body.contains("max_output_tokens") && !body["max_output_tokens"].is_null()) c["max_tokens"] = body["max_output_tokens"];

@@ -191,6 +191,8 @@ async function main() {
       messages: [{ role: 'user', content: 'hi' }] }), 400, (e) => /temperature/.test(e.message) && e.param === 'temperature');
     await expectError('agents 99: 400', client.chat.completions.create({ model, agents: 99, messages: [{ role: 'user', content: 'hi' }] }), 400,
       (e) => /agents/.test(e.message));
+    await expectError('verify not a boolean: 400 naming the field', client.chat.completions.create({ model, verify: 'yes',
+      messages: [{ role: 'user', content: 'hi' }] }), 400, (e) => /verify/.test(e.message));
     await expectError('max_tokens over the cap: 400', client.chat.completions.create({ model, max_tokens: 100000,
       messages: [{ role: 'user', content: 'hi' }] }), 400, (e) => /max_tokens/.test(e.message));
     const notJson = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' }, body: '{"messages": [' });

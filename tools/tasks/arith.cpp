@@ -1,5 +1,6 @@
 #include "arith.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace muse::tasks {
@@ -82,6 +83,28 @@ problem make_problem(op_t op, uint64_t a, uint64_t b) {
     return p;
 }
 
+std::string check_reasoning(const problem & p, uint64_t candidate, bool & right) {
+    if (p.op == OP_ADD && candidate < p.b) throw std::invalid_argument("an addition's candidate below b");
+    const op_t        inv   = p.op == OP_ADD ? OP_SUB : OP_ADD;
+    const problem     back  = make_problem(inv, candidate, p.b);
+    const std::string got   = back.answer, want = str(p.a);
+    std::string       r     = "Check " + str(candidate) + (inv == OP_ADD ? " + " : " - ") + str(p.b) + " against " + want +
+                        ".\n" + back.reasoning + "\n" + got + " against " + want + ": ";
+    const size_t      n     = std::max(got.size(), want.size());
+    right                   = true;
+    for (size_t i = 0; i < n; ++i) {
+        const char x = i < got.size() ? got[got.size() - 1 - i] : '0';
+        const char y = i < want.size() ? want[want.size() - 1 - i] : '0';
+        r += std::string(i ? ", " : "") + x + " and " + y;
+        if (x != y) {
+            right = false;
+            r += " differ.";
+            return r;
+        }
+    }
+    return r + ", the same.";
+}
+
 bool held_out(op_t op, uint64_t a, uint64_t b) {
     const uint64_t h = mix64(mix64(a * 0x9e3779b97f4a7c15ULL + (uint64_t) op) ^ (b + 0x632be59bd9b4e019ULL));
     return h % 10 == 0;
@@ -133,6 +156,24 @@ void generator::hard(op_t op, uint64_t & a, uint64_t & b) {
         const uint64_t unit = pow10(run);
         a = a / unit * unit + (unit - 1);
         if (b % 10 == 0) b += 1 + below(9);  // stays within its length: the last digit was 0
+    }
+}
+
+uint64_t generator::slip(const problem & p) {
+    for (;;) {
+        std::string  s = p.answer;
+        const size_t i = (size_t) below(s.size());
+        switch (below(4)) {
+            case 0: s[i] = (char) ('0' + ((s[i] - '0') + (below(2) ? 1 : 9)) % 10); break;  // off by one
+            case 1: if (s.size() > 1) s.erase(i, 1); break;                                  // dropped
+            case 2: s.insert(i, 1, s[i]); break;                                             // doubled
+            default: if (i + 1 < s.size()) std::swap(s[i], s[i + 1]); break;                  // swapped
+        }
+        if (s.size() > 1 && s[0] == '0') continue;
+        if (s.size() > 19) continue;
+        const uint64_t v = std::stoull(s);
+        if (s == p.answer || (p.op == OP_ADD && v < p.b)) continue;
+        return v;
     }
 }
 

@@ -34,6 +34,16 @@ struct problem {
 // The problem for a op b, with its scratchpad.
 problem make_problem(op_t op, uint64_t a, uint64_t b);
 
+// A verifier's check of a candidate answer to p: the inverse operation's scratchpad (the
+// candidate minus b for an addition, the candidate plus b for a subtraction), then its result
+// compared with the question's first number digit by digit, right to left, up to the first
+// pair that differs:
+//   "Check 843 - 356 against 487.\n843 - 356: ...\nSo the answer is 487.\n
+//    487 against 487: 7 and 7, 8 and 8, 4 and 4, the same."
+// `right` says whether the candidate is the answer. Throws std::invalid_argument when the
+// candidate cannot be checked this way (an addition's candidate below b).
+std::string check_reasoning(const problem & p, uint64_t candidate, bool & right);
+
 // True when the problem belongs to the held-out test split.
 bool held_out(op_t op, uint64_t a, uint64_t b);
 
@@ -56,6 +66,9 @@ class generator {
     explicit generator(const generator_params & p);
     // The next problem of `split` (drawn until one of that split comes).
     problem next(split_t split);
+    // A wrong answer to p of the kind a solver's slip gives (a digit off by one, dropped,
+    // doubled, or two digits swapped), never p's answer; for an addition, at least p.b.
+    uint64_t slip(const problem & p);
 
   private:
     uint64_t         next_u64();

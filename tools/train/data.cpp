@@ -121,13 +121,24 @@ class arith_source : public packer {
         const tasks::problem p = gen.next(tasks::SPLIT_TRAIN);
         std::uniform_real_distribution<double> u(0.0, 1.0);
         const bool reason  = u(rng) < spec.p_reasoning;
-        const bool harness = reason && u(rng) < spec.p_harness;
+        const bool verify  = reason && spec.p_verify > 0 && u(rng) < spec.p_verify;
+        const bool harness = reason && !verify && u(rng) < spec.p_harness;
         const int  agent   = (int) (rng() % 8);
         common_chat_msg user, assistant;
         user.role      = "user";
         user.content   = p.question;
         assistant.role = "assistant";
-        if (harness) {
+        if (verify) {
+            // Contemplating's verifier prompt: one candidate, right or a solver's kind of slip.
+            const uint64_t cand = rng() % 2 ? std::stoull(p.answer) : gen.slip(p);
+            bool           right = false;
+            chat_message   q;
+            q.role    = "user";
+            q.content = p.question;
+            user.content = with_suffix({ q }, contemplating::verifier_suffix(std::to_string(cand))).back().content;
+            assistant.reasoning_content = tasks::check_reasoning(p, cand, right);
+            assistant.content           = std::string("Verdict: ") + (right ? "right" : "wrong");
+        } else if (harness) {
             // Contemplating's solver prompt: the answer format after the question, the agent's
             // role opening its reasoning (reasoning/contemplating/prompts.h).
             chat_message q;

@@ -42,6 +42,8 @@ static const char * k_help =
     "    --digits N|A-B   operand length (default 1-4)\n"
     "    --p-reasoning P  share of answers with the scratchpad as reasoning (default 0.5)\n"
     "    --p-harness P    share of those in Contemplating's solver prompt shape (default 0.25)\n"
+    "    --p-verify P     share of those that check a candidate answer, right or slipped, in\n"
+    "                     Contemplating's verifier prompt (default 0)\n"
     "    --p-hard P       share of problems drawn from hard cases: operands of different lengths,\n"
     "                     subtractions with leading zeros, runs of carries (default 0)\n"
     "    --p-sub P        share of subtractions (default 0.5)\n"
@@ -154,6 +156,7 @@ int main(int argc, char ** argv) {
         else if (a == "--p-reasoning") opt.data.p_reasoning = real("--p-reasoning", 0, 1);
         else if (a == "--p-harness") opt.data.p_harness = real("--p-harness", 0, 1);
         else if (a == "--p-hard") opt.data.p_hard = real("--p-hard", 0, 1);
+        else if (a == "--p-verify") opt.data.p_verify = real("--p-verify", 0, 1);
         else if (a == "--p-sub") opt.data.p_sub = real("--p-sub", 0, 1);
         else if (a == "--data-seed") opt.data.seed = (uint64_t) integer("--data-seed", 0, 1LL << 62);
         else if (a == "--steps") opt.steps = integer("--steps", 1, 100000000);

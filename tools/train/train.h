@@ -51,6 +51,7 @@ struct data_spec {
     int         digits_min = 1, digits_max = 4;
     double      p_reasoning = 0.5;   // share of examples with the scratchpad as reasoning
     double      p_harness   = 0.25;  // share of reasoning examples in contemplating's prompt shape
+    double      p_verify    = 0.0;   // share of reasoning examples that check a candidate (a verifier's)
     double      p_hard      = 0.0;   // share of problems from the hard cases (tasks::generator_params)
     double      p_sub       = 0.5;   // share of subtractions
     uint64_t    seed        = 1;

@@ -12,6 +12,37 @@
 
 namespace muse::contemplating {
 
+std::vector<ballot> collect_ballots(contemplation & c, std::vector<ask_agent_trace> * answered,
+                                    std::vector<ask_agent_trace> * pruned) {
+    std::vector<int> final_idx;
+    {
+        std::lock_guard<std::mutex> lk(c.mu);
+        final_idx = c.final_idx;
+    }
+    std::vector<ballot> ballots;
+    for (int idx : final_idx) {
+        ask_agent_trace t = c.ctx.trace(idx);
+        if (t.pruned) {
+            if (pruned) pruned->push_back(t);
+            continue;
+        }
+        if (t.err || t.answer.empty()) {
+            continue;
+        }
+        ballot b;
+        b.agent      = t.index;
+        b.answer     = extract_answer(t.answer);
+        b.confidence = t.confidence;
+        b.has_weight = t.scored_tokens > 0;
+        b.log_weight = t.weakest_logprob;
+        if (b.answer.kind != ANSWER_NONE) {
+            ballots.push_back(b);
+        }
+        if (answered) answered->push_back(std::move(t));
+    }
+    return ballots;
+}
+
 static void aggregate(contemplation & c) {
     ask_context &       ctx      = c.ctx;
     const ask_options & opt      = c.opt;
@@ -26,27 +57,9 @@ static void aggregate(contemplation & c) {
     std::vector<ask_agent_trace> answered, pruned;
     std::map<int, int>           agent_no;  // trace index -> N in "Agent N, <role>:"
     for (size_t i = 0; i < final_idx.size(); ++i) {
-        const int idx     = final_idx[i];
-        agent_no[idx]     = (int)i + 1;
-        ask_agent_trace t = trace(idx);
-        if (t.pruned) {
-            pruned.push_back(t);
-        } else if (!t.err && !t.answer.empty()) {
-            answered.push_back(t);
-        }
+        agent_no[final_idx[i]] = (int) i + 1;
     }
-    std::vector<ballot> ballots;
-    for (size_t i = 0; i < answered.size(); ++i) {
-        ballot b;
-        b.agent      = answered[i].index;
-        b.answer     = extract_answer(answered[i].answer);
-        b.confidence = answered[i].confidence;
-        b.has_weight = answered[i].scored_tokens > 0;
-        b.log_weight = answered[i].weakest_logprob;
-        if (b.answer.kind != ANSWER_NONE) {
-            ballots.push_back(b);
-        }
-    }
+    const std::vector<ballot> ballots = collect_ballots(c, &answered, &pruned);
 
     // The synthesiser reads the candidates and writes one answer, with reasoning off: the
     // solvers did the reasoning, and it runs alone after them, on the request's critical path
@@ -98,6 +111,37 @@ static void aggregate(contemplation & c) {
     for (const auto & e : vr.tally) {
         most_votes = std::max(most_votes, e.votes);
     }
+    // Verification (verify.cpp): the most-voted answer a verifier found right stands, whether
+    // or not the vote chose it; without such an answer the vote stands.
+    const vote_tally_entry * verified = nullptr;
+    std::string              verify_note;
+    {
+        std::vector<vote_tally_entry> checked;
+        std::vector<int>              verify_idx;
+        {
+            std::lock_guard<std::mutex> lk(c.mu);
+            checked    = c.checked;
+            verify_idx = c.verify_idx;
+        }
+        std::string right, wrong, unsure;
+        for (size_t i = 0; i < checked.size() && i < verify_idx.size(); ++i) {
+            if (verify_idx[i] < 0) continue;
+            const int v = parse_verdict(trace(verify_idx[i]).answer);
+            std::string & to = v == 1 ? right : v == 0 ? wrong : unsure;
+            to += (to.empty() ? "" : ", ") + checked[i].display;
+            if (v == 1 && verified == nullptr) {
+                for (const auto & e : vr.tally) {
+                    if (e.normalized == checked[i].normalized) verified = &e;
+                }
+            }
+        }
+        if (!checked.empty()) {
+            verify_note = "; checked" + (right.empty() ? "" : " right: " + right) +
+                          (wrong.empty() ? "" : std::string(right.empty() ? "" : ";") + " wrong: " + wrong) +
+                          (unsure.empty() ? "" : std::string(right.empty() && wrong.empty() ? "" : ";") + " no verdict: " + unsure);
+        }
+    }
+    const bool vote_stands = vr.decided && most_votes >= 2;
     if (answered.empty() && !pruned.empty()) {
         // Every branch was pruned: their unfinished reasoning is all there is. Confidence 0:
         // no branch finished with enough confidence.
@@ -138,7 +182,19 @@ static void aggregate(contemplation & c) {
         reasoning  = answered[0].reasoning;
         confidence = std::exp(answered[0].confidence);
         summary    = "one agent answered";
-    } else if (vr.decided && most_votes >= 2) {
+    } else if (verified != nullptr && !(vote_stands && verified->normalized == vr.normalized)) {
+        method     = "verified";
+        answer     = verified->display;
+        confidence = verified->weight;
+        for (const auto & t : answered) {
+            if (t.index == verified->agents[0]) {  // its first agent speaks for it
+                reasoning = t.reasoning;
+            }
+        }
+        summary = "verified: " + verified->display + " (" + std::to_string(verified->votes) + " of " +
+                  std::to_string(answered.size()) + " agents" +
+                  (vote_stands ? ", over the vote's " + vr.display : "") + ")" + verify_note;
+    } else if (vote_stands) {
         method     = "vote";
         confidence = vr.weighted ? vr.weight : (double) vr.votes / (double) answered.size();
         answer     = vr.display;
@@ -150,7 +206,7 @@ static void aggregate(contemplation & c) {
         summary = "vote: " + vr.display + " with " + std::to_string(vr.votes) + " of " +
                   std::to_string(answered.size()) + " agents" +
                   (vr.weighted ? ", " + std::to_string((int) std::lround(100 * vr.weight)) + "% of the weight" : "") +
-                  (vr.tie ? " (tie broken by " + vr.tie_break + ")" : "");
+                  (vr.tie ? " (tie broken by " + vr.tie_break + ")" : "") + verify_note;
     } else {
         take(synthesize(answered, false));
         method = "synthesis";

@@ -3,7 +3,7 @@
 //
 //   [prefix] → [plan] ─(adds)→ [sub-task ‖ ...] → [shared prefix] → [solver ‖ ... ‖ solver]
 //                                                   (submitted, awaited beside the solvers)
-//            → [check] → [refine ‖ ...] → [aggregate]
+//            → [check] → [refine ‖ ...] → [verify ‖ ...] → [aggregate]
 //
 // The plan step grows the graph once the plan is known (plan.cpp adds the sub-tasks and the
 // solver phase). Without a planner the graph starts at the shared prefix. The solvers are
@@ -47,7 +47,16 @@ struct contemplation {
     std::vector<int>             solver_idx;  // trace index per solver
     std::vector<ask_agent_trace> solved;      // the solvers' traces, once they all ended
     std::vector<int>             final_idx;   // the answering agent per slot (a refiner, or the solver)
+
+    // verifiers (opt.verify, when the answers disagree)
+    std::vector<vote_tally_entry> checked;     // the answers checked, most votes first
+    std::vector<int>              verify_idx;  // trace index per checked answer (-1: not run)
 };
+
+// The answering agents' ballots (final_idx's traces with an extractable answer); `answered`
+// and `pruned` receive the traces that answered and that were pruned.
+std::vector<ballot> collect_ballots(contemplation & c, std::vector<ask_agent_trace> * answered,
+                                    std::vector<ask_agent_trace> * pruned);
 
 using state = std::shared_ptr<contemplation>;
 
@@ -59,6 +68,8 @@ std::vector<int> add_subtasks(const state & st, step_graph & g, int after);  // 
 int add_solvers(const state & st, step_graph & g, const std::vector<int> & after);  // solvers.cpp
 // One refiner step per solver; returns their ids.
 std::vector<int> add_refiners(const state & st, step_graph & g, int after);  // refine.cpp
+// Up to 3 verifier steps (each idle unless its answer is to be checked); returns their ids.
+std::vector<int> add_verifiers(const state & st, step_graph & g, const std::vector<int> & after);  // verify.cpp
 // The vote or the synthesis.
 int add_aggregate(const state & st, step_graph & g, const std::vector<int> & after);  // aggregate.cpp
 

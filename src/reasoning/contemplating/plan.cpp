@@ -78,6 +78,9 @@ void add_after_plan(const state & st, step_graph & g, const std::vector<int> & a
     if (st->opt.refine) {
         before_aggregate = add_refiners(st, g, last);
     }
+    if (st->opt.verify) {
+        before_aggregate = add_verifiers(st, g, before_aggregate);
+    }
     add_aggregate(st, g, before_aggregate);
 }
 

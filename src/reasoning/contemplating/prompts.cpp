@@ -96,6 +96,23 @@ std::string solver_opening(int i) {
     return s + ":";
 }
 
+std::string verifier_suffix(const std::string & candidate) {
+    return "---\nCheck the answer " + candidate + ". End with \"Verdict: right\" or \"Verdict: wrong\".";
+}
+
+int parse_verdict(const std::string & answer) {
+    std::string s;
+    for (char ch : answer) s += (char) std::tolower((unsigned char) ch);
+    const size_t at = s.rfind("verdict:");
+    if (at == std::string::npos) return -1;
+    size_t i = at + 8;
+    while (i < s.size() && (s[i] == ' ' || s[i] == '*' || s[i] == '"')) ++i;
+    const std::string w = s.substr(i, 9);
+    if (w.rfind("right", 0) == 0 || w.rfind("correct", 0) == 0) return 1;
+    if (w.rfind("wrong", 0) == 0 || w.rfind("incorrect", 0) == 0) return 0;
+    return -1;
+}
+
 std::string solver_intro(int i, int k, const std::string & extra) {
     return "You are agent " + std::to_string(i + 1) + " of " + std::to_string(k) + ", the " + solver_role(i) + "." +
            extra;

@@ -41,6 +41,13 @@ std::string solver_intro(int i, int k, const std::string & extra);
 // A refiner's instructions: its earlier answer and the others'.
 std::string refine_extra(const std::string & own, const std::string & others);
 
+// A verifier's instructions: check one candidate answer and end with a verdict that
+// parse_verdict reads.
+std::string verifier_suffix(const std::string & candidate);
+
+// The verdict at the end of a verifier's answer: 1 right, 0 wrong, -1 none found.
+int parse_verdict(const std::string & answer);
+
 // The synthesiser's instructions over the numbered candidates.
 std::string synthesis_suffix(bool partial, const std::string & candidates);
 
