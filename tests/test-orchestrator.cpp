@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <thread>
 
 using namespace muse;
@@ -673,98 +674,84 @@ scripted_reply slipped_vote(const chat_request & q, const char * verdict_617, co
     return reply(solver_slot(q) == 2 ? "Final answer: 5417" : "Final answer: 617", "r");
 }
 
+// Contemplating on the scripted backend answering with `fn`, with --verify unless told not to.
+ask_result run_verify(scripted_backend & be, std::function<scripted_reply(const chat_request &)> fn,
+                      const std::string & q, int k, bool verify = true) {
+    be.set_responder(std::move(fn));
+    orchestrator orch(be, builtin_tools());
+    ask_request  req = contemplate(q, k);
+    req.opt.verify   = verify;
+    return orch.run(req);
+}
+
+int verifier_requests(const scripted_backend & be) {
+    int n = 0;
+    for (const auto & q : be.requests()) n += is_verifier(q);
+    return n;
+}
+
 TEST(orchestrator, a_verified_answer_beats_a_shared_slip) {
     scripted_backend be;
-    be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: wrong", "Verdict: right"); });
-    orchestrator orch(be, builtin_tools());
-    ask_request  req = contemplate("What is 5335 + 82?", 4);
-    req.opt.verify   = true;
-    ask_result r     = orch.run(req);
+    ask_result       r = run_verify(be, [](const chat_request & q) { return slipped_vote(q, "Verdict: wrong", "Verdict: right"); },
+                                    "What is 5335 + 82?", 4);
     ASSERT_FALSE(r.err) << r.err.message;
     EXPECT_EQ(r.aggregation, "verified");
     EXPECT_EQ(r.answer, "5417");
     EXPECT_EQ(r.vote.normalized, "617") << "the vote itself is reported as counted";
-    int verifiers = 0;
     for (const auto & q : be.requests()) {
         if (!is_verifier(q)) continue;
-        verifiers++;
         EXPECT_EQ(q.sampling.temperature, 0.0f) << "a verdict is greedy";
         EXPECT_TRUE(q.reasoning_budget > 0) << "a verifier reasons";
         EXPECT_TRUE(has(last_user(q), "What is 5335 + 82?")) << "the question comes with the candidate";
     }
-    EXPECT_EQ(verifiers, 2) << "one verifier per distinct answer";
+    EXPECT_EQ(verifier_requests(be), 2) << "one verifier per distinct answer";
     int traced = 0;
     for (const auto & a : r.agents) traced += a.kind == AGENT_VERIFIER;
     EXPECT_EQ(traced, 2);
 }
 
 TEST(orchestrator, the_vote_stands_without_a_right_verdict_or_a_disagreement) {
-    {
-        // No answer found right (or no verdict at all): the vote stands.
+    struct kase {
+        const char * what;
+        const char * verdict_617, * verdict_5417;
+        bool         verify;
+    };
+    for (const kase & k : { kase{ "no answer found right (or no verdict at all)", "Verdict: wrong", "I am not sure.", true },
+                            kase{ "both found right: the more-voted one", "Verdict: right", "Verdict: right", true },
+                            kase{ "verification off (the default)", "Verdict: wrong", "Verdict: right", false } }) {
         scripted_backend be;
-        be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: wrong", "I am not sure."); });
-        orchestrator orch(be, builtin_tools());
-        ask_request  req = contemplate("What is 5335 + 82?", 4);
-        req.opt.verify   = true;
-        ask_result r     = orch.run(req);
+        ask_result       r = run_verify(
+            be, [k](const chat_request & q) { return slipped_vote(q, k.verdict_617, k.verdict_5417); }, "What is 5335 + 82?", 4,
+            k.verify);
         ASSERT_FALSE(r.err) << r.err.message;
-        EXPECT_EQ(r.aggregation, "vote");
-        EXPECT_EQ(r.answer, "617");
+        EXPECT_EQ(r.aggregation, "vote") << k.what;
+        EXPECT_EQ(r.answer, "617") << k.what;
+        EXPECT_EQ(verifier_requests(be), k.verify ? 2 : 0) << k.what;
     }
-    {
-        // Both found right: the more-voted one.
-        scripted_backend be;
-        be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: right", "Verdict: right"); });
-        orchestrator orch(be, builtin_tools());
-        ask_request  req = contemplate("What is 5335 + 82?", 4);
-        req.opt.verify   = true;
-        ask_result r     = orch.run(req);
-        ASSERT_FALSE(r.err) << r.err.message;
-        EXPECT_EQ(r.aggregation, "vote");
-        EXPECT_EQ(r.answer, "617");
-    }
-    {
-        // Unanimous agents: nothing to check.
-        scripted_backend be;
-        be.set_responder([](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 7", "r"); });
-        orchestrator orch(be, builtin_tools());
-        ask_request  req = contemplate("q", 3);
-        req.opt.verify   = true;
-        ask_result r     = orch.run(req);
-        ASSERT_FALSE(r.err) << r.err.message;
-        EXPECT_EQ(r.aggregation, "vote");
-        for (const auto & q : be.requests()) EXPECT_FALSE(is_verifier(q));
-    }
-    {
-        // Off by default.
-        scripted_backend be;
-        be.set_responder([](const chat_request & q) { return slipped_vote(q, "Verdict: wrong", "Verdict: right"); });
-        orchestrator orch(be, builtin_tools());
-        ask_result   r = orch.run(contemplate("What is 5335 + 82?", 4));
-        ASSERT_FALSE(r.err) << r.err.message;
-        EXPECT_EQ(r.answer, "617");
-        for (const auto & q : be.requests()) EXPECT_FALSE(is_verifier(q));
-    }
+    // Unanimous agents: nothing to check.
+    scripted_backend be;
+    ask_result       r = run_verify(
+        be, [](const chat_request & q) { return is_prefix(q) ? reply("") : reply("Final answer: 7", "r"); }, "q", 3);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "vote");
+    EXPECT_EQ(verifier_requests(be), 0);
 }
 
 TEST(orchestrator, at_most_three_answers_are_checked) {
     scripted_backend be;
-    be.set_responder([](const chat_request & q) {
-        if (is_prefix(q)) return reply("");
-        if (is_verifier(q)) return reply(has(last_user(q), "answer 5.") ? "Verdict: right" : "Verdict: wrong", "c");
-        // Six agents, five different answers: 1 1 2 3 4 5.
-        static const char * answers[] = { "Final answer: 1", "Final answer: 1", "Final answer: 2",
-                                          "Final answer: 3", "Final answer: 4", "Final answer: 5" };
-        return reply(answers[solver_slot(q)], "r");
-    });
-    orchestrator orch(be, builtin_tools());
-    ask_request  req = contemplate("q", 6);
-    req.opt.verify   = true;
-    ask_result r     = orch.run(req);
+    ask_result       r = run_verify(
+        be,
+        [](const chat_request & q) {
+            if (is_prefix(q)) return reply("");
+            if (is_verifier(q)) return reply(has(last_user(q), "answer 5.") ? "Verdict: right" : "Verdict: wrong", "c");
+            // Six agents, five different answers: 1 1 2 3 4 5.
+            static const char * answers[] = { "Final answer: 1", "Final answer: 1", "Final answer: 2",
+                                              "Final answer: 3", "Final answer: 4", "Final answer: 5" };
+            return reply(answers[solver_slot(q)], "r");
+        },
+        "q", 6);
     ASSERT_FALSE(r.err) << r.err.message;
-    int verifiers = 0;
-    for (const auto & q : be.requests()) verifiers += is_verifier(q);
-    EXPECT_EQ(verifiers, 3);
+    EXPECT_EQ(verifier_requests(be), 3);
     EXPECT_NE(r.answer, "5") << "the least-voted answer was never checked";
 }
 
