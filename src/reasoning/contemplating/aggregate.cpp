@@ -135,7 +135,7 @@ static void aggregate(contemplation & c) {
                 }
             }
         }
-        if (!checked.empty()) {
+        if (!right.empty() || !wrong.empty() || !unsure.empty()) {
             verify_note = "; checked" + (right.empty() ? "" : " right: " + right) +
                           (wrong.empty() ? "" : std::string(right.empty() ? "" : ";") + " wrong: " + wrong) +
                           (unsure.empty() ? "" : std::string(right.empty() && wrong.empty() ? "" : ";") + " no verdict: " + unsure);
