@@ -84,7 +84,7 @@ void print_usage(const char * argv0) {
         "      --prompt-out FILE   write the prompt text (the user message) to FILE\n"
         "      --question TEXT     ask TEXT instead of a generated prompt; agents stop where the\n"
         "                          model ends (at most --ntg tokens), so a vote is possible\n"
-        "      --no-warmup         skip the warm-up thinking run\n"
+        "      --no-warmup         skip the warm-up runs (one thinking run, one contemplating run)\n"
         "      --only LIST         run only these tests, comma-separated: contemplating, thinking,\n"
         "                          thinking_seq (default: all three)\n"
         "  -h, --help              this help\n"
@@ -332,8 +332,18 @@ int main(int argc, char ** argv) {
     }
 
     if (o.warmup) {
+        // As llama-bench warms up with the test it measures: one run of each measured mode (the
+        // first run with K sequences decoding together is slower, and llama-server in
+        // bench/run-modes has served its warm-up and earlier rounds by then). Nothing carries
+        // over: with the prompt cache off every measured run prefills its prompt again, and the
+        // contemplating warm-up asks another question (as llama-server's warm-up does), so the
+        // model's memo of recent chat renders holds nothing of the measured run.
         fprintf(stderr, "[modes-bench] warm-up thinking run\n");
         run_once(*eng, orch, prompt, o, muse::MODE_THINKING, (uint32_t) o.seed);
+        if (o.contemplating) {
+            fprintf(stderr, "[modes-bench] warm-up contemplating run\n");
+            run_once(*eng, orch, "Say hello.", o, muse::MODE_CONTEMPLATING, (uint32_t) o.seed);
+        }
     }
 
     uint32_t seed     = (uint32_t) o.seed;

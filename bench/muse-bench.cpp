@@ -456,7 +456,7 @@ double median_of(std::vector<double> v) {
 // which goes first. The bare loop runs on a second context with the engine's parameters.
 int run_vs_raw(bench & b, const muse::model & m, const muse::engine_params & ep, const options & opt,
                const std::string & header) {
-    const llama_context_params cp = muse::engine::context_params(ep);
+    const llama_context_params cp = muse::engine::context_params(ep, m.info().offloaded);
     llama_context_ptr rctx(llama_init_from_model(m.get(), cp));
     if (!rctx) {
         fprintf(stderr, "muse-bench: cannot create the bare loop's context of %d cells\n", opt.n_ctx);

@@ -5,6 +5,8 @@
 
 #include "backend/local-backend.h"
 #include "engine/engine.h"
+#include "engine/model.h"
+#include "engine/render-memo.h"
 
 #include "json.h"
 
@@ -393,6 +395,83 @@ parsed_stream parse_pieces(chat_output_parser & p, const std::vector<std::string
         out.content += d.content;
     }
     return out;
+}
+
+// Contemplating renders one conversation for each of its agents: the second render comes from
+// the model's memo, and anything that changes the render renders anew.
+TEST(render_memo, a_conversation_rendered_again_comes_from_the_memo_and_any_change_renders_anew) {
+    const model &       m = test::shared_model(test::QWEN);
+    chat_prompt_options opts;
+    opts.messages  = { { "user", "Render memo check: what is 17 + 25?" } };
+    opts.reasoning = REASONING_ON;
+    chat_prompt first, again;
+    const uint64_t h0 = m.renders().hits();
+    ASSERT_FALSE(format_chat(m, opts, first));
+    ASSERT_FALSE(format_chat(m, opts, again));
+    EXPECT_EQ(m.renders().hits(), h0 + 1);
+    EXPECT_EQ(again.prompt, first.prompt);
+    EXPECT_EQ(again.generation_prompt, first.generation_prompt);
+    EXPECT_EQ(again.syntax.forced, first.syntax.forced);
+
+    // An agent's own opening is Muse's, after the render: still one render.
+    opts.assistant_prefix = "Agent 2:";
+    chat_prompt agent;
+    ASSERT_FALSE(format_chat(m, opts, agent));
+    EXPECT_EQ(m.renders().hits(), h0 + 2);
+    EXPECT_TRUE(agent.prompt.size() > first.prompt.size() && agent.prompt.ends_with("Agent 2:")) << agent.prompt;
+
+    // Each of these changes the render.
+    auto changed = [&](const char * what, std::function<void(chat_prompt_options &)> change, const char * expect) {
+        chat_prompt_options o = opts;
+        o.assistant_prefix.clear();
+        change(o);
+        chat_prompt   p;
+        const uint64_t before = m.renders().hits();
+        ASSERT_FALSE(format_chat(m, o, p)) << what;
+        EXPECT_EQ(m.renders().hits(), before) << what << ": rendered anew";
+        EXPECT_NE(p.prompt, first.prompt) << what;
+        if (expect) EXPECT_NE(p.prompt.find(expect), std::string::npos) << what << ": " << p.prompt;
+    };
+    changed("another question", [](chat_prompt_options & o) { o.messages[0].content = "Render memo check: what is 17 + 26?"; }, "17 + 26");
+    changed("reasoning off", [](chat_prompt_options & o) { o.reasoning = REASONING_OFF; }, nullptr);
+    changed("a system message", [](chat_prompt_options & o) { o.messages.insert(o.messages.begin(), { "system", "Be brief." }); }, "Be brief.");
+    changed("the role", [](chat_prompt_options & o) { o.messages.insert(o.messages.begin(), { "user", "Render memo check:" }); o.messages[1].role = "assistant"; }, nullptr);
+}
+
+TEST(render_memo, keys_expiry_and_size) {
+    // Fields are length-prefixed: moving text across a boundary is another key.
+    common_chat_templates_inputs a, b;
+    a.messages = { common_chat_msg{} , common_chat_msg{} };
+    b.messages = a.messages;
+    a.messages[0].content = "ab";
+    a.messages[1].content = "c";
+    b.messages[0].content = "a";
+    b.messages[1].content = "bc";
+    EXPECT_NE(render_memo::key(a), render_memo::key(b));
+    b = a;
+    b.enable_thinking = !a.enable_thinking;
+    EXPECT_NE(render_memo::key(a), render_memo::key(b));
+    b = a;
+    EXPECT_EQ(render_memo::key(a), render_memo::key(b));
+    // Too large to keep: no key, never stored.
+    b.messages[0].content.assign(render_memo::k_max_key_bytes + 1, 'x');
+    EXPECT_TRUE(render_memo::key(b).empty());
+
+    common_chat_params v, out;
+    v.prompt = "P";
+    render_memo expired(std::chrono::milliseconds(0));
+    expired.put("k", v);
+    EXPECT_FALSE(expired.get("k", out)) << "a zero lifetime keeps nothing";
+
+    render_memo memo;
+    for (size_t i = 0; i <= render_memo::k_entries; ++i) {
+        v.prompt = "P" + std::to_string(i);
+        memo.put("k" + std::to_string(i), v);
+    }
+    EXPECT_FALSE(memo.get("k0", out)) << "the oldest of k_entries + 1 is gone";
+    ASSERT_TRUE(memo.get("k1", out));
+    EXPECT_EQ(out.prompt, "P1");
+    EXPECT_FALSE(memo.get("", out));
 }
 
 // The parser side of formats, on text a real model would write.

@@ -80,6 +80,30 @@ check "contemplating --verify on Muse-Tiny answers 843" node -e '
   const j = JSON.parse(require("fs").readFileSync(process.argv[1]));
   if (!/\b843\b/.test(j.content) || !["vote", "verified"].includes(j.aggregation)) { console.error(j.content, j.aggregation); process.exit(1); }' "$work/v-cont.json"
 
+# The verifier's task as a task file: each question carries its candidate in the verifier
+# prompt, every second one slipped; muse eval scores Muse-Tiny's verdicts on them.
+tasks_bin="$(dirname "$muse")/muse-tasks"
+"$tasks_bin" --split test --format check --digits 3 --count 12 --seed 4 -o "$work/checks.jsonl"
+check "muse-tasks --format check: the verifier prompt, right and slipped candidates" node -e '
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+  let slips = 0;
+  for (const [n, t] of lines.entries()) {
+    const m = /^What is (\d+) ([+-]) (\d+)\?\n\n---\nCheck the answer (\d+)\. End with "Verdict: right" or "Verdict: wrong"\.$/.exec(t.question);
+    if (!m || m[4] !== t.candidate) throw new Error("line " + n + ": " + t.question);
+    const truth = String(m[2] === "+" ? +m[1] + +m[3] : m[1] - m[3]);
+    if (t.slip !== (n % 2 === 1) || (t.candidate === truth) === t.slip) throw new Error("line " + n + ": candidate " + t.candidate + " of " + truth);
+    if (t.answer !== (t.slip ? "Verdict: wrong" : "Verdict: right")) throw new Error("line " + n + ": " + t.answer);
+    slips += t.slip;
+  }
+  if (lines.length !== 12 || slips !== 6) throw new Error(lines.length + " lines, " + slips + " slipped");' "$work/checks.jsonl"
+"$tasks_bin" --format check --candidate maybe > /dev/null 2> "$work/err.txt"; rc=$?
+check "muse-tasks --candidate maybe: exit 2 naming the choices" bash -c "[ $rc -eq 2 ] && grep -q 'right, slip or mix' '$work/err.txt'"
+"$muse" eval "$work/checks.jsonl" --model tiny --modes thinking --temp 0 --json --quiet > "$work/checks-eval.json" 2> /dev/null
+check "muse eval scores Muse-Tiny's verdicts: at least 10 of 12 right" node -e '
+  const t = JSON.parse(require("fs").readFileSync(process.argv[1])).modes[0];
+  console.error(`verdicts ${t.correct}/${t.questions}`);
+  if (t.questions !== 12 || t.correct < 10) process.exit(1);' "$work/checks-eval.json"
+
 # Muse-Tiny through muse eval on held-out problems: Thinking answers nearly all of them, and
 # Instant (no scratchpad) fewer. Greedy decoding on the committed model: the same every run.
 "$(dirname "$muse")/muse-tasks" --split test --digits 3 --count 30 --seed 7 -o "$work/tiny-tasks.jsonl"

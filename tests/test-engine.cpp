@@ -4,6 +4,10 @@
 
 #include "core/limits.h"
 #include "engine/engine.h"
+#include "engine/model.h"
+
+#include "ggml-backend.h"
+#include "llama.h"
 
 #include <gtest/gtest.h>
 
@@ -73,6 +77,25 @@ TEST_F(engine_test, really_decodes_without_illegal_instructions) {
     EXPECT_EQ(r.tokens.size(), 8u);
     EXPECT_EQ(r.finish, FINISH_LENGTH);
     EXPECT_GT(eng->stats().decode_calls, 0u);
+}
+
+// Flash attention follows where the layers run, not what was compiled in: this build has the
+// RPC backend, for which llama_supports_gpu_offload() answers true on a CPU-only machine, and
+// llama.cpp's auto then turns flash attention on for the CPU (slower batched decode with a
+// long shared prefix).
+TEST_F(engine_test, flash_attention_stays_off_for_a_model_on_this_cpu) {
+    const bool gpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_GPU) != nullptr ||
+                     ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_IGPU) != nullptr;
+    if (!gpu) {
+        EXPECT_FALSE(test::shared_model(test::QWEN).info().offloaded) << "no GPU here and no rpc-server given";
+    }
+    engine_params p;
+    EXPECT_EQ(engine::context_params(p, false).flash_attn_type, LLAMA_FLASH_ATTN_TYPE_DISABLED);
+    EXPECT_EQ(engine::context_params(p, true).flash_attn_type, LLAMA_FLASH_ATTN_TYPE_AUTO);
+    p.flash_attn = 1;
+    EXPECT_EQ(engine::context_params(p, false).flash_attn_type, LLAMA_FLASH_ATTN_TYPE_ENABLED);
+    p.flash_attn = 0;
+    EXPECT_EQ(engine::context_params(p, true).flash_attn_type, LLAMA_FLASH_ATTN_TYPE_DISABLED);
 }
 
 TEST_F(engine_test, greedy_tokens_are_identical_alone_batched_and_forked) {

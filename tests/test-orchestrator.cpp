@@ -737,6 +737,26 @@ TEST(orchestrator, the_vote_stands_without_a_right_verdict_or_a_disagreement) {
     EXPECT_EQ(verifier_requests(be), 0);
 }
 
+TEST(orchestrator, no_verifier_runs_when_the_answers_go_to_a_synthesiser) {
+    // Five agents: two short answers that differ, three essays with no extractable answer.
+    // Fewer than half gave a ballot, so aggregation synthesises and a check would be wasted.
+    scripted_backend be;
+    ask_result       r = run_verify(
+        be,
+        [](const chat_request & q) {
+            if (is_prefix(q)) return reply("");
+            if (is_synth(q)) return reply("A merged answer.", "merge");
+            if (is_verifier(q)) return reply("Verdict: right", "c");
+            const int slot = solver_slot(q);
+            if (slot < 2) return reply(slot == 0 ? "Final answer: 1" : "Final answer: 2", "r");
+            return reply(words(60, "essay") + " slot " + std::to_string(slot), "r");
+        },
+        "q", 5);
+    ASSERT_FALSE(r.err) << r.err.message;
+    EXPECT_EQ(r.aggregation, "synthesis");
+    EXPECT_EQ(verifier_requests(be), 0);
+}
+
 TEST(orchestrator, at_most_three_answers_are_checked) {
     scripted_backend be;
     ask_result       r = run_verify(

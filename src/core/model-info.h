@@ -34,6 +34,7 @@ struct model_info {
     bool        projector_vision   = false;
     bool        projector_audio    = false;
     std::vector<std::string> rpc_servers;  // the ggml rpc-servers holding its layers, if any
+    bool        offloaded = false;  // a local GPU holds layers (rpc-servers do not count)
 };
 
 }  // namespace muse

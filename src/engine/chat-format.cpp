@@ -1,6 +1,7 @@
 #include "chat-format.h"
 
 #include "model.h"
+#include "render-memo.h"
 
 #include "core/json-depth.h"
 
@@ -381,11 +382,16 @@ error format_chat(const model & m, const chat_prompt_options & opts, chat_prompt
         in.json_schema = opts.json_schema;
     }
 
+    // A conversation rendered a moment ago (Contemplating's K agents) is not rendered again.
     common_chat_params cp;
-    try {
-        cp = common_chat_templates_apply(tmpls, in);
-    } catch (const std::exception & e) {
-        return { ERROR_INVALID_ARGUMENT, std::string("the model's chat template cannot render this conversation: ") + e.what() };
+    const std::string  memo_key = render_memo::key(in);
+    if (!m.renders().get(memo_key, cp)) {
+        try {
+            cp = common_chat_templates_apply(tmpls, in);
+        } catch (const std::exception & e) {
+            return { ERROR_INVALID_ARGUMENT, std::string("the model's chat template cannot render this conversation: ") + e.what() };
+        }
+        m.renders().put(memo_key, cp);
     }
 
     out                   = chat_prompt{};

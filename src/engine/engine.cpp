@@ -106,7 +106,7 @@ engine::~engine() {
     }
 }
 
-llama_context_params engine::context_params(const engine_params & params) {
+llama_context_params engine::context_params(const engine_params & params, bool offloaded) {
     const int32_t n_threads = params.n_threads > 0 ? params.n_threads : (int32_t) std::max(1u, std::thread::hardware_concurrency());
 
     llama_context_params cp = llama_context_default_params();
@@ -120,9 +120,10 @@ llama_context_params engine::context_params(const engine_params & params) {
     // llama.cpp's auto turns flash attention on for the CPU too, where (measured with
     // bench/run on a 0.5B Q8_0 model, 2 threads) it slows batched decode with a long shared
     // prefix by up to 2.6x and speeds prefill by ~15%. Parallel agents are decode-heavy, so
-    // Muse's auto keeps it off on CPU-only builds and leaves GPUs to llama.cpp.
+    // Muse's auto keeps it off unless a local GPU holds layers, and leaves those to llama.cpp
+    // (which checks that the device supports it).
     if (params.flash_attn < 0) {
-        cp.flash_attn_type = llama_supports_gpu_offload() ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        cp.flash_attn_type = offloaded ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     } else {
         cp.flash_attn_type = params.flash_attn > 0 ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     }
@@ -140,7 +141,7 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
     c->vocab  = llama_model_get_vocab(m.get());
     c->params = params;
 
-    const llama_context_params cp = context_params(params);
+    const llama_context_params cp = context_params(params, m.info().offloaded);
     log_take_last_error();
     c->ctx.reset(llama_init_from_model(m.get(), cp));
     if (!c->ctx) {

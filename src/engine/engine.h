@@ -36,7 +36,7 @@ struct engine_params {
     int32_t n_ubatch  = 512;
     int32_t n_seq_max = 32;    // sequences alive at once
     int32_t n_threads = 0;     // 0: all hardware threads
-    int32_t flash_attn = -1;   // -1: auto (off on CPU-only builds, else llama.cpp's choice), 0: off, 1: on
+    int32_t flash_attn = -1;   // -1: auto (off for a model on this CPU alone, else llama.cpp's choice), 0: off, 1: on
     bool    warmup     = true; // one throw-away decode on the engine thread before the first request
                                // (maps the weights in, starts the workers), as llama.cpp's tools do
     // Top-k sampling straight from the logits (fast-sampler.h) where it applies: the same
@@ -117,7 +117,7 @@ class engine {
     // The llama.cpp context parameters create() uses for params: threads resolved, one unified
     // KV cache, Muse's flash-attention choice. For tools that compare a bare llama.cpp loop
     // with the engine on equal terms.
-    static llama_context_params context_params(const engine_params & params);
+    static llama_context_params context_params(const engine_params & params, bool offloaded);
 
     // Queues a sequence. Errors in the request (bad fields, prompt too long) arrive as its
     // DONE event with FINISH_ERROR.

@@ -223,7 +223,9 @@ std::string parse_error(const llama_model * model, const std::string & fallback)
         cp.n_threads_batch      = 1;
         cp.kv_unified           = true;
         cp.no_perf              = true;
-        cp.flash_attn_type = llama_supports_gpu_offload() ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        // The probe's layers stay on the CPU (n_gpu_layers 0), where the engine's auto keeps
+        // flash attention off (engine::context_params).
+        cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
         log_take_last_error();
         ctx.reset(llama_init_from_model(model.get(), cp));
         if (!ctx) {

@@ -5,6 +5,7 @@
 #include "gguf-check.h"
 #include "logging.h"
 #include "model-probe.h"
+#include "render-memo.h"
 #include "rpc.h"
 
 #include "chat.h"
@@ -27,6 +28,7 @@ struct model::impl {
     mtmd::context_ptr         mtmd;
     common_chat_templates_ptr templates;
     model_info                info;
+    mutable render_memo       renders;
 };
 
 model::model() : pimpl(std::make_unique<impl>()) {}
@@ -36,6 +38,7 @@ llama_model *           model::get() const { return pimpl->llm.get(); }
 mtmd_context *          model::projector() const { return pimpl->mtmd.get(); }
 common_chat_templates * model::templates() const { return pimpl->templates.get(); }
 const model_info &      model::info() const { return pimpl->info; }
+render_memo &           model::renders() const { return pimpl->renders; }
 
 error check_gguf_file(const std::string & path, std::string & arch) {
     namespace fs = std::filesystem;
@@ -212,6 +215,14 @@ std::unique_ptr<model> model::load(const model_params & params, error & err) {
     model_info & info = d.info;
     info.path         = params.path;
     info.rpc_servers  = params.rpc_servers;
+    // Whether a local GPU holds layers. (llama_supports_gpu_offload() only says what was
+    // compiled in: with the RPC backend built it is true on a CPU-only machine.) Layers on
+    // rpc-servers do not count: ggml's RPC client reports every remote device as a GPU, the
+    // rpc-servers Muse is tested with run on CPUs, and the same model must compute the same
+    // tokens there as here.
+    info.offloaded = params.n_gpu_layers != 0 && params.rpc_servers.empty() &&
+                     (ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_GPU) != nullptr ||
+                      ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_IGPU) != nullptr);
     info.architecture = arch;
     info.name         = meta_str(llm.get(), "general.name");
     char desc[256]    = {};

@@ -25,6 +25,8 @@ struct common_chat_templates;
 
 namespace muse {
 
+class render_memo;
+
 struct model_params {
     std::string path;
     std::string mmproj_path;  // optional vision projector
@@ -50,6 +52,7 @@ class model {
     llama_model *           get() const;
     mtmd_context *          projector() const;  // null when none was loaded
     common_chat_templates * templates() const;
+    render_memo &           renders() const;  // recent renders of the chat template (render-memo.h)
     const model_info &      info() const;
 
   private:

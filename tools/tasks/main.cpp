@@ -5,6 +5,8 @@
 //   muse eval add3-test.jsonl --model muse-tiny.gguf
 
 #include "arith.h"
+#include "reasoning/contemplating/prompts.h"
+#include "reasoning/modes.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +28,12 @@ static const char * k_help =
     "  --split S        test (default) or train\n"
     "  --format F       eval: {\"id\", \"question\", \"answer\"} (muse eval's format, default)\n"
     "                   train: {\"question\", \"reasoning\", \"answer\"} (reasoning: the scratchpad)\n"
+    "                   check: Contemplating's verifier task (--verify): the question with a candidate\n"
+    "                   answer to check, {\"id\", \"question\", \"answer\": \"Verdict: right\" or\n"
+    "                   \"Verdict: wrong\", \"candidate\", \"slip\"}; muse eval scores the verdicts\n"
+    "  --candidate C    with --format check: right (the answer), slip (a solver's kind of slip: a\n"
+    "                   digit off by one, dropped, doubled or swapped) or mix (every second one\n"
+    "                   slipped; default)\n"
     "  --op OP          add, sub or mix (default mix)\n"
     "  --digits N|A-B   operand length, 1-18 (default 3)\n"
     "  --count N        problems, 1-1000000 (default 100); a test set has no repeats\n"
@@ -45,7 +53,7 @@ static bool parse_u64(const char * s, uint64_t lo, uint64_t hi, uint64_t & out) 
 
 int main(int argc, char ** argv) {
     generator_params gp;
-    std::string      split = "test", format = "eval", op = "mix", out_path;
+    std::string      split = "test", format = "eval", op = "mix", candidate = "mix", out_path;
     uint64_t         count = 100;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -64,6 +72,8 @@ int main(int argc, char ** argv) {
             split = value("--split");
         } else if (a == "--format") {
             format = value("--format");
+        } else if (a == "--candidate") {
+            candidate = value("--candidate");
         } else if (a == "--op") {
             op = value("--op");
         } else if (a == "--digits") {
@@ -101,8 +111,12 @@ int main(int argc, char ** argv) {
         fprintf(stderr, "muse-tasks: --split is test or train, not '%s'\n", split.c_str());
         return 2;
     }
-    if (format != "eval" && format != "train") {
-        fprintf(stderr, "muse-tasks: --format is eval or train, not '%s'\n", format.c_str());
+    if (format != "eval" && format != "train" && format != "check") {
+        fprintf(stderr, "muse-tasks: --format is eval, train or check, not '%s'\n", format.c_str());
+        return 2;
+    }
+    if (candidate != "right" && candidate != "slip" && candidate != "mix") {
+        fprintf(stderr, "muse-tasks: --candidate is right, slip or mix, not '%s'\n", candidate.c_str());
         return 2;
     }
     if (op != "add" && op != "sub" && op != "mix") {
@@ -129,7 +143,18 @@ int main(int argc, char ** argv) {
         const problem p = g.next(s);
         if (s == SPLIT_TEST && !seen.insert({ (int) p.op, p.a, p.b }).second) continue;
         nlohmann::ordered_json j;
-        if (format == "eval") {
+        if (format == "check") {
+            const bool slipped = candidate == "slip" || (candidate == "mix" && written % 2 == 1);
+            const std::string cand = slipped ? std::to_string(g.slip(p)) : p.answer;
+            muse::chat_message q;
+            q.role    = "user";
+            q.content = p.question;
+            j["id"]        = split + "-check-" + std::to_string(written + 1);
+            j["question"]  = muse::with_suffix({ q }, muse::contemplating::verifier_suffix(cand)).back().content;
+            j["answer"]    = slipped ? "Verdict: wrong" : "Verdict: right";
+            j["candidate"] = cand;
+            j["slip"]      = slipped;
+        } else if (format == "eval") {
             j["id"] = split + "-" + std::to_string(written + 1);
             j["question"] = p.question;
             j["answer"]   = p.answer;

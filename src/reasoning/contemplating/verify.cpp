@@ -17,11 +17,14 @@ constexpr int k_max_checked = 3;
 }  // namespace
 
 std::vector<int> add_verifiers(const state & st, step_graph & g, const std::vector<int> & after) {
-    // Which answers to check: none when fewer than two agents answered or all agree.
+    // Which answers to check: none when aggregation will not vote (fewer than two extractable
+    // answers, or fewer than from half of the agents that answered: a synthesiser merges them
+    // instead) or when all agree.
     const int pick = g.add("verify", after, [st](step_graph &, int) {
-        contemplation &           c       = *st;
-        const std::vector<ballot> ballots = collect_ballots(c, nullptr, nullptr);
-        if (ballots.size() < 2) {
+        contemplation &              c = *st;
+        std::vector<ask_agent_trace> answered;
+        const std::vector<ballot>    ballots = collect_ballots(c, &answered, nullptr);
+        if (ballots.size() < 2 || ballots.size() * 2 < answered.size()) {
             return;
         }
         const vote_result           vr = majority_vote(ballots, c.opt.vote);
