@@ -15,6 +15,7 @@
 #include <cstdio>
 
 #include <chrono>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -408,6 +409,40 @@ TEST_F(engine_test, stop_string_ends_generation_and_is_not_shown) {
 
 // The confidence signal of early pruning: each generated token's log-probability under the
 // raw distribution. A greedy token is the argmax, so its probability is at least 1/n_vocab.
+// engine_params::stream_interval_ms: a reader is woken for a sequence's first token and its end
+// at once, and for the rest at most once per interval; no reader is left waiting for a wake-up
+// the interval postponed (the drains run beside, each bounded at 30 s: a lost wake-up would
+// block one for ever).
+TEST_F(engine_test, a_long_stream_interval_still_delivers_every_token_when_the_work_ends) {
+    engine_params p;
+    p.n_ctx              = 1024;
+    p.n_seq_max          = 4;
+    p.n_threads          = 2;
+    p.stream_interval_ms = 1000;
+    error err;
+    auto  eng = engine::create(test::shared_model(test::QWEN), p, err);
+    ASSERT_TRUE(eng) << err.message;
+    for (int32_t n : { 1, 24 }) {
+        std::vector<sequence_handle> hs;
+        hs.push_back(eng->submit(greedy("Stream interval check, first sequence.", n)));
+        hs.push_back(eng->submit(greedy("Stream interval check, another one.", 2 * n)));
+        for (auto & h : hs) {
+            auto done = std::async(std::launch::async, [&h] { return drain(h); });
+            ASSERT_EQ(done.wait_for(std::chrono::seconds(30)), std::future_status::ready)
+                << "a reader was left waiting for a wake-up the interval postponed";
+            const run_result r = done.get();
+            ASSERT_FALSE(r.err) << r.err.message;
+            EXPECT_EQ(r.finish, FINISH_LENGTH);
+            EXPECT_EQ((int32_t) r.tokens.size(), &h == &hs[0] ? n : 2 * n) << "every token, in order, before the end";
+        }
+    }
+    engine_params bad = p;
+    bad.stream_interval_ms = 1001;
+    EXPECT_NE(validate(bad).find("stream interval"), std::string::npos);
+    bad.stream_interval_ms = -1;
+    EXPECT_NE(validate(bad).find("stream interval"), std::string::npos);
+}
+
 TEST_F(engine_test, reports_token_logprobs_when_asked) {
     auto           eng     = make();
     const double   ln_v    = std::log((double) llama_vocab_n_tokens(llama_model_get_vocab(test::shared_model(test::QWEN).get())));

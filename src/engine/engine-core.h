@@ -96,6 +96,7 @@ struct engine_core {
     llama_batch                                        batch{};
     llama_batch                                        embd_batch{};  // embedding blocks (allocated on first use)
     std::vector<std::shared_ptr<event_channel>>        to_notify;  // channels with quiet pushes this step
+    std::vector<std::shared_ptr<event_channel>>        held;       // quiet pushes whose wake-up waits (stream interval)
     bool                                               in_step = false;  // pushes are quiet until the step's end
     std::thread thread;
     ~engine_core();
@@ -134,6 +135,9 @@ struct engine_core {
     void admit_waiting();
     void resolve_fork(engine_sequence & s);
     void step();
+    // Wakes the readers of quiet pushes whose interval has passed (all: every one held, when
+    // the engine is about to sleep or stop).
+    void wake_readers(bool all = false);
     float token_logprob(int32_t batch_idx, llama_token tok) const;
     void update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
                       clock_type::time_point t_step);  // under stats_mu

@@ -106,6 +106,9 @@ void engine_core::run() {
         } catch (const std::exception & e) {
             fail_all(e.what());
         }
+        if (!has_work()) {
+            wake_readers(true);  // no step is coming to wake them: nothing may wait for one
+        }
         publish_stats();
     }
     for (auto & [id, s] : seqs) {
@@ -113,6 +116,7 @@ void engine_core::run() {
             fail(*s, { ERROR_ENGINE_STOPPED, "the engine was shut down" }, false);
         }
     }
+    wake_readers(true);
     seqs.clear();
 }
 
@@ -174,6 +178,7 @@ void engine_core::send_done(engine_sequence & s, finish_reason r, error err) {
     if (in_step) {
         // Readers wake at the step's end, when the engine stats already count this step.
         s.chan->push(std::move(ev), false);
+        s.chan->urgent = true;
         to_notify.push_back(s.chan);
     } else {
         s.chan->push(std::move(ev));
@@ -667,10 +672,7 @@ void engine_core::step() {
                 std::lock_guard<std::mutex> lk(stats_mu);
                 st.generated_tokens += n_sampled;
             }
-            for (auto & ch : to_notify) {
-                ch->notify();
-            }
-            to_notify.clear();
+            wake_readers();
         }
         return;
     }
@@ -719,10 +721,35 @@ void engine_core::step() {
         std::lock_guard<std::mutex> lk(stats_mu);
         update_stats(n_decoding, n_prefill, n_sampled, decode_us, t_step);
     }
+    wake_readers();
+}
+
+void engine_core::wake_readers(bool all) {
     for (auto & ch : to_notify) {
-        ch->notify();
+        if (!ch->held) {
+            ch->held = true;
+            held.push_back(std::move(ch));
+        }
     }
     to_notify.clear();
+    if (held.empty()) {
+        return;
+    }
+    const auto now      = clock_type::now();
+    const auto interval = std::chrono::milliseconds(params.stream_interval_ms);
+    size_t     kept     = 0;
+    for (auto & ch : held) {
+        if (all || ch->urgent || !ch->woken || now - ch->last_wake >= interval) {
+            ch->held      = false;
+            ch->urgent    = false;
+            ch->woken     = true;
+            ch->last_wake = now;
+            ch->notify();
+        } else {
+            held[kept++] = std::move(ch);
+        }
+    }
+    held.resize(kept);
 }
 
 void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {

@@ -33,6 +33,9 @@ std::string validate(const engine_params & p) {
     if (p.n_threads < 0 || p.n_threads > 1024) {
         return "threads must be in [0, 1024] (0 = all)";
     }
+    if (p.stream_interval_ms < 0 || p.stream_interval_ms > 1000) {
+        return "stream interval must be in [0, 1000] ms";
+    }
     if (p.prompt_cache < 0 || p.prompt_cache > 256) {
         return "prompt cache entries must be in [0, 256]";
     }

@@ -42,6 +42,13 @@ struct engine_params {
     // Top-k sampling straight from the logits (fast-sampler.h) where it applies: the same
     // tokens as llama.cpp's common sampler, without its whole-vocabulary pass per token.
     bool    fast_sampling = true;
+    // A sequence's reader is woken at most once per this many milliseconds (at once for its
+    // first token and its end), as vLLM's stream interval batches its output: each wake-up is a
+    // futex call and a thread switch (about 20 us on a VM), and where a whole decode step takes
+    // about a millisecond (a tiny model on a few cores) waking every agent's reader after every
+    // step costs several percent of the decode. Where a step takes longer than the interval
+    // (any real model), every token is delivered as it comes. 0: after every step.
+    int32_t stream_interval_ms = 10;
 
     // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
     // used first out). A new sequence without a fork parent that shares at least

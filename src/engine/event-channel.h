@@ -4,6 +4,7 @@
 
 #include "sequence.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -15,6 +16,12 @@ struct event_channel {
     std::condition_variable    cv;
     std::deque<sequence_event> q;
     seq_handle_id              id = 0;  // set when the engine queues the sequence
+
+    // The engine thread's own bookkeeping of quiet pushes (engine_params::stream_interval_ms).
+    std::chrono::steady_clock::time_point last_wake{};
+    bool                                  woken  = false;  // the reader was woken at least once
+    bool                                  urgent = false;  // a quiet push that must not wait (the end)
+    bool                                  held   = false;  // in engine_core::held
 
     // notify = false queues quietly: the engine wakes readers once per step (notify()),
     // after every sequence was sampled, so a woken reader does not contend with sampling.
