@@ -436,6 +436,19 @@ TEST(render_memo, a_conversation_rendered_again_comes_from_the_memo_and_any_chan
     changed("reasoning off", [](chat_prompt_options & o) { o.reasoning = REASONING_OFF; }, nullptr);
     changed("a system message", [](chat_prompt_options & o) { o.messages.insert(o.messages.begin(), { "system", "Be brief." }); }, "Be brief.");
     changed("the role", [](chat_prompt_options & o) { o.messages.insert(o.messages.begin(), { "user", "Render memo check:" }); o.messages[1].role = "assistant"; }, nullptr);
+
+    // Another sharing scope (another user's cache salt) renders the same conversation anew:
+    // the memo's speed tells it nothing of this one's requests.
+    chat_prompt_options other = opts;
+    other.assistant_prefix.clear();
+    other.cache_salt = "another user";
+    chat_prompt o;
+    const uint64_t before = m.renders().hits();
+    ASSERT_FALSE(format_chat(m, other, o));
+    EXPECT_EQ(m.renders().hits(), before) << "no hit across scopes";
+    EXPECT_EQ(o.prompt, first.prompt) << "the same render";
+    ASSERT_FALSE(format_chat(m, other, o));
+    EXPECT_EQ(m.renders().hits(), before + 1) << "a hit within the scope";
 }
 
 TEST(render_memo, keys_expiry_and_size) {

@@ -210,6 +210,7 @@ error local_backend::build(const chat_request & req, sequence_request & out, cha
     opts.grammar     = req.grammar;
     opts.reasoning_strength = req.reasoning_strength;
     opts.assistant_prefix   = req.assistant_prefix;
+    opts.cache_salt         = req.cache_salt;
     if (error err = format_chat(eng.get_model(), opts, prompt)) {
         return err;
     }

@@ -384,7 +384,10 @@ error format_chat(const model & m, const chat_prompt_options & opts, chat_prompt
 
     // A conversation rendered a moment ago (Contemplating's K agents) is not rendered again.
     common_chat_params cp;
-    const std::string  memo_key = render_memo::key(in);
+    std::string        memo_key = render_memo::key(in);
+    if (!memo_key.empty()) {
+        memo_key = std::to_string(opts.cache_salt.size()) + ":" + opts.cache_salt + memo_key;
+    }
     if (!m.renders().get(memo_key, cp)) {
         try {
             cp = common_chat_templates_apply(tmpls, in);

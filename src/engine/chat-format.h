@@ -31,6 +31,10 @@ struct chat_prompt_options {
     // reasoning when reasoning is on). Requests that differ only here share their whole
     // rendered conversation, template tail included.
     std::string               assistant_prefix;
+    // The sharing scope of the model's memo of recent renders (render-memo.h), as
+    // sequence_request::cache_salt scopes the prompt cache: a render is reused only within it,
+    // so how fast a request renders says nothing about another scope's conversations.
+    std::string               cache_salt;
 };
 
 // How a family opens and closes its reasoning, in its own syntax.

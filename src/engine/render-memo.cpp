@@ -4,66 +4,52 @@ namespace muse {
 
 namespace {
 
-void field(std::string & k, const std::string & s) {
+// Each text length-prefixed, each number ';'-terminated.
+void key_part(std::string & k, const std::string & s) {
     k += std::to_string(s.size());
     k += ':';
     k += s;
 }
 
-void flag(std::string & k, int64_t v) {
+void key_part(std::string & k, int64_t v) {
     k += std::to_string(v);
     k += ';';
+}
+
+template <typename... T> void fields(std::string & k, const T &... v) {
+    (key_part(k, v), ...);
 }
 
 }  // namespace
 
 std::string render_memo::key(const common_chat_templates_inputs & in) {
+    using n = int64_t;
     std::string k;
-    flag(k, (int64_t) in.messages.size());
+    key_part(k, (n) in.messages.size());
     for (const auto & m : in.messages) {
-        field(k, m.role);
-        field(k, m.content);
-        flag(k, (int64_t) m.content_parts.size());
+        fields(k, m.role, m.content, (n) m.content_parts.size());
         for (const auto & p : m.content_parts) {
-            field(k, p.type);
-            field(k, p.text);
+            fields(k, p.type, p.text);
         }
-        field(k, m.reasoning_content);
-        field(k, m.tool_name);
-        field(k, m.tool_call_id);
-        flag(k, (int64_t) m.tool_calls.size());
+        fields(k, m.reasoning_content, m.tool_name, m.tool_call_id, (n) m.tool_calls.size());
         for (const auto & tc : m.tool_calls) {
-            field(k, tc.name);
-            field(k, tc.arguments);
-            field(k, tc.id);
+            fields(k, tc.name, tc.arguments, tc.id);
         }
         if (k.size() > k_max_key_bytes) {
             return {};
         }
     }
-    field(k, in.grammar);
-    field(k, in.json_schema);
-    flag(k, in.add_generation_prompt);
-    flag(k, (int64_t) in.continue_final_message);
-    flag(k, in.use_jinja);
-    flag(k, (int64_t) in.tools.size());
+    fields(k, in.grammar, in.json_schema, (n) in.add_generation_prompt, (n) in.continue_final_message, (n) in.use_jinja,
+           (n) in.tools.size());
     for (const auto & t : in.tools) {
-        field(k, t.name);
-        field(k, t.description);
-        field(k, t.parameters);
+        fields(k, t.name, t.description, t.parameters);
     }
-    flag(k, (int64_t) in.tool_choice);
-    flag(k, in.parallel_tool_calls);
-    flag(k, (int64_t) in.reasoning_format);
-    flag(k, in.enable_thinking);
-    flag(k, (int64_t) in.chat_template_kwargs.size());
+    fields(k, (n) in.tool_choice, (n) in.parallel_tool_calls, (n) in.reasoning_format, (n) in.enable_thinking,
+           (n) in.chat_template_kwargs.size());
     for (const auto & [name, value] : in.chat_template_kwargs) {
-        field(k, name);
-        field(k, value);
+        fields(k, name, value);
     }
-    flag(k, in.add_bos);
-    flag(k, in.add_eos);
-    flag(k, in.force_pure_content);
+    fields(k, (n) in.add_bos, (n) in.add_eos, (n) in.force_pure_content);
     return k.size() > k_max_key_bytes ? std::string() : k;
 }
 

@@ -10,7 +10,8 @@
 //   if (!memo.get(key, cp)) { cp = common_chat_templates_apply(tmpls, inputs); memo.put(key, cp); }
 //
 // Entries expire after k_ttl, so a template that prints the date (strftime_now) is not kept
-// past the moment it was rendered for. Thread safety: every member may be called from any thread.
+// past the moment it was rendered for. format_chat() prefixes the key with the request's
+// cache salt, so a render is shared only within one sharing scope (one user's requests). Thread safety: every member may be called from any thread.
 
 #include "chat.h"
 
