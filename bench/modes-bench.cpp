@@ -56,6 +56,7 @@ struct options {
     int32_t     rounds        = 1;
     int32_t     retries       = 5;
     int32_t     seed          = 42;
+    int32_t     draft         = -1;  // engine_params::draft_max; -1: the engine's default
     bool        warmup        = true;
     bool        contemplating = true;  // which tests run (--only)
     bool        thinking      = true;
@@ -81,6 +82,8 @@ void print_usage(const char * argv0) {
         "      --rounds N          measure every test N times, 1-100 (default: 1)\n"
         "      --retries N         new seeds to try when an agent stops early, 0-100 (default: 5)\n"
         "      --seed N            first sampling seed, 0-2147483647 (default: 42)\n"
+        "      --draft N           drafted tokens per sequence and step (prompt lookup), 0-16 (0: off;\n"
+        "                          default: the engine's)\n"
         "      --prompt-out FILE   write the prompt text (the user message) to FILE\n"
         "      --question TEXT     ask TEXT instead of a generated prompt; agents stop where the\n"
         "                          model ends (at most --ntg tokens), so a vote is possible\n"
@@ -113,6 +116,7 @@ bool parse_args(int argc, char ** argv, options & o) {
         if (a.int_value("--rounds", 1, 100, o.rounds)) continue;
         if (a.int_value("--retries", 0, 100, o.retries)) continue;
         if (a.int_value("--seed", 0, 2147483647, o.seed)) continue;
+        if (a.int_value("--draft", 0, 16, o.draft)) continue;
         if (a.flag("--no-warmup")) { o.warmup = false; continue; }
         if (std::string list; a.value("--only", list)) {
             o.contemplating = o.thinking = o.thinking_seq = false;
@@ -186,6 +190,7 @@ struct run_outcome {
     std::string      why;
     // The engine's own counters over the run: where the wall time went.
     uint64_t         decode_calls = 0;
+    uint64_t         draft_tokens = 0, draft_accepted = 0;
     double           decode_ms = 0, step_ms = 0;
 };
 
@@ -218,6 +223,8 @@ run_outcome run_once(muse::engine & eng, muse::orchestrator & orch, const std::s
     out.wall_ms    = ms_since(t0);
     const muse::engine_stats s1 = eng.stats();
     out.decode_calls = s1.decode_calls - s0.decode_calls;
+    out.draft_tokens   = s1.draft_tokens - s0.draft_tokens;
+    out.draft_accepted = s1.draft_accepted - s0.draft_accepted;
     out.decode_ms    = (double) (s1.decode_us - s0.decode_us) / 1e3;
     out.step_ms      = (double) (s1.step_us - s0.step_us) / 1e3;
     if (out.res.err.code != 0) {
@@ -245,6 +252,8 @@ nlohmann::ordered_json describe(const run_outcome & r) {
     j["shared_prefix_tokens"]    = r.res.use.shared_prefix_tokens;
     j["completion_tokens"]       = r.res.use.completion_tokens;
     j["engine_decode_calls"]     = r.decode_calls;
+    j["engine_draft_tokens"]     = r.draft_tokens;    // prompt-lookup drafts decoded
+    j["engine_draft_accepted"]   = r.draft_accepted;  // of those, kept
     j["engine_decode_ms"]        = r.decode_ms;   // inside llama_decode
     j["engine_step_ms"]          = r.step_ms;     // whole engine steps (decode, sampling, events)
     nlohmann::ordered_json agents = nlohmann::ordered_json::array();
@@ -287,6 +296,9 @@ int main(int argc, char ** argv) {
     muse::engine_params ep;
     ep.n_threads = o.n_threads;
     ep.n_seq_max = std::max(8, 2 * o.agents + 4);
+    if (o.draft >= 0) {
+        ep.draft_max = o.draft;
+    }
     ep.n_ctx     = ((o.npp + 256) * 2 + (o.agents + 2) * (o.ntg + 64) + 255) / 256 * 256;
     ep.n_ctx     = std::max(ep.n_ctx, 4096);
     auto eng     = muse::engine::create(*m, ep, err);
@@ -327,6 +339,7 @@ int main(int argc, char ** argv) {
         j["answer_tokens"]      = o.answer_tokens;
         j["agents"]             = o.agents;
         j["n_ctx"]              = ep.n_ctx;
+        j["draft_max"]          = ep.draft_max;
         printf("%s\n", j.dump().c_str());
         fflush(stdout);
     }

@@ -718,3 +718,148 @@ TEST_F(engine_test, prompt_cache_public_prefix_is_shared_across_salts_and_nothin
     ASSERT_FALSE(x.err);
     EXPECT_EQ(x.use.prompt_tokens_reused, 0);
 }
+
+// engine_params::draft_max: prompt-lookup drafts change how many steps a sequence takes, never
+// what it says. The same requests (greedy and sampled with a seed, with log-probabilities, one
+// cut by max_tokens and one by a stop string, batched together) on an engine that drafts and
+// on one that does not give the same tokens, log-probabilities and endings; drafts were both
+// kept and rejected (a rejected draft's cell left behind would change every later token).
+// A random-weight model soon loops, which is what a lookup predicts.
+TEST_F(engine_test, drafted_decoding_says_exactly_what_undrafted_decoding_says) {
+    auto make_with = [](int32_t draft_max) {
+        engine_params p;
+        p.n_ctx     = 4096;
+        p.n_seq_max = 8;
+        p.n_threads = 2;
+        p.draft_max = draft_max;
+        error err;
+        auto  e = engine::create(test::shared_model(test::QWEN), p, err);
+        EXPECT_TRUE(e) << err.message;
+        return e;
+    };
+    std::vector<sequence_request> reqs;
+    for (const auto & p : k_prompts) {
+        reqs.push_back(greedy(p, 96));
+    }
+    for (uint32_t seed : { 3u, 11u }) {
+        sequence_request r     = greedy(k_prompts[3], 96);
+        r.sampling.temperature = 0.8f;
+        r.sampling.seed        = seed;
+        reqs.push_back(r);
+    }
+    reqs.push_back(greedy(k_prompts[1], 37));  // ends inside a step's drafts, most likely
+    for (auto & r : reqs) {
+        r.logprobs = true;
+    }
+    auto run = [&](engine & eng) {
+        std::vector<run_result> out;
+        auto                    hs = eng.submit(reqs);
+        for (auto & h : hs) {
+            out.push_back(drain(h));
+        }
+        return out;
+    };
+    auto plain   = make_with(0);
+    auto drafted = make_with(4);
+    ASSERT_TRUE(plain && drafted);
+    const auto a = run(*plain);
+    const auto b = run(*drafted);
+    EXPECT_EQ(plain->stats().draft_tokens, 0u);
+    const engine_stats st = drafted->stats();
+    EXPECT_GT(st.draft_accepted, 10u) << "no draft was kept: the lookup found nothing to predict";
+    EXPECT_GT(st.draft_tokens, st.draft_accepted) << "no draft was rejected, so no rollback was checked";
+    // Alone, a request whose drafts were kept takes fewer steps than tokens.
+    int32_t fewest = INT32_MAX;
+    for (const auto & r : reqs) {
+        const uint64_t before = drafted->stats().decode_calls;
+        auto           h      = drafted->submit(r);
+        ASSERT_FALSE(drain(h).err);
+        fewest = std::min(fewest, (int32_t) (drafted->stats().decode_calls - before) - r.max_tokens);
+    }
+    EXPECT_LT(fewest, 0) << "no request took fewer decode calls than tokens";
+    for (size_t i = 0; i < reqs.size(); ++i) {
+        ASSERT_FALSE(a[i].err) << a[i].err.message;
+        ASSERT_FALSE(b[i].err) << b[i].err.message;
+        EXPECT_EQ(b[i].tokens, a[i].tokens) << "request " << i << " says something else with drafts";
+        EXPECT_EQ(b[i].finish, a[i].finish) << "request " << i;
+        EXPECT_EQ((int32_t) b[i].tokens.size(), reqs[i].max_tokens) << "request " << i;
+        ASSERT_EQ(b[i].logprobs.size(), a[i].logprobs.size());
+        for (size_t k = 0; k < a[i].logprobs.size(); ++k) {
+            EXPECT_NEAR(b[i].logprobs[k], a[i].logprobs[k], 1e-3) << "request " << i << ", token " << k;
+        }
+    }
+
+    // A stop string that ends a sequence within drafts: the text ends before it on both.
+    const std::string stop = a[3].text.substr(a[3].text.size() / 2, 3);
+    for (auto * eng : { plain.get(), drafted.get() }) {
+        sequence_request r = reqs[3];
+        r.stop             = { stop };
+        auto h             = eng->submit(r);
+        auto res           = drain(h);
+        ASSERT_FALSE(res.err) << res.err.message;
+        EXPECT_EQ(res.finish, FINISH_STOP);
+        EXPECT_EQ(res.text, a[3].text.substr(0, a[3].text.find(stop)));
+    }
+
+    engine_params bad;
+    bad.draft_max = 17;
+    EXPECT_NE(validate(bad).find("drafted tokens"), std::string::npos);
+    bad.draft_max   = 4;
+    bad.draft_ngram = 0;
+    EXPECT_NE(validate(bad).find("n-gram"), std::string::npos);
+}
+
+// A sequence that drafted leaves its cache as if it had not: a fork of its whole text (prompt
+// and generated tokens, shared cell for cell) continues exactly as the same fork does on an
+// engine that never drafts, and so does a cached prompt reused after it.
+TEST_F(engine_test, forks_and_cached_prompts_after_drafts_see_only_kept_tokens) {
+    auto make_with = [](int32_t draft_max) {
+        engine_params p;
+        p.n_ctx        = 4096;
+        p.n_seq_max    = 8;
+        p.n_threads    = 2;
+        p.draft_max    = draft_max;
+        p.prompt_cache = 4;
+        error err;
+        auto  e = engine::create(test::shared_model(test::QWEN), p, err);
+        EXPECT_TRUE(e) << err.message;
+        return e;
+    };
+    std::vector<std::vector<llama_token>> forked, reused;
+    uint64_t                              kept = 0;
+    for (int32_t d : { 0, 4 }) {
+        auto eng = make_with(d);
+        ASSERT_TRUE(eng);
+        auto parent_req   = greedy(k_prompts[3], 80);
+        parent_req.retain = true;
+        auto parent       = eng->submit(parent_req);
+        auto pr           = drain(parent);
+        ASSERT_FALSE(pr.err) << pr.err.message;
+        auto child_req          = greedy("", 40);
+        child_req.prompt_tokens = eng->tokenize(k_prompts[3]);
+        child_req.prompt_tokens.insert(child_req.prompt_tokens.end(), pr.tokens.begin(), pr.tokens.end());
+        child_req.prompt_tokens.push_back(child_req.prompt_tokens[1]);
+        child_req.parent = parent.id();
+        auto child       = eng->submit(child_req);
+        auto cr          = drain(child);
+        ASSERT_FALSE(cr.err) << cr.err.message;
+        EXPECT_GT(cr.use.prompt_tokens_reused, 80) << "the fork shares the parent's generated cells too";
+        forked.push_back(cr.tokens);
+        parent.release();
+
+        // The child's cells went to the prompt cache; a request that extends them reuses them.
+        auto again          = child_req;
+        again.parent        = 0;
+        again.prompt_tokens.insert(again.prompt_tokens.end(), cr.tokens.begin(), cr.tokens.end());
+        again.prompt_tokens.push_back(again.prompt_tokens[2]);
+        auto h              = eng->submit(again);
+        auto rr             = drain(h);
+        ASSERT_FALSE(rr.err) << rr.err.message;
+        EXPECT_GT(rr.use.prompt_tokens_reused, 0) << "the cached prompt was not reused";
+        reused.push_back(rr.tokens);
+        kept += eng->stats().draft_accepted;
+    }
+    EXPECT_GT(kept, 0u) << "nothing was drafted and kept, so nothing was checked";
+    EXPECT_EQ(forked[1], forked[0]);
+    EXPECT_EQ(reused[1], reused[0]);
+}

@@ -110,6 +110,7 @@ error runtime::start(const runtime_engine_options & opt, assistant_params door_p
     if (opt.n_seq_max > 0) ep.n_seq_max = opt.n_seq_max;
     ep.n_threads    = opt.n_threads;
     ep.prompt_cache = opt.prompt_cache;
+    if (opt.draft_max >= 0) ep.draft_max = opt.draft_max;
     error err;
     auto  eng = engine::create(*p->m, ep, err);
     if (!eng) {

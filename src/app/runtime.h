@@ -65,6 +65,7 @@ struct runtime_engine_options {
     int32_t n_batch      = 0;  // tokens per decode call
     int32_t n_seq_max    = 0;  // sequences alive at once
     int32_t prompt_cache = 0;  // finished prompts kept for reuse (0: off)
+    int32_t draft_max    = -1; // prompt-lookup drafts per sequence and step (engine_params::draft_max); -1: the engine's default, 0: off
     // Servers that share the load with the local model (muse serve --model with --backend or
     // --backends): requests are routed over the local engine and them (backend/routing/). An
     // entry with local = true sets the local member's weight and limit (default 1, none).

@@ -312,6 +312,8 @@ std::vector<backend_metric> local_backend::stats() const {
         { "muse_engine_step_seconds_total", "counter", "Time of whole engine steps: batch building, decode, sampling, events.", st.step_us / 1e6 },
         { "muse_engine_live_sequences", "gauge", "Sequences alive in the engine.", (double) st.live_sequences },
         { "muse_engine_kv_full_total", "counter", "llama_decode calls that found the KV cache full.", (double) st.kv_full_events },
+        { "muse_engine_draft_tokens_total", "counter", "Tokens decoded as prompt-lookup drafts.", (double) st.draft_tokens },
+        { "muse_engine_draft_accepted_total", "counter", "Drafted tokens kept (the sampler drew the same token there).", (double) st.draft_accepted },
         { "muse_prompt_cache_hits_total", "counter", "Sequences that started from a cached prompt.", (double) st.prompt_cache_hits },
         { "muse_prompt_cache_tokens_reused_total", "counter", "Prompt tokens taken from the prompt cache.", (double) st.prompt_cache_tokens_reused },
         { "muse_prompt_cache_entries", "gauge", "Finished prompts kept for reuse.", (double) st.prompt_cache_entries },

@@ -139,6 +139,9 @@ std::string ask_help() {
            "  --threads N         CPU threads (default: all)\n"
            "  --ctx N             KV cache size in tokens shared by all agents (default: enough for\n"
            "                      the mode, at least 4096)\n"
+           "  --draft N           tokens each sequence may draft per step from its own text (prompt\n"
+           "                      lookup; the output is unchanged, repeats take fewer steps), 0..16\n"
+           "                      (default 4, 0 = off)\n"
            "\n"
            "output:\n"
            "  --json              print one JSON object (answer, mode, plan, agents, vote, usage)\n"
@@ -238,6 +241,7 @@ std::string parse_ask_flags(int argc, char ** argv, int first, ask_flags & out, 
         if (a.limit_value(k_limit_seed, v)) { opt.sampling.seed = v < 0 ? 0xFFFFFFFFu : (uint32_t) v; continue; }
         if (a.int_value("--threads", 0, 1024, out.threads) || a.int_value("-t", 0, 1024, out.threads)) continue;
         if (a.int_value("--ctx", 16, 1 << 22, out.ctx) || a.int_value("-c", 16, 1 << 22, out.ctx)) continue;
+        if (a.int_value("--draft", 0, 16, out.draft)) continue;
         if (a.flag("--json")) { out.as_json = true; continue; }
         if (a.flag("--hide-reasoning")) { out.hide_reasoning = true; continue; }
         if (a.flag("--verbose") || a.flag("-v")) { out.verbose = 2; continue; }

@@ -27,6 +27,7 @@ struct ask_flags {
     remote_params            remote;        // --backend-key, --backend-model
     ask_options              opt;            // mode, limits, sampling, stops, schema
     int32_t                  threads = 0, ctx = 0;
+    int32_t                  draft   = -1;  // --draft N; -1: the engine's default
     bool                     as_json = false, hide_reasoning = false, show_agents = false;
     safety_flags             safety;
     int                      verbose = 0;

@@ -12,13 +12,14 @@ namespace muse::cli {
 
 // The KV cache is shared by every agent: room for the prompt and each reasoning agent's budget
 // and answer, at least 4096 cells, at most what a user would sensibly allocate.
-runtime_engine_options engine_options_for(const ask_options & opt, int32_t ctx, int32_t threads) {
+runtime_engine_options engine_options_for(const ask_options & opt, int32_t ctx, int32_t threads, int32_t draft) {
     const bool    many = opt.mode == MODE_CONTEMPLATING || opt.mode == MODE_AUTO;
     const int64_t per  = (int64_t) opt.budget + std::min(opt.answer_tokens, 4096) + 64;
     const int64_t need = 2048 + (many ? (int64_t) (opt.agents + 2) * per : per);
     runtime_engine_options ep;
     ep.n_ctx     = ctx > 0 ? ctx : (int32_t) std::clamp<int64_t>(need, 4096, 131072);
     ep.n_threads = threads;
+    ep.draft_max = draft;
     ep.n_seq_max = std::max(8, 2 * opt.agents + std::max(6, opt.max_plan_tasks) + 2);
     return ep;
 }

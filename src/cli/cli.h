@@ -26,8 +26,9 @@ int exit_code_for(error_code code);
 
 // The engine's size for requests with these options: room in the shared KV cache for the
 // prompt and each reasoning agent's budget and answer (at least 4096 cells; `ctx` > 0 sets it),
-// and sequences for every agent of a contemplating request.
-runtime_engine_options engine_options_for(const ask_options & opt, int32_t ctx, int32_t threads);
+// and sequences for every agent of a contemplating request; `draft` >= 0 sets
+// engine_params::draft_max (--draft).
+runtime_engine_options engine_options_for(const ask_options & opt, int32_t ctx, int32_t threads, int32_t draft = -1);
 
 // Resolves the model to load. `path` empty: $MUSE_MODEL, else Muse-Tiny when it is there, else
 // the smoke model. Two names stand for models rather than files: "tiny" (Muse-Tiny, trained

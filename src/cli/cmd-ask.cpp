@@ -110,7 +110,7 @@ int cmd_ask(int argc, char ** argv) {
                         "note: using the generated smoke-test model (random weights: the text below is meaningless).\n"
                         "      For real answers: muse ask --model /path/to/model.gguf \"...\"\n", rc, &generated, &f.rpc_servers);
         if (!rt) return rc;
-        if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
+        if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads, f.draft), door_params)) {
             fprintf(stderr, "muse ask: %s\n", err.message.c_str());
             return exit_code_for(err.code);
         }

@@ -523,7 +523,7 @@ int cmd_chat(int argc, char ** argv) {
                         "note: using the generated smoke-test model (random weights: its answers are meaningless).\n"
                         "      For real answers: muse chat --model /path/to/model.gguf\n", rc, nullptr, &f.rpc_servers);
         if (!rt) return rc;
-        if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads), door_params)) {
+        if (error err = rt->start(engine_options_for(f.opt, f.ctx, f.threads, f.draft), door_params)) {
             fprintf(stderr, "muse chat: %s\n", err.message.c_str());
             return exit_code_for(err.code);
         }

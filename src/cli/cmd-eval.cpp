@@ -68,6 +68,7 @@ static std::string eval_help() {
            "  --system TEXT       a system prompt before every question\n"
            "  -t, --threads N     CPU threads (default: all)\n"
            "  -c, --ctx N         context size (default: sized for the modes' agents)\n"
+           "  --draft N           prompt-lookup drafts per sequence and step, 0..16 (default 4, 0 = off)\n"
            "  --json              print the report as JSON (per mode and per question)\n"
            "  -q, --quiet         no progress line\n"
            "  -v, --verbose       llama.cpp's log on stderr\n"
@@ -81,7 +82,7 @@ int cmd_eval(int argc, char ** argv) {
     sem_init(&g_eval_sigint, 0, 0);
     args        a(argc, argv, 2);
     std::string tasks_path, model_path, modes_list = "instant,thinking,contemplating", vote_name;
-    int32_t     limit = 0, threads = 0, ctx = 0;
+    int32_t     limit = 0, threads = 0, ctx = 0, draft = -1;
     std::vector<std::string> rpc_servers, backend_urls;
     remote_params            remote;
     bool        as_json = false, quiet = false;
@@ -127,6 +128,7 @@ int cmd_eval(int argc, char ** argv) {
         }
         if (a.int_value("-t", 1, 1024, threads) || a.int_value("--threads", 1, 1024, threads)) continue;
         if (a.int_value("-c", 256, 1 << 20, ctx) || a.int_value("--ctx", 256, 1 << 20, ctx)) continue;
+        if (a.int_value("--draft", 0, 16, draft)) continue;
         if (a.flag("--json")) { as_json = true; continue; }
         if (a.flag("-q") || a.flag("--quiet")) { quiet = true; continue; }
         if (a.flag("-v") || a.flag("--verbose")) { verbose = 1; continue; }
@@ -190,7 +192,7 @@ int cmd_eval(int argc, char ** argv) {
         for (ask_mode m : p.modes) {
             if (m == MODE_CONTEMPLATING || m == MODE_AUTO) sizing.mode = MODE_CONTEMPLATING;
         }
-        if (error err = rt->start(engine_options_for(sizing, ctx, threads))) {
+        if (error err = rt->start(engine_options_for(sizing, ctx, threads, draft))) {
             fprintf(stderr, "muse eval: %s\n", err.message.c_str());
             return exit_code_for(err.code);
         }

@@ -37,6 +37,9 @@ static const char * k_serve_help =
     "  -c, --ctx N             KV cache tokens shared by all requests and agents\n"
     "                          (default 8192 per --parallel request, at most 262144)\n"
     "  -t, --threads N         CPU threads (default: all)\n"
+    "  --draft N               tokens each sequence may draft per step from its own text (prompt\n"
+    "                          lookup; the output is unchanged, repeats take fewer steps), 0..16\n"
+    "                          (default 4, 0 = off)\n"
     "  --cache-prompts N       keep up to N finished prompts' KV cells (default 32, 0 = off) within a\n"
     "                          quarter of --ctx: a request that starts like one of them (a chat's\n"
     "                          next turn, a shared system prompt) reuses those cells\n"
@@ -148,7 +151,7 @@ int cmd_serve(int argc, char ** argv) {
     server_params sp;
     std::string   model_path, mmproj, key, key_file, host_allowed, data_dir, db_flag;
     std::vector<std::string> keys_given, key_files;
-    int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30, cache_prompts = 32;
+    int32_t       ctx = 0, threads = 0, max_body_mb = 48, max_files = 64, grace = 30, cache_prompts = 32, draft = -1;
     int32_t       max_files_mb = 64, max_request_mb = 256;
     float         header_timeout = 10, body_timeout = 60;
     std::string   origin, host_name;
@@ -219,6 +222,7 @@ int cmd_serve(int argc, char ** argv) {
         if (a.int_value("--cache-prompts", 0, 256, cache_prompts)) continue;
         if (a.int_value("--ctx", 256, 1 << 22, ctx) || a.int_value("-c", 256, 1 << 22, ctx)) continue;
         if (a.int_value("--threads", 0, 1024, threads) || a.int_value("-t", 0, 1024, threads)) continue;
+        if (a.int_value("--draft", 0, 16, draft)) continue;
         if (a.flag("--quiet")) { sp.log_requests = false; continue; }
         if (parse_safety_flag(a, safety)) continue;
         if (a.flag("--verbose") || a.flag("-v")) { verbose = 2; continue; }
@@ -311,6 +315,7 @@ int cmd_serve(int argc, char ** argv) {
         eo.n_threads    = threads;
         eo.n_seq_max    = std::min(256, sp.parallel * (2 * sp.limits.max_agents + 12) + cache_prompts);
         eo.prompt_cache = cache_prompts;
+        eo.draft_max    = draft;
         eo.peers        = remotes;
         eo.routing      = routing;
         if (error err = rt->start(eo, door_params)) {

@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 namespace muse {
 
@@ -45,6 +46,9 @@ struct engine_sequence {
     int32_t                  chunk       = 0;   // prompt tokens in the current batch
     int32_t                  batch_idx   = -1;  // output row in the current batch
     llama_token              pending     = LLAMA_TOKEN_NULL;  // sampled, not yet decoded
+    uint64_t                 salt_hash = 0;   // of req.cache_salt: the draft table's scope
+    std::vector<llama_token> draft;           // drafted tokens decoded after `pending` this step
+    int32_t                  n_draft_cells = 0;  // KV cells past n_past that hold drafts
 
     common_sampler_ptr            smpl;  // llama.cpp's sampler, unless this one applies:
     std::unique_ptr<fast_sampler> fast;  // top-k sampling without a whole-vocabulary array
@@ -52,6 +56,26 @@ struct engine_sequence {
     usage                  use;
     clock_type::time_point t_admit;
     clock_type::time_point t_first;
+};
+
+// How often a drafted token was kept when it followed a given token: what a draft is worth.
+// Counts are per cache salt (one user's requests), as the prompt cache is, and recent ones
+// weigh most (halved every k_window tries).
+class draft_table {
+  public:
+    // The chance that `tok` drafted after `prev` is kept: (kept + 1) / (tried + 2).
+    float chance(uint64_t salt, llama_token prev, llama_token tok) const;
+    void  record(uint64_t salt, llama_token prev, llama_token tok, bool kept);
+
+  private:
+    static constexpr uint16_t k_window  = 32;
+    static constexpr size_t   k_entries = 1 << 16;  // then it starts afresh
+    struct counts {
+        uint16_t kept  = 0;
+        uint16_t tried = 0;
+    };
+    static uint64_t key(uint64_t salt, llama_token prev, llama_token tok);
+    std::unordered_map<uint64_t, counts> m;
 };
 
 struct engine_command {
@@ -72,6 +96,9 @@ struct engine_core {
     llama_context_ptr  ctx;
     llama_memory_t     mem = nullptr;
     int32_t            n_ctx_seq = 0;
+    bool               can_draft = false;  // params.draft_max > 0 and the memory rolls back by position
+    mutable std::vector<llama_token> draft_ctx;  // find_draft's scratch
+    draft_table        draft_stats;
     std::mutex              mu;
     std::condition_variable cv;
     std::deque<engine_command>     commands;
@@ -139,10 +166,23 @@ struct engine_core {
     // the engine is about to sleep or stop).
     void wake_readers(bool all = false);
     float token_logprob(int32_t batch_idx, llama_token tok) const;
-    void update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
+    void update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int32_t n_seqs_sampled, int64_t decode_us,
                       clock_type::time_point t_step);  // under stats_mu
-    void sample(engine_sequence & s);
-    void sample_or_fail(engine_sequence & s);  // sample(); a sampler that throws fails its sequence
+    // Samples s's next token at s.batch_idx and delivers it; true when s goes on generating
+    // (the token is then s.pending), false when it ended (it may have been erased: finished
+    // and not retained, or failed).
+    bool sample(engine_sequence & s);
+    bool sample_or_fail(engine_sequence & s);  // sample(); a sampler that throws fails its sequence
+    // Prompt lookup: the tokens that followed the latest earlier occurrence of s's last
+    // draft_ngram tokens (with s.pending), at most `most`.
+    void find_draft(engine_sequence & s, int32_t most) const;
+    // Removes the cells of drafts that were not kept.
+    void drop_draft_cells(engine_sequence & s);
+    // Adds s's drafts to the batch (right after its pending token), taking them from budget.
+    void add_draft(engine_sequence & s, int32_t & budget);
+    // After s's pending token was sampled: keeps its drafts while each is the token drawn at
+    // its place, sampling the next; returns the tokens sampled (s may be gone after it).
+    int32_t check_drafts(engine_sequence & s);
     void on_decode_error(int32_t rc, const std::vector<engine_sequence *> & in_batch);
     void publish_stats();
 

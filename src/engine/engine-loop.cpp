@@ -20,6 +20,22 @@ namespace muse {
 // limits sit inside. The cache salt is the server's (a user id and a client's salt).
 static constexpr size_t k_max_cache_salt = 4096;
 
+// Prompt-lookup drafts (engine_params::draft_max).
+// How far back a lookup searches: a sequence's own recent text and its prompt's end are where
+// the repeats are, and a bound keeps the search cheap next to a step.
+static constexpr int32_t k_draft_window = 1024;
+// The longest context a lookup matches (engine_params::draft_ngram's bound), and the length
+// from which one earlier occurrence is evidence enough.
+static constexpr int32_t k_draft_max_ngram  = 8;
+static constexpr int32_t k_draft_sure_ngram = 3;
+// A draft token is worth decoding while the chance that it and the drafts before it are all
+// kept (the product of their draft_table chances) is at least this: a token drafted for the
+// first time (chance 1/2) goes alone, and a kind of draft that keeps missing stops.
+static constexpr float k_draft_min_chance = 0.5f;
+// Drafted tokens in one step, all sequences together, at most this share of the batch (the
+// rest is left to prompts being prefilled).
+static constexpr int32_t k_draft_batch_share = 4;
+
 static double ms_since(clock_type::time_point t) {
     return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
 }
@@ -319,6 +335,7 @@ void engine_core::fail(engine_sequence & s, error err, bool erase) {
 }
 
 void engine_core::finish(engine_sequence & s, finish_reason r) {
+    drop_draft_cells(s);  // the cells kept or cached must be the tokens' own
     std::string tail = s.text.flush();
     if (!tail.empty()) {
         sequence_event ev;
@@ -538,6 +555,7 @@ void engine_core::submit(engine_command & c) {
         return;
     }
     s->text.set_stops(s->req.stop);
+    s->salt_hash = std::hash<std::string>{}(s->req.cache_salt);
     {
         std::lock_guard<std::mutex> lk(stats_mu);
         st.sequences_started++;
@@ -621,6 +639,7 @@ void engine_core::step() {
     }
 
     std::vector<engine_sequence *> in_batch;
+    int32_t draft_budget = params.n_batch / k_draft_batch_share;
     for (engine_sequence * s : active) {
         if (s->state != SEQ_GENERATE) {
             continue;
@@ -633,6 +652,9 @@ void engine_core::step() {
         s->chunk     = 0;
         common_batch_add(batch, s->pending, s->n_past, { s->seq }, true);
         in_batch.push_back(s);
+        if (can_draft) {
+            add_draft(*s, draft_budget);  // its rows follow the pending token's
+        }
     }
     const int32_t n_decoding = (int32_t) in_batch.size();
     std::vector<engine_sequence *> at_embedding;  // prefill an embedding block this step
@@ -685,9 +707,10 @@ void engine_core::step() {
         return;
     }
 
-    int32_t n_sampled = 0;
-    int32_t n_prefill = 0;
-    in_step           = true;
+    int32_t n_sampled      = 0;  // tokens
+    int32_t n_seqs_sampled = 0;
+    int32_t n_prefill      = 0;
+    in_step                = true;
     for (engine_sequence * s : in_batch) {
         if (s->state == SEQ_PREFILL) {
             s->n_past += s->chunk;
@@ -705,9 +728,13 @@ void engine_core::step() {
         } else {
             s->tokens.push_back(s->pending);
             s->n_past++;
+            s->n_draft_cells = (int32_t) s->draft.size();
         }
         n_sampled++;
-        sample_or_fail(*s);
+        n_seqs_sampled++;
+        if (sample_or_fail(*s) && !s->draft.empty()) {
+            n_sampled += check_drafts(*s);
+        }
     }
     // Images are decoded in calls of their own (a batch holds tokens or embeddings, not both),
     // after the tokens of this step were sampled.
@@ -719,9 +746,165 @@ void engine_core::step() {
     in_step = false;
     {
         std::lock_guard<std::mutex> lk(stats_mu);
-        update_stats(n_decoding, n_prefill, n_sampled, decode_us, t_step);
+        update_stats(n_decoding, n_prefill, n_sampled, n_seqs_sampled, decode_us, t_step);
     }
     wake_readers();
+}
+
+// --- prompt-lookup drafts (engine_params::draft_max) -------------------------------------
+
+uint64_t draft_table::key(uint64_t salt, llama_token prev, llama_token tok) {
+    uint64_t h = salt ^ 0x9E3779B97F4A7C15ull;
+    h = (h ^ (uint32_t) prev) * 0x100000001B3ull;
+    h = (h ^ ((uint64_t) (uint32_t) tok << 17)) * 0x100000001B3ull;
+    return h ^ (h >> 29);
+}
+
+float draft_table::chance(uint64_t salt, llama_token prev, llama_token tok) const {
+    auto it = m.find(key(salt, prev, tok));
+    const counts c = it == m.end() ? counts{} : it->second;
+    return (float) (c.kept + 1) / (float) (c.tried + 2);
+}
+
+void draft_table::record(uint64_t salt, llama_token prev, llama_token tok, bool kept) {
+    if (m.size() >= k_entries) {
+        m.clear();
+    }
+    counts & c = m[key(salt, prev, tok)];
+    c.kept += kept ? 1 : 0;
+    c.tried++;
+    if (c.tried >= k_window) {
+        c.kept /= 2;
+        c.tried /= 2;
+    }
+}
+
+void engine_core::find_draft(engine_sequence & s, int32_t most) const {
+    s.draft.clear();
+    const int32_t nmax = params.draft_ngram;
+    // The text so far: the window's end of the cached tokens, the pending token, then each
+    // token drafted, as it is drafted.
+    const int32_t from = std::max<int32_t>(0, (int32_t) s.tokens.size() - k_draft_window);
+    std::vector<llama_token> & h = draft_ctx;
+    h.assign(s.tokens.begin() + from, s.tokens.end());
+    h.push_back(s.pending);
+    struct follower {
+        llama_token tok;
+        int32_t     count;
+    };
+    std::vector<follower> seen[k_draft_max_ngram + 1];  // [n]: what followed the last n tokens
+    float                 reach = 1.0f;
+    while ((int32_t) s.draft.size() < most) {
+        const int32_t len = (int32_t) h.size();
+        for (int32_t n = 1; n <= nmax; ++n) {
+            seen[n].clear();
+        }
+        // Every earlier place j whose preceding tokens end as the text does: for each n up to
+        // the length of that common end, h[j] followed the last n tokens once.
+        int32_t longest = 0;
+        for (int32_t j = 1; j < len; ++j) {
+            if (h[j] < 0) {
+                continue;  // an embedding position is no token to draft
+            }
+            int32_t m = 0;
+            while (m < nmax && m < j && h[j - 1 - m] == h[len - 1 - m]) {
+                m++;
+            }
+            for (int32_t n = 1; n <= m; ++n) {
+                auto it = std::find_if(seen[n].begin(), seen[n].end(), [&](const follower & f) { return f.tok == h[j]; });
+                if (it == seen[n].end()) {
+                    seen[n].push_back({ h[j], 1 });
+                } else {
+                    it->count++;
+                }
+            }
+            longest = std::max(longest, m);
+        }
+        if (longest == 0) {
+            break;
+        }
+        // The longest context decides: its most frequent follower is drafted when it follows it
+        // mostly, and either has done so more than once or the context is long enough to be a
+        // repeat rather than chance.
+        const auto & f     = seen[longest];
+        int32_t      total = 0;
+        const follower * top = &f[0];
+        for (const auto & x : f) {
+            total += x.count;
+            top = x.count > top->count ? &x : top;
+        }
+        if (4 * top->count < 3 * total || (top->count < 2 && longest < k_draft_sure_ngram)) {
+            break;
+        }
+        // How often such a draft was kept before: the chance that this one and those before it
+        // are all kept must stay worth a decoded token.
+        reach *= draft_stats.chance(s.salt_hash, h.back(), top->tok);
+        if (reach < k_draft_min_chance) {
+            break;
+        }
+        s.draft.push_back(top->tok);
+        h.push_back(top->tok);
+    }
+}
+
+void engine_core::add_draft(engine_sequence & s, int32_t & budget) {
+    s.draft.clear();
+    // The pending token is decoded at n_past; drafts follow it inside the context, and one is
+    // worth decoding only if the sequence could still take it.
+    int32_t most = std::min({ params.draft_max, n_ctx_seq - 1 - s.n_past, budget, params.n_batch - batch.n_tokens });
+    if (s.req.max_tokens > 0) {
+        most = std::min(most, s.req.max_tokens - s.n_generated - 1);
+    }
+    if (most <= 0) {
+        return;
+    }
+    find_draft(s, most);
+    for (size_t i = 0; i < s.draft.size(); ++i) {
+        common_batch_add(batch, s.draft[i], s.n_past + 1 + (int32_t) i, { s.seq }, true);
+    }
+    budget -= (int32_t) s.draft.size();
+}
+
+int32_t engine_core::check_drafts(engine_sequence & s) {
+    const std::vector<llama_token> draft = std::move(s.draft);  // s may be erased by a sample
+    s.draft.clear();
+    const uint64_t salt    = s.salt_hash;
+    int32_t        kept    = 0;
+    int32_t        sampled = 0;
+    bool           alive   = true;
+    for (llama_token d : draft) {
+        const bool hit = s.pending == d;
+        draft_stats.record(salt, s.tokens.back(), d, hit);
+        if (!hit) {
+            break;
+        }
+        // The draft, decoded at n_past, is the token drawn there: its cell is kept and its
+        // logits give the next token.
+        s.tokens.push_back(d);
+        s.n_past++;
+        s.n_draft_cells--;
+        s.batch_idx++;
+        kept++;
+        sampled++;
+        if (!sample_or_fail(s)) {
+            alive = false;
+            break;
+        }
+    }
+    if (alive) {
+        drop_draft_cells(s);
+    }
+    std::lock_guard<std::mutex> lk(stats_mu);
+    st.draft_tokens += draft.size();
+    st.draft_accepted += (uint64_t) kept;
+    return sampled;
+}
+
+void engine_core::drop_draft_cells(engine_sequence & s) {
+    if (s.n_draft_cells > 0 && s.seq >= 0) {
+        llama_memory_seq_rm(mem, s.seq, s.n_past, -1);
+    }
+    s.n_draft_cells = 0;
 }
 
 void engine_core::wake_readers(bool all) {
@@ -812,18 +995,19 @@ void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {
     sample_or_fail(s);
 }
 
-void engine_core::sample_or_fail(engine_sequence & s) {
+bool engine_core::sample_or_fail(engine_sequence & s) {
     try {
-        sample(s);
+        return sample(s);
     } catch (const std::exception & e) {
         // A sampler that throws (e.g. a grammar with no way forward) ends its own sequence;
         // the loop goes on.
         fail(s, { ERROR_INTERNAL, std::string("sampling failed: ") + e.what() });
+        return false;
     }
 }
 
-void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int64_t decode_us,
-                               clock_type::time_point t_step) {
+void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_sampled, int32_t n_seqs_sampled,
+                               int64_t decode_us, clock_type::time_point t_step) {
     st.decode_us += (uint64_t) decode_us;
     st.step_us += (uint64_t) std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t_step).count();
     st.decode_calls++;
@@ -831,16 +1015,16 @@ void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_
     st.prefill_tokens += n_prefill;
     st.generated_tokens += n_sampled;
     st.max_batch_tokens = std::max<uint64_t>(st.max_batch_tokens, batch.n_tokens);
-    st.max_batch_seqs   = std::max<uint64_t>(st.max_batch_seqs, n_sampled);
+    st.max_batch_seqs   = std::max<uint64_t>(st.max_batch_seqs, n_seqs_sampled);
     if (n_decoding > 0 && n_prefill > 0) {
         st.mixed_calls++;
     }
-    if (n_sampled >= 2) {
+    if (n_seqs_sampled >= 2) {
         st.multi_seq_calls++;
     }
 }
 
-void engine_core::sample(engine_sequence & s) {
+bool engine_core::sample(engine_sequence & s) {
     llama_token tok;
     if (s.fast) {
         tok = s.fast->sample(llama_get_logits_ith(ctx.get(), s.batch_idx));  // accepts it too
@@ -864,7 +1048,7 @@ void engine_core::sample(engine_sequence & s) {
         s.chan->push(std::move(ev), false);
         to_notify.push_back(s.chan);
         finish(s, FINISH_STOP);
-        return;
+        return false;
     }
     bool stopped = false;
     sequence_event ev;
@@ -875,11 +1059,14 @@ void engine_core::sample(engine_sequence & s) {
     to_notify.push_back(s.chan);
     if (stopped) {
         finish(s, FINISH_STOP);
-    } else if (s.req.max_tokens > 0 && s.n_generated >= s.req.max_tokens) {
-        finish(s, FINISH_LENGTH);
-    } else {
-        s.pending = tok;
+        return false;
     }
+    if (s.req.max_tokens > 0 && s.n_generated >= s.req.max_tokens) {
+        finish(s, FINISH_LENGTH);
+        return false;
+    }
+    s.pending = tok;
+    return true;
 }
 
 // exp(x) for x <= 0, to ~4e-6 relative error, in plain float arithmetic that the compiler

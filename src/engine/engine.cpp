@@ -36,6 +36,12 @@ std::string validate(const engine_params & p) {
     if (p.stream_interval_ms < 0 || p.stream_interval_ms > 1000) {
         return "stream interval must be in [0, 1000] ms";
     }
+    if (p.draft_max < 0 || p.draft_max > 16) {
+        return "drafted tokens per step must be in [0, 16] (0 = off)";
+    }
+    if (p.draft_ngram < 1 || p.draft_ngram > 8) {
+        return "the draft lookup's n-gram must be 1 to 8 tokens";
+    }
     if (p.prompt_cache < 0 || p.prompt_cache > 256) {
         return "prompt cache entries must be in [0, 256]";
     }
@@ -168,6 +174,9 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
         }
     }
     c->mem       = llama_get_memory(c->ctx.get());
+    // A recurrent state cannot drop the last positions it took in, so drafts could not be
+    // taken back.
+    c->can_draft = params.draft_max > 0 && !llama_model_is_recurrent(m.get()) && !llama_model_is_hybrid(m.get());
     c->n_ctx_seq = (int32_t) llama_n_ctx_seq(c->ctx.get());
     c->batch     = llama_batch_init(params.n_batch, 0, 1);
     {

@@ -49,6 +49,19 @@ struct engine_params {
     // step costs several percent of the decode. Where a step takes longer than the interval
     // (any real model), every token is delivered as it comes. 0: after every step.
     int32_t stream_interval_ms = 10;
+    // Prompt-lookup speculation (as vLLM's n-gram speculator and llama.cpp's lookup decoding):
+    // where a generating sequence's last draft_ngram tokens occurred before in its prompt or
+    // output, the tokens that followed them there are decoded with its next token in the same
+    // step, and each is kept while it is the token the sampler draws at its place. The sampler
+    // draws exactly as without drafts (one draw per kept token, the same random stream), so the
+    // output is the one unspeculated decoding would give; the cells of rejected drafts are
+    // removed. Text that restates its input (a scratchpad copying the operands, quoted code,
+    // a table re-read, JSON keys) then takes fewer steps. A token is drafted only where it
+    // followed the same context mostly, and only while drafts of it after the same token were
+    // mostly kept (counted per cache salt), so drafts that miss stop costing decode work. Off
+    // for recurrent and hybrid models, whose state cannot be rolled back to a position.
+    int32_t draft_max   = 4;  // drafted tokens per sequence and step, 0..16 (0: off)
+    int32_t draft_ngram = 4;  // the longest context a lookup matches, 1..8 tokens
 
     // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
     // used first out). A new sequence without a fork parent that shares at least
@@ -88,6 +101,8 @@ struct engine_stats {
     uint64_t prompt_cache_tokens_reused = 0;
     int32_t  prompt_cache_entries = 0;
     int32_t  prompt_cache_cells   = 0;  // KV cells the entries hold
+    uint64_t draft_tokens         = 0;  // tokens decoded as drafts (engine_params::draft_max)
+    uint64_t draft_accepted       = 0;  // of those, kept: the sampler drew the same token there
 };
 
 // The reader end of one sequence's event stream. Destroying it cancels the sequence if it
