@@ -57,6 +57,7 @@ struct options {
     int32_t     retries       = 5;
     int32_t     seed          = 42;
     int32_t     draft         = -1;  // engine_params::draft_max; -1: the engine's default
+    bool        fixed_threads = false;  // engine_params::adaptive_threads off
     bool        warmup        = true;
     bool        contemplating = true;  // which tests run (--only)
     bool        thinking      = true;
@@ -84,6 +85,7 @@ void print_usage(const char * argv0) {
         "      --seed N            first sampling seed, 0-2147483647 (default: 42)\n"
         "      --draft N           drafted tokens per sequence and step (prompt lookup), 0-16 (0: off;\n"
         "                          default: the engine's)\n"
+        "      --fixed-threads     decode with --threads threads always (the engine's adaptive choice off)\n"
         "      --prompt-out FILE   write the prompt text (the user message) to FILE\n"
         "      --question TEXT     ask TEXT instead of a generated prompt; agents stop where the\n"
         "                          model ends (at most --ntg tokens), so a vote is possible\n"
@@ -117,6 +119,7 @@ bool parse_args(int argc, char ** argv, options & o) {
         if (a.int_value("--retries", 0, 100, o.retries)) continue;
         if (a.int_value("--seed", 0, 2147483647, o.seed)) continue;
         if (a.int_value("--draft", 0, 16, o.draft)) continue;
+        if (a.flag("--fixed-threads")) { o.fixed_threads = true; continue; }
         if (a.flag("--no-warmup")) { o.warmup = false; continue; }
         if (std::string list; a.value("--only", list)) {
             o.contemplating = o.thinking = o.thinking_seq = false;
@@ -299,6 +302,7 @@ int main(int argc, char ** argv) {
     if (o.draft >= 0) {
         ep.draft_max = o.draft;
     }
+    ep.adaptive_threads = !o.fixed_threads;
     ep.n_ctx     = ((o.npp + 256) * 2 + (o.agents + 2) * (o.ntg + 64) + 255) / 256 * 256;
     ep.n_ctx     = std::max(ep.n_ctx, 4096);
     auto eng     = muse::engine::create(*m, ep, err);
@@ -340,6 +344,7 @@ int main(int argc, char ** argv) {
         j["agents"]             = o.agents;
         j["n_ctx"]              = ep.n_ctx;
         j["draft_max"]          = ep.draft_max;
+        j["adaptive_threads"]   = ep.adaptive_threads;
         printf("%s\n", j.dump().c_str());
         fflush(stdout);
     }

@@ -5,6 +5,7 @@
 #include "core/limits.h"
 #include "engine/engine.h"
 #include "engine/model.h"
+#include "engine/thread-tuner.h"
 
 #include "ggml-backend.h"
 #include "llama.h"
@@ -862,4 +863,42 @@ TEST_F(engine_test, forks_and_cached_prompts_after_drafts_see_only_kept_tokens) 
     EXPECT_GT(kept, 0u) << "nothing was drafted and kept, so nothing was checked";
     EXPECT_EQ(forked[1], forked[0]);
     EXPECT_EQ(reused[1], reused[0]);
+}
+
+// engine_params::adaptive_threads: the tuner follows the measured times, per batch size, and
+// finds a change of the fastest count again; never more threads than given; off = always n.
+TEST(thread_tuner, picks_the_fastest_count_per_batch_size_and_follows_changes) {
+    // A call's time: `fast` threads take 1 us per token, any other count 3 us.
+    auto run = [](thread_tuner & t, int32_t n_tokens, int32_t fast, int calls, std::vector<int32_t> * picked = nullptr) {
+        int on_fast = 0;
+        for (int i = 0; i < calls; ++i) {
+            const int32_t n = t.pick(n_tokens);
+            EXPECT_GE(n, 1);
+            EXPECT_LE(n, 8);
+            t.record(n_tokens, n, (int64_t) n_tokens * (n == fast ? 1 : 3));
+            on_fast += n == fast;
+            if (picked) picked->push_back(n);
+        }
+        return on_fast;
+    };
+    thread_tuner t;
+    t.init(8, true);
+    std::vector<int32_t> seen;
+    EXPECT_GE(run(t, 4, 1, 1000, &seen), 900) << "small batches: 1 thread is fastest here";
+    EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()), (std::set<int32_t>{ 8, 4, 2, 1 })) << "every count probed";
+    EXPECT_GE(run(t, 512, 8, 1000), 900) << "large batches have a bucket of their own";
+    EXPECT_GE(run(t, 4, 1, 100), 90) << "the small bucket kept its choice";
+    // The machine changes: now 4 threads are fastest for small batches. Re-probes find it.
+    run(t, 4, 4, 3000);
+    EXPECT_GE(run(t, 4, 4, 1000), 900);
+
+    thread_tuner fixed;
+    fixed.init(2, false);
+    for (int i = 0; i < 100; ++i) {
+        EXPECT_EQ(fixed.pick(4), 2);
+        fixed.record(4, 2, 1000);
+    }
+    thread_tuner one;
+    one.init(1, true);
+    EXPECT_EQ(one.pick(1), 1);
 }

@@ -6,6 +6,7 @@
 #include "event-channel.h"
 #include "fast-sampler.h"
 #include "text-stream.h"
+#include "thread-tuner.h"
 
 #include "llama-cpp.h"
 #include "sampling.h"
@@ -99,6 +100,8 @@ struct engine_core {
     bool               can_draft = false;  // params.draft_max > 0 and the memory rolls back by position
     mutable std::vector<llama_token> draft_ctx;  // find_draft's scratch
     draft_table        draft_stats;
+    thread_tuner       threads;
+    int32_t            n_threads_set = 0;  // the context's thread count now
     std::mutex              mu;
     std::condition_variable cv;
     std::deque<engine_command>     commands;
@@ -175,11 +178,14 @@ struct engine_core {
     bool sample_or_fail(engine_sequence & s);  // sample(); a sampler that throws fails its sequence
     // Prompt lookup: the tokens that followed the latest earlier occurrence of s's last
     // draft_ngram tokens (with s.pending), at most `most`.
-    void find_draft(engine_sequence & s, int32_t most) const;
+    void find_draft(engine_sequence & s, int32_t most, double min_chance) const;
+    // The chance a draft must have of being kept to be worth decoding in a step that decodes
+    // n_seqs sequences (from the measured cost of decode calls).
+    double draft_threshold(int32_t n_seqs) const;
     // Removes the cells of drafts that were not kept.
     void drop_draft_cells(engine_sequence & s);
     // Adds s's drafts to the batch (right after its pending token), taking them from budget.
-    void add_draft(engine_sequence & s, int32_t & budget);
+    void add_draft(engine_sequence & s, int32_t & budget, double min_chance);
     // After s's pending token was sampled: keeps its drafts while each is the token drawn at
     // its place, sampling the next; returns the tokens sampled (s may be gone after it).
     int32_t check_drafts(engine_sequence & s);

@@ -29,9 +29,16 @@ static constexpr int32_t k_draft_window = 1024;
 static constexpr int32_t k_draft_max_ngram  = 8;
 static constexpr int32_t k_draft_sure_ngram = 3;
 // A draft token is worth decoding while the chance that it and the drafts before it are all
-// kept (the product of their draft_table chances) is at least this: a token drafted for the
-// first time (chance 1/2) goes alone, and a kind of draft that keeps missing stops.
-static constexpr float k_draft_min_chance = 0.5f;
+// kept (the product of their draft_table chances) is at least what it costs against what it
+// saves (draft_threshold): with decode calls of n tokens costing a + b * n, a kept draft saves
+// its sequence's share of a step, a / N + b for N sequences, and costs b, so the bar is
+// b / (a / N + b), kept within these bounds. Until the costs are measured it is the default:
+// a token drafted for the first time (chance 1/2) goes alone, and a kind of draft that keeps
+// missing stops. Where tokens cost nearly all of a call (a compute-bound CPU) the bar passes
+// the highest chance a draft can have, and nothing is drafted.
+static constexpr double k_draft_min_chance     = 0.5;
+static constexpr double k_draft_lowest_chance  = 0.3;
+static constexpr double k_draft_highest_chance = 0.95;
 // Drafted tokens in one step, all sequences together, at most this share of the batch (the
 // rest is left to prompts being prefilled).
 static constexpr int32_t k_draft_batch_share = 4;
@@ -640,6 +647,14 @@ void engine_core::step() {
 
     std::vector<engine_sequence *> in_batch;
     int32_t draft_budget = params.n_batch / k_draft_batch_share;
+    double  draft_bar    = 1.0;
+    if (can_draft) {
+        int32_t n_generating = 0;
+        for (engine_sequence * s : active) {
+            n_generating += s->state == SEQ_GENERATE;
+        }
+        draft_bar = draft_threshold(n_generating);
+    }
     for (engine_sequence * s : active) {
         if (s->state != SEQ_GENERATE) {
             continue;
@@ -653,7 +668,7 @@ void engine_core::step() {
         common_batch_add(batch, s->pending, s->n_past, { s->seq }, true);
         in_batch.push_back(s);
         if (can_draft) {
-            add_draft(*s, draft_budget);  // its rows follow the pending token's
+            add_draft(*s, draft_budget, draft_bar);  // its rows follow the pending token's
         }
     }
     const int32_t n_decoding = (int32_t) in_batch.size();
@@ -699,9 +714,17 @@ void engine_core::step() {
         return;
     }
 
+    const int32_t n_threads = threads.pick(batch.n_tokens);
+    if (n_threads != n_threads_set) {
+        llama_set_n_threads(ctx.get(), n_threads, n_threads);
+        n_threads_set = n_threads;
+    }
     const auto    t_decode = clock_type::now();
     const int32_t rc       = llama_decode(ctx.get(), batch);
     const auto    decode_us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t_decode).count();
+    if (rc == 0) {
+        threads.record(batch.n_tokens, n_threads, decode_us);
+    }
     if (rc != 0) {
         on_decode_error(rc, in_batch);
         return;
@@ -779,7 +802,20 @@ void draft_table::record(uint64_t salt, llama_token prev, llama_token tok, bool 
     }
 }
 
-void engine_core::find_draft(engine_sequence & s, int32_t most) const {
+double engine_core::draft_threshold(int32_t n_seqs) const {
+    double a = 0, b = 0;
+    if (!threads.cost(n_threads_set, a, b)) {
+        return k_draft_min_chance;
+    }
+    a = std::max(a, 0.0);
+    if (b <= 0) {
+        return k_draft_lowest_chance;  // tokens measured free: only the chance of a hit counts
+    }
+    const double bar = b / (a / std::max(n_seqs, 1) + b);
+    return std::clamp(bar, k_draft_lowest_chance, k_draft_highest_chance);
+}
+
+void engine_core::find_draft(engine_sequence & s, int32_t most, double min_chance) const {
     s.draft.clear();
     const int32_t nmax = params.draft_ngram;
     // The text so far: the window's end of the cached tokens, the pending token, then each
@@ -839,7 +875,7 @@ void engine_core::find_draft(engine_sequence & s, int32_t most) const {
         // How often such a draft was kept before: the chance that this one and those before it
         // are all kept must stay worth a decoded token.
         reach *= draft_stats.chance(s.salt_hash, h.back(), top->tok);
-        if (reach < k_draft_min_chance) {
+        if (reach < min_chance) {
             break;
         }
         s.draft.push_back(top->tok);
@@ -847,7 +883,7 @@ void engine_core::find_draft(engine_sequence & s, int32_t most) const {
     }
 }
 
-void engine_core::add_draft(engine_sequence & s, int32_t & budget) {
+void engine_core::add_draft(engine_sequence & s, int32_t & budget, double min_chance) {
     s.draft.clear();
     // The pending token is decoded at n_past; drafts follow it inside the context, and one is
     // worth decoding only if the sequence could still take it.
@@ -858,7 +894,7 @@ void engine_core::add_draft(engine_sequence & s, int32_t & budget) {
     if (most <= 0) {
         return;
     }
-    find_draft(s, most);
+    find_draft(s, most, min_chance);
     for (size_t i = 0; i < s.draft.size(); ++i) {
         common_batch_add(batch, s.draft[i], s.n_past + 1 + (int32_t) i, { s.seq }, true);
     }
@@ -955,6 +991,11 @@ void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {
         embd_batch.seq_id[i][0] = s.seq;
         embd_batch.logits[i]    = s.n_past + i == s.n_prompt - 1;
     }
+    const int32_t n_threads = threads.pick(n);
+    if (n_threads != n_threads_set) {
+        llama_set_n_threads(ctx.get(), n_threads, n_threads);
+        n_threads_set = n_threads;
+    }
     const auto t0 = clock_type::now();
     if (b.non_causal) {
         llama_set_causal_attn(ctx.get(), false);
@@ -964,6 +1005,9 @@ void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {
         llama_set_causal_attn(ctx.get(), true);
     }
     const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t0).count();
+    if (rc == 0) {
+        threads.record(n, n_threads, us);
+    }
     {
         std::lock_guard<std::mutex> lk(stats_mu);
         st.decode_calls++;

@@ -173,6 +173,8 @@ std::unique_ptr<engine> engine::create(const model & m, const engine_params & pa
             }
         }
     }
+    c->threads.init(cp.n_threads, params.adaptive_threads);
+    c->n_threads_set = cp.n_threads;
     c->mem       = llama_get_memory(c->ctx.get());
     // A recurrent state cannot drop the last positions it took in, so drafts could not be
     // taken back.

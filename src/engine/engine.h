@@ -61,6 +61,13 @@ struct engine_params {
     // mostly kept (counted per cache salt), so drafts that miss stop costing decode work. Off
     // for recurrent and hybrid models, whose state cannot be rolled back to a position.
     int32_t draft_max   = 4;  // drafted tokens per sequence and step, 0..16 (0: off)
+    // Threads per decode call chosen by measurement: for each batch size (in powers of two) the
+    // engine times its calls with n_threads, n_threads / 2, ... 1 threads and uses the fastest,
+    // trying the others again now and then (the machine's load changes). Where a step is a
+    // millisecond or less (a tiny model), ggml's barriers between threads can cost more than
+    // the arithmetic they share: on a 2-core VM, Muse-Tiny's 4-agent steps took 1.1 ms with 2
+    // threads and 0.45 ms with 1. Never more than n_threads. Off: n_threads always.
+    bool    adaptive_threads = true;
     int32_t draft_ngram = 4;  // the longest context a lookup matches, 1..8 tokens
 
     // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
