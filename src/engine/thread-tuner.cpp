@@ -22,8 +22,35 @@ int32_t thread_tuner::pick(int32_t n_tokens) {
     if (counts.size() == 1) {
         return counts[0];
     }
-    bucket & bk = buckets[bucket_of(n_tokens)];
+    const int b  = bucket_of(n_tokens);
+    bucket &  bk = buckets[b];
     bk.calls++;
+    if (bk.calls == 1) {
+        // A batch size not seen yet starts with the count that is fastest for the nearest size
+        // where every count was measured (else where any was): a prompt's one big call should
+        // not be the probe of a slow count. Its other counts are probed on its next calls.
+        for (bool all : { true, false }) {
+            for (int d = 1; d < k_buckets; ++d) {
+                for (int nb : { b - d, b + d }) {
+                    if (nb < 0 || nb >= k_buckets) {
+                        continue;
+                    }
+                    const bucket & o    = buckets[nb];
+                    int            best = -1;
+                    bool           full = true;
+                    for (size_t i = 0; i < counts.size(); ++i) {
+                        full = full && o.arms[i].n > 0;
+                        if (o.arms[i].n > 0 && (best < 0 || o.arms[i].us_per_token < o.arms[best].us_per_token)) {
+                            best = (int) i;
+                        }
+                    }
+                    if (best >= 0 && (full || !all)) {
+                        return counts[best];
+                    }
+                }
+            }
+        }
+    }
     // The fastest count measured so far, then any count still to probe: one whose first
     // calls were not clearly slower (a count that took half again as long is not tried again
     // until the next round of probes).
@@ -35,8 +62,13 @@ int32_t thread_tuner::pick(int32_t n_tokens) {
     }
     const double best_us = bk.arms[best].us_per_token;
     for (size_t i = 0; i < counts.size(); ++i) {
+        if (bk.arms[i].n == 0) {
+            return counts[i];  // counts never measured here first
+        }
+    }
+    for (size_t i = 0; i < counts.size(); ++i) {
         const arm & a = bk.arms[i];
-        if (a.n == 0 || (a.n < k_probe && a.us_per_token < 1.5 * best_us)) {
+        if (a.n < k_probe && a.us_per_token < 1.5 * best_us) {
             return counts[i];
         }
     }
