@@ -52,6 +52,18 @@ check "the default model is named Muse-Tiny" grep -q "Muse-Tiny" "$work/tiny-err
 check "Muse-Tiny adds: 27 + 15 = 42" grep -qw "42" "$work/tiny.txt"
 "$muse" ask --model tiny "What is 95 - 38?" --mode instant --temp 0 --json > "$work/tiny.json" 2> /dev/null
 check "--model tiny in instant mode answers a bare number, without reasoning" node -e 'const j=JSON.parse(require("fs").readFileSync(process.argv[1])); if (!/^[0-9]+$/.test(j.content.trim())||j.reasoning_content!=="") process.exit(1)' "$work/tiny.json"
+# --draft: prompt-lookup drafts change the steps, not the text (the reasoning restates digits
+# and repeats its line format); a seeded contemplating run says the same with and without.
+for d in 0 4; do
+  "$muse" ask --model tiny "What is 4821 + 1397?" --mode contemplating --no-planner --agents 3 --seed 9 --draft $d --json \
+    > "$work/draft-$d.json" 2> /dev/null
+done
+check "--draft 0 and --draft 4 give the same agents' text" node -e 'const f=require("fs");
+  const a=JSON.parse(f.readFileSync(process.argv[1])), b=JSON.parse(f.readFileSync(process.argv[2]));
+  const t=j=>JSON.stringify(j.agents.map(x=>[x.reasoning,x.answer,x.tokens]));
+  if (a.content!=="6218"||t(a)!==t(b)) process.exit(1)' "$work/draft-0.json" "$work/draft-4.json"
+"$muse" ask --model tiny "hi" --draft 17 2> "$work/err.txt"; rc=$?
+check "bad --draft exits 2 and names the flag" test $rc -eq 2 -a "$(grep -c -- "--draft" "$work/err.txt")" -eq 1
 "$muse" info tiny > "$work/tiny-info.txt"
 check "info tiny: qwen-style template with reasoning" grep -q "reasoning *yes" "$work/tiny-info.txt"
 check "info tiny: no tool calls" grep -q "tool calls *no" "$work/tiny-info.txt"

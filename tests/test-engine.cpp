@@ -720,6 +720,20 @@ TEST_F(engine_test, prompt_cache_public_prefix_is_shared_across_salts_and_nothin
     EXPECT_EQ(x.use.prompt_tokens_reused, 0);
 }
 
+// An engine on the test model that drafts up to draft_max tokens per step (0: never).
+static std::unique_ptr<engine> engine_drafting(int32_t draft_max, int32_t prompt_cache = 0) {
+    engine_params p;
+    p.n_ctx        = 4096;
+    p.n_seq_max    = 8;
+    p.n_threads    = 2;
+    p.draft_max    = draft_max;
+    p.prompt_cache = prompt_cache;
+    error err;
+    auto  e = engine::create(test::shared_model(test::QWEN), p, err);
+    EXPECT_TRUE(e) << err.message;
+    return e;
+}
+
 // engine_params::draft_max: prompt-lookup drafts change how many steps a sequence takes, never
 // what it says. The same requests (greedy and sampled with a seed, with log-probabilities, one
 // cut by max_tokens and one by a stop string, batched together) on an engine that drafts and
@@ -727,17 +741,6 @@ TEST_F(engine_test, prompt_cache_public_prefix_is_shared_across_salts_and_nothin
 // kept and rejected (a rejected draft's cell left behind would change every later token).
 // A random-weight model soon loops, which is what a lookup predicts.
 TEST_F(engine_test, drafted_decoding_says_exactly_what_undrafted_decoding_says) {
-    auto make_with = [](int32_t draft_max) {
-        engine_params p;
-        p.n_ctx     = 4096;
-        p.n_seq_max = 8;
-        p.n_threads = 2;
-        p.draft_max = draft_max;
-        error err;
-        auto  e = engine::create(test::shared_model(test::QWEN), p, err);
-        EXPECT_TRUE(e) << err.message;
-        return e;
-    };
     std::vector<sequence_request> reqs;
     for (const auto & p : k_prompts) {
         reqs.push_back(greedy(p, 96));
@@ -760,8 +763,8 @@ TEST_F(engine_test, drafted_decoding_says_exactly_what_undrafted_decoding_says) 
         }
         return out;
     };
-    auto plain   = make_with(0);
-    auto drafted = make_with(4);
+    auto plain   = engine_drafting(0);
+    auto drafted = engine_drafting(4);
     ASSERT_TRUE(plain && drafted);
     const auto a = run(*plain);
     const auto b = run(*drafted);
@@ -814,22 +817,10 @@ TEST_F(engine_test, drafted_decoding_says_exactly_what_undrafted_decoding_says) 
 // and generated tokens, shared cell for cell) continues exactly as the same fork does on an
 // engine that never drafts, and so does a cached prompt reused after it.
 TEST_F(engine_test, forks_and_cached_prompts_after_drafts_see_only_kept_tokens) {
-    auto make_with = [](int32_t draft_max) {
-        engine_params p;
-        p.n_ctx        = 4096;
-        p.n_seq_max    = 8;
-        p.n_threads    = 2;
-        p.draft_max    = draft_max;
-        p.prompt_cache = 4;
-        error err;
-        auto  e = engine::create(test::shared_model(test::QWEN), p, err);
-        EXPECT_TRUE(e) << err.message;
-        return e;
-    };
     std::vector<std::vector<llama_token>> forked, reused;
     uint64_t                              kept = 0;
     for (int32_t d : { 0, 4 }) {
-        auto eng = make_with(d);
+        auto eng = engine_drafting(d, 4);
         ASSERT_TRUE(eng);
         auto parent_req   = greedy(k_prompts[3], 80);
         parent_req.retain = true;
