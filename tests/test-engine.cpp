@@ -893,3 +893,42 @@ TEST(thread_tuner, picks_the_fastest_count_per_batch_size_and_follows_changes) {
     one.init(1, true);
     EXPECT_EQ(one.pick(1), 1);
 }
+
+// Drafts never reach past what a sequence may still write (its max_tokens, the context): two
+// sequences that together fill the KV cache to its last cell finish as they do without drafts,
+// and the cache is never found full. (Were it found full, drafts would give way for some steps
+// before any sequence did.)
+TEST_F(engine_test, drafts_stay_within_each_sequences_own_cells) {
+    // The same prompt twice: both end in the same step, when the cache is at its fullest; ends
+    // a few cells short of the last one put the last drafts at different places.
+    for (int32_t short_by : { 0, 1, 2, 3 }) {
+        std::vector<std::vector<llama_token>> out[2];
+        uint64_t full_events = 0;
+        for (int32_t d : { 0, 4 }) {
+            engine_params p;
+            p.n_ctx     = 512;
+            p.n_seq_max = 2;
+            p.n_threads = 2;
+            p.draft_max = d;
+            error err;
+            auto  eng = engine::create(test::shared_model(test::QWEN), p, err);
+            ASSERT_TRUE(eng) << err.message;
+            // The last sampled token is never stored: each ends holding half the cells less short_by.
+            auto r       = greedy(k_prompts[3], 0);
+            r.max_tokens = p.n_ctx / 2 - (int32_t) eng->tokenize(k_prompts[3]).size() + 1 - short_by;
+            auto hs      = eng->submit(std::vector<sequence_request>{ r, r });
+            for (auto & h : hs) {
+                auto res = drain(h);
+                ASSERT_FALSE(res.err) << "drafts " << d << ": " << res.err.message;
+                EXPECT_EQ(res.finish, FINISH_LENGTH);
+                out[d > 0].push_back(res.tokens);
+            }
+            if (d > 0) {
+                full_events = eng->stats().kv_full_events;
+                EXPECT_GT(eng->stats().draft_accepted, 0u);
+            }
+        }
+        EXPECT_EQ(out[1], out[0]) << "short by " << short_by;
+        EXPECT_EQ(full_events, 0u) << "short by " << short_by << ": drafts asked for cells beyond the sequences' own";
+    }
+}

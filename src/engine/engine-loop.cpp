@@ -42,6 +42,9 @@ static constexpr double k_draft_highest_chance = 0.95;
 // Drafted tokens in one step, all sequences together, at most this share of the batch (the
 // rest is left to prompts being prefilled).
 static constexpr int32_t k_draft_batch_share = 4;
+// Steps without drafts after drafts found the KV cache full: near a full cache the cells go to
+// the sequences' own tokens.
+static constexpr int32_t k_draft_pause_steps = 64;
 
 static double ms_since(clock_type::time_point t) {
     return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
@@ -648,7 +651,9 @@ void engine_core::step() {
     std::vector<engine_sequence *> in_batch;
     int32_t draft_budget = params.n_batch / k_draft_batch_share;
     double  draft_bar    = 1.0;
-    if (can_draft) {
+    const bool drafting  = can_draft && draft_pause == 0;
+    draft_pause          = std::max(0, draft_pause - 1);
+    if (drafting) {
         int32_t n_generating = 0;
         for (engine_sequence * s : active) {
             n_generating += s->state == SEQ_GENERATE;
@@ -667,7 +672,7 @@ void engine_core::step() {
         s->chunk     = 0;
         common_batch_add(batch, s->pending, s->n_past, { s->seq }, true);
         in_batch.push_back(s);
-        if (can_draft) {
+        if (drafting) {
             add_draft(*s, draft_budget, draft_bar);  // its rows follow the pending token's
         }
     }
@@ -1161,7 +1166,17 @@ void engine_core::on_decode_error(int32_t rc, const std::vector<engine_sequence 
             std::lock_guard<std::mutex> lk(stats_mu);
             st.kv_full_events++;
         }
-        // No KV slot: cached prompts give their cells first; the next step retries the batch.
+        // No KV slot: drafts give way first (the next steps retry without any), then cached
+        // prompts give their cells; the next step retries the batch.
+        bool drafted = false;
+        for (engine_sequence * s : in_batch) {
+            drafted = drafted || !s->draft.empty();
+            s->draft.clear();
+        }
+        if (drafted) {
+            draft_pause = k_draft_pause_steps;
+            return;
+        }
         if (!pcache.empty()) {
             while (evict_cached()) {
             }
