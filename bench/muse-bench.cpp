@@ -61,6 +61,8 @@ struct options {
     int32_t              n_ubatch   = 512;
     int32_t              n_ctx      = 0;   // 0: just enough for the tests
     int32_t              flash_attn = muse::engine_params().flash_attn;  // -1 auto, 0 off, 1 on
+    int32_t              draft      = muse::engine_params().draft_max;   // prompt-lookup drafts per step
+    bool                 fixed_threads = false;                          // engine_params::adaptive_threads off
     bool                 warmup     = true;
     bool                 json       = false;
     bool                 vs_raw     = false;
@@ -88,6 +90,8 @@ void print_usage(const char * argv0) {
         "        --vs-raw            batched test only: the engine against a bare llama.cpp loop doing the\n"
         "                            same greedy decoding in this process, alternating, -r rounds per B\n"
         "        --no-warmup         skip the warm-up runs\n"
+        "        --draft N           the engine's prompt-lookup drafts per sequence and step, 0-16 (default 4)\n"
+        "        --fixed-threads     the engine decodes with --threads always (its adaptive choice off)\n"
         "        --json              JSON Lines: one object per result\n"
         "  -h,   --help              this help\n",
         argv0);
@@ -139,6 +143,8 @@ bool parse_args(int argc, char ** argv, options & o) {
         if (a.int_value("-ub", 1, 1 << 16, o.n_ubatch) || a.int_value("--ubatch-size", 1, 1 << 16, o.n_ubatch)) continue;
         if (a.int_value("-c", 0, 1 << 22, o.n_ctx) || a.int_value("--ctx-size", 0, 1 << 22, o.n_ctx)) continue;
         if (a.flag("--no-warmup")) { o.warmup = false; continue; }
+        if (a.int_value("--draft", 0, 16, o.draft)) continue;
+        if (a.flag("--fixed-threads")) { o.fixed_threads = true; continue; }
         if (a.flag("--json")) { o.json = true; continue; }
         if (a.flag("--vs-raw")) { o.vs_raw = true; continue; }
         if (a.value("-npl", npl)) {
@@ -551,6 +557,8 @@ int main(int argc, char ** argv) {
     ep.n_seq_max  = std::max(1, max_pl + 1);  // B children + the retained parent
     ep.n_threads  = opt.n_threads;
     ep.flash_attn = opt.flash_attn;
+    ep.draft_max  = opt.draft;
+    ep.adaptive_threads = !opt.fixed_threads;
     auto eng      = muse::engine::create(*mdl, ep, err);
     if (!eng) {
         fprintf(stderr, "muse-bench: cannot create the engine: %s\n", err.message.c_str());

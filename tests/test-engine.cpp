@@ -727,6 +727,7 @@ static std::unique_ptr<engine> engine_drafting(int32_t draft_max, int32_t prompt
     p.n_seq_max    = 8;
     p.n_threads    = 2;
     p.draft_max    = draft_max;
+    p.draft_min_chance = 0.3f;  // a fixed bar: whether drafts are made must not depend on timing
     p.prompt_cache = prompt_cache;
     error err;
     auto  e = engine::create(test::shared_model(test::QWEN), p, err);
@@ -811,6 +812,11 @@ TEST_F(engine_test, drafted_decoding_says_exactly_what_undrafted_decoding_says) 
     bad.draft_max   = 4;
     bad.draft_ngram = 0;
     EXPECT_NE(validate(bad).find("n-gram"), std::string::npos);
+    bad.draft_ngram      = 4;
+    bad.draft_min_chance = 1.5f;
+    EXPECT_NE(validate(bad).find("bar"), std::string::npos);
+    bad.draft_min_chance = NAN;
+    EXPECT_NE(validate(bad).find("bar"), std::string::npos);
 }
 
 // A sequence that drafted leaves its cache as if it had not: a fork of its whole text (prompt
@@ -910,6 +916,7 @@ TEST_F(engine_test, drafts_stay_within_each_sequences_own_cells) {
             p.n_seq_max = 2;
             p.n_threads = 2;
             p.draft_max = d;
+            p.draft_min_chance = 0.3f;  // a fixed bar: whether drafts are made must not depend on timing
             error err;
             auto  eng = engine::create(test::shared_model(test::QWEN), p, err);
             ASSERT_TRUE(eng) << err.message;

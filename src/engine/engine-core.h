@@ -100,6 +100,7 @@ struct engine_core {
     bool               can_draft = false;  // params.draft_max > 0 and the memory rolls back by position
     mutable std::vector<llama_token> draft_ctx;  // find_draft's scratch
     int32_t            draft_pause = 0;  // steps left without drafts (the cache was full)
+    mutable uint32_t   draft_explore = 0;  // steps asked for a bar while the costs were unknown
     draft_table        draft_stats;
     thread_tuner       threads;
     int32_t            n_threads_set = 0;  // the context's thread count now

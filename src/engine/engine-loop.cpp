@@ -32,12 +32,15 @@ static constexpr int32_t k_draft_sure_ngram = 3;
 // kept (the product of their draft_table chances) is at least what it costs against what it
 // saves (draft_threshold): with decode calls of n tokens costing a + b * n, a kept draft saves
 // its sequence's share of a step, a / N + b for N sequences, and costs b, so the bar is
-// b / (a / N + b), kept within these bounds. Until the costs are measured it is the default:
-// a token drafted for the first time (chance 1/2) goes alone, and a kind of draft that keeps
+// b / (a / N + b), kept within these bounds (fitted to calls of up to 64 tokens, where the
+// line holds). Until the costs are known, one step in k_draft_explore_every drafts at the bar
+// k_draft_explore_chance. A token drafted for the first time has chance 1/2, so it is tried
+// only where a call's fixed cost is at least N times a token's, and a kind of draft that keeps
 // missing stops. Where tokens cost nearly all of a call (a compute-bound CPU) the bar passes
-// the highest chance a draft can have, and nothing is drafted.
-static constexpr double k_draft_min_chance     = 0.5;
-static constexpr double k_draft_lowest_chance  = 0.3;
+// the highest chance a draft can have: nothing is drafted.
+static constexpr double  k_draft_explore_chance = 0.5;
+static constexpr int32_t k_draft_explore_every  = 8;
+static constexpr double  k_draft_lowest_chance  = 0.3;
 static constexpr double k_draft_highest_chance = 0.95;
 // Drafted tokens in one step, all sequences together, at most this share of the batch (the
 // rest is left to prompts being prefilled).
@@ -808,9 +811,14 @@ void draft_table::record(uint64_t salt, llama_token prev, llama_token tok, bool 
 }
 
 double engine_core::draft_threshold(int32_t n_seqs) const {
+    if (params.draft_min_chance > 0) {
+        return params.draft_min_chance;
+    }
     double a = 0, b = 0;
     if (!threads.cost(n_threads_set, a, b)) {
-        return k_draft_min_chance;
+        // Until the costs are known, one step in k_draft_explore_every may draft (at the
+        // default bar): the calls of varied sizes that this makes are what tells them.
+        return ++draft_explore % k_draft_explore_every == 0 ? k_draft_explore_chance : 1.0;
     }
     a = std::max(a, 0.0);
     if (b <= 0) {

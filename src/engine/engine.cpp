@@ -39,6 +39,9 @@ std::string validate(const engine_params & p) {
     if (p.draft_max < 0 || p.draft_max > 16) {
         return "drafted tokens per step must be in [0, 16] (0 = off)";
     }
+    if (!(p.draft_min_chance >= 0 && p.draft_min_chance <= 1)) {
+        return "the drafts' bar must be in [0, 1] (0 = from measured costs)";
+    }
     if (p.draft_ngram < 1 || p.draft_ngram > 8) {
         return "the draft lookup's n-gram must be 1 to 8 tokens";
     }

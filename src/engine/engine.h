@@ -69,6 +69,9 @@ struct engine_params {
     // threads and 0.45 ms with 1. Never more than n_threads. Off: n_threads always.
     bool    adaptive_threads = true;
     int32_t draft_ngram = 4;  // the longest context a lookup matches, 1..8 tokens
+    // The chance of being kept a draft needs: 0 = from the measured cost of decode calls (a
+    // draft must save more than it costs), else this fixed bar in (0, 1].
+    float   draft_min_chance = 0;
 
     // Prompt cache: finished sequences keep their KV cells as reusable prefixes (least recently
     // used first out). A new sequence without a fork parent that shares at least
