@@ -721,10 +721,11 @@ TEST_F(engine_test, prompt_cache_public_prefix_is_shared_across_salts_and_nothin
 }
 
 // An engine on the test model that drafts up to draft_max tokens per step (0: never).
-static std::unique_ptr<engine> engine_drafting(int32_t draft_max, int32_t prompt_cache = 0) {
+static std::unique_ptr<engine> engine_drafting(int32_t draft_max, int32_t prompt_cache = 0, int32_t n_ctx = 4096,
+                                               int32_t n_seq_max = 8) {
     engine_params p;
-    p.n_ctx        = 4096;
-    p.n_seq_max    = 8;
+    p.n_ctx        = n_ctx;
+    p.n_seq_max    = n_seq_max;
     p.n_threads    = 2;
     p.draft_max    = draft_max;
     p.draft_min_chance = 0.3f;  // a fixed bar: whether drafts are made must not depend on timing
@@ -911,18 +912,12 @@ TEST_F(engine_test, drafts_stay_within_each_sequences_own_cells) {
         std::vector<std::vector<llama_token>> out[2];
         uint64_t full_events = 0;
         for (int32_t d : { 0, 4 }) {
-            engine_params p;
-            p.n_ctx     = 512;
-            p.n_seq_max = 2;
-            p.n_threads = 2;
-            p.draft_max = d;
-            p.draft_min_chance = 0.3f;  // a fixed bar: whether drafts are made must not depend on timing
-            error err;
-            auto  eng = engine::create(test::shared_model(test::QWEN), p, err);
-            ASSERT_TRUE(eng) << err.message;
+            const int32_t n_ctx = 512;
+            auto          eng   = engine_drafting(d, 0, n_ctx, 2);
+            ASSERT_TRUE(eng);
             // The last sampled token is never stored: each ends holding half the cells less short_by.
             auto r       = greedy(k_prompts[3], 0);
-            r.max_tokens = p.n_ctx / 2 - (int32_t) eng->tokenize(k_prompts[3]).size() + 1 - short_by;
+            r.max_tokens = n_ctx / 2 - (int32_t) eng->tokenize(k_prompts[3]).size() + 1 - short_by;
             auto hs      = eng->submit(std::vector<sequence_request>{ r, r });
             for (auto & h : hs) {
                 auto res = drain(h);

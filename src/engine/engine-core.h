@@ -59,6 +59,9 @@ struct engine_sequence {
     clock_type::time_point t_first;
 };
 
+// The longest context a draft lookup matches (engine_params::draft_ngram's bound).
+constexpr int32_t k_draft_max_ngram = 8;
+
 // How often a drafted token was kept when it followed a given token: what a draft is worth.
 // Counts are per cache salt (one user's requests), as the prompt cache is, and recent ones
 // weigh most (halved every k_window tries).
@@ -99,6 +102,12 @@ struct engine_core {
     int32_t            n_ctx_seq = 0;
     bool               can_draft = false;  // params.draft_max > 0 and the memory rolls back by position
     mutable std::vector<llama_token> draft_ctx;  // find_draft's scratch
+    struct draft_follower {
+        llama_token tok;
+        int32_t     count;
+    };
+    mutable std::vector<draft_follower> draft_seen[k_draft_max_ngram + 1];  // find_draft's scratch: [n] what followed the last n tokens
+    int32_t            step_drafted = 0, step_kept = 0;  // this step's drafts, counted into st at its end
     int32_t            draft_pause = 0;  // steps left without drafts (the cache was full)
     mutable uint32_t   draft_explore = 0;  // steps asked for a bar while the costs were unknown
     draft_table        draft_stats;
@@ -167,6 +176,8 @@ struct engine_core {
     void admit_waiting();
     void resolve_fork(engine_sequence & s);
     void step();
+    // Sets the context's threads for a decode call of n_tokens (thread_tuner); returns them.
+    int32_t use_threads_for(int32_t n_tokens);
     // Wakes the readers of quiet pushes whose interval has passed (all: every one held, when
     // the engine is about to sleep or stop).
     void wake_readers(bool all = false);

@@ -24,9 +24,7 @@ static constexpr size_t k_max_cache_salt = 4096;
 // How far back a lookup searches: a sequence's own recent text and its prompt's end are where
 // the repeats are, and a bound keeps the search cheap next to a step.
 static constexpr int32_t k_draft_window = 1024;
-// The longest context a lookup matches (engine_params::draft_ngram's bound), and the length
-// from which one earlier occurrence is evidence enough.
-static constexpr int32_t k_draft_max_ngram  = 8;
+// The length of context from which one earlier occurrence is evidence enough.
 static constexpr int32_t k_draft_sure_ngram = 3;
 // A draft token is worth decoding while the chance that it and the drafts before it are all
 // kept (the product of their draft_table chances) is at least what it costs against what it
@@ -722,11 +720,7 @@ void engine_core::step() {
         return;
     }
 
-    const int32_t n_threads = threads.pick(batch.n_tokens);
-    if (n_threads != n_threads_set) {
-        llama_set_n_threads(ctx.get(), n_threads, n_threads);
-        n_threads_set = n_threads;
-    }
+    const int32_t n_threads = use_threads_for(batch.n_tokens);
     const auto    t_decode = clock_type::now();
     const int32_t rc       = llama_decode(ctx.get(), batch);
     const auto    decode_us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - t_decode).count();
@@ -825,7 +819,7 @@ double engine_core::draft_threshold(int32_t n_seqs) const {
         return k_draft_lowest_chance;  // tokens measured free: only the chance of a hit counts
     }
     const double bar = b / (a / std::max(n_seqs, 1) + b);
-    return std::clamp(bar, k_draft_lowest_chance, k_draft_highest_chance);
+    return bar >= k_draft_highest_chance ? 1.0 : std::max(bar, k_draft_lowest_chance);
 }
 
 void engine_core::find_draft(engine_sequence & s, int32_t most, double min_chance) const {
@@ -837,11 +831,7 @@ void engine_core::find_draft(engine_sequence & s, int32_t most, double min_chanc
     std::vector<llama_token> & h = draft_ctx;
     h.assign(s.tokens.begin() + from, s.tokens.end());
     h.push_back(s.pending);
-    struct follower {
-        llama_token tok;
-        int32_t     count;
-    };
-    std::vector<follower> seen[k_draft_max_ngram + 1];  // [n]: what followed the last n tokens
+    std::vector<draft_follower> (&seen)[k_draft_max_ngram + 1] = draft_seen;  // [n]: what followed the last n tokens
     float                 reach = 1.0f;
     while ((int32_t) s.draft.size() < most) {
         const int32_t len = (int32_t) h.size();
@@ -860,7 +850,7 @@ void engine_core::find_draft(engine_sequence & s, int32_t most, double min_chanc
                 m++;
             }
             for (int32_t n = 1; n <= m; ++n) {
-                auto it = std::find_if(seen[n].begin(), seen[n].end(), [&](const follower & f) { return f.tok == h[j]; });
+                auto it = std::find_if(seen[n].begin(), seen[n].end(), [&](const draft_follower & f) { return f.tok == h[j]; });
                 if (it == seen[n].end()) {
                     seen[n].push_back({ h[j], 1 });
                 } else {
@@ -877,7 +867,7 @@ void engine_core::find_draft(engine_sequence & s, int32_t most, double min_chanc
         // repeat rather than chance.
         const auto & f     = seen[longest];
         int32_t      total = 0;
-        const follower * top = &f[0];
+        const draft_follower * top = &f[0];
         for (const auto & x : f) {
             total += x.count;
             top = x.count > top->count ? &x : top;
@@ -904,8 +894,8 @@ void engine_core::add_draft(engine_sequence & s, int32_t & budget, double min_ch
     if (s.req.max_tokens > 0) {
         most = std::min(most, s.req.max_tokens - s.n_generated - 1);
     }
-    if (most <= 0) {
-        return;
+    if (most <= 0 || min_chance >= 1.0) {
+        return;  // nothing could be drafted: no lookup
     }
     find_draft(s, most, min_chance);
     for (size_t i = 0; i < s.draft.size(); ++i) {
@@ -943,9 +933,8 @@ int32_t engine_core::check_drafts(engine_sequence & s) {
     if (alive) {
         drop_draft_cells(s);
     }
-    std::lock_guard<std::mutex> lk(stats_mu);
-    st.draft_tokens += draft.size();
-    st.draft_accepted += (uint64_t) kept;
+    step_drafted += (int32_t) draft.size();
+    step_kept += kept;
     return sampled;
 }
 
@@ -954,6 +943,15 @@ void engine_core::drop_draft_cells(engine_sequence & s) {
         llama_memory_seq_rm(mem, s.seq, s.n_past, -1);
     }
     s.n_draft_cells = 0;
+}
+
+int32_t engine_core::use_threads_for(int32_t n_tokens) {
+    const int32_t n = threads.pick(n_tokens);
+    if (n != n_threads_set) {
+        llama_set_n_threads(ctx.get(), n, n);
+        n_threads_set = n;
+    }
+    return n;
 }
 
 void engine_core::wake_readers(bool all) {
@@ -1004,11 +1002,7 @@ void engine_core::prefill_embedding(engine_sequence & s, int32_t & n_sampled) {
         embd_batch.seq_id[i][0] = s.seq;
         embd_batch.logits[i]    = s.n_past + i == s.n_prompt - 1;
     }
-    const int32_t n_threads = threads.pick(n);
-    if (n_threads != n_threads_set) {
-        llama_set_n_threads(ctx.get(), n_threads, n_threads);
-        n_threads_set = n_threads;
-    }
+    const int32_t n_threads = use_threads_for(n);
     const auto t0 = clock_type::now();
     if (b.non_causal) {
         llama_set_causal_attn(ctx.get(), false);
@@ -1073,6 +1067,9 @@ void engine_core::update_stats(int32_t n_decoding, int32_t n_prefill, int32_t n_
     st.generated_tokens += n_sampled;
     st.max_batch_tokens = std::max<uint64_t>(st.max_batch_tokens, batch.n_tokens);
     st.max_batch_seqs   = std::max<uint64_t>(st.max_batch_seqs, n_seqs_sampled);
+    st.draft_tokens += (uint64_t) step_drafted;
+    st.draft_accepted += (uint64_t) step_kept;
+    step_drafted = step_kept = 0;
     if (n_decoding > 0 && n_prefill > 0) {
         st.mixed_calls++;
     }

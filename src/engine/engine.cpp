@@ -42,7 +42,7 @@ std::string validate(const engine_params & p) {
     if (!(p.draft_min_chance >= 0 && p.draft_min_chance <= 1)) {
         return "the drafts' bar must be in [0, 1] (0 = from measured costs)";
     }
-    if (p.draft_ngram < 1 || p.draft_ngram > 8) {
+    if (p.draft_ngram < 1 || p.draft_ngram > k_draft_max_ngram) {
         return "the draft lookup's n-gram must be 1 to 8 tokens";
     }
     if (p.prompt_cache < 0 || p.prompt_cache > 256) {
