@@ -866,14 +866,15 @@ TEST_F(engine_test, forks_and_cached_prompts_after_drafts_see_only_kept_tokens) 
 // engine_params::adaptive_threads: the tuner follows the measured times, per batch size, and
 // finds a change of the fastest count again; never more threads than given; off = always n.
 TEST(thread_tuner, picks_the_fastest_count_per_batch_size_and_follows_changes) {
-    // A call's time: `fast` threads take 1 us per token, any other count 3 us.
-    auto run = [](thread_tuner & t, int32_t n_tokens, int32_t fast, int calls, std::vector<int32_t> * picked = nullptr) {
+    // A call's time: `fast` threads take `us` per token, any other count 3 times as long.
+    auto run = [](thread_tuner & t, int32_t n_tokens, int32_t fast, int calls, std::vector<int32_t> * picked = nullptr,
+                  int64_t us = 1) {
         int on_fast = 0;
         for (int i = 0; i < calls; ++i) {
             const int32_t n = t.pick(n_tokens);
             EXPECT_GE(n, 1);
             EXPECT_LE(n, 8);
-            t.record(n_tokens, n, (int64_t) n_tokens * (n == fast ? 1 : 3));
+            t.record(n_tokens, n, (int64_t) n_tokens * us * (n == fast ? 1 : 3));
             on_fast += n == fast;
             if (picked) picked->push_back(n);
         }
@@ -884,7 +885,13 @@ TEST(thread_tuner, picks_the_fastest_count_per_batch_size_and_follows_changes) {
     std::vector<int32_t> seen;
     EXPECT_GE(run(t, 4, 1, 1000, &seen), 900) << "small batches: 1 thread is fastest here";
     EXPECT_EQ(std::set<int32_t>(seen.begin(), seen.end()), (std::set<int32_t>{ 8, 4, 2, 1 })) << "every count probed";
-    EXPECT_GE(run(t, 512, 8, 1000), 900) << "large batches have a bucket of their own";
+    EXPECT_GE(run(t, 40, 8, 1000), 900) << "larger batches have a bucket of their own";
+    EXPECT_EQ(run(t, 512, 1, 100), 0) << "long calls always use every thread";
+    {
+        thread_tuner slow;  // a big model: a 4-token call takes 20 ms with every thread
+        slow.init(8, true);
+        EXPECT_EQ(run(slow, 4, 1, 100, nullptr, 5000), 0) << "calls that take long always use every thread";
+    }
     EXPECT_GE(run(t, 4, 1, 100), 90) << "the small bucket kept its choice";
     // The machine changes: now 4 threads are fastest for small batches. Re-probes find it.
     run(t, 4, 4, 3000);

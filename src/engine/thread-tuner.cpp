@@ -19,7 +19,9 @@ int thread_tuner::bucket_of(int32_t n_tokens) {
 }
 
 int32_t thread_tuner::pick(int32_t n_tokens) {
-    if (counts.size() == 1) {
+    // Only short calls are tuned: in a long one (many tokens, or a big model) the barriers'
+    // cost is small next to the arithmetic, and a probe with fewer threads would cost much.
+    if (counts.size() == 1 || n_tokens > k_tune_max_tokens) {
         return counts[0];
     }
     const int b  = bucket_of(n_tokens);
@@ -61,9 +63,13 @@ int32_t thread_tuner::pick(int32_t n_tokens) {
         }
     }
     const double best_us = bk.arms[best].us_per_token;
+    const arm &  all     = bk.arms[0];  // every thread: measured first, and the default
+    if (all.n == 0 || all.us_per_token * n_tokens > k_tune_max_call_us) {
+        return counts[0];
+    }
     for (size_t i = 0; i < counts.size(); ++i) {
         if (bk.arms[i].n == 0) {
-            return counts[i];  // counts never measured here first
+            return counts[i];  // counts never measured here next
         }
     }
     for (size_t i = 0; i < counts.size(); ++i) {

@@ -10,8 +10,11 @@ namespace muse {
 
 // The thread count per decode call (engine_params::adaptive_threads): for each batch-size
 // bucket, a running mean of microseconds per token for each candidate count; the fastest is
-// used, each is tried up to k_probe times first, and another is tried again every k_reprobe
-// calls (every 8 * k_reprobe when it was half again as slow).
+// used, each is tried up to k_probe times first (every thread first of all), and another is
+// tried again every k_reprobe calls (every 8 * k_reprobe when it was half again as slow). Calls
+// of more than k_tune_max_tokens tokens, or whose time with every thread is over
+// k_tune_max_call_us, always use every thread: only where a call is short can the barriers
+// between threads cost more than the work they share.
 class thread_tuner {
   public:
     void    init(int32_t n_threads, bool adaptive);
@@ -28,6 +31,8 @@ class thread_tuner {
     static constexpr int k_probe    = 3;
     static constexpr int k_reprobe  = 64;
     static constexpr int k_fit_tokens = 64;
+    static constexpr int    k_tune_max_tokens  = 64;      // longer calls use every thread
+    static constexpr double k_tune_max_call_us = 4000.0;  // and so do calls that take longer
     struct fit {  // exponentially weighted sums of 1, n, n^2, t, n t
         double w = 0, sn = 0, snn = 0, st = 0, snt = 0;
     };
